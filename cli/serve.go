@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/subsys-dev/subsys/server"
+	"github.com/subsys-dev/subsys/store"
+	"github.com/subsys-dev/subsys/vmm"
+	"github.com/subsys-dev/subsys/vmm/ns"
+)
+
+type serveOpts struct {
+	listen       string
+	allowedHosts []string
+	tlsCert      string
+	tlsKey       string
+	logLevel     string
+}
+
+func newServeCmd(b Build, g *globals) *cobra.Command {
+	o := &serveOpts{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the subsys server (REST API, dashboard, distros)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), b, g.data, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:7070", "address to listen on; a non-loopback address needs --tls-cert and --tls-key")
+	cmd.Flags().StringSliceVar(&o.allowedHosts, "allow-host", nil, "extra Host names to accept (besides localhost, 127.0.0.1, [::1])")
+	cmd.Flags().StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file")
+	cmd.Flags().StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
+	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// loadToken reads the API token from the data directory, creating it (mode 0600)
+// on first start.
+func loadToken(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "token")
+	b, err := os.ReadFile(path)
+	if err == nil && len(bytes.TrimSpace(b)) >= 32 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return "", err
+		}
+		return string(bytes.TrimSpace(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	tok := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	return tok, nil
+}
+
+// installAgent writes the embedded agent into the data directory (named by its
+// hash, so a running distro's agent binary is never overwritten) and returns its path.
+func installAgent(b Build, dataDir string) (string, error) {
+	if p := os.Getenv("SUBSYS_AGENT"); p != "" {
+		return p, nil
+	}
+	if len(b.Agent) == 0 {
+		return "", errors.New("this build has no embedded agent: build with `make build`, or set SUBSYS_AGENT to a subsys-agent binary")
+	}
+	sum := sha256.Sum256(b.Agent)
+	dir := filepath.Join(dataDir, "bin")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "subsys-agent-"+hex.EncodeToString(sum[:8]))
+	if existing, err := os.ReadFile(path); err == nil && bytes.Equal(existing, b.Agent) {
+		return path, nil
+	}
+	tmp, err := os.CreateTemp(dir, ".agent-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b.Agent); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	return path, os.Rename(tmp.Name(), path)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	tls := o.tlsCert != "" || o.tlsKey != ""
+	if !isLoopback(o.listen) && !tls {
+		return fmt.Errorf("--listen %s is not a loopback address: that needs --tls-cert and --tls-key", o.listen)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	token, err := loadToken(dataDir)
+	if err != nil {
+		return err
+	}
+	agentPath, err := installAgent(b, dataDir)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, filepath.Join(dataDir, "subsys.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	runDir := filepath.Join(dataDir, "run")
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return err
+	}
+	mgr, err := vmm.New(ctx, vmm.Config{
+		Store:    db,
+		DataDir:  dataDir,
+		Backends: map[int]vmm.Backend{1: ns.New(ns.Config{AgentPath: agentPath, RunDir: runDir, Logger: log})},
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+	srv := server.New(server.Config{Manager: mgr, Token: token, AllowedHosts: o.allowedHosts, Version: b.Version, Logger: log})
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.listen, err)
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	host := ln.Addr().String()
+	if strings.HasPrefix(host, "127.0.0.1:") {
+		host = "localhost:" + strings.TrimPrefix(host, "127.0.0.1:")
+	}
+	base := scheme + "://" + host
+	clientURL := scheme + "://" + ln.Addr().String()
+	info, _ := json.Marshal(serveInfo{URL: clientURL})
+	if err := os.WriteFile(filepath.Join(dataDir, serveFile), info, 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(dataDir, serveFile))
+	log.Info("subsys serving", "url", base, "data", dataDir)
+	fmt.Fprintf(os.Stderr, "\nsubsys is running. Open the dashboard:\n\n    %s/login?token=%s\n\n", base, token)
+	if tls {
+		ln = tlsListener(ln, o.tlsCert, o.tlsKey)
+	}
+	err = srv.Serve(ctx, ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

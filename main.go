@@ -1,0 +1,26 @@
+// Command subsys runs Linux distributions beside the host, the way WSL does on
+// Windows: `subsys serve` runs the server (REST API, dashboard, distros) and every
+// other verb is a client of it. See README.md.
+package main
+
+import (
+	"embed"
+	"os"
+
+	"github.com/subsys-dev/subsys/cli"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// embedded holds the static subsys-agent program that `make build` puts in
+// embedded/; a plain `go build` without it still works but `serve` then needs
+// SUBSYS_AGENT.
+//
+//go:embed all:embedded
+var embedded embed.FS
+
+func main() {
+	agent, _ := embedded.ReadFile("embedded/subsys-agent")
+	os.Exit(cli.Main(cli.Build{Version: version, Agent: agent}))
+}

@@ -1,0 +1,303 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/subsys-dev/subsys/vmm"
+	"github.com/subsys-dev/subsys/vmm/archive"
+)
+
+// decodeJSON reads a bounded JSON body into v, refusing unknown fields so that a
+// typo in a script is an error, not a silent no-op.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &httpError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Msg: fmt.Sprintf("request body over %d bytes", mbe.Limit)}
+		}
+		return badRequest("bad JSON body: "+err.Error(), nil)
+	}
+	if dec.More() {
+		return badRequest("bad JSON body: trailing data", nil)
+	}
+	return nil
+}
+
+func actorCtx(r *http.Request) *http.Request {
+	return r.WithContext(vmm.WithActor(r.Context(), "api:"+r.RemoteAddr))
+}
+
+func (s *Server) handleListDistros(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.cfg.Manager.List(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+func (s *Server) handleGetDistro(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.cfg.Manager.Get(r.Context(), chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+// importBody is the JSON form of POST /distros: a tarball already on the server.
+type importBody struct {
+	Name     string `json:"name"`
+	Version  int    `json:"version"`
+	Location string `json:"location"`
+	Source   struct {
+		Path string `json:"path"`
+	} `json:"source"`
+}
+
+func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var req vmm.ImportRequest
+	if ct == "application/json" {
+		var b importBody
+		if err := s.decodeJSON(w, r, &b); err != nil {
+			return err
+		}
+		if b.Source.Path == "" {
+			return badRequest("source.path is required (or send the tarball as the request body)", nil)
+		}
+		req = vmm.ImportRequest{Name: b.Name, Version: b.Version, Location: b.Location, Path: b.Source.Path}
+	} else {
+		q := r.URL.Query()
+		req = vmm.ImportRequest{Name: q.Get("name"), Location: q.Get("location")}
+		if v := q.Get("version"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return badRequest("version must be 1 or 2", nil)
+			}
+			req.Version = n
+		}
+		if r.ContentLength > s.cfg.MaxUploadBytes {
+			return &httpError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Msg: fmt.Sprintf("upload over %d bytes", s.cfg.MaxUploadBytes)}
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxUploadBytes)
+		req.Body, req.Size = r.Body, max(r.ContentLength, 0)
+	}
+	op, err := s.cfg.Manager.Import(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	if req.Body != nil {
+		// The handler must not return while the operation still reads the body.
+		// Extraction streams, so once the body is read the rest is a rename: wait for
+		// the result and report a bad archive as 400 rather than a 202 that failed.
+		<-op.BodyDone()
+		select {
+		case <-op.Done():
+		case <-time.After(30 * time.Second):
+		}
+		if err := op.Err(); err != nil {
+			return err
+		}
+	}
+	w.Header().Set("Location", "/api/v1/operations/"+op.ID())
+	writeJSON(w, http.StatusAccepted, op.Info())
+	return nil
+}
+
+func (s *Server) handleUpdateDistro(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	var u vmm.Update
+	if err := s.decodeJSON(w, r, &u); err != nil {
+		return err
+	}
+	d, err := s.cfg.Manager.Update(r.Context(), chi.URLParam(r, "name"), u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (s *Server) handleUnregister(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	if err := s.cfg.Manager.Unregister(r.Context(), chi.URLParam(r, "name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	d, err := s.cfg.Manager.Start(r.Context(), chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	name := chi.URLParam(r, "name")
+	if err := s.cfg.Manager.Terminate(r.Context(), name); err != nil {
+		return err
+	}
+	d, err := s.cfg.Manager.Get(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	if err := s.cfg.Manager.Shutdown(r.Context()); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handleClone(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	var b struct {
+		Name string `json:"name"`
+	}
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	op, err := s.cfg.Manager.Clone(r.Context(), chi.URLParam(r, "name"), b.Name)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/operations/"+op.ID())
+	writeJSON(w, http.StatusAccepted, op.Info())
+	return nil
+}
+
+func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	name := chi.URLParam(r, "name")
+	format := archive.Tar
+	if f := r.URL.Query().Get("format"); f != "" {
+		var err error
+		if format, err = archive.ParseFormat(f); err != nil {
+			return badRequest("format must be tar, tar.gz, tar.zst or tar.xz", err)
+		}
+	}
+	d, err := s.cfg.Manager.Get(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	ew := &exportWriter{w: w, name: d.Name, format: format}
+	if err := s.cfg.Manager.Export(r.Context(), d.Name, ew, format); err != nil {
+		if !ew.started {
+			return err
+		}
+		// The status line is gone: abort the stream so the client sees a broken
+		// transfer instead of a short, valid-looking archive.
+		s.log.Warn("export failed mid-stream", "distro", d.Name, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// exportWriter sends headers with the first byte, so an export that fails before
+// writing anything still gets a proper JSON error.
+type exportWriter struct {
+	w       http.ResponseWriter
+	name    string
+	format  archive.Format
+	started bool
+}
+
+func (e *exportWriter) Write(p []byte) (int, error) {
+	if !e.started {
+		e.started = true
+		e.w.Header().Set("Content-Type", "application/octet-stream")
+		e.w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", e.name+"."+string(e.format)))
+		e.w.WriteHeader(http.StatusOK)
+	}
+	return e.w.Write(p)
+}
+
+var _ io.Writer = (*exportWriter)(nil)
+
+func (s *Server) handleGetOperation(w http.ResponseWriter, r *http.Request) error {
+	id := chi.URLParam(r, "id")
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil || secs < 0 {
+			return badRequest("wait must be a number of seconds", nil)
+		}
+		wait = time.Duration(min(secs, 3600) * float64(time.Second))
+	}
+	info, err := s.cfg.Manager.WaitOperation(r.Context(), id, wait)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+func (s *Server) handleCancelOperation(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	info, err := s.cfg.Manager.CancelOperation(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"version": s.cfg.Version})
+	return nil
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.cfg.Manager.List(r.Context())
+	if err != nil {
+		return err
+	}
+	running, def := 0, ""
+	for _, d := range list {
+		if d.State == vmm.StateRunning {
+			running++
+		}
+		if d.Default {
+			def = d.Name
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"version": s.cfg.Version, "distros": len(list), "running": running, "default": def})
+	return nil
+}
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(OpenAPI)
+	return nil
+}
+
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, `<!doctype html><title>subsys</title><p>subsys is running. The dashboard is not built yet; use the CLI or the REST API at <a href="/api/v1/openapi.yaml">/api/v1</a>.</p>`)
+	return nil
+}

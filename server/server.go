@@ -1,0 +1,144 @@
+// Package server is subsys's HTTP face: the REST API under /api/v1, the token login
+// for browsers, the streaming exec websocket, and the security checks every request
+// passes (Host allow-list, Origin check, bearer token or cookie, body limits,
+// security headers). main imports it; nothing imports server.
+package server
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/subsys-dev/subsys/vmm"
+)
+
+// OpenAPI is the REST API's description, served at /api/v1/openapi.yaml and used by
+// tests to validate responses.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Config configures a Server.
+type Config struct {
+	// Manager runs distros. Required.
+	Manager *vmm.Manager
+	// Token is the secret every request must carry. Required.
+	Token string
+	// AllowedHosts are extra Host names accepted besides localhost, *.localhost,
+	// 127.0.0.1 and [::1] (any port).
+	AllowedHosts []string
+	// Version is reported by GET /api/v1/version.
+	Version string
+	// MaxJSONBytes bounds JSON request bodies; 0 means 1 MiB.
+	MaxJSONBytes int64
+	// MaxUploadBytes bounds tarball uploads; 0 means 64 GiB.
+	MaxUploadBytes int64
+	// MaxOutputBytes caps each of stdout and stderr in exec replies; 0 means 16 MiB.
+	MaxOutputBytes int
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the API. Create it with New.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux http.Handler
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxJSONBytes == 0 {
+		cfg.MaxJSONBytes = 1 << 20
+	}
+	if cfg.MaxUploadBytes == 0 {
+		cfg.MaxUploadBytes = 64 << 30
+	}
+	if cfg.MaxOutputBytes == 0 {
+		cfg.MaxOutputBytes = 16 << 20
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.mux = s.routes()
+	return s
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.securityHeaders, s.checkHost, s.logRequests)
+	r.Get("/login", s.handle(s.handleLogin))
+	r.Group(func(r chi.Router) {
+		r.Use(s.checkOrigin, s.authenticate)
+		r.Get("/", s.handle(s.handleIndex))
+		r.Route("/api/v1", func(r chi.Router) {
+			r.Get("/openapi.yaml", s.handle(s.handleOpenAPI))
+			r.Get("/version", s.handle(s.handleVersion))
+			r.Get("/status", s.handle(s.handleStatus))
+			r.Post("/shutdown", s.handle(s.handleShutdown))
+			r.Get("/distros", s.handle(s.handleListDistros))
+			r.Post("/distros", s.handle(s.handleImport))
+			r.Route("/distros/{name}", func(r chi.Router) {
+				r.Get("/", s.handle(s.handleGetDistro))
+				r.Patch("/", s.handle(s.handleUpdateDistro))
+				r.Delete("/", s.handle(s.handleUnregister))
+				r.Post("/start", s.handle(s.handleStart))
+				r.Post("/terminate", s.handle(s.handleTerminate))
+				r.Post("/clone", s.handle(s.handleClone))
+				r.Get("/export", s.handle(s.handleExport))
+				r.Post("/exec", s.handle(s.handleExec))
+				r.Get("/exec/ws", s.handle(s.handleExecStream))
+			})
+			r.Get("/operations/{id}", s.handle(s.handleGetOperation))
+			r.Delete("/operations/{id}", s.handle(s.handleCancelOperation))
+			r.NotFound(s.handle(func(w http.ResponseWriter, r *http.Request) error {
+				return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: "no such API path: " + r.URL.Path}
+			}))
+			r.MethodNotAllowed(s.handle(func(w http.ResponseWriter, r *http.Request) error {
+				return &httpError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Msg: r.Method + " is not allowed on " + r.URL.Path}
+			}))
+		})
+	})
+	return r
+}
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: the base context
+// is cancelled first so that streaming exec sessions end instead of holding
+// Shutdown open.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second, // slowloris
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	cancelBase()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return err
+}

@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Wire limits. Both sides reject anything bigger, so a confused or hostile peer
+// cannot make the other allocate without bound.
+const (
+	// maxFrameSize bounds one frame's payload.
+	maxFrameSize = 1 << 20
+	// maxHeaderSize bounds one JSON header line, newline included.
+	maxHeaderSize = 64 << 10
+	// frameHeaderSize is [1 byte type][4 byte big-endian length].
+	frameHeaderSize = 5
+)
+
+// frameType says what a frame's payload is. Client→agent and agent→client types
+// use separate ranges so a frame sent the wrong way is easy to spot in a dump.
+type frameType uint8
+
+const (
+	// Client → agent.
+	frameStdin        frameType = 0x01 // raw stdin bytes
+	frameStdinEOF     frameType = 0x02 // empty: no more stdin
+	frameResize       frameType = 0x03 // JSON resizeMsg
+	frameSignal       frameType = 0x04 // JSON signalMsg
+	frameWindowStdout frameType = 0x05 // uint32: the client took this many stdout bytes
+	frameWindowStderr frameType = 0x06 // uint32: the client took this many stderr bytes
+
+	// Agent → client.
+	frameStdout      frameType = 0x11 // raw stdout bytes (the terminal's output with a pty)
+	frameStderr      frameType = 0x12 // raw stderr bytes
+	frameExit        frameType = 0x13 // JSON ExitStatus, the last frame
+	frameWindowStdin frameType = 0x14 // uint32: the agent took this many stdin bytes
+)
+
+func (t frameType) String() string {
+	switch t {
+	case frameStdin:
+		return "stdin"
+	case frameStdinEOF:
+		return "stdin-eof"
+	case frameResize:
+		return "resize"
+	case frameSignal:
+		return "signal"
+	case frameWindowStdout:
+		return "window-stdout"
+	case frameWindowStderr:
+		return "window-stderr"
+	case frameStdout:
+		return "stdout"
+	case frameStderr:
+		return "stderr"
+	case frameExit:
+		return "exit"
+	case frameWindowStdin:
+		return "window-stdin"
+	}
+	return fmt.Sprintf("frame(0x%02x)", uint8(t))
+}
+
+// writeFrame writes one frame with a single Write call, so frames from several
+// goroutines never interleave as long as callers serialize Write calls.
+func writeFrame(w io.Writer, t frameType, p []byte) error {
+	if len(p) > maxFrameSize {
+		return fmt.Errorf("%w: %v frame of %d bytes exceeds %d", ErrProtocol, t, len(p), maxFrameSize)
+	}
+	buf := make([]byte, frameHeaderSize+len(p))
+	buf[0] = byte(t)
+	binary.BigEndian.PutUint32(buf[1:frameHeaderSize], uint32(len(p)))
+	copy(buf[frameHeaderSize:], p)
+	_, err := w.Write(buf)
+	return err
+}
+
+// readFrame reads one frame. It reuses buf for the payload when it is big
+// enough; the payload is only valid until the next call. A clean end of stream
+// between frames is io.EOF; a stream cut inside a frame is io.ErrUnexpectedEOF.
+func readFrame(r io.Reader, buf []byte) (frameType, []byte, error) {
+	var hdr [frameHeaderSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > maxFrameSize {
+		return 0, nil, fmt.Errorf("%w: %v frame of %d bytes exceeds %d", ErrProtocol, frameType(hdr[0]), n, maxFrameSize)
+	}
+	if uint32(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return frameType(hdr[0]), buf, nil
+}
+
+// windowPayload encodes a flow-control grant.
+func windowPayload(n int) []byte {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(n))
+	return b[:]
+}
+
+// parseWindow decodes a flow-control grant.
+func parseWindow(p []byte) (int, error) {
+	if len(p) != 4 {
+		return 0, fmt.Errorf("%w: window frame of %d bytes, want 4", ErrProtocol, len(p))
+	}
+	n := binary.BigEndian.Uint32(p)
+	if n == 0 || n > maxWindow {
+		return 0, fmt.Errorf("%w: window grant of %d bytes", ErrProtocol, n)
+	}
+	return int(n), nil
+}
+
+// writeHeader writes v as one JSON line. encoding/json escapes newlines inside
+// strings, so the only newline is the terminator.
+func writeHeader(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode header: %w", err)
+	}
+	if len(b)+1 > maxHeaderSize {
+		return fmt.Errorf("%w: header of %d bytes exceeds %d", ErrProtocol, len(b)+1, maxHeaderSize)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// readHeaderLine reads one header line without the newline. It reads no byte
+// past the newline, so the frames that follow stay in r.
+func readHeaderLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > maxHeaderSize {
+			return nil, fmt.Errorf("%w: header line exceeds %d bytes", ErrProtocol, maxHeaderSize)
+		}
+		line = append(line, chunk...)
+		switch {
+		case err == nil:
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) > 0:
+			return nil, io.ErrUnexpectedEOF
+		default:
+			return nil, err
+		}
+	}
+}
+
+// readHeader reads one header line and decodes it into v. Unknown fields are
+// allowed so that a newer peer can add fields without breaking an older one.
+func readHeader(r *bufio.Reader, v any) error {
+	line, err := readHeaderLine(r)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(line, v); err != nil {
+		return fmt.Errorf("%w: bad header: %v", ErrProtocol, err)
+	}
+	return nil
+}

@@ -1,0 +1,237 @@
+// Package agent is the program that runs inside every distro and the protocol the
+// server speaks to it. The same code serves both transports: a unix socket for a
+// version 1 distro (the agent is PID 1 of the distro's namespaces) and, later, a
+// virtio-serial port or hvsocket for the version 2 utility VM.
+//
+// Protocol: a hashicorp/yamux session over one connection, the agent on the yamux
+// server side. Each request is one stream. The client writes one JSON header line
+// {"op":"…", …}; the agent answers one JSON line {"ok":true, …} or
+// {"ok":false,"error":{"code":"…","message":"…"}}. What follows depends on the op:
+// nothing for hello and shutdown; for exec, frames in both directions, each
+// [1 byte type][4 byte big-endian length][payload]. Output and stdin are
+// flow-controlled per channel with window frames (like SSH channels), so a caller
+// that reads only stdout never blocks the stderr path and no side buffers more than
+// a fixed window.
+//
+// The client side (Dial, NewClient, Client, Process) is plain Go and builds on every
+// platform; it is imported by the vmm backends. The agent side (Server, RunInit)
+// works on Linux only. Nothing but vmm and its backends should import this package.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+)
+
+// ProtocolVersion is bumped when a change to the wire format would confuse an
+// older peer; hello reports it so the server can tell an outdated agent.
+const ProtocolVersion = 1
+
+// Version is the agent's build version, reported by hello. The build sets it with
+// -ldflags "-X github.com/subsys-dev/subsys/vmm/agent.Version=…".
+var Version = "dev"
+
+// Ops.
+const (
+	opHello    = "hello"
+	opExec     = "exec"
+	opShutdown = "shutdown"
+)
+
+// Flow-control and I/O sizes.
+const (
+	// initialWindow is what each side may send on one channel (stdin, stdout,
+	// stderr) before the peer grants more; it is also what each side buffers.
+	initialWindow = 256 << 10
+	// maxWindow bounds the credit a peer can claim, to catch broken peers.
+	maxWindow = 1 << 30
+	// dataChunk is the largest data frame either side sends.
+	dataChunk = 32 << 10
+)
+
+// Info is what hello reports about a running agent.
+type Info struct {
+	// Version is the agent's build version (see Version).
+	Version string
+	// Protocol is the agent's ProtocolVersion.
+	Protocol int
+	// PID is the agent's process id as seen inside the distro: 1 for a version 1
+	// distro, where the agent is the init of the PID namespace.
+	PID int
+	// Hostname is the distro's hostname.
+	Hostname string
+}
+
+// ExecRequest says which process to start inside the distro.
+type ExecRequest struct {
+	// Argv is the program and its arguments. argv[0] without a slash is looked up
+	// in the process's PATH. Empty means the user's shell from /etc/passwd.
+	Argv []string `json:"argv,omitempty"`
+	// Env is added to the default environment (PATH, HOME, USER, LOGNAME, SHELL,
+	// and TERM=xterm-256color with a TTY); an entry here wins over a default.
+	Env []string `json:"env,omitempty"`
+	// Cwd is the working directory; default the user's home, or / when the home
+	// does not exist. A Cwd that does not exist fails with ErrNoSuchFile.
+	Cwd string `json:"cwd,omitempty"`
+	// User is a user name or numeric uid from the distro's /etc/passwd; default
+	// root. A numeric uid missing from /etc/passwd runs with gid = uid.
+	User string `json:"user,omitempty"`
+	// Login, with an empty Argv, runs the user's shell as a login shell
+	// (argv[0] "-sh" style).
+	Login bool `json:"login,omitempty"`
+	// TTY gives the process a new pseudo-terminal as its controlling terminal;
+	// stdout and stderr then both arrive on Process.Stdout.
+	TTY bool `json:"tty,omitempty"`
+	// Cols and Rows are the terminal size with TTY; zero means 80x24.
+	Cols uint16 `json:"cols,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+}
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	// Code is the exit status, or 128+signal number when a signal killed it.
+	Code int `json:"code"`
+	// Signal names the signal that killed the process ("KILL"), or is empty.
+	Signal string `json:"signal,omitempty"`
+}
+
+// request is every client header: the op plus the fields of the op.
+type request struct {
+	Op string `json:"op"`
+	ExecRequest
+}
+
+// reply is every agent header. Fields an op does not use are left out.
+type reply struct {
+	OK    bool       `json:"ok"`
+	Error *wireError `json:"error,omitempty"`
+
+	// hello
+	Version  string `json:"version,omitempty"`
+	Protocol int    `json:"protocol,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	// hello: the agent's pid; exec: the new process's pid
+	PID int `json:"pid,omitempty"`
+}
+
+type wireError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// resizeMsg is the payload of a resize frame.
+type resizeMsg struct {
+	Cols uint16 `json:"cols"`
+	Rows uint16 `json:"rows"`
+}
+
+// signalMsg is the payload of a signal frame: a name ("TERM") or a number.
+type signalMsg struct {
+	Name   string `json:"name,omitempty"`
+	Number int    `json:"number,omitempty"`
+}
+
+// Error codes on the wire. Callers branch on the sentinels below, not on these.
+const (
+	codeBadRequest   = "bad_request"
+	codeUnsupported  = "unsupported"
+	codeUserNotFound = "user_not_found"
+	codeNotFound     = "not_found"
+	codePermission   = "permission_denied"
+	codeInternal     = "internal"
+)
+
+// Sentinel errors. A RemoteError unwraps to the one matching its code, so
+// errors.Is works across the connection.
+var (
+	// ErrUserNotFound: the user is not in the distro's /etc/passwd.
+	ErrUserNotFound = errors.New("user not found")
+	// ErrNoSuchFile: the program or working directory does not exist. It also
+	// matches fs.ErrNotExist.
+	ErrNoSuchFile = errors.New("no such file or directory")
+	// ErrPermission: the agent may not do this, e.g. the program is not
+	// executable. It also matches fs.ErrPermission.
+	ErrPermission = errors.New("permission denied")
+	// ErrBadRequest: the request was malformed (bad env entry, unknown signal…).
+	ErrBadRequest = errors.New("bad request")
+	// ErrProtocol: the peer broke the wire protocol (oversized frame or header,
+	// bad JSON, flow-control violation).
+	ErrProtocol = errors.New("agent protocol error")
+	// ErrDisconnected: the connection to the agent ended before the answer did.
+	ErrDisconnected = errors.New("agent connection lost")
+)
+
+// RemoteError is an error the agent reported for a request.
+type RemoteError struct {
+	Op      string // the request's op
+	Code    string // the wire code, e.g. "user_not_found"
+	Message string // the agent's message, for people
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("agent %s: %s", e.Op, e.Message)
+}
+
+// Unwrap maps the wire code to the sentinels, so that errors.Is(err,
+// ErrUserNotFound) and errors.Is(err, fs.ErrNotExist) work on remote errors.
+func (e *RemoteError) Unwrap() []error {
+	switch e.Code {
+	case codeUserNotFound:
+		return []error{ErrUserNotFound}
+	case codeNotFound:
+		return []error{ErrNoSuchFile, fs.ErrNotExist}
+	case codePermission:
+		return []error{ErrPermission, fs.ErrPermission}
+	case codeBadRequest:
+		return []error{ErrBadRequest}
+	case codeUnsupported:
+		return []error{errors.ErrUnsupported}
+	}
+	return nil
+}
+
+// errorCode picks the wire code for an error the agent hit.
+func errorCode(err error) string {
+	switch {
+	case errors.Is(err, ErrUserNotFound):
+		return codeUserNotFound
+	case errors.Is(err, ErrNoSuchFile), errors.Is(err, fs.ErrNotExist):
+		return codeNotFound
+	case errors.Is(err, ErrPermission), errors.Is(err, fs.ErrPermission):
+		return codePermission
+	case errors.Is(err, ErrBadRequest), errors.Is(err, ErrProtocol):
+		return codeBadRequest
+	case errors.Is(err, errors.ErrUnsupported):
+		return codeUnsupported
+	}
+	return codeInternal
+}
+
+// signalNames are the Linux signals a client may name. The numbers are not here
+// on purpose: the agent maps names to its own platform's numbers.
+var signalNames = map[string]bool{
+	"HUP": true, "INT": true, "QUIT": true, "ILL": true, "TRAP": true, "ABRT": true,
+	"BUS": true, "FPE": true, "KILL": true, "USR1": true, "SEGV": true, "USR2": true,
+	"PIPE": true, "ALRM": true, "TERM": true, "STKFLT": true, "CHLD": true,
+	"CONT": true, "STOP": true, "TSTP": true, "TTIN": true, "TTOU": true, "URG": true,
+	"XCPU": true, "XFSZ": true, "VTALRM": true, "PROF": true, "WINCH": true,
+	"IO": true, "PWR": true, "SYS": true,
+}
+
+// parseSignal turns "TERM", "SIGTERM", "term" or "15" into a signal message.
+func parseSignal(s string) (signalMsg, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return signalMsg{}, fmt.Errorf("%w: signal number %d", ErrBadRequest, n)
+		}
+		return signalMsg{Number: n}, nil
+	}
+	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
+	if !signalNames[name] {
+		return signalMsg{}, fmt.Errorf("%w: unknown signal %q", ErrBadRequest, s)
+	}
+	return signalMsg{Name: name}, nil
+}

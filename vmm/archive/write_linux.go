@@ -1,0 +1,331 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Write streams the tree at src to w as a PAX tarball in format f, for export
+// and clone. Names are relative with a "./" prefix, as `tar -C src -c .` and
+// mmdebstrap write them; owners are numeric; modes, nanosecond mtimes and
+// extended attributes (security.capability among them) are kept; files with
+// several links are written once and then as hard links; device nodes and
+// fifos are kept and sockets skipped.
+//
+// The walk goes through handles opened inside src: os.Root opens src, and
+// every later open is openat(parent, name, O_NOFOLLOW) on one component, so a
+// symlink that a running distro swaps in mid-walk is never followed and cannot
+// make the server read a host file. A file that shrinks while it is read is
+// padded with zeros, as GNU tar does. Write does not close w.
+func Write(ctx context.Context, w io.Writer, src string, f Format) error {
+	cw, closeFn, err := compressor(w, f)
+	if err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(src)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", src, err)
+	}
+	defer root.Close()
+	top, err := root.OpenFile(".", os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", src, err)
+	}
+	defer top.Close()
+
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	e := &exporter{
+		ctx:   ctx,
+		tw:    tar.NewWriter(cw),
+		links: make(map[devIno]string),
+		buf:   *bp,
+		log:   slog.Default(),
+	}
+	fd := int(top.Fd())
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", src, err)
+	}
+	if err := e.header("./", &st, tar.TypeDir, "", e.xattrsFd(fd)); err != nil {
+		return err
+	}
+	if err := e.walk(fd, "./"); err != nil {
+		return err
+	}
+	if err := e.tw.Close(); err != nil {
+		return fmt.Errorf("write archive: %w", err)
+	}
+	if err := closeFn(); err != nil {
+		return fmt.Errorf("write archive: %w", err)
+	}
+	return nil
+}
+
+type devIno struct{ dev, ino uint64 }
+
+type exporter struct {
+	ctx   context.Context
+	tw    *tar.Writer
+	links map[devIno]string // first name of each multiply linked file
+	buf   []byte
+	log   *slog.Logger
+}
+
+// walk writes the entries of the directory open as dirfd, whose archive name
+// is prefix ("./" or "./usr/"), in name order so that exports are
+// reproducible.
+func (e *exporter) walk(dirfd int, prefix string) error {
+	// Read the names through a duplicate so that closing the *os.File used
+	// for reading does not close dirfd, which the caller owns.
+	dup, err := unix.Dup(dirfd)
+	if err != nil {
+		return fmt.Errorf("read directory %q: %w", prefix, err)
+	}
+	df := os.NewFile(uintptr(dup), prefix)
+	names, err := df.Readdirnames(-1)
+	df.Close()
+	if err != nil {
+		return fmt.Errorf("read directory %q: %w", prefix, err)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := e.ctx.Err(); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		if err := e.entry(dirfd, prefix, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *exporter) entry(dirfd int, prefix, name string) error {
+	aname := prefix + name
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil // removed by the running distro since we listed it
+		}
+		return fmt.Errorf("stat %q: %w", aname, err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return e.openError(aname, err)
+		}
+		defer unix.Close(fd)
+		// Describe what was opened, not what was stat'ed a moment before.
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("stat %q: %w", aname, err)
+		}
+		if err := e.header(aname+"/", &st, tar.TypeDir, "", e.xattrsFd(fd)); err != nil {
+			return err
+		}
+		return e.walk(fd, aname+"/")
+	case unix.S_IFREG:
+		if st.Nlink > 1 {
+			key := devIno{st.Dev, st.Ino}
+			if first, ok := e.links[key]; ok {
+				return e.header(aname, &st, tar.TypeLink, first, nil)
+			}
+			e.links[key] = aname
+		}
+		return e.file(dirfd, name, aname)
+	case unix.S_IFLNK:
+		target, err := readlinkat(dirfd, name)
+		if err != nil {
+			return fmt.Errorf("read symlink %q: %w", aname, err)
+		}
+		return e.header(aname, &st, tar.TypeSymlink, target, e.xattrsAt(dirfd, name))
+	case unix.S_IFCHR:
+		return e.header(aname, &st, tar.TypeChar, "", e.xattrsAt(dirfd, name))
+	case unix.S_IFBLK:
+		return e.header(aname, &st, tar.TypeBlock, "", e.xattrsAt(dirfd, name))
+	case unix.S_IFIFO:
+		return e.header(aname, &st, tar.TypeFifo, "", e.xattrsAt(dirfd, name))
+	}
+	e.log.Warn("archive: skipped socket", "entry", aname)
+	return nil
+}
+
+func (e *exporter) openError(aname string, err error) error {
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENOENT) {
+		// Swapped for a symlink or removed between stat and open: the distro
+		// is changing under us. Skip it rather than follow anything.
+		e.log.Warn("archive: skipped entry that changed during export", "entry", aname, "err", err)
+		return nil
+	}
+	return fmt.Errorf("open %q: %w", aname, err)
+}
+
+func (e *exporter) file(dirfd int, name, aname string) error {
+	// O_NONBLOCK so that a fifo swapped in cannot block the open; O_NOFOLLOW
+	// so that a symlink swapped in is not followed.
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return e.openError(aname, err)
+	}
+	f := os.NewFile(uintptr(fd), aname)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat %q: %w", aname, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		e.log.Warn("archive: skipped entry that changed during export", "entry", aname)
+		return nil
+	}
+	if err := e.header(aname, &st, tar.TypeReg, "", e.xattrsFd(fd)); err != nil {
+		return err
+	}
+	// Copy exactly the size in the header: a file that grows is cut, one
+	// that shrinks is padded with zeros (the header is already written).
+	left := st.Size
+	for left > 0 {
+		if err := e.ctx.Err(); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		chunk := e.buf[:min(int64(len(e.buf)), left)]
+		n, err := io.ReadFull(f, chunk)
+		if n > 0 {
+			if _, werr := e.tw.Write(chunk[:n]); werr != nil {
+				return fmt.Errorf("write archive: %w", werr)
+			}
+			left -= int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			e.log.Warn("archive: file shrank during export; padding with zeros", "entry", aname, "missing", left)
+			clear(e.buf)
+			for left > 0 {
+				n := min(int64(len(e.buf)), left)
+				if _, werr := e.tw.Write(e.buf[:n]); werr != nil {
+					return fmt.Errorf("write archive: %w", werr)
+				}
+				left -= n
+			}
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read %q: %w", aname, err)
+		}
+	}
+	return nil
+}
+
+// header writes one entry's header from its stat.
+func (e *exporter) header(aname string, st *unix.Stat_t, typ byte, link string, xattrs map[string]string) error {
+	hdr := &tar.Header{
+		Typeflag:   typ,
+		Name:       aname,
+		Linkname:   link,
+		Mode:       int64(st.Mode & 0o7777),
+		Uid:        int(st.Uid),
+		Gid:        int(st.Gid),
+		ModTime:    time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
+		PAXRecords: xattrs,
+		Format:     tar.FormatPAX, // keeps nanoseconds, long names, big ids
+	}
+	switch typ {
+	case tar.TypeReg:
+		hdr.Size = st.Size
+	case tar.TypeChar, tar.TypeBlock:
+		hdr.Devmajor = int64(unix.Major(st.Rdev))
+		hdr.Devminor = int64(unix.Minor(st.Rdev))
+	}
+	if err := e.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("write archive header for %q: %w", aname, err)
+	}
+	return nil
+}
+
+// skipXattr tells which attributes not to export: an SELinux label is the
+// host's policy, not the distro's.
+func skipXattr(name string) bool {
+	return name == "security.selinux"
+}
+
+// xattrsFd returns the extended attributes of the open file fd as PAX records.
+func (e *exporter) xattrsFd(fd int) map[string]string {
+	return readXattrs(
+		func(b []byte) (int, error) { return unix.Flistxattr(fd, b) },
+		func(name string, b []byte) (int, error) { return unix.Fgetxattr(fd, name, b) })
+}
+
+// xattrsAt returns the extended attributes of entry name of dirfd, which may
+// be a symlink or a device and so is not opened.
+func (e *exporter) xattrsAt(dirfd int, name string) map[string]string {
+	p := procPath(dirfd, name)
+	return readXattrs(
+		func(b []byte) (int, error) { return unix.Llistxattr(p, b) },
+		func(attr string, b []byte) (int, error) { return unix.Lgetxattr(p, attr, b) })
+}
+
+func readXattrs(list func([]byte) (int, error), get func(string, []byte) (int, error)) map[string]string {
+	names, err := growCall(list)
+	if err != nil || len(names) == 0 {
+		return nil // no attributes, or a file system without them
+	}
+	var recs map[string]string
+	for name := range strings.SplitSeq(strings.TrimRight(string(names), "\x00"), "\x00") {
+		if name == "" || skipXattr(name) {
+			continue
+		}
+		val, err := growCall(func(b []byte) (int, error) { return get(name, b) })
+		if err != nil {
+			continue
+		}
+		if recs == nil {
+			recs = make(map[string]string)
+		}
+		recs[xattrPrefix+name] = string(val)
+	}
+	return recs
+}
+
+// growCall calls a get/list xattr function with a buffer that grows on ERANGE.
+func growCall(call func([]byte) (int, error)) ([]byte, error) {
+	n, err := call(nil)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if n == 0 {
+			return nil, nil
+		}
+		b := make([]byte, n)
+		m, err := call(b)
+		if err == unix.ERANGE {
+			n *= 2 // it grew between the calls
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return b[:m], nil
+	}
+}
+
+func readlinkat(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		b := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, b)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(b[:n]), nil
+		}
+	}
+}

@@ -1,0 +1,35 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+
+	"github.com/subsys-dev/subsys/vmm/agent"
+)
+
+// Spec is what a backend needs to know to run one distro.
+type Spec struct {
+	// ID is the distro's stable identifier; it names its socket and files.
+	ID string
+	// Name is the distro's current name; version 1 uses it as the hostname.
+	Name string
+	// RootFS is the host directory holding a version 1 distro's root file system.
+	RootFS string
+}
+
+// Backend runs distros of one version. Implementations live in vmm/ns (version 1),
+// vmm/qemu and vmm/hcs (version 2); main wires them into a Manager.
+type Backend interface {
+	// Start boots the distro, or adopts it when it already runs, and returns a
+	// connected agent client.
+	Start(ctx context.Context, s Spec) (*agent.Client, error)
+	// Connect adopts a distro that is already running (after a server restart).
+	// It returns ErrNotRunning when none is.
+	Connect(ctx context.Context, s Spec) (*agent.Client, error)
+	// Stop ends every process of the distro and waits until it is gone. Stopping a
+	// distro that is not running is not an error.
+	Stop(ctx context.Context, s Spec) error
+}
+
+// ErrNotRunning is returned by Backend.Connect when the distro has no live agent.
+var ErrNotRunning = errors.New("distro is not running")

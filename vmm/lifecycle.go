@@ -1,0 +1,510 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/subsys-dev/subsys/store"
+	"github.com/subsys-dev/subsys/vmm/agent"
+	"github.com/subsys-dev/subsys/vmm/archive"
+)
+
+// ImportRequest describes a new distro and where its root file system comes from.
+type ImportRequest struct {
+	// Name of the new distro.
+	Name string
+	// Version is 1 or 2; 0 means 1.
+	Version int
+	// Location is the directory for the distro's files; empty means the data directory.
+	Location string
+	// Body is the tarball (any supported compression); it is read by the operation.
+	// Exactly one of Body and Path is set.
+	Body io.Reader
+	// Size is Body's length when known (for progress), else 0.
+	Size int64
+	// Path is a tarball on the server's own file system.
+	Path string
+}
+
+// Import checks req, reserves the name (the distro shows as Installing) and starts
+// the import operation. With Body set, BodyDone on the returned operation is closed
+// once the operation has stopped reading it; the caller must keep Body readable until then.
+func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, error) {
+	if err := ValidateName(req.Name); err != nil {
+		return nil, err
+	}
+	if req.Version == 0 {
+		req.Version = 1
+	}
+	if req.Version != 1 && req.Version != 2 {
+		return nil, fmt.Errorf("%w: version %d: use 1 or 2", ErrInvalid, req.Version)
+	}
+	if _, ok := m.cfg.Backends[req.Version]; !ok {
+		return nil, fmt.Errorf("%w: version %d distros are not available on this host", ErrUnsupported, req.Version)
+	}
+	if (req.Body == nil) == (req.Path == "") {
+		return nil, fmt.Errorf("%w: give the tarball as the request body or as a server path, not both or neither", ErrInvalid)
+	}
+	var src io.Reader = req.Body
+	var file *os.File
+	if req.Path != "" {
+		if !filepath.IsAbs(req.Path) {
+			return nil, fmt.Errorf("%w: source path %q must be absolute", ErrInvalid, req.Path)
+		}
+		f, err := os.Open(req.Path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: open %s: %v", ErrInvalid, req.Path, errors.Unwrap(err))
+		}
+		st, err := f.Stat()
+		if err != nil || !st.Mode().IsRegular() {
+			f.Close()
+			return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalid, req.Path)
+		}
+		file, src, req.Size = f, f, st.Size()
+	}
+	d, staging, err := m.reserve(ctx, req.Name, req.Version, req.Location)
+	if err != nil {
+		if file != nil {
+			file.Close()
+		}
+		return nil, err
+	}
+	op, opCtx, err := m.beginOperation(KindImport, d, StateInstalling)
+	if err != nil {
+		m.unreserve(d)
+		if file != nil {
+			file.Close()
+		}
+		return nil, err
+	}
+	op.total.Store(req.Size)
+	op.bodyDone = make(chan struct{})
+	m.audit(ctx, "import", d.Name, fmt.Sprintf("version %d", d.Version))
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		err := m.populate(opCtx, d, staging, countingReader{r: src, op: op}, op.bodyDone)
+		if file != nil {
+			file.Close()
+		}
+		m.endOperation(op, d.ID, err)
+	}()
+	return op, nil
+}
+
+// reserve validates the location, records the distro as Installing and makes its
+// empty staging directory.
+func (m *Manager) reserve(ctx context.Context, name string, version int, location string) (store.Distro, string, error) {
+	id := uuid.NewString()
+	var staging string
+	if location == "" {
+		location = filepath.Join(m.cfg.distrosDir(), id)
+		staging = filepath.Join(m.cfg.tmpDir(), id)
+	} else {
+		if !filepath.IsAbs(location) {
+			return store.Distro{}, "", fmt.Errorf("%w: location %q must be an absolute path", ErrInvalid, location)
+		}
+		location = filepath.Clean(location)
+		if entries, err := os.ReadDir(location); err == nil && len(entries) > 0 {
+			return store.Distro{}, "", fmt.Errorf("%w: location %s is not empty", ErrInvalid, location)
+		} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return store.Distro{}, "", fmt.Errorf("%w: location %s: %v", ErrInvalid, location, err)
+		}
+		staging = filepath.Join(location, stagingName)
+	}
+	d := store.Distro{ID: id, Name: name, Version: version, State: string(StateInstalling), Location: location, DefaultUser: "root"}
+	if err := m.cfg.Store.CreateDistro(ctx, d); err != nil {
+		if errors.Is(err, store.ErrNameTaken) {
+			return d, "", fmt.Errorf("%w: a distro named %q already exists", ErrExists, name)
+		}
+		return d, "", err
+	}
+	if err := os.MkdirAll(staging, 0o755); err != nil {
+		m.unreserve(d)
+		return d, "", fmt.Errorf("create staging directory: %w", err)
+	}
+	return d, staging, nil
+}
+
+// unreserve forgets a distro whose import did not complete and removes its files.
+func (m *Manager) unreserve(d store.Distro) {
+	ctx := context.WithoutCancel(m.ctx)
+	m.removeFiles(d)
+	os.RemoveAll(filepath.Join(m.cfg.tmpDir(), d.ID))
+	if err := m.cfg.Store.DeleteDistro(ctx, d.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		m.log.Warn("cannot remove failed distro row", "distro", d.Name, "err", err)
+	}
+}
+
+// populate extracts src into staging, moves it into place and marks the distro
+// Stopped. On any failure nothing of the distro remains.
+func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, src io.Reader, bodyDone chan struct{}) (err error) {
+	defer func() {
+		if bodyDone != nil {
+			close(bodyDone)
+		}
+		if err != nil {
+			m.unreserve(d)
+			err = fmt.Errorf("import %s: %w", d.Name, err)
+		}
+	}()
+	if _, err := archive.Extract(ctx, src, staging, m.cfg.Limits); err != nil {
+		return mapArchiveErr(err)
+	}
+	// The body is fully read: the uploader can have its answer while we finish.
+	close(bodyDone)
+	bodyDone = nil
+	if err := os.MkdirAll(d.Location, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(staging, filepath.Join(d.Location, "rootfs")); err != nil {
+		return fmt.Errorf("move into place: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateStopped)); err != nil {
+		return err
+	}
+	return m.fixDefault(context.WithoutCancel(ctx))
+}
+
+func mapArchiveErr(err error) error {
+	switch {
+	case errors.Is(err, archive.ErrLimit):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case errors.Is(err, archive.ErrUnsafe), errors.Is(err, archive.ErrFormat), errors.Is(err, archive.ErrCorrupt):
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return err
+}
+
+// Export streams distro name's root file system to w as a tarball in format f.
+func (m *Manager) Export(ctx context.Context, name string, w io.Writer, f archive.Format) error {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := m.installed(d); err != nil {
+		return err
+	}
+	op, opCtx, err := m.beginOperation(KindExport, d, StateExporting)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, op.cancel)
+	defer stop()
+	m.audit(ctx, "export", d.Name, string(f))
+	cw := &countingWriter{w: w, op: op}
+	err = archive.Write(opCtx, cw, m.spec(d).RootFS, f)
+	if err != nil {
+		err = fmt.Errorf("export %s: %w", d.Name, err)
+	}
+	m.endOperation(op, d.ID, err)
+	return err
+}
+
+type countingWriter struct {
+	w  io.Writer
+	op *Operation
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.op.done.Add(int64(n))
+	return n, err
+}
+
+// installed refuses distros that are still being imported or removed.
+func (m *Manager) installed(d store.Distro) error {
+	switch State(d.State) {
+	case StateInstalling, StateUninstalling:
+		m.mu.Lock()
+		held := m.locks[d.ID]
+		m.mu.Unlock()
+		if held != nil {
+			return &BusyError{Distro: d.Name, Op: held.Info()}
+		}
+		return fmt.Errorf("%w: distro %q is %s", ErrBusy, d.Name, strings.ToLower(d.State))
+	}
+	return nil
+}
+
+// Clone copies distro name into a new distro newName of the same version, through
+// the same hardened archive path as an import.
+func (m *Manager) Clone(ctx context.Context, name, newName string) (*Operation, error) {
+	src, err := m.row(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateName(newName); err != nil {
+		return nil, err
+	}
+	if err := m.installed(src); err != nil {
+		return nil, err
+	}
+	srcOp, srcCtx, err := m.beginOperation(KindExport, src, "")
+	if err != nil {
+		return nil, err
+	}
+	d, staging, err := m.reserve(ctx, newName, src.Version, "")
+	if err != nil {
+		m.endOperation(srcOp, src.ID, err)
+		return nil, err
+	}
+	d.DefaultUser = src.DefaultUser
+	if err := m.cfg.Store.UpdateDistro(ctx, d); err != nil {
+		m.unreserve(d)
+		m.endOperation(srcOp, src.ID, err)
+		return nil, err
+	}
+	op, opCtx, err := m.beginOperation(KindClone, d, StateInstalling)
+	if err != nil {
+		m.unreserve(d)
+		m.endOperation(srcOp, src.ID, err)
+		return nil, err
+	}
+	stop := context.AfterFunc(opCtx, srcOp.cancel)
+	m.audit(ctx, "clone", src.Name, "to "+newName)
+	pr, pw := io.Pipe()
+	m.wg.Add(2)
+	go func() {
+		defer m.wg.Done()
+		werr := archive.Write(srcCtx, &countingWriter{w: pw, op: op}, m.spec(src).RootFS, archive.Tar)
+		pw.CloseWithError(werr)
+		m.endOperation(srcOp, src.ID, werr)
+	}()
+	go func() {
+		defer m.wg.Done()
+		defer stop()
+		err := m.populate(opCtx, d, staging, pr, make(chan struct{}))
+		pr.CloseWithError(errors.New("clone ended"))
+		m.endOperation(op, d.ID, err)
+	}()
+	return op, nil
+}
+
+// Start starts distro name; starting a running distro does nothing.
+func (m *Manager) Start(ctx context.Context, name string) (Distro, error) {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return Distro{}, err
+	}
+	if _, err := m.ensureRunning(ctx, d); err != nil {
+		return Distro{}, err
+	}
+	return m.Get(ctx, d.Name)
+}
+
+// ensureRunning returns the distro's agent, starting the distro when it is stopped.
+func (m *Manager) ensureRunning(ctx context.Context, d store.Distro) (*agent.Client, error) {
+	if c := m.client(d.ID); c != nil {
+		return c, nil
+	}
+	if err := m.installed(d); err != nil {
+		return nil, err
+	}
+	b, ok := m.cfg.Backends[d.Version]
+	if !ok {
+		return nil, fmt.Errorf("%w: version %d distros are not available on this host", ErrUnsupported, d.Version)
+	}
+	l := m.startLock(d.ID)
+	l.Lock()
+	defer l.Unlock()
+	if c := m.client(d.ID); c != nil {
+		return c, nil
+	}
+	c, err := b.Start(ctx, m.spec(d))
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", d.Name, err)
+	}
+	m.adopt(d.ID, c)
+	if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateRunning)); err != nil {
+		return nil, err
+	}
+	m.audit(ctx, "start", d.Name, "")
+	m.log.Info("distro started", "distro", d.Name)
+	return c, nil
+}
+
+// Terminate stops every process of distro name. Terminating a stopped distro does nothing.
+func (m *Manager) Terminate(ctx context.Context, name string) error {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return err
+	}
+	return m.terminate(ctx, d)
+}
+
+func (m *Manager) terminate(ctx context.Context, d store.Distro) error {
+	b, ok := m.cfg.Backends[d.Version]
+	if !ok {
+		return nil
+	}
+	l := m.startLock(d.ID)
+	l.Lock()
+	defer l.Unlock()
+	m.mu.Lock()
+	c := m.clients[d.ID]
+	delete(m.clients, d.ID)
+	m.mu.Unlock()
+	if c != nil {
+		defer c.Close()
+	}
+	if err := b.Stop(ctx, m.spec(d)); err != nil {
+		return fmt.Errorf("terminate %s: %w", d.Name, err)
+	}
+	if State(d.State) == StateRunning || c != nil {
+		if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateStopped)); err != nil {
+			return err
+		}
+		m.audit(ctx, "terminate", d.Name, "")
+		m.log.Info("distro terminated", "distro", d.Name)
+	}
+	return nil
+}
+
+// Shutdown terminates every running distro.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	rows, err := m.cfg.Store.Distros(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range rows {
+		if m.client(d.ID) != nil || State(d.State) == StateRunning {
+			errs = append(errs, m.terminate(ctx, d))
+		}
+	}
+	m.audit(ctx, "shutdown", "", "")
+	return errors.Join(errs...)
+}
+
+// Unregister terminates distro name and deletes it: its row and all its files.
+func (m *Manager) Unregister(ctx context.Context, name string) error {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := m.installed(d); err != nil {
+		return err
+	}
+	op, _, err := m.beginOperation(KindUnregister, d, StateUninstalling)
+	if err != nil {
+		return err
+	}
+	err = m.unregister(ctx, d)
+	m.endOperation(op, d.ID, err)
+	return err
+}
+
+func (m *Manager) unregister(ctx context.Context, d store.Distro) error {
+	if err := m.terminate(ctx, d); err != nil {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
+	// Mark first: a crash from here on is finished by the next start's recovery.
+	if err := m.cfg.Store.SetDistroState(ctx, d.ID, string(StateUninstalling)); err != nil {
+		return err
+	}
+	m.removeFiles(d)
+	if err := m.cfg.Store.DeleteDistro(ctx, d.ID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.starts, d.ID)
+	m.mu.Unlock()
+	m.audit(ctx, "unregister", d.Name, "")
+	m.log.Info("distro unregistered", "distro", d.Name)
+	return m.fixDefault(ctx)
+}
+
+// Update is a change to a distro's settings; nil fields stay as they are.
+type Update struct {
+	Name        *string `json:"name,omitempty"`
+	Default     *bool   `json:"default,omitempty"`
+	DefaultUser *string `json:"default_user,omitempty"`
+}
+
+// Update applies u to distro name and returns the result.
+func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, error) {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return Distro{}, err
+	}
+	if u.Name != nil {
+		if err := ValidateName(*u.Name); err != nil {
+			return Distro{}, err
+		}
+	}
+	if u.DefaultUser != nil {
+		if err := ValidateUser(*u.DefaultUser); err != nil {
+			return Distro{}, err
+		}
+	}
+	if u.Default != nil && !*u.Default {
+		return Distro{}, fmt.Errorf("%w: to change the default, set another distro as default", ErrInvalid)
+	}
+	if err := m.installed(d); err != nil {
+		return Distro{}, err
+	}
+	m.mu.Lock()
+	held := m.locks[d.ID]
+	m.mu.Unlock()
+	if held != nil && u.Name != nil {
+		return Distro{}, &BusyError{Distro: d.Name, Op: held.Info()}
+	}
+	changed := d
+	if u.Name != nil {
+		changed.Name = *u.Name
+	}
+	if u.DefaultUser != nil {
+		changed.DefaultUser = *u.DefaultUser
+	}
+	if changed != d {
+		if err := m.cfg.Store.UpdateDistro(ctx, changed); err != nil {
+			if errors.Is(err, store.ErrNameTaken) {
+				return Distro{}, fmt.Errorf("%w: a distro named %q already exists", ErrExists, changed.Name)
+			}
+			return Distro{}, err
+		}
+		m.audit(ctx, "update", d.Name, fmt.Sprintf("name=%s default_user=%s", changed.Name, changed.DefaultUser))
+	}
+	if u.Default != nil {
+		if err := m.cfg.Store.SetSetting(ctx, settingDefaultDistro, d.ID); err != nil {
+			return Distro{}, err
+		}
+		m.audit(ctx, "set-default", changed.Name, "")
+	}
+	return m.Get(ctx, changed.Name)
+}
+
+// Exec starts a process in distro name (starting the distro when it is stopped).
+// An empty req.User means the distro's default user.
+func (m *Manager) Exec(ctx context.Context, name string, req agent.ExecRequest) (*agent.Process, error) {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if req.User == "" {
+		req.User = d.DefaultUser
+	} else if err := ValidateUser(req.User); err != nil {
+		return nil, err
+	}
+	c, err := m.ensureRunning(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.Exec(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s: %w", d.Name, err)
+	}
+	return p, nil
+}

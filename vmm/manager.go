@@ -1,0 +1,457 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/subsys-dev/subsys/store"
+	"github.com/subsys-dev/subsys/vmm/agent"
+	"github.com/subsys-dev/subsys/vmm/archive"
+)
+
+// Store is the slice of store.DB that vmm uses.
+type Store interface {
+	CreateDistro(ctx context.Context, d store.Distro) error
+	Distro(ctx context.Context, name string) (store.Distro, error)
+	Distros(ctx context.Context) ([]store.Distro, error)
+	UpdateDistro(ctx context.Context, d store.Distro) error
+	SetDistroState(ctx context.Context, id, state string) error
+	DeleteDistro(ctx context.Context, id string) error
+	Setting(ctx context.Context, key string) (string, error)
+	SetSetting(ctx context.Context, key, value string) error
+	DeleteSetting(ctx context.Context, key string) error
+	SaveOperation(ctx context.Context, op store.Operation) error
+	Operation(ctx context.Context, id string) (store.Operation, error)
+	FailUnfinishedOperations(ctx context.Context, running, failed, msg string) error
+	Audit(ctx context.Context, e store.AuditEntry) error
+}
+
+// settingDefaultDistro holds the id of the default distro.
+const settingDefaultDistro = "default_distro"
+
+// Config configures a Manager.
+type Config struct {
+	// Store keeps the metadata. Required.
+	Store Store
+	// DataDir holds distros/ and tmp/. Required.
+	DataDir string
+	// Backends runs distros, by version (1, 2). A version without one cannot be imported or started.
+	Backends map[int]Backend
+	// Limits bounds archive expansion; zero fields take archive's defaults.
+	Limits archive.Limits
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Manager runs distros and their operations. It is safe for concurrent use.
+type Manager struct {
+	cfg  Config
+	log  *slog.Logger
+	ctx  context.Context // parent of every operation; cancelled by Close
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	ops     map[string]*Operation    // every operation since start, by id
+	locks   map[string]*Operation    // distro id → the operation holding it
+	clients map[string]*agent.Client // distro id → its running agent
+	starts  map[string]*sync.Mutex   // distro id → serialises start and stop
+	states  map[string]State         // distro id → transient state while an operation runs
+}
+
+// New opens the manager: it finishes what a crash interrupted (half-imported distros
+// are removed, half-removed ones are removed fully, the staging area is emptied,
+// operations that were running are marked failed) and re-adopts running distros.
+func New(ctx context.Context, cfg Config) (*Manager, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for _, dir := range []string{cfg.distrosDir(), cfg.tmpDir()} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	mctx, stop := context.WithCancel(context.Background())
+	m := &Manager{cfg: cfg, log: cfg.Logger, ctx: mctx, stop: stop,
+		ops: map[string]*Operation{}, locks: map[string]*Operation{}, clients: map[string]*agent.Client{},
+		starts: map[string]*sync.Mutex{}, states: map[string]State{}}
+	if err := m.recover(ctx); err != nil {
+		stop()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c Config) distrosDir() string { return filepath.Join(c.DataDir, "distros") }
+func (c Config) tmpDir() string     { return filepath.Join(c.DataDir, "tmp") }
+
+// Close cancels running operations and waits for them and for every goroutine the
+// manager owns. Running distros keep running: the next server re-adopts them.
+func (m *Manager) Close() error {
+	m.stop()
+	m.mu.Lock()
+	clients := m.clients
+	m.clients = map[string]*agent.Client{}
+	m.mu.Unlock()
+	for _, c := range clients {
+		c.Close()
+	}
+	m.wg.Wait()
+	return nil
+}
+
+func (m *Manager) recover(ctx context.Context) error {
+	if err := m.cfg.Store.FailUnfinishedOperations(ctx, StatusRunning, StatusFailure, "the server stopped before the operation ended"); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(m.cfg.tmpDir())
+	if err != nil {
+		return fmt.Errorf("read staging area: %w", err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(m.cfg.tmpDir(), e.Name())
+		m.log.Info("removing leftover staging entry", "path", p)
+		if err := os.RemoveAll(p); err != nil {
+			m.log.Warn("cannot remove leftover staging entry", "path", p, "err", err)
+		}
+	}
+	rows, err := m.cfg.Store.Distros(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range rows {
+		switch State(d.State) {
+		case StateInstalling, StateUninstalling:
+			m.log.Info("removing distro left incomplete by a crash", "distro", d.Name, "state", d.State)
+			m.removeFiles(d)
+			if err := m.cfg.Store.DeleteDistro(ctx, d.ID); err != nil {
+				return err
+			}
+			continue
+		}
+		state := StateStopped
+		if b, ok := m.cfg.Backends[d.Version]; ok {
+			c, err := b.Connect(ctx, m.spec(d))
+			if err == nil {
+				m.adopt(d.ID, c)
+				state = StateRunning
+			} else if !errors.Is(err, ErrNotRunning) {
+				m.log.Warn("cannot re-adopt distro", "distro", d.Name, "err", err)
+			}
+		}
+		if State(d.State) != state {
+			if err := m.cfg.Store.SetDistroState(ctx, d.ID, string(state)); err != nil {
+				return err
+			}
+		}
+		if state == StateRunning {
+			m.log.Info("re-adopted running distro", "distro", d.Name)
+		}
+	}
+	return m.fixDefault(ctx)
+}
+
+// removeFiles deletes a distro's files: its whole directory when it lives in the
+// data directory, else only what subsys made in the user's location.
+func (m *Manager) removeFiles(d store.Distro) {
+	var paths []string
+	if d.Location == filepath.Join(m.cfg.distrosDir(), d.ID) {
+		paths = []string{d.Location}
+	} else {
+		paths = []string{filepath.Join(d.Location, "rootfs"), filepath.Join(d.Location, stagingName)}
+	}
+	for _, p := range paths {
+		if err := os.RemoveAll(p); err != nil {
+			m.log.Warn("cannot remove distro files", "distro", d.Name, "path", p, "err", err)
+		}
+	}
+	if d.Location != filepath.Join(m.cfg.distrosDir(), d.ID) {
+		os.Remove(d.Location) // only when empty: it is the user's folder
+	}
+}
+
+// stagingName is where an import into a user-chosen location is built before it
+// is renamed to rootfs (the data directory's tmp/ may be on another file system).
+const stagingName = ".subsys-staging"
+
+func (m *Manager) spec(d store.Distro) Spec {
+	return Spec{ID: d.ID, Name: d.Name, RootFS: filepath.Join(d.Location, "rootfs")}
+}
+
+// adopt records a live agent for distro id and watches it: when it goes away on
+// its own (killed, crashed) the distro is marked Stopped.
+func (m *Manager) adopt(id string, c *agent.Client) {
+	m.mu.Lock()
+	if old := m.clients[id]; old != nil && old != c {
+		old.Close()
+	}
+	m.clients[id] = c
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-c.Done():
+		case <-m.ctx.Done():
+			return
+		}
+		m.mu.Lock()
+		gone := m.clients[id] == c
+		if gone {
+			delete(m.clients, id)
+		}
+		m.mu.Unlock()
+		if gone {
+			ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+			defer cancel()
+			if err := m.cfg.Store.SetDistroState(ctx, id, string(StateStopped)); err != nil && !errors.Is(err, store.ErrNotFound) {
+				m.log.Warn("cannot record distro stop", "id", id, "err", err)
+			}
+		}
+	}()
+}
+
+func (m *Manager) client(id string) *agent.Client {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.clients[id]
+}
+
+func (m *Manager) startLock(id string) *sync.Mutex {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.starts[id]
+	if l == nil {
+		l = &sync.Mutex{}
+		m.starts[id] = l
+	}
+	return l
+}
+
+// row returns the store row for name, mapping store.ErrNotFound to ErrNotFound.
+func (m *Manager) row(ctx context.Context, name string) (store.Distro, error) {
+	d, err := m.cfg.Store.Distro(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return d, fmt.Errorf("%w: no distro named %q", ErrNotFound, name)
+	}
+	return d, err
+}
+
+func (m *Manager) view(d store.Distro, defaultID string) Distro {
+	m.mu.Lock()
+	state := State(d.State)
+	if s, ok := m.states[d.ID]; ok {
+		state = s
+	} else if state == StateRunning || state == StateStopped {
+		state = StateStopped
+		if m.clients[d.ID] != nil {
+			state = StateRunning
+		}
+	}
+	m.mu.Unlock()
+	return Distro{Name: d.Name, ID: d.ID, Version: d.Version, State: state, Default: d.ID == defaultID,
+		Location: d.Location, DefaultUser: d.DefaultUser, CreatedAt: d.CreatedAt}
+}
+
+func (m *Manager) defaultID(ctx context.Context) string {
+	id, _ := m.cfg.Store.Setting(ctx, settingDefaultDistro)
+	return id
+}
+
+// List returns every distro, ordered by name.
+func (m *Manager) List(ctx context.Context) ([]Distro, error) {
+	rows, err := m.cfg.Store.Distros(ctx)
+	if err != nil {
+		return nil, err
+	}
+	def := m.defaultID(ctx)
+	out := make([]Distro, 0, len(rows))
+	for _, d := range rows {
+		out = append(out, m.view(d, def))
+	}
+	return out, nil
+}
+
+// Get returns the distro named name.
+func (m *Manager) Get(ctx context.Context, name string) (Distro, error) {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return Distro{}, err
+	}
+	return m.view(d, m.defaultID(ctx)), nil
+}
+
+// Default returns the default distro, or ErrNotFound when there is none.
+func (m *Manager) Default(ctx context.Context) (Distro, error) {
+	id := m.defaultID(ctx)
+	list, err := m.List(ctx)
+	if err != nil {
+		return Distro{}, err
+	}
+	for _, d := range list {
+		if d.ID == id {
+			return d, nil
+		}
+	}
+	return Distro{}, fmt.Errorf("%w: there is no default distro; import one first", ErrNotFound)
+}
+
+// fixDefault makes sure the default points at an existing, installed distro when
+// there is one, the way WSL makes the first distro the default.
+func (m *Manager) fixDefault(ctx context.Context) error {
+	rows, err := m.cfg.Store.Distros(ctx)
+	if err != nil {
+		return err
+	}
+	id := m.defaultID(ctx)
+	var candidates []store.Distro
+	for _, d := range rows {
+		if d.ID == id {
+			return nil
+		}
+		if State(d.State) != StateInstalling && State(d.State) != StateUninstalling {
+			candidates = append(candidates, d)
+		}
+	}
+	if len(candidates) == 0 {
+		return m.cfg.Store.DeleteSetting(ctx, settingDefaultDistro)
+	}
+	sort.Slice(candidates, func(i, j int) bool { return candidates[i].CreatedAt.Before(candidates[j].CreatedAt) })
+	return m.cfg.Store.SetSetting(ctx, settingDefaultDistro, candidates[0].ID)
+}
+
+// audit records a state change; failures are logged, never returned, so that a
+// full audit table cannot stop the work itself.
+func (m *Manager) audit(ctx context.Context, action, target, detail string) {
+	actor, _ := ctx.Value(actorKey{}).(string)
+	if actor == "" {
+		actor = "system"
+	}
+	if err := m.cfg.Store.Audit(context.WithoutCancel(ctx), store.AuditEntry{Actor: actor, Action: action, Target: target, Detail: detail}); err != nil {
+		m.log.Warn("audit log write failed", "action", action, "target", target, "err", err)
+	}
+}
+
+type actorKey struct{}
+
+// WithActor returns a context that names who asks, for the audit log.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+// beginOperation takes distro id's operation lock for a new operation and, when
+// state is not empty, shows that state while it runs. The caller must call end.
+func (m *Manager) beginOperation(kind string, d store.Distro, state State) (*Operation, context.Context, error) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	op := newOperation(uuid.NewString(), kind, d.Name, cancel)
+	m.mu.Lock()
+	if held := m.locks[d.ID]; held != nil {
+		m.mu.Unlock()
+		cancel()
+		return nil, nil, &BusyError{Distro: d.Name, Op: held.Info()}
+	}
+	m.locks[d.ID] = op
+	m.ops[op.id] = op
+	if state != "" {
+		m.states[d.ID] = state
+	}
+	m.mu.Unlock()
+	if err := m.cfg.Store.SaveOperation(ctx, store.Operation{ID: op.id, Kind: kind, Distro: d.Name, Status: StatusRunning, CreatedAt: op.created}); err != nil {
+		m.mu.Lock()
+		delete(m.locks, d.ID)
+		delete(m.states, d.ID)
+		m.mu.Unlock()
+		cancel()
+		return nil, nil, err
+	}
+	return op, ctx, nil
+}
+
+// endOperation records the result and releases the lock.
+func (m *Manager) endOperation(op *Operation, distroID string, err error) {
+	if err != nil && errors.Is(err, context.Canceled) && m.ctx.Err() == nil {
+		err = fmt.Errorf("cancelled: %w", err)
+	}
+	op.finish(err)
+	info := op.Info()
+	if serr := m.cfg.Store.SaveOperation(context.Background(), store.Operation{ID: info.ID, Kind: info.Kind, Distro: info.Distro,
+		Status: info.Status, Done: info.Progress.Done, Total: info.Progress.Total, Error: info.Error, CreatedAt: info.CreatedAt}); serr != nil {
+		m.log.Warn("cannot save operation result", "op", op.id, "err", serr)
+	}
+	m.mu.Lock()
+	if m.locks[distroID] == op {
+		delete(m.locks, distroID)
+		delete(m.states, distroID)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Warn("operation failed", "op", op.id, "kind", op.kind, "distro", op.distro, "err", err)
+	} else {
+		m.log.Info("operation done", "op", op.id, "kind", op.kind, "distro", op.distro)
+	}
+}
+
+// Operation returns a snapshot of operation id.
+func (m *Manager) Operation(ctx context.Context, id string) (OperationInfo, error) {
+	m.mu.Lock()
+	op := m.ops[id]
+	m.mu.Unlock()
+	if op != nil {
+		return op.Info(), nil
+	}
+	r, err := m.cfg.Store.Operation(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return OperationInfo{}, fmt.Errorf("%w: no operation %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return OperationInfo{}, err
+	}
+	return OperationInfo{ID: r.ID, Kind: r.Kind, Distro: r.Distro, Status: r.Status,
+		Progress: Progress{Done: r.Done, Total: r.Total}, Error: r.Error, CreatedAt: r.CreatedAt}, nil
+}
+
+// WaitOperation waits up to timeout (or until ctx ends) for operation id to end and
+// returns its snapshot either way.
+func (m *Manager) WaitOperation(ctx context.Context, id string, timeout time.Duration) (OperationInfo, error) {
+	m.mu.Lock()
+	op := m.ops[id]
+	m.mu.Unlock()
+	if op != nil && timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-op.Done():
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return m.Operation(ctx, id)
+}
+
+// CancelOperation asks a running operation to stop; its cleanup then runs as for
+// any failure. Cancelling an ended operation is a no-op.
+func (m *Manager) CancelOperation(ctx context.Context, id string) (OperationInfo, error) {
+	m.mu.Lock()
+	op := m.ops[id]
+	m.mu.Unlock()
+	if op == nil {
+		return m.Operation(ctx, id)
+	}
+	op.cancel()
+	m.audit(ctx, "cancel", op.distro, "operation "+id)
+	select {
+	case <-op.Done():
+	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
+	}
+	return op.Info(), nil
+}

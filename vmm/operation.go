@@ -1,0 +1,114 @@
+package vmm
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Operation kinds.
+const (
+	KindImport     = "import"
+	KindExport     = "export"
+	KindClone      = "clone"
+	KindUnregister = "unregister"
+)
+
+// Operation statuses.
+const (
+	StatusRunning = "running"
+	StatusSuccess = "success"
+	StatusFailure = "failure"
+)
+
+// Progress counts work done out of a total; Total 0 means unknown.
+type Progress struct {
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+}
+
+// OperationInfo is a snapshot of an operation, as the API returns it.
+type OperationInfo struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	Distro    string    `json:"distro"`
+	Status    string    `json:"status"`
+	Progress  Progress  `json:"progress"`
+	Error     string    `json:"error"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Operation is a long-running piece of work with live progress. Its owner calls
+// finish exactly once; everyone else reads snapshots with Info and waits with Done.
+type Operation struct {
+	id, kind, distro string
+	created          time.Time
+	done, total      atomic.Int64
+	cancel           context.CancelFunc
+	finished         chan struct{}
+	// bodyDone is closed once an import has stopped reading its uploaded body.
+	bodyDone chan struct{}
+
+	mu     sync.Mutex
+	status string
+	err    string
+	cause  error
+}
+
+func newOperation(id, kind, distro string, cancel context.CancelFunc) *Operation {
+	return &Operation{id: id, kind: kind, distro: distro, created: time.Now().UTC(), cancel: cancel,
+		finished: make(chan struct{}), status: StatusRunning}
+}
+
+// ID returns the operation's id.
+func (o *Operation) ID() string { return o.id }
+
+// Done is closed when the operation has ended.
+func (o *Operation) Done() <-chan struct{} { return o.finished }
+
+// BodyDone is closed once an import has stopped reading the uploaded body; nil
+// for operations without one.
+func (o *Operation) BodyDone() <-chan struct{} { return o.bodyDone }
+
+// Err returns the error the operation ended with, nil while it runs or when it succeeded.
+func (o *Operation) Err() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cause
+}
+
+// Info returns a snapshot.
+func (o *Operation) Info() OperationInfo {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return OperationInfo{ID: o.id, Kind: o.kind, Distro: o.distro, Status: o.status,
+		Progress: Progress{Done: o.done.Load(), Total: o.total.Load()}, Error: o.err, CreatedAt: o.created}
+}
+
+func (o *Operation) finish(err error) {
+	o.mu.Lock()
+	if err != nil {
+		o.status, o.err, o.cause = StatusFailure, err.Error(), err
+	} else {
+		o.status = StatusSuccess
+		if t := o.total.Load(); t > 0 {
+			o.done.Store(t)
+		}
+	}
+	o.mu.Unlock()
+	o.cancel()
+	close(o.finished)
+}
+
+// countingReader adds every byte read to an operation's progress.
+type countingReader struct {
+	r  interface{ Read([]byte) (int, error) }
+	op *Operation
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.op.done.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,88 @@
+// Package vmm owns the life of distros: import, start, exec, terminate, export,
+// clone, rename, unregister, and the long-running operations that some of these are.
+// It keeps the metadata in store and runs distros through one Backend per version
+// (vmm/ns for version 1). server imports vmm; vmm never imports server.
+package vmm
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// State is what a distro is doing, as `subsys list` shows it.
+type State string
+
+// The states a distro can be in. They match the words `wsl -l -v` users know.
+const (
+	StateInstalling   State = "Installing"
+	StateStopped      State = "Stopped"
+	StateRunning      State = "Running"
+	StateExporting    State = "Exporting"
+	StateConverting   State = "Converting"
+	StateUninstalling State = "Uninstalling"
+)
+
+// Sentinel errors; server maps each to an HTTP status with errors.Is.
+var (
+	// ErrNotFound: no distro or operation by that name or id.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: the name is taken.
+	ErrExists = errors.New("already exists")
+	// ErrBusy: another operation holds the distro; the error text names it.
+	ErrBusy = errors.New("busy")
+	// ErrInvalid: the request is malformed (bad name, version, path, user…).
+	ErrInvalid = errors.New("invalid")
+	// ErrTooLarge: an input went over a size or count limit.
+	ErrTooLarge = errors.New("too large")
+	// ErrUnsupported: no backend for the requested distro version on this host.
+	ErrUnsupported = errors.New("unsupported")
+)
+
+// namePattern is the one rule for distro names, from DESIGN.md's security model.
+var namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+
+// ValidateName reports whether name is a valid distro name.
+func ValidateName(name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%w: distro name %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, name)
+	}
+	return nil
+}
+
+// userPattern bounds user names to what useradd accepts (plus numeric uids).
+var userPattern = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,31}\$?$`)
+
+// ValidateUser reports whether user is a plausible user name or numeric uid.
+func ValidateUser(user string) error {
+	if !userPattern.MatchString(user) {
+		return fmt.Errorf("%w: user name %q", ErrInvalid, user)
+	}
+	return nil
+}
+
+// Distro is what the API and CLI show about one distro.
+type Distro struct {
+	Name        string    `json:"name"`
+	ID          string    `json:"id"`
+	Version     int       `json:"version"`
+	State       State     `json:"state"`
+	Default     bool      `json:"default"`
+	Location    string    `json:"location"`
+	DefaultUser string    `json:"default_user"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// BusyError is returned (wrapping ErrBusy) when a distro is held by another operation.
+type BusyError struct {
+	Distro string
+	Op     OperationInfo
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("distro %q is busy: operation %s (%s) is running", e.Distro, e.Op.ID, e.Op.Kind)
+}
+
+// Unwrap makes errors.Is(err, ErrBusy) true.
+func (e *BusyError) Unwrap() error { return ErrBusy }
