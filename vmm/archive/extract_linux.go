@@ -20,6 +20,10 @@ import (
 // a directory's entries together, so a small cache catches nearly every lookup.
 const maxCachedDirs = 256
 
+// maxTrailer is how much decompressed data after the end of the archive
+// Extract reads to reach the compressed stream's checksum.
+const maxTrailer = 16 << 20
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // Extract reads a tarball, plain or compressed with gzip, zstd or xz (detected
@@ -95,6 +99,13 @@ func Extract(ctx context.Context, r io.Reader, dest string, lim Limits) (Stats, 
 	if err := x.run(tar.NewReader(d)); err != nil {
 		return x.stats, err
 	}
+	// Read what follows the end-of-archive blocks (usually a few KiB of
+	// padding) so that the decoder reaches the gzip CRC or the xz and zstd
+	// checksums: corruption of data already written is only detected there.
+	// The cap stops a hostile stream of padding from being decoded forever.
+	if _, err := io.CopyN(io.Discard, d, maxTrailer); err != nil && err != io.EOF {
+		return x.stats, x.readError(err, "at the end of the archive")
+	}
 	if err := x.finishDirs(); err != nil {
 		return x.stats, err
 	}
@@ -152,7 +163,7 @@ func (x *extractor) run(tr *tar.Reader) error {
 			return nil
 		}
 		if err != nil {
-			return x.readError(err)
+			return x.readError(err, "")
 		}
 		x.stats.Entries++
 		if x.stats.Entries > x.lim.MaxEntries {
@@ -175,10 +186,14 @@ func (x *extractor) run(tr *tar.Reader) error {
 	}
 }
 
-// readError classifies an error of the tar reader between entries.
-func (x *extractor) readError(err error) error {
-	where := "at the first entry"
-	if x.last != "" {
+// readError classifies an error of the tar reader between entries; where
+// says where it happened, "" for after the last entry read.
+func (x *extractor) readError(err error, where string) error {
+	switch {
+	case where != "":
+	case x.last == "":
+		where = "at the first entry"
+	default:
 		where = fmt.Sprintf("after entry %q", x.last)
 	}
 	var se *sourceError
@@ -293,9 +308,11 @@ func (x *extractor) dir(p string, create bool) (int, error) {
 		}
 		fd, err = unix.Openat(pfd, base, flags, 0)
 	}
-	if err == unix.ELOOP {
-		// A symlink (lib -> usr/lib): os.Root follows it as long as it stays
-		// inside dest and fails with "path escapes from parent" otherwise.
+	if err == unix.ENOTDIR || err == unix.ELOOP {
+		// A symlink (lib -> usr/lib; O_DIRECTORY|O_NOFOLLOW reports one as
+		// ENOTDIR) or a file: os.Root follows a symlink as long as it stays
+		// inside dest, fails with "path escapes from parent" otherwise, and
+		// with ENOTDIR for a file.
 		f, err := x.root.OpenFile(p, os.O_RDONLY|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return -1, err

@@ -9,8 +9,8 @@ import (
 // a few large buffers, so that decoding overlaps the file-system work of the
 // consumer. Close stops the goroutine and waits for it.
 type readahead struct {
-	full chan []byte  // filled buffers, in order
-	free chan []byte  // buffers the consumer has finished with
+	full chan []byte   // filled buffers, in order
+	free chan []byte   // buffers the consumer has finished with
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
 	err  error  // the source's final error; read only after full is closed

@@ -135,14 +135,17 @@ func (e *exporter) entry(dirfd int, prefix, name string) error {
 		}
 		return e.walk(fd, aname+"/")
 	case unix.S_IFREG:
+		key := devIno{st.Dev, st.Ino}
 		if st.Nlink > 1 {
-			key := devIno{st.Dev, st.Ino}
 			if first, ok := e.links[key]; ok {
 				return e.header(aname, &st, tar.TypeLink, first, nil)
 			}
+		}
+		written, err := e.file(dirfd, name, aname)
+		if written && st.Nlink > 1 {
 			e.links[key] = aname
 		}
-		return e.file(dirfd, name, aname)
+		return err
 	case unix.S_IFLNK:
 		target, err := readlinkat(dirfd, name)
 		if err != nil {
@@ -170,38 +173,40 @@ func (e *exporter) openError(aname string, err error) error {
 	return fmt.Errorf("open %q: %w", aname, err)
 }
 
-func (e *exporter) file(dirfd int, name, aname string) error {
+// file writes a regular file; written reports whether its header went out,
+// so that later hard links may refer to it.
+func (e *exporter) file(dirfd int, name, aname string) (written bool, err error) {
 	// O_NONBLOCK so that a fifo swapped in cannot block the open; O_NOFOLLOW
 	// so that a symlink swapped in is not followed.
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return e.openError(aname, err)
+		return false, e.openError(aname, err)
 	}
 	f := os.NewFile(uintptr(fd), aname)
 	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("stat %q: %w", aname, err)
+		return false, fmt.Errorf("stat %q: %w", aname, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		e.log.Warn("archive: skipped entry that changed during export", "entry", aname)
-		return nil
+		return false, nil
 	}
 	if err := e.header(aname, &st, tar.TypeReg, "", e.xattrsFd(fd)); err != nil {
-		return err
+		return false, err
 	}
 	// Copy exactly the size in the header: a file that grows is cut, one
 	// that shrinks is padded with zeros (the header is already written).
 	left := st.Size
 	for left > 0 {
 		if err := e.ctx.Err(); err != nil {
-			return fmt.Errorf("export: %w", err)
+			return true, fmt.Errorf("export: %w", err)
 		}
 		chunk := e.buf[:min(int64(len(e.buf)), left)]
 		n, err := io.ReadFull(f, chunk)
 		if n > 0 {
 			if _, werr := e.tw.Write(chunk[:n]); werr != nil {
-				return fmt.Errorf("write archive: %w", werr)
+				return true, fmt.Errorf("write archive: %w", werr)
 			}
 			left -= int64(n)
 		}
@@ -211,17 +216,17 @@ func (e *exporter) file(dirfd int, name, aname string) error {
 			for left > 0 {
 				n := min(int64(len(e.buf)), left)
 				if _, werr := e.tw.Write(e.buf[:n]); werr != nil {
-					return fmt.Errorf("write archive: %w", werr)
+					return true, fmt.Errorf("write archive: %w", werr)
 				}
 				left -= n
 			}
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("read %q: %w", aname, err)
+			return true, fmt.Errorf("read %q: %w", aname, err)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // header writes one entry's header from its stat.

@@ -1,0 +1,30 @@
+# subsys in a container. Build: docker build -t subsys .
+# Run:  docker run --privileged --pid=host -p 127.0.0.1:7070:7070 -v subsys-data:/var/lib/subsys subsys
+#
+# Version 1 distros are namespaces on the host kernel: the server must be able to
+# create mount, PID, UTS and IPC namespaces, mount proc/sysfs/devpts/tmpfs, bind-mount
+# and pivot_root — that is CAP_SYS_ADMIN plus CAP_MKNOD, CAP_SYS_CHROOT, CAP_SETUID/
+# CAP_SETGID, CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER and CAP_KILL, with the default
+# seccomp and AppArmor profiles relaxed (they refuse mount and pivot_root). --privileged
+# is the simple way to get all of it. /mnt/host in a distro is then the container's
+# root; add -v /:/host:rslave and SUBSYS_HOST_ROOT later if the real host is wanted.
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o embedded/subsys-agent ./vmm/agent/cmd/subsys-agent \
+ && go build -trimpath -o /out/subsys .
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends e2fsprogs ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/subsys /usr/local/bin/subsys
+VOLUME /var/lib/subsys
+EXPOSE 7070
+# Inside the container the published port arrives on eth0, so listen on all
+# addresses; TLS is required off loopback, so mount a key pair, or keep the
+# default loopback listen and use --network=host instead.
+ENTRYPOINT ["/usr/local/bin/subsys", "serve", "--data", "/var/lib/subsys"]
+CMD ["--listen", "127.0.0.1:7070"]

@@ -1,0 +1,72 @@
+# subsys — `make` lists the targets. The two that matter most:
+#   make run    install what is missing, build, and start `subsys serve`
+#   make test   everything CI runs (vet, unit tests with -race, integration tests as root)
+
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+DATA ?=
+LISTEN ?= 127.0.0.1:7070
+# Debian packages the build, the tests and the benchmarks use.
+APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 ca-certificates
+# Where the Debian test root file system is cached between runs.
+ROOTFS_CACHE ?= /var/cache/subsys-test
+ROOTFS_TAR := $(ROOTFS_CACHE)/debian-bookworm-minbase.tar
+
+.DEFAULT_GOAL := help
+.PHONY: help deps agent build run test test-unit test-integration bench check rootfs clean fuzz
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+deps: ## install missing Debian packages (idempotent; needs root or sudo)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+agent: ## build the static agent into embedded/ (embedded into subsys)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o embedded/subsys-agent ./vmm/agent/cmd/subsys-agent
+
+build: agent ## build bin/subsys with the agent embedded
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/subsys .
+
+run: deps build ## install, build and start the server (DATA=dir LISTEN=addr to override)
+	./bin/subsys serve $(if $(DATA),--data $(DATA)) --listen $(LISTEN)
+
+rootfs: ## build (once) the cached Debian minbase tarball the integration tests and benchmarks use
+	@if [ ! -s $(ROOTFS_TAR) ]; then \
+		mkdir -p $(ROOTFS_CACHE) && \
+		rm -rf $(ROOTFS_TAR).tmp && mmdebstrap --quiet --format=tar --variant=minbase --include=procps,iproute2,passwd,login bookworm $(ROOTFS_TAR).tmp && \
+		mv $(ROOTFS_TAR).tmp $(ROOTFS_TAR); \
+	fi
+	@ls -l $(ROOTFS_TAR)
+
+test: build test-unit test-integration ## vet, unit tests (-race), integration tests (root)
+
+test-unit: ## go vet and the unit tests with the race detector
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /e2e)
+
+test-integration: build rootfs ## end-to-end tests of bin/subsys as root: real namespaces, SQLite, HTTP
+	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee test-output.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+
+bench: build rootfs ## benchmarks: import vs tar -xf, exec vs runc run (prints ratios)
+	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 1x ./e2e/
+
+fuzz: ## run every fuzz target for 30 s each
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$pkg || exit 1; \
+		done; done
+
+check: ## gofmt, go vet, staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+clean: ## remove build output
+	rm -rf bin embedded/subsys-agent

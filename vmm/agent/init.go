@@ -1,0 +1,18 @@
+package agent
+
+import "log/slog"
+
+// InitConfig configures RunInit.
+type InitConfig struct {
+	// Socket is the host path of the unix socket to serve on, e.g.
+	// <data>/run/<id>.sock. Required.
+	Socket string
+	// PIDFile, if set, is a host path where the agent writes its host pid.
+	PIDFile string
+	// RootFS is the host directory holding the distro's root. Required.
+	RootFS string
+	// Hostname is the distro's hostname. Required.
+	Hostname string
+	// Logger receives the agent's log. Default slog.Default().
+	Logger *slog.Logger
+}

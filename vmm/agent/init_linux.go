@@ -1,0 +1,464 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// shutdownTimeout bounds how long the agent waits for killed processes to be
+// reaped before it exits anyway (exiting PID 1 kills the rest).
+const shutdownTimeout = 5 * time.Second
+
+// RunInit is the agent's life as PID 1 of a version 1 distro. The caller must
+// have started it in new mount, PID, UTS and IPC namespaces. It listens on
+// cfg.Socket (before pivoting, so the host can reach it), sets up the distro's
+// mounts, pivots into cfg.RootFS, serves clients until one asks for shutdown,
+// then kills every process of the distro and returns. It returns an error when
+// setting up fails; it never returns without removing the socket.
+func RunInit(ctx context.Context, cfg InitConfig) (err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Socket == "" || cfg.RootFS == "" || cfg.Hostname == "" {
+		return errors.New("init: socket, rootfs and hostname are required")
+	}
+	if err := checkNamespaces(); err != nil {
+		return err
+	}
+	// The distro's processes get a conventional umask; ours is inherited.
+	unix.Umask(0o022)
+
+	// Catch the signals Go would die of: processes in the distro may send
+	// them to PID 1 (`kill 1`), and the agent must outlive them. Caught
+	// signals are reset to the default in children, unlike ignored ones.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGHUP, unix.SIGINT, unix.SIGTERM, unix.SIGQUIT, unix.SIGABRT)
+	defer signal.Stop(sigs)
+	startReaper()
+
+	ln, cleanup, err := listenHost(cfg)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	if err := setupRoot(cfg, log); err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info("distro ready", "hostname", cfg.Hostname)
+
+	srv := NewServer(ServerConfig{Logger: log})
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, ln) }()
+	var serveErr error
+wait:
+	for {
+		select {
+		case s := <-sigs:
+			log.Info("ignoring signal", "signal", s)
+		case <-srv.ShutdownRequested():
+			break wait
+		case <-ctx.Done():
+			break wait
+		case serveErr = <-served:
+			log.Error("serve", "err", serveErr)
+			break wait
+		}
+	}
+
+	// Every process of the distro first, then the sessions: clients see their
+	// processes' exits before the connection closes.
+	log.Info("killing every process")
+	if err := unix.Kill(-1, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		log.Error("kill all", "err", err)
+	}
+	stop := make(chan struct{})
+	timer := time.AfterFunc(shutdownTimeout, func() { close(stop) })
+	theReaper.reapAll(stop)
+	timer.Stop()
+	cancel()
+	if serveErr == nil {
+		<-served
+	}
+	return nil
+}
+
+// checkNamespaces refuses to run outside fresh namespaces: making every mount
+// private or calling kill(-1) in the host's namespaces would wreck the host.
+func checkNamespaces() error {
+	if os.Getpid() != 1 {
+		return errors.New("init: not PID 1; the agent must be started in a new PID namespace")
+	}
+	// /proc is still the host's here, so /proc/1 is the host's init.
+	self, err1 := os.Readlink("/proc/self/ns/mnt")
+	host, err2 := os.Readlink("/proc/1/ns/mnt")
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("init: read mount namespaces: %v, %v", err1, err2)
+	}
+	if self == host {
+		return errors.New("init: in the host's mount namespace; the agent must be started in a new one")
+	}
+	return nil
+}
+
+// listenHost opens the socket and pid file on the host's file system, before
+// the pivot hides it. It keeps directory fds so that it can remove both at
+// exit, when host paths no longer resolve.
+func listenHost(cfg InitConfig) (net.Listener, func(), error) {
+	sockDir, sockName := filepath.Split(cfg.Socket)
+	sdir, err := unix.Open(filepath.Clean(sockDir), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("init: open socket dir: %w", err)
+	}
+	// A stale socket from an agent that died: the server only starts us
+	// after no agent answered on it.
+	var st unix.Stat_t
+	if unix.Fstatat(sdir, sockName, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		unix.Unlinkat(sdir, sockName, 0)
+	}
+	// Only root may connect: the umask makes the socket 0600 from the start.
+	old := unix.Umask(0o177)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Socket, Net: "unix"})
+	unix.Umask(old)
+	if err != nil {
+		unix.Close(sdir)
+		return nil, nil, fmt.Errorf("init: %w", err)
+	}
+	// We remove the socket ourselves, through sdir, when we exit.
+	ln.SetUnlinkOnClose(false)
+
+	pdir, pidName := -1, ""
+	if cfg.PIDFile != "" {
+		pidDir, name := filepath.Split(cfg.PIDFile)
+		if pdir, err = unix.Open(filepath.Clean(pidDir), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			ln.Close()
+			unix.Unlinkat(sdir, sockName, 0)
+			unix.Close(sdir)
+			return nil, nil, fmt.Errorf("init: open pid file dir: %w", err)
+		}
+		pidName = name
+		// Our pid as the host sees it: /proc is still the host's.
+		hostPID, err := os.Readlink("/proc/self")
+		if err == nil {
+			err = writeFileAt(pdir, pidName, []byte(hostPID+"\n"), 0o644)
+		}
+		if err != nil {
+			ln.Close()
+			unix.Unlinkat(sdir, sockName, 0)
+			unix.Close(sdir)
+			unix.Close(pdir)
+			return nil, nil, fmt.Errorf("init: write pid file: %w", err)
+		}
+	}
+	cleanup := func() {
+		ln.Close()
+		unix.Unlinkat(sdir, sockName, 0)
+		unix.Close(sdir)
+		if pdir >= 0 {
+			unix.Unlinkat(pdir, pidName, 0)
+			unix.Close(pdir)
+		}
+	}
+	return ln, cleanup, nil
+}
+
+// setupRoot mounts the distro's file systems, pivots into its root and writes
+// its network files.
+func setupRoot(cfg InitConfig, log *slog.Logger) error {
+	// Read the host's resolver config while its paths still resolve the
+	// host's way (an absolute symlink such as systemd-resolved's would point
+	// into the distro after the pivot).
+	resolv, err := readSmallFile("/etc/resolv.conf")
+	if err != nil || len(resolv) > 64<<10 {
+		log.Warn("cannot read the host's resolv.conf; leaving the distro's", "err", err)
+		resolv = nil
+	}
+
+	// Nothing done in here may reach the host's mount table.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("init: make mounts private: %w", err)
+	}
+	rootPath, err := filepath.Abs(cfg.RootFS)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	// pivot_root needs the new root to be a mount point.
+	if err := unix.Mount(rootPath, rootPath, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("init: bind rootfs: %w", err)
+	}
+	// Opened after the bind so that it refers to the new mount.
+	root, err := unix.Open(rootPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("init: open rootfs: %w", err)
+	}
+	defer unix.Close(root)
+	if err := mountAll(root); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+
+	if err := unix.Fchdir(root); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one; the
+	// detach then drops it, leaving nothing of the host but /mnt/host.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("init: pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("init: detach old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return fmt.Errorf("init: sethostname: %w", err)
+	}
+	if err := writeNetworkFiles(resolv, cfg.Hostname); err != nil {
+		// A distro with an odd /etc still runs; name resolution may not.
+		log.Warn("network files", "err", err)
+	}
+	return nil
+}
+
+// mountAll mounts the distro's file systems inside root (an fd to the rootfs
+// mount). Every target is resolved inside root and must be a real directory.
+func mountAll(root int) error {
+	const (
+		nosuid = unix.MS_NOSUID
+		nodev  = unix.MS_NODEV
+		noexec = unix.MS_NOEXEC
+	)
+	// First /mnt/host, so the copy of the host's tree holds no distro mounts.
+	if err := mountIn(root, "mnt/host", "/", "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	// Private again, explicitly: nothing under /mnt/host propagates back.
+	if err := mountIn(root, "mnt/host", "", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
+	type mount struct {
+		target, source, fstype string
+		flags                  uintptr
+		data                   string
+	}
+	for _, m := range []mount{
+		{"proc", "proc", "proc", nosuid | nodev | noexec, ""},
+		{"sys", "sysfs", "sysfs", nosuid | nodev | noexec | unix.MS_RDONLY, ""},
+		{"dev", "tmpfs", "tmpfs", nosuid | noexec, "mode=755,size=65536k"},
+		{"dev/pts", "devpts", "devpts", nosuid | noexec, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{"dev/shm", "shm", "tmpfs", nosuid | nodev, "mode=1777"},
+		{"tmp", "tmpfs", "tmpfs", nosuid | nodev, "mode=1777"},
+		{"run", "tmpfs", "tmpfs", nosuid | nodev, "mode=755"},
+	} {
+		if err := mountIn(root, m.target, m.source, m.fstype, m.flags, m.data); err != nil {
+			return err
+		}
+		if m.target == "dev" {
+			if err := populateDev(root); err != nil {
+				return err
+			}
+		}
+	}
+	// Debian's tools expect /run/lock; tmpfiles.d would make it on a booted
+	// system. chmod goes through /proc because O_PATH fds cannot be chmodded.
+	lock, err := mkdirIn(root, "run/lock", 0o755)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(lock)
+	if err := os.Chmod(procFD(lock), 0o777|os.ModeSticky); err != nil {
+		return fmt.Errorf("chmod /run/lock: %w", err)
+	}
+	return nil
+}
+
+// populateDev fills the fresh /dev tmpfs with the host's harmless devices and
+// the usual links.
+func populateDev(root int) error {
+	dev, err := openIn(root, "dev")
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dev)
+	for _, name := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		fd, err := unix.Openat(dev, name, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o666)
+		if err != nil {
+			return fmt.Errorf("create /dev/%s: %w", name, err)
+		}
+		err = unix.Mount("/dev/"+name, procFD(fd), "", unix.MS_BIND, "")
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("bind /dev/%s: %w", name, err)
+		}
+	}
+	links := [][2]string{
+		{"pts/ptmx", "ptmx"},
+		{"/proc/self/fd", "fd"},
+		{"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"},
+		{"/proc/self/fd/2", "stderr"},
+	}
+	for _, l := range links {
+		if err := unix.Symlinkat(l[0], dev, l[1]); err != nil {
+			return fmt.Errorf("link /dev/%s: %w", l[1], err)
+		}
+	}
+	return nil
+}
+
+// mountIn mounts onto p inside root, creating the directory if needed. The
+// mount goes through /proc/self/fd, so what is mounted on is exactly the
+// directory that was checked, whatever the distro's tree does meanwhile.
+func mountIn(root int, p, source, fstype string, flags uintptr, data string) error {
+	fd, err := mkdirIn(root, p, 0o755)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Mount(source, procFD(fd), fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s on /%s: %w", fstype+source, p, err)
+	}
+	return nil
+}
+
+// procFD names an fd through the host's /proc, which is still mounted while
+// the agent sets up.
+func procFD(fd int) string {
+	return "/proc/self/fd/" + strconv.Itoa(fd)
+}
+
+// openIn opens the directory p inside root for use as a mount point. Symlinks
+// on the way are resolved as if root were / (RESOLVE_IN_ROOT), so a distro's
+// absolute links work and none leads out; the last element itself must be a
+// directory, not a symlink, so the distro cannot choose what gets covered.
+func openIn(root int, p string) (int, error) {
+	fd, err := unix.Openat2(root, p, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+		return -1, fmt.Errorf("rootfs /%s is not a directory (a symlink?); refusing to mount on it: %w", p, err)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("open rootfs /%s: %w", p, err)
+	}
+	return fd, nil
+}
+
+// mkdirIn is openIn that first creates missing directories, each inside root.
+func mkdirIn(root int, p string, mode uint32) (int, error) {
+	fd, err := openIn(root, p)
+	if err == nil || !errors.Is(err, unix.ENOENT) {
+		return fd, err
+	}
+	parent, base := filepath.Split(p)
+	parent = strings.TrimSuffix(parent, "/")
+	pfd := -1
+	if parent == "" {
+		if pfd, err = unix.Dup(root); err != nil {
+			return -1, err
+		}
+	} else if pfd, err = mkdirIn(root, parent, mode); err != nil {
+		return -1, err
+	}
+	defer unix.Close(pfd)
+	if err := unix.Mkdirat(pfd, base, mode); err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, fmt.Errorf("create rootfs /%s: %w", p, err)
+	}
+	fd, err = unix.Openat2(pfd, base, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
+	if err != nil {
+		return -1, fmt.Errorf("rootfs /%s: %w; refusing to mount on it", p, err)
+	}
+	return fd, nil
+}
+
+// writeNetworkFiles writes /etc/resolv.conf and patches /etc/hosts. It runs
+// after the pivot and will not cross into another mount, so an /etc or a file
+// linked to /mnt/host cannot make it write to the host's files.
+func writeNetworkFiles(resolv []byte, hostname string) error {
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	how := &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_XDEV | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	etc, err := unix.Openat2(root, "etc", how)
+	if errors.Is(err, unix.ENOENT) {
+		if err = unix.Mkdirat(root, "etc", 0o755); err == nil {
+			etc, err = unix.Openat2(root, "etc", how)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("open /etc: %w", err)
+	}
+	defer unix.Close(etc)
+
+	var errs []error
+	if resolv != nil {
+		data := append([]byte("# Written by subsys from the host's /etc/resolv.conf at start.\n"), resolv...)
+		if err := writeFileAt(etc, "resolv.conf", data, 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("write /etc/resolv.conf: %w", err))
+		}
+	}
+	var old []byte
+	if fd, err := unix.Openat(etc, "hosts", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+		f := os.NewFile(uintptr(fd), "/etc/hosts")
+		var fi os.FileInfo
+		if fi, err = f.Stat(); err == nil && fi.Mode().IsRegular() {
+			old, err = io.ReadAll(io.LimitReader(f, 1<<20))
+		}
+		f.Close()
+		if err != nil {
+			old = nil
+		}
+	}
+	if err := writeFileAt(etc, "hosts", patchHosts(old, hostname), 0o644); err != nil {
+		errs = append(errs, fmt.Errorf("write /etc/hosts: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// writeFileAt replaces dir/name with data atomically. The rename replaces a
+// symlink rather than following it.
+func writeFileAt(dir int, name string, data []byte, mode uint32) error {
+	tmp := "." + name + ".subsys-tmp"
+	unix.Unlinkat(dir, tmp, 0)
+	fd, err := unix.Openat(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(dir, tmp, dir, name)
+	}
+	if err != nil {
+		unix.Unlinkat(dir, tmp, 0)
+	}
+	return err
+}

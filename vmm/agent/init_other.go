@@ -1,0 +1,14 @@
+//go:build !linux
+
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// RunInit works on Linux only.
+func RunInit(ctx context.Context, cfg InitConfig) error {
+	return fmt.Errorf("init: %w", errors.ErrUnsupported)
+}
