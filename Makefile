@@ -39,7 +39,7 @@ run: deps build ## install, build and start the server (DATA=dir LISTEN=addr to 
 rootfs: ## build (once) the cached Debian minbase tarball the integration tests and benchmarks use
 	@if [ ! -s $(ROOTFS_TAR) ]; then \
 		mkdir -p $(ROOTFS_CACHE) && \
-		rm -rf $(ROOTFS_TAR).tmp && mmdebstrap --quiet --format=tar --variant=minbase --include=procps,iproute2,passwd,login bookworm $(ROOTFS_TAR).tmp && \
+		rm -rf $(ROOTFS_TAR).tmp && mmdebstrap --quiet --format=tar --variant=minbase --include=procps,iproute2,passwd,login,less,vim-tiny bookworm $(ROOTFS_TAR).tmp && \
 		mv $(ROOTFS_TAR).tmp $(ROOTFS_TAR); \
 	fi
 	@ls -l $(ROOTFS_TAR)

@@ -130,7 +130,7 @@ func buildTree(t *testing.T, root string) (skipped []string) {
 	}
 	isRoot := os.Geteuid() == 0
 	rnd := rand.New(rand.NewPCG(1, 2))
-	big := make([]byte, 3<<20+123)
+	big := make([]byte, 1<<20+4567)
 	for i := range big {
 		big[i] = byte(rnd.Uint32())
 	}
@@ -139,7 +139,7 @@ func buildTree(t *testing.T, root string) (skipped []string) {
 	}
 	files := map[string]struct {
 		body string
-		mode os.FileMode
+		mode uint32
 	}{
 		"a/file":       {"hello\n", 0o644},
 		"a/b/exec":     {"#!/bin/sh\n", 0o755},
@@ -154,7 +154,7 @@ func buildTree(t *testing.T, root string) (skipped []string) {
 	for name, f := range files {
 		p := filepath.Join(root, name)
 		must(os.WriteFile(p, []byte(f.body), 0o600))
-		must(os.Chmod(p, f.mode))
+		must(unix.Chmod(p, f.mode)) // os.Chmod takes Go's setuid bits, not 04000
 	}
 	must(os.Link(filepath.Join(root, "a/file"), filepath.Join(root, "hl1")))
 	must(os.Link(filepath.Join(root, "a/file"), filepath.Join(root, "a/b/hl2")))
@@ -173,7 +173,8 @@ func buildTree(t *testing.T, root string) (skipped []string) {
 		must(os.Lchown(filepath.Join(root, "a/b"), 7, 8))
 		must(os.Lchown(filepath.Join(root, "fifo"), 9, 10))
 		must(os.Lchown(filepath.Join(root, "sgidfile"), 0, 50)) // chown clears setgid: restore it
-		must(os.Chmod(filepath.Join(root, "sgidfile"), 0o2711))
+		must(unix.Chmod(filepath.Join(root, "sgidfile"), 0o2711))
+		must(unix.Chmod(filepath.Join(root, "null"), 0o666))
 		must(unix.Setxattr(filepath.Join(root, "a/b/exec"), "security.capability", capNetBindService(), 0))
 	} else {
 		skipped = append(skipped, "ownership and devices and security.capability (not root)")
@@ -199,7 +200,6 @@ func buildTree(t *testing.T, root string) (skipped []string) {
 	// Modes that would stop the build go on after the times (chmod does not
 	// change mtime).
 	must(os.Chmod(filepath.Join(root, "ro"), 0o555))
-	must(os.Chmod(filepath.Join(root, "sticky"), 0o1777|os.ModeSticky))
 	must(unix.Chmod(filepath.Join(root, "sticky"), 0o1777))
 	must(unix.Chmod(filepath.Join(root, "sgid"), 0o2755))
 	must(unix.Chmod(filepath.Join(root, "empty"), 0o700))
