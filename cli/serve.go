@@ -83,11 +83,13 @@ func installAgent(b Build, dataDir string) (string, error) {
 		return "", errors.New("this build has no embedded agent: build with `make build`, or set SUBSYS_AGENT to a subsys-agent binary")
 	}
 	sum := sha256.Sum256(b.Agent)
-	dir := filepath.Join(dataDir, "bin")
+	// One folder per build keeps the program's own name, which is what `ps` in a
+	// distro shows for PID 1.
+	dir := filepath.Join(dataDir, "bin", hex.EncodeToString(sum[:8]))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, "subsys-agent-"+hex.EncodeToString(sum[:8]))
+	path := filepath.Join(dir, "subsys-agent")
 	if existing, err := os.ReadFile(path); err == nil && bytes.Equal(existing, b.Agent) {
 		return path, nil
 	}

@@ -186,6 +186,9 @@ func (s *server) request(method, path string, body any, out any, hdr http.Header
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		checkAgainstSpec(s.t, req, resp.StatusCode, resp.Header, raw)
+	}
 	if out != nil && len(raw) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
 			s.t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)
@@ -298,7 +301,7 @@ func (s *server) sh(name, script string) execResult {
 
 // busyboxApplets are linked into the tiny test root file system.
 var busyboxApplets = []string{"sh", "ls", "cat", "echo", "id", "ps", "hostname", "sleep", "true", "false", "env",
-	"pwd", "stty", "wc", "head", "nohup", "mount", "grep", "readlink", "kill", "test", "touch", "mkdir", "rm", "tr", "base64", "od", "dd", "su"}
+	"pwd", "stty", "wc", "head", "mount", "grep", "readlink", "kill", "test", "touch", "mkdir", "rm", "tr", "base64", "od", "dd", "su", "pidof"}
 
 // tinyRootfs returns a gzip-compressed tarball of a busybox root file system with
 // root and alice (uid 1000).

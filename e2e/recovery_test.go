@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +24,7 @@ func newCLI(bin string, args ...string) *exec.Cmd { return exec.Command(bin, arg
 func TestRestartReadoptsRunningDistros(t *testing.T) {
 	s := startServer(t, "")
 	s.importTar("keep", tinyRootfs(t))
-	s.sh("keep", "nohup sleep 1000 >/dev/null 2>&1 &")
+	s.sh("keep", "sleep 1000 </dev/null >/dev/null 2>&1 &")
 	before := s.sh("keep", "pidof sleep").Stdout
 
 	s.kill9()
@@ -40,7 +42,16 @@ func TestRestartReadoptsRunningDistros(t *testing.T) {
 		t.Errorf("daemon pid after graceful restart = %q, want %q", after, before)
 	}
 	// A distro killed behind the server's back shows as Stopped and starts again.
-	s.sh("keep", "kill -9 1 || true")
+	pidfiles, _ := filepath.Glob(filepath.Join(s.data, "run", "*.pid"))
+	if len(pidfiles) != 1 {
+		t.Fatalf("pid files in run/: %v, want one", pidfiles)
+	}
+	raw, _ := os.ReadFile(pidfiles[0])
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatalf("pid file %s: %q", pidfiles[0], raw)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
 	waitFor(t, 5*time.Second, "state Stopped after the agent died", func() bool {
 		s.api("GET", "/distros/keep", nil, &d)
 		return d.State == "Stopped"

@@ -288,8 +288,9 @@ loop:
 		case frameExit:
 			if err = json.Unmarshal(payload, &p.exit); err != nil {
 				err = fmt.Errorf("%w: bad exit frame: %v", ErrProtocol, err)
+			} else {
+				gotExit = true
 			}
-			gotExit = true
 		default:
 			// A newer agent's frame this client does not know: skip it.
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -27,7 +28,7 @@ const shutdownTimeout = 5 * time.Second
 // mounts, pivots into cfg.RootFS, serves clients until one asks for shutdown,
 // then kills every process of the distro and returns. It returns an error when
 // setting up fails; it never returns without removing the socket.
-func RunInit(ctx context.Context, cfg InitConfig) (err error) {
+func RunInit(ctx context.Context, cfg InitConfig) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -40,6 +41,11 @@ func RunInit(ctx context.Context, cfg InitConfig) (err error) {
 	}
 	// The distro's processes get a conventional umask; ours is inherited.
 	unix.Umask(0o022)
+	// Processes in the distro inherit fds 0–2 and nothing else: Go opens
+	// everything close-on-exec, and this covers whatever we inherited.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("init: mark fds close-on-exec: %w", err)
+	}
 
 	// Catch the signals Go would die of: processes in the distro may send
 	// them to PID 1 (`kill 1`), and the agent must outlive them. Caught
@@ -105,16 +111,39 @@ func checkNamespaces() error {
 	if os.Getpid() != 1 {
 		return errors.New("init: not PID 1; the agent must be started in a new PID namespace")
 	}
-	// /proc is still the host's here, so /proc/1 is the host's init.
-	self, err1 := os.Readlink("/proc/self/ns/mnt")
-	host, err2 := os.Readlink("/proc/1/ns/mnt")
-	if err1 != nil || err2 != nil {
-		return fmt.Errorf("init: read mount namespaces: %v, %v", err1, err2)
+	// /proc is still the host's here, so it shows our parent (the server),
+	// which getppid cannot: to a namespace's init the parent is outside.
+	self, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
 	}
-	if self == host {
-		return errors.New("init: in the host's mount namespace; the agent must be started in a new one")
+	parent, err := parentMountNS()
+	if err != nil {
+		return fmt.Errorf("init: cannot tell the parent's mount namespace, refusing to run: %w", err)
+	}
+	if self == parent {
+		return errors.New("init: in the parent's mount namespace; the agent must be started in a new one")
 	}
 	return nil
+}
+
+// parentMountNS reads the mount namespace of our parent through the host's /proc.
+func parentMountNS() (string, error) {
+	hostPID, err := os.Readlink("/proc/self")
+	if err != nil {
+		return "", err
+	}
+	stat, err := os.ReadFile("/proc/" + hostPID + "/stat")
+	if err != nil {
+		return "", err
+	}
+	// pid (comm) state ppid …; comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if i < 0 || len(f) < 2 {
+		return "", fmt.Errorf("cannot parse /proc/%s/stat", hostPID)
+	}
+	return os.Readlink("/proc/" + f[1] + "/ns/mnt")
 }
 
 // listenHost opens the socket and pid file on the host's file system, before
@@ -291,7 +320,7 @@ func mountAll(root int) error {
 // populateDev fills the fresh /dev tmpfs with the host's harmless devices and
 // the usual links.
 func populateDev(root int) error {
-	dev, err := openIn(root, "dev")
+	dev, err := openIn(root, "dev", false)
 	if err != nil {
 		return err
 	}
@@ -345,11 +374,16 @@ func procFD(fd int) string {
 
 // openIn opens the directory p inside root for use as a mount point. Symlinks
 // on the way are resolved as if root were / (RESOLVE_IN_ROOT), so a distro's
-// absolute links work and none leads out; the last element itself must be a
-// directory, not a symlink, so the distro cannot choose what gets covered.
-func openIn(root int, p string) (int, error) {
+// absolute links work and none leads out. Unless followLast, the last element
+// must itself be a directory, not a symlink, so the distro cannot choose what
+// gets covered.
+func openIn(root int, p string, followLast bool) (int, error) {
+	flags := uint64(unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC)
+	if !followLast {
+		flags |= unix.O_NOFOLLOW
+	}
 	fd, err := unix.Openat2(root, p, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Flags:   flags,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
@@ -362,19 +396,27 @@ func openIn(root int, p string) (int, error) {
 }
 
 // mkdirIn is openIn that first creates missing directories, each inside root.
+// Existing parents may be symlinks (followed inside root); every directory it
+// creates is opened again without following anything, so a symlink planted
+// meanwhile is refused.
 func mkdirIn(root int, p string, mode uint32) (int, error) {
-	fd, err := openIn(root, p)
+	fd, err := openIn(root, p, false)
 	if err == nil || !errors.Is(err, unix.ENOENT) {
 		return fd, err
 	}
 	parent, base := filepath.Split(p)
 	parent = strings.TrimSuffix(parent, "/")
-	pfd := -1
-	if parent == "" {
-		if pfd, err = unix.Dup(root); err != nil {
-			return -1, err
+	var pfd int
+	switch {
+	case parent == "":
+		pfd, err = unix.Dup(root)
+	default:
+		pfd, err = openIn(root, parent, true)
+		if errors.Is(err, unix.ENOENT) {
+			pfd, err = mkdirIn(root, parent, mode)
 		}
-	} else if pfd, err = mkdirIn(root, parent, mode); err != nil {
+	}
+	if err != nil {
 		return -1, err
 	}
 	defer unix.Close(pfd)

@@ -171,6 +171,7 @@ type RemoteError struct {
 	Message string // the agent's message, for people
 }
 
+// Error says which request failed and the agent's reason.
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("agent %s: %s", e.Op, e.Message)
 }

@@ -74,11 +74,14 @@ func (s *Server) ShutdownRequested() <-chan struct{} {
 // otherwise it returns the listener's error.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		// Sessions end with ctx, also when the listener failed.
+		cancel()
+		wg.Wait()
+	}()
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -261,7 +264,10 @@ func (x *execStream) run(ctx context.Context) {
 	case <-ctx.Done():
 	}
 
-	// Tear down: stop every pump, then the frame reader.
+	// Tear down: stop every pump, then the frame reader. Nothing more needs
+	// to reach the client; a write stuck on a client that stopped reading
+	// fails at once instead of holding the teardown.
+	x.st.SetWriteDeadline(time.Unix(1, 0))
 	x.outWin.close(errClientGone)
 	x.errWin.close(errClientGone)
 	x.stdinBuf.discard(errClientGone)

@@ -1,0 +1,56 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// fuzzHost is a fixed sentinel directory that seed archives aim at with
+// absolute symlinks and hard links; a fixed path lets the fuzzer's stored
+// corpus keep pointing at it across runs and worker processes.
+var fuzzHost = filepath.Join(os.TempDir(), "subsys-archive-fuzz-host")
+
+// FuzzExtract extracts arbitrary bytes into a fresh directory and checks that
+// Extract neither panics nor touches anything outside it, and that every
+// failure is one of the package's sentinels. Minimizing an input costs
+// thousands of runs, so fuzz with a short -fuzzminimizetime (e.g. 2s):
+//
+//	go test -run ^$ -fuzz FuzzExtract -fuzztime 60s -fuzzminimizetime 2s ./vmm/archive/
+func FuzzExtract(f *testing.F) {
+	if err := os.MkdirAll(fuzzHost, 0o755); err != nil {
+		f.Fatal(err)
+	}
+	secret := filepath.Join(fuzzHost, "secret")
+	if err := os.WriteFile(secret, []byte("host secret"), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	seedBox := &sandbox{parent: fuzzHost, dest: fuzzHost, host: fuzzHost, secret: secret}
+	for _, c := range hostileCases() {
+		f.Add(c.tar(f, seedBox))
+	}
+	f.Add(mkTar(f, dir("./"), file("a/b/c", "deep"), hardlink("a/h", "a/b/c"), symlink("a/l", "b/c"),
+		ent{typ: '3', name: "dev/null", mode: 0o666}, ent{typ: '6', name: "fifo", mode: 0o600}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := newSandbox(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := Extract(ctx, bytes.NewReader(data), s.dest, Limits{MaxExpandedBytes: 4 << 20, MaxEntries: 1000})
+		if err != nil && !errors.Is(err, ErrFormat) && !errors.Is(err, ErrCorrupt) &&
+			!errors.Is(err, ErrUnsafe) && !errors.Is(err, ErrLimit) {
+			t.Errorf("Extract = %v, want an error wrapping a sentinel", err)
+		}
+		s.check(t)
+		ents, err := os.ReadDir(fuzzHost)
+		if err != nil || len(ents) != 1 {
+			t.Errorf("%s holds %d entries (%v), want only the secret: something escaped", fuzzHost, len(ents), err)
+		}
+		if b, err := os.ReadFile(secret); err != nil || string(b) != "host secret" || nlink(t, secret) != 1 {
+			t.Errorf("%s changed: %q, %v", secret, b, err)
+		}
+	})
+}
