@@ -1,0 +1,71 @@
+package main
+
+import (
+	"go/parser"
+	"go/token"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/subsys-dev/subsys"
+
+// TestDependencyDirection keeps the arrows of DESIGN.md pointing one way: nothing
+// imports server or cli; store imports only migrations; vmm and netmgr never reach
+// server; web and migrations import nothing of subsys.
+func TestDependencyDirection(t *testing.T) {
+	forbidden := map[string][]string{
+		"store":       {"server", "vmm", "netmgr", "cli", "web"},
+		"migrations":  {"server", "vmm", "netmgr", "cli", "store", "web"},
+		"web":         {"server", "vmm", "netmgr", "cli", "store", "migrations"},
+		"vmm":         {"server", "cli", "netmgr", "web"},
+		"vmm/agent":   {"server", "cli", "store", "vmm", "netmgr", "web"},
+		"vmm/ns":      {"server", "cli", "netmgr", "web"},
+		"vmm/archive": {"server", "cli", "store", "vmm", "netmgr", "web"},
+		"netmgr":      {"server", "cli", "web"},
+		"server":      {"cli"},
+	}
+	for pkg, bad := range forbidden {
+		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps ./%s: %v", pkg, err)
+		}
+		deps := strings.Fields(string(out))
+		for _, b := range bad {
+			for _, d := range deps {
+				if d == module+"/"+b {
+					t.Errorf("%s depends on %s, against DESIGN.md's dependency direction", pkg, b)
+				}
+			}
+		}
+	}
+}
+
+// TestPackageDocs: every package of subsys says what it is for.
+func TestPackageDocs(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.Dir}}", "./...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range strings.Fields(string(out)) {
+		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, nil, parser.ParseComments|parser.PackageClauseOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, p := range pkgs {
+			if strings.HasSuffix(name, "_test") {
+				continue
+			}
+			documented := false
+			for _, f := range p.Files {
+				if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
+					documented = true
+				}
+			}
+			if !documented {
+				t.Errorf("package %s in %s has no doc comment", name, filepath.Base(dir))
+			}
+		}
+	}
+}
