@@ -157,9 +157,11 @@ func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error 
 	}
 	sigs := make(chan os.Signal, 4)
 	if tty {
-		signal.Notify(sigs, syscall.SIGWINCH)
+		if resizeSignal != nil {
+			signal.Notify(sigs, resizeSignal)
+		}
 	} else {
-		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+		signal.Notify(sigs, forwardedSignals...)
 	}
 	defer signal.Stop(sigs)
 	done := make(chan struct{})
@@ -168,7 +170,7 @@ func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error 
 		for {
 			select {
 			case s := <-sigs:
-				if s == syscall.SIGWINCH {
+				if s == resizeSignal {
 					if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
 						sendCtl(control{Type: "resize", Cols: uint16(w), Rows: uint16(h)})
 					}
@@ -239,10 +241,6 @@ func unixSignalName(s os.Signal) string {
 		return "INT"
 	case syscall.SIGTERM:
 		return "TERM"
-	case syscall.SIGHUP:
-		return "HUP"
-	case syscall.SIGQUIT:
-		return "QUIT"
 	}
-	return s.String()
+	return signalNameOther(s)
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // Distro is one row of the distros table.
@@ -120,12 +118,10 @@ func affected(res sql.Result, what string) error {
 	return nil
 }
 
-// uniqueErr turns SQLite's unique-constraint failure into ErrNameTaken.
+// uniqueErr turns SQLite's unique-constraint failure into ErrNameTaken. It matches
+// the message rather than sqlite3.Error so that the package still type-checks for
+// targets built without cgo.
 func uniqueErr(err error) error {
-	var se sqlite3.Error
-	if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
-		return ErrNameTaken
-	}
 	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
 		return ErrNameTaken
 	}

@@ -113,6 +113,10 @@ func (e *EntryError) Error() string {
 
 func (e *EntryError) Unwrap() error { return e.Err }
 
+// maxPath is Linux's PATH_MAX less its NUL. Longer names cannot be used by
+// the distro, and one name could otherwise make thousands of directories.
+const maxPath = 4095
+
 // cleanName turns an entry name into a path relative to the destination, with
 // no empty, "." or ".." components and no trailing slash; "" means the root.
 // It rejects what could address anything outside the root: absolute names,
@@ -121,6 +125,9 @@ func (e *EntryError) Unwrap() error { return e.Err }
 func cleanName(name string) (string, string) {
 	if name == "" {
 		return "", "empty name"
+	}
+	if len(name) > maxPath {
+		return "", "name longer than PATH_MAX"
 	}
 	if strings.IndexByte(name, 0) >= 0 {
 		return "", "name contains a NUL byte"

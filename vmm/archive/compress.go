@@ -112,8 +112,9 @@ func openTar(r io.Reader) (*decompressor, error) {
 	case bytes.HasPrefix(head, magicZstd) || isZstdSkippable(head):
 		d.kind = "zstd"
 		// Concurrency 0 lets the decoder use GOMAXPROCS goroutines, and the
-		// window cap bounds its memory against a frame asking for gigabytes.
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxWindow(1<<30))
+		// window cap bounds its memory against a frame asking for gigabytes
+		// (the zstd tool itself refuses windows over 128 MiB by default).
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxWindow(256<<20))
 		if err != nil {
 			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 		}

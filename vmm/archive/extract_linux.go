@@ -155,6 +155,7 @@ type extractor struct {
 	euid, egid int
 	destSetgid bool
 	stats      Stats
+	implicit   int    // directories made for entries whose parents were missing
 	last       string // name of the last entry read, for errors between entries
 	log        *slog.Logger
 	warnings   map[string]int
@@ -192,6 +193,10 @@ func (x *extractor) run(tr *tar.Reader) error {
 		}
 	}
 }
+
+// errTooMany reports that implicit directories pushed the entry count over
+// MaxEntries.
+var errTooMany = errors.New("too many entries")
 
 // readError classifies an error of the tar reader between entries; where
 // says where it happened, "" for after the last entry read.
@@ -237,6 +242,8 @@ func dataError(name string, err error) error {
 // rest (a full disk, say) is the host's and passed through.
 func fsError(name, what string, err error) error {
 	switch {
+	case errors.Is(err, errTooMany):
+		return &EntryError{name, what + ": too many implicit directories", ErrLimit}
 	case isEscape(err):
 		return &EntryError{name, what + ": path leaves the destination through a symlink", fmt.Errorf("%w: %v", ErrUnsafe, err)}
 	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ENOENT), errors.Is(err, unix.ELOOP),
@@ -310,6 +317,11 @@ func (x *extractor) dir(p string, create bool) (int, error) {
 	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(pfd, base, flags, 0)
 	if err == unix.ENOENT && create {
+		// Directories the archive does not list count against MaxEntries
+		// too, or one long name could make thousands of them.
+		if x.implicit++; x.stats.Entries+x.implicit > x.lim.MaxEntries {
+			return -1, &os.PathError{Op: "mkdirat", Path: p, Err: errTooMany}
+		}
 		if err := unix.Mkdirat(pfd, base, 0o755); err != nil && err != unix.EEXIST {
 			return -1, &os.PathError{Op: "mkdirat", Path: p, Err: err}
 		}
@@ -432,7 +444,15 @@ func (x *extractor) mkdir(hdr *tar.Header, name string) error {
 	m.mode = uint32(hdr.Mode & 0o7777)
 	m.uid, m.gid = hdr.Uid, hdr.Gid
 	m.atime, m.mtime = hdr.AccessTime, hdr.ModTime
-	m.pax = hdr.PAXRecords
+	m.pax = nil // keep only xattrs: a rootfs has thousands of directories
+	for k, v := range hdr.PAXRecords {
+		if strings.HasPrefix(k, xattrPrefix) {
+			if m.pax == nil {
+				m.pax = make(map[string]string)
+			}
+			m.pax[k] = v
+		}
+	}
 	return nil
 }
 

@@ -357,7 +357,8 @@ echo ok`
 		}
 		defer p.Close()
 		var out syncBuffer
-		go io.Copy(&out, p.Stdout())
+		copied := make(chan struct{})
+		go func() { io.Copy(&out, p.Stdout()); close(copied) }()
 		io.WriteString(p.Stdin(), "stty size\n")
 		waitFor(t, func() bool { return strings.Contains(out.String(), "24 80") })
 		p.Resize(132, 50)
@@ -365,6 +366,7 @@ echo ok`
 		if st, err := p.Wait(); err != nil || st.Code != 7 {
 			t.Errorf("shell exit = %+v, %v", st, err)
 		}
+		<-copied
 		if !strings.Contains(out.String(), "50 132") {
 			t.Errorf("after resize: %q", out.String())
 		}
