@@ -1,10 +1,7 @@
 package main
 
 import (
-	"go/parser"
-	"go/token"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -44,28 +41,14 @@ func TestDependencyDirection(t *testing.T) {
 
 // TestPackageDocs: every package of subsys says what it is for.
 func TestPackageDocs(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", "{{.Dir}}", "./...").Output()
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}\t{{.Doc}}", "./...").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range strings.Fields(string(out)) {
-		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, nil, parser.ParseComments|parser.PackageClauseOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for name, p := range pkgs {
-			if strings.HasSuffix(name, "_test") {
-				continue
-			}
-			documented := false
-			for _, f := range p.Files {
-				if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
-					documented = true
-				}
-			}
-			if !documented {
-				t.Errorf("package %s in %s has no doc comment", name, filepath.Base(dir))
-			}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		path, doc, _ := strings.Cut(line, "\t")
+		if strings.TrimSpace(doc) == "" && !strings.HasSuffix(path, "/e2e") {
+			t.Errorf("package %s has no doc comment", path)
 		}
 	}
 }

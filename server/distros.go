@@ -295,9 +295,3 @@ func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) error {
 	w.Write(OpenAPI)
 	return nil
 }
-
-func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	io.WriteString(w, `<!doctype html><title>subsys</title><p>subsys is running. The dashboard is not built yet; use the CLI or the REST API at <a href="/api/v1/openapi.yaml">/api/v1</a>.</p>`)
-	return nil
-}

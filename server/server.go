@@ -80,11 +80,13 @@ func (s *Server) routes() http.Handler {
 	r.Get("/login", s.handle(s.handleLogin))
 	r.Group(func(r chi.Router) {
 		r.Use(s.checkOrigin, s.authenticate)
-		r.Get("/", s.handle(s.handleIndex))
 		r.Route("/api/v1", func(r chi.Router) {
 			r.Get("/openapi.yaml", s.handle(s.handleOpenAPI))
 			r.Get("/version", s.handle(s.handleVersion))
 			r.Get("/status", s.handle(s.handleStatus))
+			r.Get("/events", s.handle(s.handleEvents))
+			r.Get("/settings", s.handle(s.handleGetSettings))
+			r.Put("/settings", s.handle(s.handlePutSettings))
 			r.Post("/shutdown", s.handle(s.handleShutdown))
 			r.Get("/distros", s.handle(s.handleListDistros))
 			r.Post("/distros", s.handle(s.handleImport))
@@ -98,6 +100,7 @@ func (s *Server) routes() http.Handler {
 				r.Get("/export", s.handle(s.handleExport))
 				r.Post("/exec", s.handle(s.handleExec))
 				r.Get("/exec/ws", s.handle(s.handleExecStream))
+				r.Get("/metrics", s.handle(s.handleMetrics))
 			})
 			r.Get("/operations/{id}", s.handle(s.handleGetOperation))
 			r.Delete("/operations/{id}", s.handle(s.handleCancelOperation))
@@ -109,6 +112,9 @@ func (s *Server) routes() http.Handler {
 			}))
 		})
 	})
+	// The dashboard's files hold no secrets: they load without the token and the
+	// page then logs in through /login or shows how to.
+	r.Get("/*", s.uiHandler())
 	return r
 }
 

@@ -40,8 +40,12 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 	if err := ValidateName(req.Name); err != nil {
 		return nil, err
 	}
+	settings, err := m.Settings(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if req.Version == 0 {
-		req.Version = 1
+		req.Version = settings.DefaultVersion
 	}
 	if req.Version != 1 && req.Version != 2 {
 		return nil, fmt.Errorf("%w: version %d: use 1 or 2", ErrInvalid, req.Version)
@@ -69,7 +73,7 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 		}
 		file, src, req.Size = f, f, st.Size()
 	}
-	d, staging, err := m.reserve(ctx, req.Name, req.Version, req.Location)
+	d, staging, err := m.reserve(ctx, req.Name, req.Version, req.Location, settings.DefaultUser)
 	if err != nil {
 		if file != nil {
 			file.Close()
@@ -101,7 +105,7 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 
 // reserve validates the location, records the distro as Installing and makes its
 // empty staging directory.
-func (m *Manager) reserve(ctx context.Context, name string, version int, location string) (store.Distro, string, error) {
+func (m *Manager) reserve(ctx context.Context, name string, version int, location, user string) (store.Distro, string, error) {
 	id := uuid.NewString()
 	var staging string
 	if location == "" {
@@ -119,7 +123,7 @@ func (m *Manager) reserve(ctx context.Context, name string, version int, locatio
 		}
 		staging = filepath.Join(location, stagingName)
 	}
-	d := store.Distro{ID: id, Name: name, Version: version, State: string(StateInstalling), Location: location, DefaultUser: "root"}
+	d := store.Distro{ID: id, Name: name, Version: version, State: string(StateInstalling), Location: location, DefaultUser: user}
 	if err := m.cfg.Store.CreateDistro(ctx, d); err != nil {
 		if errors.Is(err, store.ErrNameTaken) {
 			return d, "", fmt.Errorf("%w: a distro named %q already exists", ErrExists, name)
@@ -254,14 +258,8 @@ func (m *Manager) Clone(ctx context.Context, name, newName string) (*Operation, 
 	if err != nil {
 		return nil, err
 	}
-	d, staging, err := m.reserve(ctx, newName, src.Version, "")
+	d, staging, err := m.reserve(ctx, newName, src.Version, "", src.DefaultUser)
 	if err != nil {
-		m.endOperation(srcOp, src.ID, err)
-		return nil, err
-	}
-	d.DefaultUser = src.DefaultUser
-	if err := m.cfg.Store.UpdateDistro(ctx, d); err != nil {
-		m.unreserve(d)
 		m.endOperation(srcOp, src.ID, err)
 		return nil, err
 	}
@@ -329,6 +327,7 @@ func (m *Manager) ensureRunning(ctx context.Context, d store.Distro) (*agent.Cli
 	if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateRunning)); err != nil {
 		return nil, err
 	}
+	m.publishChanges(ctx)
 	m.audit(ctx, "start", d.Name, "")
 	m.log.Info("distro started", "distro", d.Name)
 	return c, nil
@@ -368,6 +367,7 @@ func (m *Manager) terminate(ctx context.Context, d store.Distro) error {
 		m.audit(ctx, "terminate", d.Name, "")
 		m.log.Info("distro terminated", "distro", d.Name)
 	}
+	m.publishChanges(ctx)
 	return nil
 }
 
@@ -483,6 +483,7 @@ func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, er
 		}
 		m.audit(ctx, "set-default", changed.Name, "")
 	}
+	m.publishChanges(ctx)
 	return m.Get(ctx, changed.Name)
 }
 

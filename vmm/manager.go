@@ -66,6 +66,9 @@ type Manager struct {
 	clients map[string]*agent.Client // distro id → its running agent
 	starts  map[string]*sync.Mutex   // distro id → serialises start and stop
 	states  map[string]State         // distro id → transient state while an operation runs
+
+	events  eventBus
+	sampler sampler
 }
 
 // New opens the manager: it finishes what a crash interrupted (half-imported distros
@@ -83,11 +86,16 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	mctx, stop := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, log: cfg.Logger, ctx: mctx, stop: stop,
 		ops: map[string]*Operation{}, locks: map[string]*Operation{}, clients: map[string]*agent.Client{},
-		starts: map[string]*sync.Mutex{}, states: map[string]State{}}
+		starts: map[string]*sync.Mutex{}, states: map[string]State{},
+		events:  eventBus{subs: map[chan Event]struct{}{}, last: map[string]Distro{}, ops: map[string]OperationInfo{}},
+		sampler: sampler{states: map[string]*usageState{}}}
 	if err := m.recover(ctx); err != nil {
 		stop()
 		return nil, err
 	}
+	m.wg.Add(2)
+	go func() { defer m.wg.Done(); m.runSampler(mctx) }()
+	go func() { defer m.wg.Done(); m.runProgress(mctx) }()
 	return m, nil
 }
 
@@ -106,6 +114,7 @@ func (m *Manager) Close() error {
 		c.Close()
 	}
 	m.wg.Wait()
+	m.closeSubscribers()
 	return nil
 }
 
@@ -216,6 +225,7 @@ func (m *Manager) adopt(id string, c *agent.Client) {
 			if err := m.cfg.Store.SetDistroState(ctx, id, string(StateStopped)); err != nil && !errors.Is(err, store.ErrNotFound) {
 				m.log.Warn("cannot record distro stop", "id", id, "err", err)
 			}
+			m.publishChanges(ctx)
 		}
 	}()
 }
@@ -258,8 +268,10 @@ func (m *Manager) view(d store.Distro, defaultID string) Distro {
 		}
 	}
 	m.mu.Unlock()
-	return Distro{Name: d.Name, ID: d.ID, Version: d.Version, State: state, Default: d.ID == defaultID,
+	v := Distro{Name: d.Name, ID: d.ID, Version: d.Version, State: state, Default: d.ID == defaultID,
 		Location: d.Location, DefaultUser: d.DefaultUser, CreatedAt: d.CreatedAt}
+	m.usageOf(&v)
+	return v
 }
 
 func (m *Manager) defaultID(ctx context.Context) string {
@@ -373,6 +385,8 @@ func (m *Manager) beginOperation(kind string, d store.Distro, state State) (*Ope
 		cancel()
 		return nil, nil, err
 	}
+	m.publishOperation(op)
+	m.publishChanges(ctx)
 	return op, ctx, nil
 }
 
@@ -393,6 +407,8 @@ func (m *Manager) endOperation(op *Operation, distroID string, err error) {
 		delete(m.states, distroID)
 	}
 	m.mu.Unlock()
+	m.publishOperation(op)
+	m.publishChanges(m.ctx)
 	if err != nil {
 		m.log.Warn("operation failed", "op", op.id, "kind", op.kind, "distro", op.distro, "err", err)
 	} else {

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -72,6 +74,16 @@ type Distro struct {
 	Location    string    `json:"location"`
 	DefaultUser string    `json:"default_user"`
 	CreatedAt   time.Time `json:"created_at"`
+	// DiskBytes is the space the distro's files take, measured every minute.
+	DiskBytes int64 `json:"disk_bytes"`
+	// MemoryBytes and CPUPercent are the latest sample of a running distro's use.
+	MemoryBytes int64   `json:"memory_bytes"`
+	CPUPercent  float64 `json:"cpu_percent"`
+}
+
+// sortDistros orders distros by name, as List does.
+func sortDistros(ds []Distro) {
+	sort.Slice(ds, func(i, j int) bool { return strings.ToLower(ds[i].Name) < strings.ToLower(ds[j].Name) })
 }
 
 // BusyError is returned (wrapping ErrBusy) when a distro is held by another operation.

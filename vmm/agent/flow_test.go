@@ -90,8 +90,7 @@ func TestRecvBufferDiscard(t *testing.T) {
 func TestRecvBufferNoStall(t *testing.T) {
 	const limit, total = 64, 10000
 	w := newWindow(limit)
-	var b *recvBuffer
-	b = newRecvBuffer(limit, func(n int) { w.add(n) })
+	b := newRecvBuffer(limit, func(n int) { w.add(n) })
 	go func() {
 		sent := 0
 		for sent < total {

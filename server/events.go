@@ -1,0 +1,108 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/subsys-dev/subsys/vmm"
+)
+
+// sseKeepalive is how often an idle event stream sends a comment, so proxies and
+// the browser notice a dead connection.
+const sseKeepalive = 15 * time.Second
+
+// handleEvents streams state changes as server-sent events: first a `snapshot`
+// (on every connect and reconnect), then `distro`, `distro-removed` and
+// `operation` events. A client that falls behind is disconnected and, reconnecting,
+// starts again from a fresh snapshot.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
+	rc := http.NewResponseController(w)
+	snap, events, cancel, err := s.cfg.Manager.Subscribe(r.Context())
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(event string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	fmt.Fprintf(w, "retry: 1000\n\n")
+	if err := send("snapshot", snap); err != nil {
+		return nil
+	}
+	tick := time.NewTicker(sseKeepalive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-tick.C:
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
+				return nil
+			}
+		case e, ok := <-events:
+			if !ok {
+				return nil
+			}
+			var err error
+			switch e.Type {
+			case "distro":
+				err = send("distro", e.Distro)
+			case "distro-removed":
+				err = send("distro-removed", e.Removed)
+			case "operation":
+				err = send("operation", e.Operation)
+			}
+			if err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.cfg.Manager.Metrics(r.Context(), chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}
+
+func (s *Server) handleGetSettings(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.cfg.Manager.Settings(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (s *Server) handlePutSettings(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	var u vmm.SettingsUpdate
+	if err := s.decodeJSON(w, r, &u); err != nil {
+		return err
+	}
+	st, err := s.cfg.Manager.UpdateSettings(r.Context(), u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}

@@ -1,0 +1,158 @@
+package vmm
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"time"
+)
+
+// Event is one change pushed to subscribers (the dashboard's SSE stream).
+type Event struct {
+	// Type is "distro" (Distro set), "distro-removed" (Removed set) or "operation"
+	// (Operation set).
+	Type      string         `json:"type"`
+	Distro    *Distro        `json:"distro,omitempty"`
+	Removed   *RemovedDistro `json:"removed,omitempty"`
+	Operation *OperationInfo `json:"operation,omitempty"`
+}
+
+// RemovedDistro names a distro that is gone.
+type RemovedDistro struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Snapshot is the whole state a new subscriber starts from.
+type Snapshot struct {
+	Distros    []Distro        `json:"distros"`
+	Operations []OperationInfo `json:"operations"`
+}
+
+// subscriberBuffer is how many events may wait for a slow subscriber. One that
+// falls further behind is dropped (its channel closed): it reconnects and starts
+// again from a fresh snapshot, which is cheaper and simpler than an unbounded queue.
+const subscriberBuffer = 256
+
+type eventBus struct {
+	mu   sync.Mutex
+	subs map[chan Event]struct{}
+	last map[string]Distro // what subscribers were last told, by id
+	ops  map[string]OperationInfo
+}
+
+// Subscribe returns the current snapshot and a channel of the changes after it.
+// The channel is closed when the subscriber falls behind or the manager closes;
+// cancel stops the subscription.
+func (m *Manager) Subscribe(ctx context.Context) (Snapshot, <-chan Event, func(), error) {
+	m.publishChanges(ctx)
+	ch := make(chan Event, subscriberBuffer)
+	m.events.mu.Lock()
+	snap := Snapshot{Distros: []Distro{}, Operations: []OperationInfo{}}
+	for _, d := range m.events.last {
+		snap.Distros = append(snap.Distros, d)
+	}
+	for _, op := range m.events.ops {
+		snap.Operations = append(snap.Operations, op)
+	}
+	m.events.subs[ch] = struct{}{}
+	m.events.mu.Unlock()
+	sortDistros(snap.Distros)
+	cancel := func() {
+		m.events.mu.Lock()
+		if _, ok := m.events.subs[ch]; ok {
+			delete(m.events.subs, ch)
+			close(ch)
+		}
+		m.events.mu.Unlock()
+	}
+	return snap, ch, cancel, nil
+}
+
+// send delivers e to every subscriber; callers hold m.events.mu.
+func (m *Manager) send(e Event) {
+	for ch := range m.events.subs {
+		select {
+		case ch <- e:
+		default:
+			delete(m.events.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+// publishChanges compares every distro with what subscribers last saw and sends
+// what changed. Calling it after any change is cheap (one query) and can never
+// miss or double an event.
+func (m *Manager) publishChanges(ctx context.Context) {
+	list, err := m.List(context.WithoutCancel(ctx))
+	if err != nil {
+		return
+	}
+	m.events.mu.Lock()
+	defer m.events.mu.Unlock()
+	seen := map[string]bool{}
+	for _, d := range list {
+		seen[d.ID] = true
+		if old, ok := m.events.last[d.ID]; ok && reflect.DeepEqual(old, d) {
+			continue
+		}
+		m.events.last[d.ID] = d
+		d := d
+		m.send(Event{Type: "distro", Distro: &d})
+	}
+	for id, d := range m.events.last {
+		if !seen[id] {
+			delete(m.events.last, id)
+			m.send(Event{Type: "distro-removed", Removed: &RemovedDistro{ID: id, Name: d.Name}})
+		}
+	}
+}
+
+// publishOperation sends op's snapshot when it changed since the last one sent.
+func (m *Manager) publishOperation(op *Operation) {
+	info := op.Info()
+	m.events.mu.Lock()
+	defer m.events.mu.Unlock()
+	if old, ok := m.events.ops[info.ID]; ok && old == info {
+		return
+	}
+	if info.Status == StatusRunning {
+		m.events.ops[info.ID] = info
+	} else {
+		delete(m.events.ops, info.ID)
+	}
+	m.send(Event{Type: "operation", Operation: &info})
+}
+
+// runProgress publishes the progress of running operations a few times a second.
+func (m *Manager) runProgress(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		var running []*Operation
+		for _, op := range m.locks {
+			running = append(running, op)
+		}
+		m.mu.Unlock()
+		for _, op := range running {
+			m.publishOperation(op)
+		}
+	}
+}
+
+// closeSubscribers ends every subscription (at manager close).
+func (m *Manager) closeSubscribers() {
+	m.events.mu.Lock()
+	defer m.events.mu.Unlock()
+	for ch := range m.events.subs {
+		delete(m.events.subs, ch)
+		close(ch)
+	}
+}

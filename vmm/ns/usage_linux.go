@@ -1,0 +1,93 @@
+package ns
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/subsys-dev/subsys/vmm"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat; it is 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
+
+// Usage sums CPU time and resident memory over every process of the distro: the
+// processes whose PID namespace is the agent's. It reads only the host's /proc.
+func (b *Backend) Usage(ctx context.Context, s vmm.Spec) (vmm.Usage, error) {
+	if err := b.check(s); err != nil {
+		return vmm.Usage{}, err
+	}
+	_, pidFile, _ := b.paths(s.ID)
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		return vmm.Usage{}, fmt.Errorf("usage of %s: %w", s.Name, vmm.ErrNotRunning)
+	}
+	agentPID, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return vmm.Usage{}, fmt.Errorf("usage of %s: bad pid file: %w", s.Name, err)
+	}
+	want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", agentPID))
+	if err != nil {
+		return vmm.Usage{}, fmt.Errorf("usage of %s: %w", s.Name, vmm.ErrNotRunning)
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return vmm.Usage{}, err
+	}
+	page := int64(os.Getpagesize())
+	var u vmm.Usage
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			return vmm.Usage{}, ctx.Err()
+		}
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || ns != want {
+			continue
+		}
+		cpu, rss, ok := procStat(pid)
+		if !ok {
+			continue // exited meanwhile
+		}
+		u.Processes++
+		u.CPUSeconds += float64(cpu) / clockTicks
+		u.MemoryBytes += rss * page
+	}
+	return u, nil
+}
+
+// procStat returns utime+stime (ticks) and RSS (pages) of pid from /proc/PID/stat.
+func procStat(pid int) (cpu, rss int64, ok bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	return parseStat(string(raw))
+}
+
+// parseStat reads fields 14, 15 (utime, stime) and 24 (rss) of a /proc/PID/stat
+// line. The command name (field 2) may hold spaces and parentheses, so fields are
+// counted from the last ')'.
+func parseStat(s string) (cpu, rss int64, ok bool) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state): field n is f[n-3].
+	if len(f) < 22 {
+		return 0, 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	r, err3 := strconv.ParseInt(f[21], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, 0, false
+	}
+	return ut + st, r, true
+}

@@ -1,0 +1,97 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/subsys-dev/subsys/store"
+)
+
+// Settings are the server-wide preferences kept in SQLite.
+type Settings struct {
+	// DefaultVersion is the version of new distros when an import names none (1).
+	DefaultVersion int `json:"default_version"`
+	// DefaultUser is the default user of new distros ("root").
+	DefaultUser string `json:"default_user"`
+	// ScrollbackBytes is how much recent terminal output a session keeps for
+	// replay (1 MiB).
+	ScrollbackBytes int `json:"scrollback_bytes"`
+	// SessionTimeoutS is how long a detached terminal session lives (300 s).
+	SessionTimeoutS int `json:"session_timeout_s"`
+}
+
+// SettingsUpdate changes some settings; nil fields stay.
+type SettingsUpdate struct {
+	DefaultVersion  *int    `json:"default_version,omitempty"`
+	DefaultUser     *string `json:"default_user,omitempty"`
+	ScrollbackBytes *int    `json:"scrollback_bytes,omitempty"`
+	SessionTimeoutS *int    `json:"session_timeout_s,omitempty"`
+}
+
+// DefaultSettings are the settings of a new installation.
+var DefaultSettings = Settings{DefaultVersion: 1, DefaultUser: "root", ScrollbackBytes: 1 << 20, SessionTimeoutS: 300}
+
+const settingsPrefix = "setting."
+
+// Settings returns the current settings.
+func (m *Manager) Settings(ctx context.Context) (Settings, error) {
+	s := DefaultSettings
+	ints := map[string]*int{"default_version": &s.DefaultVersion, "scrollback_bytes": &s.ScrollbackBytes, "session_timeout_s": &s.SessionTimeoutS}
+	for k, p := range ints {
+		v, err := m.cfg.Store.Setting(ctx, settingsPrefix+k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return s, err
+		}
+		if n, err := strconv.Atoi(v); err == nil {
+			*p = n
+		}
+	}
+	if v, err := m.cfg.Store.Setting(ctx, settingsPrefix+"default_user"); err == nil {
+		s.DefaultUser = v
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return s, err
+	}
+	return s, nil
+}
+
+// UpdateSettings validates and stores u, and returns the result.
+func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Settings, error) {
+	if u.DefaultVersion != nil && *u.DefaultVersion != 1 && *u.DefaultVersion != 2 {
+		return Settings{}, fmt.Errorf("%w: default_version must be 1 or 2", ErrInvalid)
+	}
+	if u.DefaultUser != nil {
+		if err := ValidateUser(*u.DefaultUser); err != nil {
+			return Settings{}, err
+		}
+	}
+	if u.ScrollbackBytes != nil && (*u.ScrollbackBytes < 1<<10 || *u.ScrollbackBytes > 64<<20) {
+		return Settings{}, fmt.Errorf("%w: scrollback_bytes must be between 1 KiB and 64 MiB", ErrInvalid)
+	}
+	if u.SessionTimeoutS != nil && (*u.SessionTimeoutS < 5 || *u.SessionTimeoutS > 7*24*3600) {
+		return Settings{}, fmt.Errorf("%w: session_timeout_s must be between 5 s and 7 days", ErrInvalid)
+	}
+	set := func(k, v string) error { return m.cfg.Store.SetSetting(ctx, settingsPrefix+k, v) }
+	var err error
+	if u.DefaultVersion != nil {
+		err = errors.Join(err, set("default_version", strconv.Itoa(*u.DefaultVersion)))
+	}
+	if u.DefaultUser != nil {
+		err = errors.Join(err, set("default_user", *u.DefaultUser))
+	}
+	if u.ScrollbackBytes != nil {
+		err = errors.Join(err, set("scrollback_bytes", strconv.Itoa(*u.ScrollbackBytes)))
+	}
+	if u.SessionTimeoutS != nil {
+		err = errors.Join(err, set("session_timeout_s", strconv.Itoa(*u.SessionTimeoutS)))
+	}
+	if err != nil {
+		return Settings{}, err
+	}
+	m.audit(ctx, "settings", "", "")
+	return m.Settings(ctx)
+}

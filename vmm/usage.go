@@ -1,0 +1,154 @@
+package vmm
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Usage is what a running distro's processes use right now.
+type Usage struct {
+	Processes   int
+	CPUSeconds  float64 // total CPU time so far of the live processes
+	MemoryBytes int64   // resident memory, summed
+}
+
+// UsageReporter is implemented by backends that can measure a running distro.
+type UsageReporter interface {
+	Usage(ctx context.Context, s Spec) (Usage, error)
+}
+
+// Sample is one point of a distro's resource history.
+type Sample struct {
+	T           time.Time `json:"t"`
+	CPUPercent  float64   `json:"cpu_percent"`
+	MemoryBytes int64     `json:"memory_bytes"`
+}
+
+// Metrics is a distro's resource history, oldest first.
+type Metrics struct {
+	IntervalS int      `json:"interval_s"`
+	Samples   []Sample `json:"samples"`
+}
+
+const (
+	sampleInterval = 5 * time.Second
+	historyLength  = 120 // 10 minutes of samples
+	diskInterval   = time.Minute
+)
+
+// usageState is the sampler's memory of one distro.
+type usageState struct {
+	lastCPU  float64
+	lastAt   time.Time
+	history  []Sample
+	diskUsed int64
+	diskAt   time.Time
+}
+
+type sampler struct {
+	mu     sync.Mutex
+	states map[string]*usageState // by distro id
+}
+
+// runSampler measures every running distro each sampleInterval, and the disk use
+// of every distro each diskInterval, until ctx ends.
+func (m *Manager) runSampler(ctx context.Context) {
+	t := time.NewTicker(sampleInterval)
+	defer t.Stop()
+	for {
+		m.sampleOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Manager) sampleOnce(ctx context.Context) {
+	rows, err := m.cfg.Store.Distros(ctx)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	seen := map[string]bool{}
+	for _, d := range rows {
+		seen[d.ID] = true
+		m.sampler.mu.Lock()
+		st := m.sampler.states[d.ID]
+		if st == nil {
+			st = &usageState{}
+			m.sampler.states[d.ID] = st
+		}
+		needDisk := now.Sub(st.diskAt) >= diskInterval && State(d.State) != StateInstalling
+		m.sampler.mu.Unlock()
+		if needDisk {
+			used := diskUsage(ctx, m.spec(d).RootFS)
+			m.sampler.mu.Lock()
+			st.diskUsed, st.diskAt = used, now
+			m.sampler.mu.Unlock()
+		}
+		var sample Sample
+		sample.T = now.UTC()
+		if rep, ok := m.cfg.Backends[d.Version].(UsageReporter); ok && m.client(d.ID) != nil {
+			if u, err := rep.Usage(ctx, m.spec(d)); err == nil {
+				m.sampler.mu.Lock()
+				if !st.lastAt.IsZero() && u.CPUSeconds >= st.lastCPU {
+					sample.CPUPercent = 100 * (u.CPUSeconds - st.lastCPU) / now.Sub(st.lastAt).Seconds()
+				}
+				st.lastCPU, st.lastAt = u.CPUSeconds, now
+				sample.MemoryBytes = u.MemoryBytes
+				m.sampler.mu.Unlock()
+			}
+		} else {
+			m.sampler.mu.Lock()
+			st.lastAt = time.Time{}
+			m.sampler.mu.Unlock()
+		}
+		m.sampler.mu.Lock()
+		st.history = append(st.history, sample)
+		if len(st.history) > historyLength {
+			st.history = st.history[len(st.history)-historyLength:]
+		}
+		m.sampler.mu.Unlock()
+	}
+	m.sampler.mu.Lock()
+	for id := range m.sampler.states {
+		if !seen[id] {
+			delete(m.sampler.states, id)
+		}
+	}
+	m.sampler.mu.Unlock()
+	m.publishChanges(ctx)
+}
+
+// Metrics returns distro name's resource history.
+func (m *Manager) Metrics(ctx context.Context, name string) (Metrics, error) {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return Metrics{}, err
+	}
+	m.sampler.mu.Lock()
+	defer m.sampler.mu.Unlock()
+	out := Metrics{IntervalS: int(sampleInterval / time.Second), Samples: []Sample{}}
+	if st := m.sampler.states[d.ID]; st != nil {
+		out.Samples = append(out.Samples, st.history...)
+	}
+	return out, nil
+}
+
+// usageOf fills the live figures of a distro view.
+func (m *Manager) usageOf(v *Distro) {
+	m.sampler.mu.Lock()
+	defer m.sampler.mu.Unlock()
+	st := m.sampler.states[v.ID]
+	if st == nil {
+		return
+	}
+	v.DiskBytes = st.diskUsed
+	if v.State == StateRunning && len(st.history) > 0 {
+		last := st.history[len(st.history)-1]
+		v.MemoryBytes, v.CPUPercent = last.MemoryBytes, last.CPUPercent
+	}
+}
