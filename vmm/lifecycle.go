@@ -509,3 +509,22 @@ func (m *Manager) Exec(ctx context.Context, name string, req agent.ExecRequest) 
 	}
 	return p, nil
 }
+
+// Agent returns distro name's agent, starting the distro when it is stopped. The
+// server uses it for terminal sessions, which live in the agent.
+func (m *Manager) Agent(ctx context.Context, name string) (*agent.Client, error) {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return m.ensureRunning(ctx, d)
+}
+
+// RunningAgent returns distro name's agent, or nil when the distro is not running.
+func (m *Manager) RunningAgent(ctx context.Context, name string) (*agent.Client, error) {
+	d, err := m.row(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return m.client(d.ID), nil
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -100,18 +101,25 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Process{st: st, pid: rep.PID, tty: req.TTY, done: make(chan struct{})}
+	p := newProcess(opExec, st, rep.PID, req.TTY)
+	go p.demux(br)
+	return p, nil
+}
+
+// newProcess is the client side of an exec or attach-session stream whose
+// reply header has been read; the caller starts demux.
+func newProcess(op string, st net.Conn, pid int, tty bool) *Process {
+	p := &Process{op: op, st: st, pid: pid, tty: tty, done: make(chan struct{})}
 	p.stdinWin = newWindow(initialWindow)
 	p.stdout = newRecvBuffer(initialWindow, func(n int) { p.writeFrame(frameWindowStdout, windowPayload(n)) })
-	if req.TTY {
+	if tty {
 		p.stderr = newRecvBuffer(0, nil)
 		p.stderr.closeWithError(io.EOF)
 	} else {
 		p.stderr = newRecvBuffer(initialWindow, func(n int) { p.writeFrame(frameWindowStderr, windowPayload(n)) })
 	}
 	p.stdin = &stdinWriter{p: p}
-	go p.demux(br)
-	return p, nil
+	return p
 }
 
 // roundTrip opens a stream, sends the request header and reads the reply
@@ -180,7 +188,8 @@ func (c *Client) roundTrip(ctx context.Context, req request) (*yamux.Stream, *bu
 // than the flow-control window (256 KiB per stream); reading only one of them
 // never stalls the other's delivery into its buffer.
 type Process struct {
-	st    *yamux.Stream
+	op    string // exec, or attach-session for an Attachment
+	st    net.Conn
 	pid   int
 	tty   bool
 	wmu   sync.Mutex // serializes frame writes
@@ -254,7 +263,7 @@ func (p *Process) writeFrame(t frameType, payload []byte) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	if err := writeFrame(p.st, t, payload); err != nil {
-		return fmt.Errorf("agent exec: write %v: %w", t, err)
+		return fmt.Errorf("agent %s: write %v: %w", p.op, t, err)
 	}
 	return nil
 }
@@ -263,11 +272,12 @@ func (p *Process) writeFrame(t frameType, payload []byte) error {
 // reader: flow control bounds what the agent sends to what the buffers hold.
 func (p *Process) demux(br *bufio.Reader) {
 	var (
-		err     error
-		gotExit bool
-		buf     = make([]byte, dataChunk)
-		t       frameType
-		payload []byte
+		err      error
+		gotExit  bool
+		detached bool
+		buf      = make([]byte, dataChunk)
+		t        frameType
+		payload  []byte
 	)
 loop:
 	for {
@@ -291,6 +301,8 @@ loop:
 			} else {
 				gotExit = true
 			}
+		case frameDetached:
+			detached = true
 		default:
 			// A newer agent's frame this client does not know: skip it.
 		}
@@ -303,6 +315,8 @@ loop:
 	var fail error
 	switch {
 	case errors.Is(err, io.EOF) && gotExit:
+	case detached:
+		fail = ErrDetached
 	case errors.Is(err, io.EOF):
 		fail = ErrDisconnected
 	case errors.Is(err, ErrProtocol):
@@ -315,7 +329,7 @@ loop:
 		outErr = fail
 	}
 	if !gotExit {
-		p.exitErr = fmt.Errorf("agent exec: %w", fail)
+		p.exitErr = fmt.Errorf("agent %s: %w", p.op, fail)
 	}
 	p.stdout.closeWithError(outErr)
 	p.stderr.closeWithError(outErr)
@@ -363,3 +377,141 @@ func (w *stdinWriter) Close() error {
 	w.closed = true
 	return w.p.writeFrame(frameStdinEOF, nil)
 }
+
+// OpenSession starts a program on a pseudo-terminal in a new terminal session
+// and returns its description. The session lives in the agent: it outlives this
+// Client and its connection, until its program exits and DetachTimeout passes
+// with no one attached, or KillSession. ctx bounds the start only.
+func (c *Client) OpenSession(ctx context.Context, req SessionRequest) (SessionInfo, error) {
+	infos, err := c.sessionInfos(ctx, request{Op: opOpenSession, ExecRequest: req.ExecRequest,
+		Scrollback: req.Scrollback, DetachTimeout: req.DetachTimeout})
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	if len(infos) != 1 {
+		return SessionInfo{}, fmt.Errorf("agent %s: %w: %d session frames, want 1", opOpenSession, ErrProtocol, len(infos))
+	}
+	return infos[0], nil
+}
+
+// Sessions lists the agent's terminal sessions, oldest first.
+func (c *Client) Sessions(ctx context.Context) ([]SessionInfo, error) {
+	return c.sessionInfos(ctx, request{Op: opListSessions})
+}
+
+// sessionInfos sends req and collects the session frames that answer it.
+func (c *Client) sessionInfos(ctx context.Context, req request) ([]SessionInfo, error) {
+	st, br, _, err := c.roundTrip(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var infos []SessionInfo
+	buf := make([]byte, dataChunk)
+	for {
+		t, payload, err := readFrame(br, buf)
+		if errors.Is(err, io.EOF) {
+			return infos, nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			} else if !errors.Is(err, ErrProtocol) {
+				err = fmt.Errorf("%w: %v", ErrDisconnected, err)
+			}
+			return nil, fmt.Errorf("agent %s: %w", req.Op, err)
+		}
+		if t != frameSession {
+			continue // a newer agent's frame
+		}
+		info, err := decodeSessionInfo(payload)
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: %w", req.Op, err)
+		}
+		infos = append(infos, info)
+	}
+}
+
+// AttachSession attaches to the terminal session id: its Output first replays
+// the scrollback, then follows the program live. A session has at most one
+// attachment; attaching takes it over from the previous one, whose Wait then
+// returns ErrDetached. The error is ErrSessionNotFound (wrapped) for an unknown
+// id. ctx bounds the attach only.
+func (c *Client) AttachSession(ctx context.Context, id string) (*Attachment, error) {
+	st, br, rep, err := c.roundTrip(ctx, request{Op: opAttachSession, ID: id})
+	if err != nil {
+		return nil, err
+	}
+	p := newProcess(opAttachSession, st, rep.PID, true)
+	go p.demux(br)
+	return &Attachment{p: p}, nil
+}
+
+// KillSession ends the terminal session id: SIGHUP to its program's process
+// group, SIGKILL 2 s later if it is still there. The session is removed at
+// once; KillSession returns when the program is gone (or ctx ends). The error
+// is ErrSessionNotFound (wrapped) for an unknown id.
+func (c *Client) KillSession(ctx context.Context, id string) error {
+	st, _, _, err := c.roundTrip(ctx, request{Op: opKillSession, ID: id})
+	if err != nil {
+		return err
+	}
+	st.Close()
+	return nil
+}
+
+// Attachment is a client's connection to a terminal session. Its methods are
+// safe for concurrent use.
+//
+// Output is flow-controlled end to end: a caller that stops reading it stops
+// the program once the window (256 KiB) and the terminal's buffer are full.
+type Attachment struct {
+	p      *Process
+	closed atomic.Bool
+}
+
+// Output is the terminal's output: the scrollback replay, then live output.
+// After the program's exit it ends with io.EOF; when the attachment ends
+// otherwise it returns that error (ErrDetached, ErrDisconnected).
+func (a *Attachment) Output() io.Reader { return a.p.Stdout() }
+
+// Input is typed into the terminal.
+func (a *Attachment) Input() io.Writer { return inputWriter{a.p.stdin} }
+
+// Resize sets the terminal's size; the program gets SIGWINCH.
+func (a *Attachment) Resize(cols, rows uint16) error { return a.p.Resize(cols, rows) }
+
+// Signal sends a signal to the terminal's foreground process group, as typing
+// Ctrl-C does for "INT". name is "INT", "TERM", "KILL", … (with or without
+// "SIG") or a number.
+func (a *Attachment) Signal(name string) error { return a.p.Signal(name) }
+
+// PID is the session's program's process id inside the distro.
+func (a *Attachment) PID() int { return a.p.PID() }
+
+// Wait returns how the program ended, once all of its output has been
+// delivered to Output. It returns ErrDetached (wrapped) when this attachment
+// was closed or taken over while the program runs, and ErrDisconnected
+// (wrapped) when the connection to the agent broke.
+func (a *Attachment) Wait() (ExitStatus, error) {
+	st, err := a.p.Wait()
+	if err != nil && a.closed.Load() && !errors.Is(err, ErrDetached) {
+		err = fmt.Errorf("agent %s: %w", opAttachSession, ErrDetached)
+	}
+	return st, err
+}
+
+// Close detaches: the session and its program keep running, and output goes
+// to the scrollback until the next attach. Unread output is dropped.
+func (a *Attachment) Close() error {
+	a.closed.Store(true)
+	return a.p.Close()
+}
+
+// inputWriter hides stdinWriter's Close: a terminal session has no end of
+// input, only the Ctrl-D a client may type.
+type inputWriter struct{ w *stdinWriter }
+
+func (w inputWriter) Write(b []byte) (int, error) { return w.w.Write(b) }

@@ -38,6 +38,8 @@ const (
 	frameStderr      frameType = 0x12 // raw stderr bytes
 	frameExit        frameType = 0x13 // JSON ExitStatus, the last frame
 	frameWindowStdin frameType = 0x14 // uint32: the agent took this many stdin bytes
+	frameDetached    frameType = 0x15 // empty: another attachment took the session over; the last frame
+	frameSession     frameType = 0x16 // JSON SessionInfo
 )
 
 func (t frameType) String() string {
@@ -62,6 +64,10 @@ func (t frameType) String() string {
 		return "exit"
 	case frameWindowStdin:
 		return "window-stdin"
+	case frameDetached:
+		return "detached"
+	case frameSession:
+		return "session"
 	}
 	return fmt.Sprintf("frame(0x%02x)", uint8(t))
 }
@@ -172,4 +178,33 @@ func readHeader(r *bufio.Reader, v any) error {
 		return fmt.Errorf("%w: bad header: %v", ErrProtocol, err)
 	}
 	return nil
+}
+
+// decodeSessionInfo decodes a session frame. The id must look like one the
+// agent makes, since callers put it in URLs and file names.
+func decodeSessionInfo(p []byte) (SessionInfo, error) {
+	var info SessionInfo
+	if err := json.Unmarshal(p, &info); err != nil {
+		return SessionInfo{}, fmt.Errorf("%w: bad session frame: %v", ErrProtocol, err)
+	}
+	if !validSessionID(info.ID) {
+		return SessionInfo{}, fmt.Errorf("%w: bad session id %q", ErrProtocol, info.ID)
+	}
+	return info, nil
+}
+
+// validSessionID accepts what is safe in a URL path segment and a file name:
+// 1 to maxSessionID characters of [0-9a-zA-Z_-].
+func validSessionID(id string) bool {
+	if id == "" || len(id) > maxSessionID {
+		return false
+	}
+	for _, r := range id {
+		switch {
+		case r >= '0' && r <= '9', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

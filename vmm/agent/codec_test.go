@@ -212,6 +212,8 @@ func FuzzReadHeader(f *testing.F) {
 	f.Add([]byte(`{"op":"hello"}` + "\n"))
 	f.Add([]byte(`{"op":"exec","argv":["sh","-c","echo hi"],"env":["A=b"],"tty":true,"cols":80,"rows":24}` + "\n"))
 	f.Add([]byte(`{"ok":false,"error":{"code":"not_found","message":"x"}}` + "\n"))
+	f.Add([]byte(`{"op":"open-session","argv":["sh"],"user":"alice","scrollback":1048576,"detach_timeout_ns":300000000000}` + "\n"))
+	f.Add([]byte(`{"op":"attach-session","id":"0123456789abcdef"}` + "\n"))
 	f.Add([]byte("\n\n"))
 	f.Add([]byte(`{"op":` + strings.Repeat("[", 1000)))
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -233,7 +235,8 @@ func FuzzReadHeader(f *testing.F) {
 			return // re-encoding may grow past the limit (escapes)
 		}
 		var again request
-		if err := readHeader(bufio.NewReader(&buf), &again); err != nil || again.Op != req.Op || len(again.Argv) != len(req.Argv) {
+		if err := readHeader(bufio.NewReader(&buf), &again); err != nil || again.Op != req.Op || len(again.Argv) != len(req.Argv) ||
+			again.ID != req.ID || again.Scrollback != req.Scrollback || again.DetachTimeout != req.DetachTimeout {
 			t.Fatalf("round trip: %+v -> %+v, %v", req, again, err)
 		}
 	})

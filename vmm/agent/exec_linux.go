@@ -181,7 +181,10 @@ func (s *Server) startProcess(req ExecRequest) (process, error) {
 	}
 	cmd.SysProcAttr = attr
 
-	p := &linuxProcess{}
+	p := &linuxProcess{argv: argv, user: acct.Name}
+	if p.user == "" {
+		p.user = strconv.Itoa(acct.UID)
+	}
 	var child []*os.File // the child's ends, closed here once it has them
 	defer func() {
 		for _, f := range child {
@@ -329,6 +332,8 @@ func readSmallFile(name string) ([]byte, error) {
 // linuxProcess is a child started by exec.
 type linuxProcess struct {
 	pidv    int
+	argv    []string // as started, for session listings
+	user    string   // the account's name, or its uid
 	tty     bool
 	ptmx    *os.File // the terminal's master side, with a TTY
 	in      *os.File // stdin: a pipe's write end, or ptmx
@@ -344,6 +349,7 @@ func (p *linuxProcess) stdin() io.Writer               { return p.in }
 func (p *linuxProcess) outputs() (*os.File, *os.File)  { return p.out, p.err }
 func (p *linuxProcess) exited() <-chan ExitStatus      { return p.exit }
 func (p *linuxProcess) resize(cols, rows uint16) error { return p.resizeTTY(cols, rows) }
+func (p *linuxProcess) command() ([]string, string)    { return p.argv, p.user }
 
 func (p *linuxProcess) closeStdin() {
 	if p.tty {
@@ -366,27 +372,64 @@ func (p *linuxProcess) resizeTTY(cols, rows uint16) error {
 // its group. Signals to a process that has been reaped are dropped, so a reused
 // pid is never hit.
 func (p *linuxProcess) signal(m signalMsg) error {
-	sig := unix.Signal(m.Number)
-	if m.Name != "" {
-		sig = unix.SignalNum("SIG" + m.Name)
-		if sig == 0 {
-			return fmt.Errorf("%w: unknown signal %q", ErrBadRequest, m.Name)
-		}
-	}
-	if sig <= 0 {
-		return fmt.Errorf("%w: no signal", ErrBadRequest)
+	sig, err := m.signal()
+	if err != nil {
+		return err
 	}
 	theReaper.mu.Lock()
 	defer theReaper.mu.Unlock()
 	if _, ok := theReaper.waiters[p.pidv]; !ok {
 		return nil
 	}
-	err := unix.Kill(-p.pidv, sig)
+	err = unix.Kill(-p.pidv, sig)
 	if errors.Is(err, unix.ESRCH) {
 		// The group is gone but the leader not yet reaped (a zombie).
 		err = nil
 	}
 	return err
+}
+
+// signalForeground sends to the terminal's foreground process group, as the
+// terminal's own Ctrl-C does: a shell's running command rather than the shell.
+// Without a terminal, or when nothing holds the terminal, it is signal.
+func (p *linuxProcess) signalForeground(m signalMsg) error {
+	sig, err := m.signal()
+	if err != nil {
+		return err
+	}
+	if !p.tty {
+		return p.signal(m)
+	}
+	rc, err := p.ptmx.SyscallConn()
+	if err != nil {
+		return p.signal(m)
+	}
+	pgrp := 0
+	var ierr error
+	// On a master TIOCGPGRP reads the foreground group of its terminal.
+	if err := rc.Control(func(fd uintptr) { pgrp, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPGRP) }); err != nil || ierr != nil || pgrp <= 0 {
+		return p.signal(m)
+	}
+	err = unix.Kill(-pgrp, sig)
+	if errors.Is(err, unix.ESRCH) {
+		err = nil
+	}
+	return err
+}
+
+// signal maps the message to this platform's signal number.
+func (m signalMsg) signal() (unix.Signal, error) {
+	sig := unix.Signal(m.Number)
+	if m.Name != "" {
+		sig = unix.SignalNum("SIG" + m.Name)
+		if sig == 0 {
+			return 0, fmt.Errorf("%w: unknown signal %q", ErrBadRequest, m.Name)
+		}
+	}
+	if sig <= 0 {
+		return 0, fmt.Errorf("%w: no signal", ErrBadRequest)
+	}
+	return sig, nil
 }
 
 func (p *linuxProcess) close() {

@@ -68,6 +68,7 @@ func RunInit(ctx context.Context, cfg InitConfig) error {
 	log.Info("distro ready", "hostname", cfg.Hostname)
 
 	srv := NewServer(ServerConfig{Logger: log})
+	defer srv.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	served := make(chan error, 1)

@@ -13,6 +13,14 @@
 // that reads only stdout never blocks the stderr path and no side buffers more than
 // a fixed window.
 //
+// Terminal sessions (open-session, attach-session, list-sessions, kill-session)
+// keep a program on a pty in the agent across connections. open-session and
+// list-sessions answer with session frames, one JSON SessionInfo each, then end
+// the stream. attach-session speaks exec's TTY frames: first the scrollback
+// replay, then live output, both within the stdout window, so a client that
+// stops reading stops the program; it ends with an exit frame, or a detached
+// frame when another attachment takes the session over.
+//
 // The client side (Dial, NewClient, Client, Process) is plain Go and builds on every
 // platform; it is imported by the vmm backends. The agent side (Server, RunInit)
 // works on Linux only. Nothing but vmm and its backends should import this package.
@@ -24,6 +32,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ProtocolVersion is bumped when a change to the wire format would confuse an
@@ -39,6 +48,11 @@ const (
 	opHello    = "hello"
 	opExec     = "exec"
 	opShutdown = "shutdown"
+	// Terminal sessions: see SessionRequest.
+	opOpenSession   = "open-session"
+	opAttachSession = "attach-session"
+	opListSessions  = "list-sessions"
+	opKillSession   = "kill-session"
 )
 
 // Flow-control and I/O sizes.
@@ -98,10 +112,78 @@ type ExitStatus struct {
 	Signal string `json:"signal,omitempty"`
 }
 
+// Terminal session limits and defaults.
+const (
+	// defaultScrollback is a session's scrollback when SessionRequest leaves it 0.
+	defaultScrollback = 1 << 20
+	// maxScrollback bounds what a client may ask for per session.
+	maxScrollback = 64 << 20
+	// defaultDetachTimeout is how long a session without attachment lives when
+	// SessionRequest leaves it 0.
+	defaultDetachTimeout = 5 * time.Minute
+	// killGrace is how long a killed session's program has between SIGHUP and
+	// SIGKILL.
+	killGrace = 2 * time.Second
+	// maxSessions bounds the sessions one agent keeps.
+	maxSessions = 1024
+	// maxSessionID bounds a session id as a client decodes it.
+	maxSessionID = 64
+)
+
+// SessionRequest starts a program on a pseudo-terminal in a session that
+// outlives the connection that opened it: the session lives in the agent, and
+// any client may list it, attach to it and kill it.
+type SessionRequest struct {
+	// ExecRequest says what to run: Argv (empty means the user's shell, a login
+	// shell with Login), Env, Cwd, User, and the terminal's Cols and Rows. TTY
+	// is implied.
+	ExecRequest
+	// Scrollback is how many bytes of the most recent output the agent keeps
+	// to replay on attach; 0 means 1 MiB, at most 64 MiB.
+	Scrollback int `json:"scrollback,omitempty"`
+	// DetachTimeout is how long the session lives with no attachment before its
+	// program is killed and the session removed (as KillSession does); 0
+	// means 5 minutes. It counts from the open, and from each detach.
+	DetachTimeout time.Duration `json:"detach_timeout_ns,omitempty"`
+}
+
+// SessionInfo describes a terminal session.
+type SessionInfo struct {
+	// ID names the session: 16 lower-case hex digits, safe in a URL.
+	ID string `json:"id"`
+	// Argv is the program as started (a login shell's argv[0] starts with "-").
+	Argv []string `json:"argv"`
+	// User is the account the program runs as: its name, or the uid when it
+	// has none.
+	User string `json:"user"`
+	// PID is the program's process id inside the distro.
+	PID int `json:"pid"`
+	// Cols and Rows are the terminal's current size.
+	Cols uint16 `json:"cols"`
+	Rows uint16 `json:"rows"`
+	// Attached says whether a client is attached now.
+	Attached bool `json:"attached"`
+	// CreatedAt is when the session was opened.
+	CreatedAt time.Time `json:"created_at"`
+	// DetachedAt is when the last attachment ended (or the open, when no one
+	// has attached yet); zero while attached.
+	DetachedAt time.Time `json:"detached_at,omitzero"`
+	// Exited says the program has exited and all of its output was read;
+	// ExitCode and Signal then say how (as in ExitStatus).
+	Exited   bool   `json:"exited,omitempty"`
+	ExitCode int    `json:"exit_code,omitempty"`
+	Signal   string `json:"signal,omitempty"`
+}
+
 // request is every client header: the op plus the fields of the op.
 type request struct {
 	Op string `json:"op"`
 	ExecRequest
+	// attach-session, kill-session: the session.
+	ID string `json:"id,omitempty"`
+	// open-session: see SessionRequest.
+	Scrollback    int           `json:"scrollback,omitempty"`
+	DetachTimeout time.Duration `json:"detach_timeout_ns,omitempty"`
 }
 
 // reply is every agent header. Fields an op does not use are left out.
@@ -141,6 +223,7 @@ const (
 	codeUserNotFound = "user_not_found"
 	codeNotFound     = "not_found"
 	codePermission   = "permission_denied"
+	codeNoSession    = "session_not_found"
 	codeInternal     = "internal"
 )
 
@@ -162,6 +245,12 @@ var (
 	ErrProtocol = errors.New("agent protocol error")
 	// ErrDisconnected: the connection to the agent ended before the answer did.
 	ErrDisconnected = errors.New("agent connection lost")
+	// ErrSessionNotFound: no terminal session has this id (never had, was
+	// killed, or timed out).
+	ErrSessionNotFound = errors.New("session not found")
+	// ErrDetached: an attachment ended while its session goes on, because it
+	// was closed or another attachment took the session over.
+	ErrDetached = errors.New("session detached")
 )
 
 // RemoteError is an error the agent reported for a request.
@@ -190,6 +279,8 @@ func (e *RemoteError) Unwrap() []error {
 		return []error{ErrBadRequest}
 	case codeUnsupported:
 		return []error{errors.ErrUnsupported}
+	case codeNoSession:
+		return []error{ErrSessionNotFound}
 	}
 	return nil
 }
@@ -207,6 +298,8 @@ func errorCode(err error) string {
 		return codeBadRequest
 	case errors.Is(err, errors.ErrUnsupported):
 		return codeUnsupported
+	case errors.Is(err, ErrSessionNotFound):
+		return codeNoSession
 	}
 	return codeInternal
 }

@@ -36,7 +36,11 @@ type ServerConfig struct {
 }
 
 // Server is the agent side of the protocol: it answers hello, starts processes
-// for exec and reports shutdown requests. It works on Linux only.
+// for exec, keeps terminal sessions and reports shutdown requests. It works on
+// Linux only.
+//
+// Terminal sessions belong to the Server, not to a connection: a client of any
+// connection served by the same Server may attach to them. Close ends them.
 //
 // A process has one reaper for all of its Servers (see RunInit): it collects
 // every child of the process, so a program embedding a Server must not wait for
@@ -46,6 +50,14 @@ type Server struct {
 	log          *slog.Logger
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
+
+	// Terminal sessions and the goroutines that serve them.
+	sctx     context.Context
+	scancel  context.CancelFunc
+	swg      sync.WaitGroup
+	smu      sync.Mutex
+	sessions map[string]*session
+	closed   bool
 }
 
 // NewServer returns a Server; it starts nothing until Serve or ServeConn.
@@ -59,7 +71,17 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.GroupFile == "" {
 		cfg.GroupFile = "/etc/group"
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, shutdown: make(chan struct{})}
+	sctx, scancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, log: cfg.Logger, shutdown: make(chan struct{}),
+		sctx: sctx, scancel: scancel, sessions: make(map[string]*session)}
+}
+
+// Close ends every terminal session, killing its program, and waits for the
+// goroutines that served them. Connections are ended by their contexts (see
+// Serve), not by Close. It always returns nil.
+func (s *Server) Close() error {
+	s.closeSessions()
+	return nil
 }
 
 // ShutdownRequested is closed once a client has asked for shutdown. The owner
@@ -146,6 +168,14 @@ func (s *Server) serveStream(ctx context.Context, st *yamux.Stream) {
 		s.shutdownOnce.Do(func() { close(s.shutdown) })
 	case opExec:
 		s.handleExec(ctx, st, br, req.ExecRequest)
+	case opOpenSession:
+		s.handleOpenSession(st, req)
+	case opAttachSession:
+		s.handleAttachSession(ctx, st, br, req.ID)
+	case opListSessions:
+		s.handleListSessions(st)
+	case opKillSession:
+		s.handleKillSession(ctx, st, req.ID)
 	default:
 		s.replyError(st, req.Op, fmt.Errorf("%w: op %q", errors.ErrUnsupported, req.Op))
 	}
@@ -168,7 +198,13 @@ type process interface {
 	// (nil with a TTY). They are pollable, so deadlines work.
 	outputs() (stdout, stderr *os.File)
 	resize(cols, rows uint16) error
+	// signal sends to the process's process group.
 	signal(m signalMsg) error
+	// signalForeground sends to the terminal's foreground process group (a
+	// shell's running command), or to the process group without a TTY.
+	signalForeground(m signalMsg) error
+	// command is the argv as started and the user's name (or uid).
+	command() (argv []string, user string)
 	// exited delivers the exit status once.
 	exited() <-chan ExitStatus
 	// close releases the agent's ends; the process keeps running.

@@ -92,6 +92,7 @@ func startServer(t *testing.T) (*Client, *Server) {
 		if err := <-served; err != nil {
 			t.Errorf("ServeConn = %v", err)
 		}
+		srv.Close()
 	})
 	return c, srv
 }

@@ -1,0 +1,348 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/gorilla/websocket"
+
+	"github.com/subsys-dev/subsys/vmm/agent"
+)
+
+// Terminal flow control, as ttyd does it: the browser acknowledges the bytes it
+// has rendered; above highWater unacknowledged bytes the server stops reading the
+// session, the agent's window fills, the agent stops reading the pty and the
+// program blocks. Memory per terminal stays bounded by these windows.
+const (
+	highWater       = 1 << 20
+	lowWater        = 256 << 10
+	terminalPing    = 10 * time.Second
+	terminalTimeout = 30 * time.Second // no pong for this long: the socket is dead
+)
+
+// TerminalControl is a JSON text frame of the terminal websocket.
+type TerminalControl struct {
+	Type  string `json:"type"` // client: resize, signal, ack; server: session, exit, error
+	ID    string `json:"id,omitempty"`
+	Cols  uint16 `json:"cols,omitempty"`
+	Rows  uint16 `json:"rows,omitempty"`
+	Name  string `json:"name,omitempty"`
+	Bytes int64  `json:"bytes,omitempty"`
+	Code  *int   `json:"code,omitempty"`
+	Error *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// ParseTerminalControl decodes one client control frame of the terminal
+// websocket, refusing oversized and unknown ones.
+func ParseTerminalControl(b []byte) (TerminalControl, error) {
+	var c TerminalControl
+	if len(b) > maxControlFrame {
+		return c, errors.New("control frame over 64 KiB")
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, err
+	}
+	switch c.Type {
+	case "resize", "signal":
+		return c, nil
+	case "ack":
+		if c.Bytes < 0 {
+			return c, errors.New("negative ack")
+		}
+		return c, nil
+	}
+	return c, errors.New("unknown control frame type " + strconv.Quote(c.Type))
+}
+
+// TerminalSession is one terminal session as the API lists it.
+type TerminalSession struct {
+	ID        string    `json:"id"`
+	Argv      []string  `json:"argv"`
+	User      string    `json:"user"`
+	PID       int       `json:"pid"`
+	Cols      uint16    `json:"cols"`
+	Rows      uint16    `json:"rows"`
+	Attached  bool      `json:"attached"`
+	CreatedAt time.Time `json:"created_at"`
+	Exited    bool      `json:"exited"`
+	ExitCode  int       `json:"exit_code"`
+}
+
+func (s *Server) handleListTerminals(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.cfg.Manager.RunningAgent(r.Context(), chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	out := []TerminalSession{}
+	if c != nil {
+		list, err := c.Sessions(r.Context())
+		if err != nil {
+			return err
+		}
+		for _, si := range list {
+			out = append(out, TerminalSession{ID: si.ID, Argv: si.Argv, User: si.User, PID: si.PID, Cols: si.Cols, Rows: si.Rows,
+				Attached: si.Attached, CreatedAt: si.CreatedAt, Exited: si.Exited, ExitCode: si.ExitCode})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) handleKillTerminal(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	c, err := s.cfg.Manager.RunningAgent(r.Context(), chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: "the distro is not running, so it has no terminal sessions"}
+	}
+	if err := c.KillSession(r.Context(), chi.URLParam(r, "id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func queryUint16(r *http.Request, key string, def uint16) (uint16, error) {
+	v := r.URL.Query().Get(key)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 16)
+	if err != nil || n == 0 {
+		return 0, badRequest(key+" must be a number from 1 to 65535", nil)
+	}
+	return uint16(n), nil
+}
+
+// handleTerminal attaches a websocket to a terminal session in the agent: a new
+// one, or with ?session=ID an existing one, whose recent output is replayed first.
+func (s *Server) handleTerminal(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	q := r.URL.Query()
+	cols, err := queryUint16(r, "cols", 80)
+	if err != nil {
+		return err
+	}
+	rows, err := queryUint16(r, "rows", 24)
+	if err != nil {
+		return err
+	}
+	c, err := s.cfg.Manager.Agent(r.Context(), chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	id := q.Get("session")
+	if id == "" {
+		settings, err := s.cfg.Manager.Settings(r.Context())
+		if err != nil {
+			return err
+		}
+		req := agent.SessionRequest{ExecRequest: agent.ExecRequest{User: q.Get("user"), Cwd: q.Get("cwd"), TTY: true, Cols: cols, Rows: rows, Login: true},
+			Scrollback: settings.ScrollbackBytes, DetachTimeout: time.Duration(settings.SessionTimeoutS) * time.Second}
+		if req.User == "" {
+			d, err := s.cfg.Manager.Get(r.Context(), chi.URLParam(r, "name"))
+			if err != nil {
+				return err
+			}
+			req.User = d.DefaultUser
+		}
+		if cmd := q.Get("command"); cmd != "" {
+			req.Argv, req.Login = []string{"/bin/sh", "-c", cmd}, false
+		}
+		info, err := c.OpenSession(r.Context(), req)
+		if err != nil {
+			return err
+		}
+		id = info.ID
+	}
+	att, err := c.AttachSession(r.Context(), id)
+	if errors.Is(err, agent.ErrSessionNotFound) {
+		return &httpError{Status: http.StatusNotFound, Code: "session_not_found", Msg: "no terminal session " + strconv.Quote(id) + " (it ended or timed out)", Err: err}
+	}
+	if err != nil {
+		return err
+	}
+	defer att.Close()
+	if q.Get("session") != "" && (q.Get("cols") != "" || q.Get("rows") != "") {
+		att.Resize(cols, rows)
+	}
+	raw, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return nil
+	}
+	conn := &wsConn{Conn: raw}
+	defer conn.Close()
+	s.serveTerminal(r.Context(), conn, id, att)
+	return nil
+}
+
+// flow counts bytes sent and not yet acknowledged by the browser.
+type flow struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	unacked int64
+	closed  bool
+}
+
+func (f *flow) sent(n int) {
+	f.mu.Lock()
+	f.unacked += int64(n)
+	f.mu.Unlock()
+}
+
+func (f *flow) ack(n int64) {
+	f.mu.Lock()
+	f.unacked = max(f.unacked-n, 0)
+	if f.unacked <= lowWater {
+		f.cond.Broadcast()
+	}
+	f.mu.Unlock()
+}
+
+// wait blocks while the browser is more than highWater behind; false when closed.
+func (f *flow) wait() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unacked >= highWater {
+		for f.unacked > lowWater && !f.closed {
+			f.cond.Wait()
+		}
+	}
+	return !f.closed
+}
+
+func (f *flow) close() {
+	f.mu.Lock()
+	f.closed = true
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+func (s *Server) serveTerminal(ctx context.Context, conn *wsConn, id string, att *agent.Attachment) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fl := &flow{}
+	fl.cond = sync.NewCond(&fl.mu)
+	defer fl.close()
+	conn.SetReadLimit(1 << 20)
+	if err := conn.sendJSON(TerminalControl{Type: "session", ID: id}); err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	// Keepalive: a ping every 10 s; no pong for 30 s ends the socket.
+	conn.SetReadDeadline(time.Now().Add(terminalTimeout))
+	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(terminalTimeout)) })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(terminalPing)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				conn.mu.Lock()
+				err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second))
+				conn.mu.Unlock()
+				if err != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+
+	// Browser → session.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		for {
+			kind, msg, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			conn.SetReadDeadline(time.Now().Add(terminalTimeout))
+			if kind == websocket.BinaryMessage {
+				if _, err := att.Input().Write(msg); err != nil {
+					return
+				}
+				continue
+			}
+			ctl, err := ParseTerminalControl(msg)
+			if err != nil {
+				s.log.Info("terminal control refused", "session", id, "err", err)
+				conn.mu.Lock()
+				conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "bad control frame"), time.Now().Add(time.Second))
+				conn.mu.Unlock()
+				return
+			}
+			switch ctl.Type {
+			case "resize":
+				att.Resize(ctl.Cols, ctl.Rows)
+			case "signal":
+				att.Signal(ctl.Name)
+			case "ack":
+				fl.ack(ctl.Bytes)
+			}
+		}
+	}()
+
+	// Session → browser, paced by acknowledgements.
+	outDone := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(outDone)
+		buf := make([]byte, 32<<10)
+		out := att.Output()
+		for fl.wait() {
+			n, err := out.Read(buf)
+			if n > 0 {
+				if conn.send(websocket.BinaryMessage, buf[:n]) != nil {
+					cancel()
+					return
+				}
+				fl.sent(n)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		fl.close()
+		att.Close() // unblocks Output and Wait; the session itself lives on
+	}()
+
+	st, err := att.Wait()
+	if err == nil {
+		<-outDone
+		code := st.Code
+		conn.sendJSON(TerminalControl{Type: "exit", Code: &code})
+		conn.mu.Lock()
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "exited"), time.Now().Add(time.Second))
+		conn.mu.Unlock()
+	} else if errors.Is(err, agent.ErrDetached) && ctx.Err() == nil {
+		conn.mu.Lock()
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "attached elsewhere"), time.Now().Add(time.Second))
+		conn.mu.Unlock()
+	}
+	cancel()
+	conn.Close()
+}
