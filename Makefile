@@ -8,13 +8,13 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DATA ?=
 LISTEN ?= 127.0.0.1:7070
 # Debian packages the build, the tests and the benchmarks use.
-APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 ca-certificates
+APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 ca-certificates chromium bsdutils
 # Where the Debian test root file system is cached between runs.
 ROOTFS_CACHE ?= /var/cache/subsys-test
 ROOTFS_TAR := $(ROOTFS_CACHE)/debian-bookworm-minbase.tar
 
 .DEFAULT_GOAL := help
-.PHONY: help deps agent build run test test-unit test-integration bench check rootfs clean fuzz
+.PHONY: help deps web agent build run test test-unit test-integration test-browser bench check rootfs clean fuzz
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,10 +27,13 @@ deps: ## install missing Debian packages (idempotent; needs root or sudo)
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
+web: ## build the dashboard (npm ci + vite) into web/dist, embedded by build
+	cd web && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build
+
 agent: ## build the static agent into embedded/ (embedded into subsys)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o embedded/subsys-agent ./vmm/agent/cmd/subsys-agent
 
-build: agent ## build bin/subsys with the agent embedded
+build: web agent ## build bin/subsys with the agent and the dashboard embedded
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/subsys .
 
 run: deps build ## install, build and start the server (DATA=dir LISTEN=addr to override)
@@ -44,7 +47,7 @@ rootfs: ## build (once) the cached Debian minbase tarball the integration tests 
 	fi
 	@ls -l $(ROOTFS_TAR)
 
-test: build test-unit test-integration ## vet, unit tests (-race), integration tests (root)
+test: build test-unit test-integration test-browser ## vet, unit tests (-race), integration and browser tests (root)
 
 test-unit: ## go vet and the unit tests with the race detector
 	$(GO) vet ./...
@@ -53,6 +56,9 @@ test-unit: ## go vet and the unit tests with the race detector
 
 test-integration: build rootfs ## end-to-end tests of bin/subsys as root: real namespaces, SQLite, HTTP
 	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee test-output.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+
+test-browser: build ## the dashboard in headless Chromium (playwright-core) against a real server
+	cd web && SUBSYS_BIN=$(CURDIR)/bin/subsys npm test
 
 bench: build rootfs ## benchmarks: import vs tar -xf, exec vs runc run (prints ratios)
 	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 1x ./e2e/
@@ -69,4 +75,5 @@ check: ## gofmt, go vet, staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 clean: ## remove build output
-	rm -rf bin embedded/subsys-agent
+	rm -rf bin embedded/subsys-agent web/node_modules
+	find web/dist -mindepth 1 ! -name .gitkeep -delete

@@ -301,7 +301,7 @@ func (s *server) sh(name, script string) execResult {
 
 // busyboxApplets are linked into the tiny test root file system.
 var busyboxApplets = []string{"sh", "ls", "cat", "echo", "id", "ps", "hostname", "sleep", "true", "false", "env",
-	"pwd", "stty", "wc", "head", "mount", "grep", "readlink", "kill", "test", "touch", "mkdir", "rm", "tr", "base64", "od", "dd", "su", "pidof", "yes"}
+	"pwd", "stty", "wc", "head", "mount", "grep", "readlink", "kill", "test", "touch", "mkdir", "rm", "tr", "base64", "od", "dd", "su", "pidof", "yes", "wc"}
 
 // tinyRootfs returns a gzip-compressed tarball of a busybox root file system with
 // root and alice (uid 1000).

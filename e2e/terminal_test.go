@@ -68,6 +68,12 @@ func (tc *termClient) read() {
 		}
 		if kind == websocket.BinaryMessage {
 			tc.mu.Lock()
+			if tc.out.Len() > 1<<20 {
+				// Keep the tail only: enough for every check, bounded for floods.
+				tail := append([]byte(nil), tc.out.Bytes()[tc.out.Len()-64<<10:]...)
+				tc.out.Reset()
+				tc.out.Write(tail)
+			}
 			tc.out.Write(msg)
 			tc.received += int64(len(msg))
 			tc.mu.Unlock()

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,7 +131,7 @@ func (s *Server) openSession(req SessionRequest) (*session, error) {
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	if s.closed || len(s.sessions) >= maxSessions {
-		// The program never saw its terminal's output read; end it.
+		// Nothing will serve the program's terminal: end it.
 		p.signal(signalMsg{Name: "KILL"})
 		p.close()
 		if s.closed {
@@ -197,10 +199,7 @@ func (s *Server) handleListSessions(st *yamux.Stream) {
 		infos[i] = sess.info()
 	}
 	slices.SortFunc(infos, func(a, b SessionInfo) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmpString(a.ID, b.ID)
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
 	if err := writeHeader(st, reply{OK: true}); err != nil {
 		return
@@ -211,16 +210,6 @@ func (s *Server) handleListSessions(st *yamux.Stream) {
 			return
 		}
 	}
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // handleKillSession removes the session, starts killing its program, and
@@ -337,7 +326,7 @@ func (sess *session) supervise(ctx context.Context, srv *Server) {
 		detached, since := sess.att == nil, sess.detachedAt
 		sess.mu.Unlock()
 		if detached && !removed {
-			idle.Reset(time.Until(since.Add(sess.detachTimeout)))
+			idle.Reset(sess.detachTimeout - time.Since(since))
 		}
 		select {
 		case st := <-exitC:

@@ -1,0 +1,270 @@
+// The distro list: state, version, disk and memory at a glance, and every action.
+import { useEffect, useState } from 'preact/hooks';
+import { EXPORT_FORMATS, exportURL, type Distro, type Operation } from '../api';
+import { busy, cloneDistro, makeDefault, renameDistro, setDefaultUser, startDistro, terminateDistro, unregisterDistro } from '../actions';
+import { bytes, percent } from '../format';
+import { distroHref, onLinkClick, terminalHref } from '../router';
+import { live, sortedDistros, useStore } from '../store';
+import { Icon, Menu, MenuItem, MenuLink, Progress, Spinner, StateBadge, VersionBadge } from '../ui';
+import { ImportDialog } from './ImportDialog';
+
+export function Dashboard() {
+  const l = useStore(live);
+  const [importing, setImporting] = useState<{ file?: File } | null>(null);
+  const [dropping, setDropping] = useState(false);
+  const distros = sortedDistros(l);
+
+  // Dropping a tarball anywhere on the page opens the import dialog with it.
+  useEffect(() => {
+    let depth = 0;
+    const hasFiles = (e: DragEvent) => [...(e.dataTransfer?.types ?? [])].includes('Files');
+    const enter = (e: DragEvent) => {
+      if (!hasFiles(e) || document.querySelector('dialog[open]')) return;
+      depth++;
+      setDropping(true);
+    };
+    const leave = () => {
+      depth = Math.max(0, depth - 1);
+      if (depth === 0) setDropping(false);
+    };
+    const over = (e: DragEvent) => {
+      if (hasFiles(e)) e.preventDefault();
+    };
+    const drop = (e: DragEvent) => {
+      if (!hasFiles(e) || document.querySelector('dialog[open]')) return;
+      e.preventDefault();
+      depth = 0;
+      setDropping(false);
+      const f = e.dataTransfer?.files[0];
+      if (f) setImporting({ file: f });
+    };
+    window.addEventListener('dragenter', enter);
+    window.addEventListener('dragleave', leave);
+    window.addEventListener('dragover', over);
+    window.addEventListener('drop', drop);
+    return () => {
+      window.removeEventListener('dragenter', enter);
+      window.removeEventListener('dragleave', leave);
+      window.removeEventListener('dragover', over);
+      window.removeEventListener('drop', drop);
+    };
+  }, []);
+
+  const running = distros.filter((d) => d.state === 'Running').length;
+  return (
+    <main class="page" id="main">
+      <div class="page-head">
+        <div>
+          <h1>Distros</h1>
+          {l.loaded && (
+            <p class="muted">
+              {distros.length === 0 ? 'None yet' : `${distros.length} installed, ${running} running`}
+            </p>
+          )}
+        </div>
+        <div class="page-actions">
+          <button type="button" class="btn btn-primary" onClick={() => setImporting({})}>
+            <Icon name="upload" />
+            Import…
+          </button>
+        </div>
+      </div>
+
+      <Activity ops={[...l.operations.values()]} />
+
+      {!l.loaded ? (
+        <div class="card empty">
+          <Spinner label="Loading distros" /> Loading…
+        </div>
+      ) : distros.length === 0 ? (
+        <div class="card empty">
+          <div class="empty-art" aria-hidden="true">
+            <Icon name="terminal" size={40} />
+          </div>
+          <h2>No distros yet</h2>
+          <p>
+            Import a root file system tarball to get a Linux you can open a terminal in. Drop it on this page, or choose{' '}
+            <strong>Import</strong>.
+          </p>
+          <p class="muted small">
+            From the command line: <code>subsys import debian debian.tar.zst</code>
+          </p>
+          <button type="button" class="btn btn-primary" onClick={() => setImporting({})}>
+            <Icon name="upload" />
+            Import a distro
+          </button>
+        </div>
+      ) : (
+        <div class="card table-card">
+          <table class="distros">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">State</th>
+                <th scope="col" class="num">Disk</th>
+                <th scope="col" class="num">Memory</th>
+                <th scope="col" class="num">CPU</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {distros.map((d) => (
+                <DistroRow key={d.id} d={d} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+
+      {dropping && (
+        <div class="drop-overlay" aria-hidden="true">
+          <div>
+            <Icon name="upload" size={40} />
+            <p>Drop the tarball to import it</p>
+          </div>
+        </div>
+      )}
+      {importing && <ImportDialog initialFile={importing.file} onClose={() => setImporting(null)} />}
+    </main>
+  );
+}
+
+function DistroRow({ d }: { d: Distro }) {
+  const [pending, setPending] = useState(false);
+  const isBusy = busy(d);
+  const run = (f: () => Promise<unknown>) => async () => {
+    setPending(true);
+    try {
+      await f();
+    } finally {
+      setPending(false);
+    }
+  };
+  return (
+    <tr data-distro={d.name} aria-busy={isBusy || pending ? true : undefined}>
+      <td data-label="Name">
+        <div class="name-cell">
+          <a href={distroHref(d.name)} onClick={onLinkClick} class="distro-name">
+            {d.name}
+          </a>
+          <VersionBadge version={d.version} />
+          {d.default && (
+            <span class="badge badge-default" title="The default distro: subsys run and shell use it">
+              <Icon name="star" size={12} />
+              default
+            </span>
+          )}
+        </div>
+      </td>
+      <td data-label="State">
+        <StateBadge state={d.state} />
+      </td>
+      <td data-label="Disk" class="num">
+        {d.disk_bytes ? bytes(d.disk_bytes) : '—'}
+      </td>
+      <td data-label="Memory" class="num">
+        {d.state === 'Running' ? bytes(d.memory_bytes ?? 0) : '—'}
+      </td>
+      <td data-label="CPU" class="num">
+        {d.state === 'Running' ? percent(d.cpu_percent ?? 0) : '—'}
+      </td>
+      <td class="row-actions">
+        {d.state === 'Running' ? (
+          <button type="button" class="btn btn-sm" disabled={pending} onClick={run(() => terminateDistro(d))} aria-label={`Terminate ${d.name}`}>
+            <Icon name="stop" />
+            <span class="btn-text">Terminate</span>
+          </button>
+        ) : (
+          <button type="button" class="btn btn-sm" disabled={pending || isBusy} onClick={run(() => startDistro(d))} aria-label={`Start ${d.name}`}>
+            {pending ? <Spinner /> : <Icon name="play" />}
+            <span class="btn-text">Start</span>
+          </button>
+        )}
+        <a
+          class={`btn btn-sm${isBusy ? ' disabled' : ''}`}
+          href={terminalHref(d.name)}
+          onClick={onLinkClick}
+          aria-label={`Open a terminal in ${d.name}`}
+          aria-disabled={isBusy ? true : undefined}
+        >
+          <Icon name="terminal" />
+          <span class="btn-text">Terminal</span>
+        </a>
+        <Menu label={`More actions for ${d.name}`}>
+          <DistroMenuItems d={d} />
+        </Menu>
+      </td>
+    </tr>
+  );
+}
+
+/** The secondary actions, as menu items: in the list's row menu and on the distro page. */
+export function DistroMenuItems({ d, onRenamed }: { d: Distro; onRenamed?: (r: Distro) => void }) {
+  const isBusy = busy(d);
+  return (
+    <>
+      <div class="menu-label">Export (download)</div>
+      {EXPORT_FORMATS.map((f) => (
+        <MenuLink key={f} icon="download" href={exportURL(d.name, f)} download={`${d.name}.${f}`}>
+          {d.name}.{f}
+        </MenuLink>
+      ))}
+      <hr />
+      <MenuItem icon="clone" disabled={isBusy} onClick={() => cloneDistro(d)}>
+        Clone…
+      </MenuItem>
+      <MenuItem icon="edit" disabled={isBusy} onClick={() => renameDistro(d, onRenamed)}>
+        Rename…
+      </MenuItem>
+      <MenuItem icon="star" disabled={d.default} onClick={() => makeDefault(d)}>
+        Set as default
+      </MenuItem>
+      <MenuItem icon="edit" onClick={() => setDefaultUser(d)}>
+        Default user…
+      </MenuItem>
+      <hr />
+      <MenuItem icon="trash" danger disabled={d.state === 'Uninstalling'} onClick={() => unregisterDistro(d)}>
+        Unregister…
+      </MenuItem>
+    </>
+  );
+}
+
+const KIND: Record<string, string> = { import: 'Importing', clone: 'Cloning', export: 'Exporting', unregister: 'Unregistering' };
+
+/** Long work in progress (from any tab or the CLI), and what ended a moment ago. */
+function Activity({ ops }: { ops: Operation[] }) {
+  const shown = ops.filter((o) => o.kind !== 'unregister' || o.status !== 'success');
+  if (shown.length === 0) return null;
+  return (
+    <section class="card activity" aria-label="Activity">
+      <ul>
+        {shown.map((o) => {
+          const pct = o.progress.total > 0 ? o.progress.done / o.progress.total : 0;
+          return (
+            <li key={o.id} class={`op op-${o.status}`}>
+              <span class="op-title">
+                {o.status === 'running' ? <Spinner /> : <Icon name={o.status === 'success' ? 'star' : 'close'} size={14} />}
+                {KIND[o.kind] ?? o.kind} {o.distro}
+              </span>
+              {o.status === 'running' ? (
+                <>
+                  <Progress value={o.progress.done} max={o.progress.total} indeterminate={o.progress.total === 0} label={`${KIND[o.kind] ?? o.kind} ${o.distro}`} />
+                  <span class="muted small num">
+                    {o.progress.total > 0 ? `${Math.floor(pct * 100)}% · ${bytes(o.progress.done)} of ${bytes(o.progress.total)}` : bytes(o.progress.done)}
+                  </span>
+                </>
+              ) : o.status === 'success' ? (
+                <span class="muted small">done</span>
+              ) : (
+                <span class="error-text small">{o.error || 'failed'}</span>
+              )}
+            </li>
+          );
+        })}
+      </ul>
+    </section>
+  );
+}

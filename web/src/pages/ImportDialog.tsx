@@ -1,0 +1,233 @@
+// Import a distro from a tarball: drop or pick the file, name it, pick the
+// version. The bar shows the bytes sent (XHR upload progress), then the server's
+// operation (its `operation` events) until the distro is there.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { errorMessage, nameProblem, uploadDistro, type Operation, type Upload } from '../api';
+import { bytes, nameFromFile } from '../format';
+import { navigate, distroHref } from '../router';
+import { applyOperation, live, settings, useStore, waitOperation, refreshIfNotLive } from '../store';
+import { ErrorBox, Icon, Modal, Progress, Spinner } from '../ui';
+
+type Phase = 'form' | 'uploading' | 'unpacking' | 'done' | 'failed';
+
+export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onClose: () => void }) {
+  const st = useStore(settings);
+  const l = useStore(live);
+  const [file, setFile] = useState<File | null>(initialFile ?? null);
+  const [name, setName] = useState(initialFile ? nameFromFile(initialFile.name) : '');
+  const [nameEdited, setNameEdited] = useState(false);
+  const [version, setVersion] = useState(st?.default_version ?? 1);
+  const [phase, setPhase] = useState<Phase>('form');
+  const [sent, setSent] = useState(0);
+  const [error, setError] = useState('');
+  const [op, setOp] = useState<Operation | null>(null);
+  const [dragging, setDragging] = useState(false);
+  const upload = useRef<Upload | null>(null);
+  const fileInput = useRef<HTMLInputElement>(null);
+
+  useEffect(() => () => upload.current?.abort(), []);
+
+  const pick = (f: File | undefined | null) => {
+    if (!f) return;
+    setFile(f);
+    setError('');
+    if (!nameEdited || !name) setName(nameFromFile(f.name));
+  };
+
+  const problem = nameProblem(name);
+  const taken = [...l.distros.values()].some((d) => d.name === name);
+  const canSubmit = !!file && !problem && !taken && phase !== 'uploading' && phase !== 'unpacking';
+
+  // The server's view of this import, from the event stream (it arrives while
+  // the body is still uploading, and after).
+  const serverOp =
+    (op && l.operations.get(op.id)) ||
+    [...l.operations.values()].find((o) => o.kind === 'import' && o.distro === name && o.status === 'running') ||
+    op;
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (!canSubmit || !file) return;
+    setPhase('uploading');
+    setError('');
+    setSent(0);
+    const up = uploadDistro(file, name, version, (s) => {
+      setSent(s);
+      if (s >= file.size) setPhase((p) => (p === 'uploading' ? 'unpacking' : p));
+    });
+    upload.current = up;
+    try {
+      let res = await up.done;
+      applyOperation(res);
+      setOp(res);
+      if (res.status === 'running') {
+        setPhase('unpacking');
+        res = await waitOperation(res.id);
+        setOp(res);
+      }
+      if (res.status === 'failure') {
+        setError(res.error || 'The import failed.');
+        setPhase('failed');
+      } else {
+        setPhase('done');
+      }
+      refreshIfNotLive();
+    } catch (err) {
+      setError(errorMessage(err));
+      setPhase('failed');
+    } finally {
+      upload.current = null;
+    }
+  };
+
+  const total = file?.size ?? 0;
+  let value = 0;
+  let max = 1;
+  let label = '';
+  let indeterminate = false;
+  if (phase === 'uploading') {
+    value = sent;
+    max = total;
+    label = `Uploading: ${bytes(sent)} of ${bytes(total)}`;
+  } else if (phase === 'unpacking') {
+    const p = serverOp?.progress;
+    if (p && p.total > 0) {
+      value = p.done;
+      max = p.total;
+      label = `Unpacking: ${bytes(p.done)} of ${bytes(p.total)}`;
+    } else {
+      indeterminate = true;
+      label = 'Unpacking…';
+    }
+  } else if (phase === 'done') {
+    value = max = 1;
+    label = `Imported ${name}.`;
+  }
+
+  const close = () => {
+    upload.current?.abort();
+    onClose();
+  };
+  const working = phase === 'uploading' || phase === 'unpacking';
+
+  return (
+    <Modal title="Import a distro" onClose={close} wide>
+      <form class="modal-body" onSubmit={submit}>
+        <label
+          class={`dropzone${dragging ? ' dragging' : ''}${file ? ' has-file' : ''}`}
+          onDragOver={(e) => {
+            e.preventDefault();
+            setDragging(true);
+          }}
+          onDragLeave={() => setDragging(false)}
+          onDrop={(e) => {
+            e.preventDefault();
+            setDragging(false);
+            if (!working) pick(e.dataTransfer?.files[0]);
+          }}
+        >
+          <input
+            ref={fileInput}
+            class="sr-only"
+            type="file"
+            name="tarball"
+            accept=".tar,.tar.gz,.tgz,.tar.zst,.tzst,.tar.xz,.txz,application/x-tar,application/gzip,application/zstd,application/x-xz"
+            disabled={working}
+            onChange={(e) => pick((e.target as HTMLInputElement).files?.[0])}
+          />
+          <Icon name="upload" size={28} />
+          {file ? (
+            <span>
+              <strong class="mono">{file.name}</strong> <span class="muted">({bytes(file.size)})</span>
+              <br />
+              <span class="muted small">Drop another file or click to choose again.</span>
+            </span>
+          ) : (
+            <span>
+              <strong>Drop a root file system tarball here</strong> or click to choose one.
+              <br />
+              <span class="muted small">tar, tar.gz, tar.zst or tar.xz — for example from an OCI image export or mmdebstrap.</span>
+            </span>
+          )}
+        </label>
+
+        <div class="form-row">
+          <label class="field grow">
+            <span class="field-label">Name</span>
+            <input
+              type="text"
+              name="name"
+              value={name}
+              spellcheck={false}
+              autocomplete="off"
+              disabled={working}
+              aria-invalid={(name && problem) || taken ? true : undefined}
+              onInput={(e) => {
+                setName((e.target as HTMLInputElement).value);
+                setNameEdited(true);
+              }}
+            />
+            {name && problem && <span class="field-hint">{problem}</span>}
+            {taken && phase === 'form' && <span class="field-hint">A distro named {name} exists already.</span>}
+          </label>
+          <fieldset class="field" disabled={working}>
+            <legend class="field-label">Version</legend>
+            <div class="segmented">
+              {[1, 2].map((v) => (
+                <label key={v}>
+                  <input type="radio" name="version" value={v} checked={version === v} onChange={() => setVersion(v)} />
+                  <span>v{v}</span>
+                </label>
+              ))}
+            </div>
+          </fieldset>
+        </div>
+        <p class="muted small">
+          {version === 1
+            ? 'Version 1 shares the host kernel; its files are a plain directory on the host.'
+            : 'Version 2 runs in the utility VM with its own kernel and a virtual disk.'}
+        </p>
+
+        {(working || phase === 'done') && (
+          <div class="import-progress">
+            <Progress value={value} max={max} label="Import progress" indeterminate={indeterminate} />
+            <p class="small" role="status">
+              {working && <Spinner />} {label}
+            </p>
+          </div>
+        )}
+        <ErrorBox error={error} />
+
+        <div class="modal-actions">
+          {phase === 'done' ? (
+            <>
+              <button
+                type="button"
+                class="btn"
+                onClick={() => {
+                  onClose();
+                  navigate(distroHref(name));
+                }}
+              >
+                Open {name}
+              </button>
+              <button type="button" class="btn btn-primary" onClick={onClose} autoFocus>
+                Done
+              </button>
+            </>
+          ) : (
+            <>
+              <button type="button" class="btn" onClick={close}>
+                {working ? 'Cancel import' : 'Cancel'}
+              </button>
+              <button type="submit" class="btn btn-primary" disabled={!canSubmit}>
+                {working ? <Spinner /> : <Icon name="upload" />}
+                Import
+              </button>
+            </>
+          )}
+        </div>
+      </form>
+    </Modal>
+  );
+}

@@ -1,0 +1,261 @@
+// Live state: distros and operations, kept current by the server's event stream
+// (GET /api/v1/events). Every connect starts with a snapshot that replaces what
+// we have, so a reconnect can never leave a stale row; after that `distro`,
+// `distro-removed` and `operation` events patch it. Nothing polls.
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError, type Distro, type Operation, type Settings } from './api';
+
+/** A tiny observable value; components read it with useStore. */
+export class Store<T> {
+  private listeners = new Set<(v: T) => void>();
+  constructor(private value: T) {}
+  get(): T {
+    return this.value;
+  }
+  set(v: T) {
+    this.value = v;
+    for (const l of [...this.listeners]) l(v);
+  }
+  update(f: (v: T) => T) {
+    this.set(f(this.value));
+  }
+  subscribe(l: (v: T) => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+}
+
+export function useStore<T>(s: Store<T>): T {
+  const [v, setV] = useState(s.get());
+  useEffect(() => {
+    setV(s.get());
+    return s.subscribe(setV);
+  }, [s]);
+  return v;
+}
+
+export type Connection =
+  | { state: 'connecting' }
+  | { state: 'live' }
+  | { state: 'reconnecting'; since: number }
+  | { state: 'unauthorized'; message: string }
+  | { state: 'offline'; message: string };
+
+export interface Live {
+  /** False until the first snapshot (or list) arrived. */
+  loaded: boolean;
+  /** By id: a rename keeps the id. */
+  distros: Map<string, Distro>;
+  operations: Map<string, Operation>;
+  /** When each operation ended (ms), to show finished ones for a little while. */
+  ended: Map<string, number>;
+  conn: Connection;
+}
+
+export const live = new Store<Live>({
+  loaded: false,
+  distros: new Map(),
+  operations: new Map(),
+  ended: new Map(),
+  conn: { state: 'connecting' },
+});
+
+export const settings = new Store<Settings | null>(null);
+
+export function sortedDistros(l: Live): Distro[] {
+  return [...l.distros.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export function distroByName(l: Live, name: string): Distro | undefined {
+  for (const d of l.distros.values()) if (d.name === name) return d;
+  return undefined;
+}
+
+const KEEP_ENDED_MS = 30_000;
+
+function withOperation(l: Live, op: Operation): Live {
+  const operations = new Map(l.operations);
+  const ended = new Map(l.ended);
+  operations.set(op.id, op);
+  if (op.status !== 'running' && !ended.has(op.id)) ended.set(op.id, Date.now());
+  // Forget operations that ended a while ago.
+  for (const [id, t] of ended) {
+    if (Date.now() - t > KEEP_ENDED_MS) {
+      ended.delete(id);
+      operations.delete(id);
+    }
+  }
+  return { ...l, operations, ended };
+}
+
+export function applyDistro(d: Distro) {
+  live.update((l) => {
+    const distros = new Map(l.distros);
+    distros.set(d.id, d);
+    return { ...l, distros };
+  });
+}
+
+function removeDistro(id: string) {
+  live.update((l) => {
+    const distros = new Map(l.distros);
+    distros.delete(id);
+    return { ...l, distros };
+  });
+}
+
+export function applyOperation(op: Operation) {
+  live.update((l) => withOperation(l, op));
+}
+
+function replaceAll(distros: Distro[], ops: Operation[]) {
+  live.update((l) => {
+    const m = new Map<string, Distro>();
+    for (const d of distros) m.set(d.id, d);
+    // Keep finished operations we already know (their dialogs may still show
+    // them); running ones come from the snapshot.
+    const operations = new Map<string, Operation>();
+    for (const [id, op] of l.operations) if (op.status !== 'running') operations.set(id, op);
+    for (const op of ops) operations.set(op.id, op);
+    // Operations that were running and are not in the snapshot ended while we
+    // were away: ask for their result.
+    for (const [id, op] of l.operations) {
+      if (op.status === 'running' && !operations.has(id)) {
+        api.operation(id).then(applyOperation, () => {});
+      }
+    }
+    return { ...l, loaded: true, distros: m, operations };
+  });
+}
+
+function setConn(conn: Connection) {
+  live.update((l) => ({ ...l, conn }));
+}
+
+/** Whether the event stream is up; when it is not, callers refresh by hand. */
+export const isLive = () => live.get().conn.state === 'live';
+
+let source: EventSource | null = null;
+let retryTimer = 0;
+let retryDelay = 1000;
+
+function parse<T>(e: Event): T | null {
+  try {
+    return JSON.parse((e as MessageEvent).data) as T;
+  } catch {
+    return null;
+  }
+}
+
+/** Opens the event stream; call once at start. */
+export function connectEvents() {
+  clearTimeout(retryTimer);
+  source?.close();
+  const es = new EventSource('/api/v1/events');
+  source = es;
+  if (live.get().conn.state !== 'reconnecting') setConn({ state: 'connecting' });
+  es.addEventListener('snapshot', (e) => {
+    const s = parse<{ distros: Distro[] | null; operations: Operation[] | null }>(e);
+    if (!s) return;
+    replaceAll(s.distros ?? [], s.operations ?? []);
+    retryDelay = 1000;
+    setConn({ state: 'live' });
+  });
+  es.addEventListener('distro', (e) => {
+    const d = parse<Distro>(e);
+    if (d) applyDistro(d);
+  });
+  es.addEventListener('distro-removed', (e) => {
+    const r = parse<{ id: string; name: string }>(e);
+    if (r) removeDistro(r.id);
+  });
+  es.addEventListener('operation', (e) => {
+    const op = parse<Operation>(e);
+    if (op) applyOperation(op);
+  });
+  es.onerror = () => {
+    if (es !== source) return;
+    if (es.readyState === EventSource.CONNECTING) {
+      // The browser reconnects by itself (retry: from the server); the snapshot
+      // that follows replaces our state.
+      const c = live.get().conn;
+      if (c.state !== 'reconnecting') setConn({ state: 'reconnecting', since: Date.now() });
+      return;
+    }
+    // CLOSED: the server answered with an error status (401, 404…) or not an
+    // event stream. Ask the plain API why, show it, and try again later.
+    es.close();
+    diagnose();
+  };
+}
+
+async function diagnose() {
+  try {
+    const list = await api.listDistros();
+    // The API works but events do not: show the list, and keep trying.
+    replaceAll(list, [...live.get().operations.values()].filter((o) => o.status === 'running'));
+    setConn({ state: 'offline', message: 'Live updates are unavailable (GET /api/v1/events failed); the list may be out of date.' });
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      setConn({ state: 'unauthorized', message: e.message });
+    } else {
+      setConn({ state: 'offline', message: (e as Error).message });
+    }
+  }
+  retryTimer = window.setTimeout(connectEvents, retryDelay);
+  retryDelay = Math.min(retryDelay * 2, 30_000);
+}
+
+/** After a change made through the API when the stream is down: fetch the list. */
+export async function refreshIfNotLive() {
+  if (isLive()) return;
+  try {
+    const list = await api.listDistros();
+    replaceAll(list, [...live.get().operations.values()].filter((o) => o.status === 'running'));
+  } catch {
+    // the connection indicator already says what is wrong
+  }
+}
+
+/**
+ * Resolves when operation id has ended, from the event stream, or by long-polling
+ * GET /operations/{id}?wait= while the stream is down.
+ */
+export function waitOperation(id: string): Promise<Operation> {
+  return new Promise((resolve) => {
+    let finished = false;
+    const check = (l: Live) => {
+      const op = l.operations.get(id);
+      if (!finished && op && op.status !== 'running') {
+        finished = true;
+        unsub();
+        resolve(op);
+      }
+    };
+    const unsub = live.subscribe(check);
+    check(live.get());
+    (async () => {
+      while (!finished) {
+        if (isLive()) {
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
+        try {
+          applyOperation(await api.operation(id, 20));
+        } catch {
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      }
+    })();
+  });
+}
+
+export async function loadSettings(): Promise<Settings | null> {
+  try {
+    const s = await api.settings();
+    settings.set(s);
+    return s;
+  } catch {
+    return null;
+  }
+}
