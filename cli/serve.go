@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // for --debug-addr only: DefaultServeMux is never the API's mux
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,7 @@ type serveOpts struct {
 	tlsCert      string
 	tlsKey       string
 	logLevel     string
+	debugAddr    string
 }
 
 func newServeCmd(b Build, g *globals) *cobra.Command {
@@ -47,6 +49,8 @@ func newServeCmd(b Build, g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file")
 	cmd.Flags().StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&o.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address (for profiling)")
+	cmd.Flags().MarkHidden("debug-addr")
 	return cmd
 }
 
@@ -184,6 +188,12 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 		return err
 	}
 	defer os.Remove(filepath.Join(dataDir, serveFile))
+	if o.debugAddr != "" {
+		if !isLoopback(o.debugAddr) {
+			return fmt.Errorf("--debug-addr %s: only a loopback address", o.debugAddr)
+		}
+		go http.ListenAndServe(o.debugAddr, http.DefaultServeMux) // net/http/pprof registers there
+	}
 	log.Info("subsys serving", "url", base, "data", dataDir)
 	fmt.Fprintf(os.Stderr, "\nsubsys is running. Open the dashboard:\n\n    %s/login?token=%s\n\n", base, token)
 	if tls {

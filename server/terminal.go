@@ -308,7 +308,7 @@ func (s *Server) serveTerminal(ctx context.Context, conn *wsConn, id string, att
 	go func() {
 		defer wg.Done()
 		defer close(outDone)
-		buf := make([]byte, 32<<10)
+		buf := make([]byte, 128<<10)
 		out := att.Output()
 		for fl.wait() {
 			n, err := out.Read(buf)

@@ -63,7 +63,7 @@ const (
 	// maxWindow bounds the credit a peer can claim, to catch broken peers.
 	maxWindow = 1 << 30
 	// dataChunk is the largest data frame either side sends.
-	dataChunk = 32 << 10
+	dataChunk = 128 << 10
 )
 
 // Info is what hello reports about a running agent.

@@ -412,6 +412,13 @@ func (sess *session) pump() {
 			sess.tty.SetReadDeadline(time.Now().Add(quietPeriod))
 		}
 		m, err := sess.tty.Read(buf[:n])
+		if m > 0 && err == nil {
+			// A pty hands out at most a few KiB per read; take what else is
+			// already there without waiting, so a flood travels in full frames
+			// (fewer frames, syscalls and wakeups) while a keystroke's echo still
+			// goes out at once.
+			m += readAvailable(sess.tty, buf[m:n])
+		}
 		if m > 0 {
 			sess.mu.Lock()
 			sess.ring.write(buf[:m])

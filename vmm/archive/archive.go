@@ -52,8 +52,9 @@ type Limits struct {
 	// MaxExpandedBytes caps the sum of the sizes in the entry headers.
 	// Default 256 GiB, the default maximum size of a version 2 disk.
 	MaxExpandedBytes int64
-	// MaxEntries caps the number of entries (headers) in the archive.
-	// Default 4,000,000, far above a full desktop distro (~500,000).
+	// MaxEntries caps the number of entries (headers) in the archive plus
+	// the directories Extract makes for entries whose parents it does not
+	// list. Default 4,000,000, far above a full desktop distro (~500,000).
 	MaxEntries int
 }
 

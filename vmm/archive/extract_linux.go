@@ -683,6 +683,9 @@ func (x *extractor) finishDirs() error {
 			}
 		}
 		hdr := &tar.Header{Name: m.name}
+		if m.name == "" {
+			hdr.Name = "./"
+		}
 		err := x.setMeta(fd, hdr, m.mode, m.uid, m.gid, m.atime, m.mtime, m.pax)
 		if fd != x.rootFd {
 			unix.Close(fd)

@@ -392,6 +392,36 @@ func TestExtractCancel(t *testing.T) {
 	}
 }
 
+// cancelAfter is a reader that cancels a context once n bytes have been read.
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.n -= n; c.n <= 0 {
+		c.cancel()
+	}
+	return n, err
+}
+
+// TestExtractCancelDuringCopy cancels while a large file is being written:
+// Extract must stop inside it, not at the next entry.
+func TestExtractCancelDuringCopy(t *testing.T) {
+	s := newSandbox(t)
+	big := strings.Repeat("x", 8*bufSize)
+	b := mkTar(t, file("small", "x"), file("big", big), file("after", "y"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Extract(ctx, &cancelAfter{bytes.NewReader(b), 2 * bufSize, cancel}, s.dest, Limits{})
+	var ee *EntryError
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &ee) || ee.Name != "big" {
+		t.Errorf("Extract = %v, want context.Canceled naming %q", err, "big")
+	}
+}
+
 // errAfter is a reader that fails after n bytes, like a dropped upload.
 type errAfter struct {
 	r io.Reader

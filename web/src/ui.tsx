@@ -1,6 +1,6 @@
 // Small shared pieces: icons, badges, progress bars, the menu, modal dialogs
 // (native <dialog>, so focus and Escape work as the platform does) and toasts.
-import type { ComponentChildren, JSX } from 'preact';
+import type { ButtonHTMLAttributes, ComponentChildren } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { errorMessage, type State } from './api';
 import { Store, useStore } from './store';
@@ -143,7 +143,7 @@ export function Menu({ label, children, icon = 'more', text }: { label: string; 
   );
 }
 
-export function MenuItem({ icon, children, danger, ...rest }: { icon?: string; danger?: boolean; children: ComponentChildren } & JSX.HTMLAttributes<HTMLButtonElement>) {
+export function MenuItem({ icon, children, danger, ...rest }: { icon?: string; danger?: boolean; children: ComponentChildren } & ButtonHTMLAttributes<HTMLButtonElement>) {
   return (
     <button type="button" role="menuitem" class={`menu-item${danger ? ' danger' : ''}`} {...rest}>
       {icon && <Icon name={icon} />}

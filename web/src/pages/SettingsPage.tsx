@@ -1,0 +1,125 @@
+// Server-wide settings (GET/PUT /api/v1/settings).
+import { useEffect, useState } from 'preact/hooks';
+import { api, errorMessage, type Settings } from '../api';
+import { bytes, duration } from '../format';
+import { settings } from '../store';
+import { ErrorBox, Spinner, toast } from '../ui';
+
+const MiB = 1 << 20;
+
+export function SettingsPage() {
+  const [saved, setSaved] = useState<Settings | null>(null);
+  const [form, setForm] = useState<{ default_version: number; default_user: string; scrollback_mib: string; session_timeout_s: string } | null>(null);
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+
+  const fill = (s: Settings) => {
+    setSaved(s);
+    setForm({
+      default_version: s.default_version,
+      default_user: s.default_user,
+      scrollback_mib: String(+(s.scrollback_bytes / MiB).toFixed(2)),
+      session_timeout_s: String(s.session_timeout_s),
+    });
+  };
+
+  useEffect(() => {
+    api.settings().then(fill, (e) => setError(errorMessage(e)));
+  }, []);
+
+  if (!form || !saved) {
+    return (
+      <main class="page narrow" id="main">
+        <h1>Settings</h1>
+        <ErrorBox error={error} />
+        {!error && <Spinner label="Loading settings" />}
+      </main>
+    );
+  }
+
+  const scrollback = Math.round(parseFloat(form.scrollback_mib) * MiB);
+  const timeout = parseInt(form.session_timeout_s, 10);
+  const problems: Record<string, string> = {};
+  if (!form.default_user.trim()) problems.user = 'A user name is required.';
+  if (!isFinite(scrollback) || scrollback < 0) problems.scrollback = 'A size in MiB, 0 or more.';
+  if (!isFinite(timeout) || timeout < 0 || String(timeout) !== form.session_timeout_s.trim()) problems.timeout = 'Whole seconds, 0 or more.';
+
+  const changes: Partial<Settings> = {};
+  if (form.default_version !== saved.default_version) changes.default_version = form.default_version;
+  if (form.default_user.trim() !== saved.default_user) changes.default_user = form.default_user.trim();
+  if (!problems.scrollback && scrollback !== saved.scrollback_bytes) changes.scrollback_bytes = scrollback;
+  if (!problems.timeout && timeout !== saved.session_timeout_s) changes.session_timeout_s = timeout;
+  const dirty = Object.keys(changes).length > 0;
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (Object.keys(problems).length || !dirty) return;
+    setBusy(true);
+    setError('');
+    try {
+      const s = await api.putSettings(changes);
+      fill(s);
+      settings.set(s);
+      toast('info', 'Settings saved.');
+    } catch (err) {
+      setError(errorMessage(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const set = (k: keyof typeof form) => (e: Event) => setForm({ ...form, [k]: (e.target as HTMLInputElement).value });
+
+  return (
+    <main class="page narrow" id="main">
+      <h1>Settings</h1>
+      <form class="card settings" onSubmit={submit}>
+        <fieldset class="field">
+          <legend class="field-label">Default version for new distros</legend>
+          <div class="segmented">
+            {[1, 2].map((v) => (
+              <label key={v}>
+                <input type="radio" name="default_version" checked={form.default_version === v} onChange={() => setForm({ ...form, default_version: v })} />
+                <span>Version {v}</span>
+              </label>
+            ))}
+          </div>
+          <span class="field-hint muted">Version 1 shares the host kernel; version 2 runs in the utility VM with its own kernel.</span>
+        </fieldset>
+
+        <label class="field">
+          <span class="field-label">Default user</span>
+          <input type="text" name="default_user" value={form.default_user} onInput={set('default_user')} spellcheck={false} autocomplete="off" aria-invalid={problems.user ? true : undefined} />
+          <span class="field-hint muted">{problems.user ?? 'The user new distros run terminals and commands as.'}</span>
+        </label>
+
+        <label class="field">
+          <span class="field-label">Terminal scrollback (MiB)</span>
+          <input type="number" name="scrollback" min="0" step="0.25" value={form.scrollback_mib} onInput={set('scrollback_mib')} aria-invalid={problems.scrollback ? true : undefined} />
+          <span class="field-hint muted">
+            {problems.scrollback ?? `Output the server keeps per session for reattaching (${bytes(scrollback)}); the browser keeps about ${Math.max(1000, Math.min(100000, Math.round(scrollback / 100))).toLocaleString()} lines.`}
+          </span>
+        </label>
+
+        <label class="field">
+          <span class="field-label">Detached session timeout (seconds)</span>
+          <input type="number" name="session_timeout" min="0" step="1" value={form.session_timeout_s} onInput={set('session_timeout_s')} aria-invalid={problems.timeout ? true : undefined} />
+          <span class="field-hint muted">
+            {problems.timeout ?? `A terminal nobody is attached to is ended after ${duration(isFinite(timeout) ? timeout : 0)}; until then a reload or another window can reattach.`}
+          </span>
+        </label>
+
+        <ErrorBox error={error} />
+        <div class="form-actions">
+          <button type="button" class="btn" disabled={!dirty || busy} onClick={() => fill(saved)}>
+            Reset
+          </button>
+          <button type="submit" class="btn btn-primary" disabled={!dirty || busy || Object.keys(problems).length > 0}>
+            {busy && <Spinner />}
+            Save
+          </button>
+        </div>
+      </form>
+    </main>
+  );
+}
