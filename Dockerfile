@@ -9,11 +9,19 @@
 # is the simple way to get all of it. /mnt/host in a distro is then the container's
 # root; add -v /:/host:rslave and SUBSYS_HOST_ROOT later if the real host is wanted.
 
+FROM node:20-bookworm AS web
+WORKDIR /src/web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
+
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
+COPY --from=web /src/web/dist/ web/dist/
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o embedded/subsys-agent ./vmm/agent/cmd/subsys-agent \
  && go build -trimpath -o /out/subsys .
 
