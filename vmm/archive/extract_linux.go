@@ -107,8 +107,11 @@ func Extract(ctx context.Context, r io.Reader, dest string, lim Limits) (Stats, 
 	// padding) so that the decoder reaches the gzip CRC or the xz and zstd
 	// checksums: corruption of data already written is only detected there.
 	// The cap stops a hostile stream of padding from being decoded forever.
-	if _, err := io.CopyN(io.Discard, d, maxTrailer); err != nil && err != io.EOF {
-		return x.stats, x.readError(err, "at the end of the archive")
+	// A plain tarball has no checksum, so there is nothing to read for.
+	if d.kind != "tar" {
+		if _, err := io.CopyN(io.Discard, d, maxTrailer); err != nil && err != io.EOF {
+			return x.stats, x.readError(err, "at the end of the archive")
+		}
 	}
 	if err := x.finishDirs(); err != nil {
 		return x.stats, err

@@ -25,8 +25,17 @@ func FuzzExtract(f *testing.F) {
 	if err := os.MkdirAll(fuzzHost, 0o755); err != nil {
 		f.Fatal(err)
 	}
+	// Every fuzz worker process runs this setup while others check the
+	// secret, so write it beside and rename it in: readers never see it
+	// half written, and the directory never holds a second name.
 	secret := filepath.Join(fuzzHost, "secret")
-	if err := os.WriteFile(secret, []byte("host secret"), 0o644); err != nil {
+	tmp, err := os.CreateTemp("", "subsys-archive-fuzz-secret")
+	if err != nil {
+		f.Fatal(err)
+	}
+	tmp.WriteString("host secret")
+	tmp.Close()
+	if err := os.Rename(tmp.Name(), secret); err != nil {
 		f.Fatal(err)
 	}
 	seedBox := &sandbox{parent: fuzzHost, dest: fuzzHost, host: fuzzHost, secret: secret}

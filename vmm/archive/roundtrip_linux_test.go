@@ -206,8 +206,23 @@ func buildTree(t *testing.T, root string) (skipped []string) {
 	return skipped
 }
 
+// removableTempDir is t.TempDir that, when not root, makes its directories
+// writable again before it is removed: the trees hold a read-only one.
+func removableTempDir(t *testing.T) string {
+	d := t.TempDir()
+	t.Cleanup(func() {
+		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+	})
+	return d
+}
+
 func TestRoundTrip(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "src")
+	src := filepath.Join(removableTempDir(t), "src")
 	if err := os.Mkdir(src, 0o751); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +246,7 @@ func TestRoundTrip(t *testing.T) {
 			if f == Tar && !isTarHeader(buf.Bytes()) {
 				t.Errorf("Write(tar) does not start with a tar header")
 			}
-			dest := filepath.Join(t.TempDir(), "dest")
+			dest := filepath.Join(removableTempDir(t), "dest")
 			if err := os.Mkdir(dest, 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -282,10 +297,10 @@ func describe(n node) string {
 
 // TestWriteClone pipes Write into Extract, as clone does.
 func TestWriteClone(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "src")
+	src := filepath.Join(removableTempDir(t), "src")
 	os.Mkdir(src, 0o755)
 	buildTree(t, src)
-	dest := filepath.Join(t.TempDir(), "dest")
+	dest := filepath.Join(removableTempDir(t), "dest")
 	os.Mkdir(dest, 0o755)
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
