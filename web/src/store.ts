@@ -78,15 +78,22 @@ function withOperation(l: Live, op: Operation): Live {
   const ended = new Map(l.ended);
   operations.set(op.id, op);
   if (op.status !== 'running' && !ended.has(op.id)) ended.set(op.id, Date.now());
-  // Forget operations that ended a while ago.
-  for (const [id, t] of ended) {
-    if (Date.now() - t > KEEP_ENDED_MS) {
-      ended.delete(id);
-      operations.delete(id);
-    }
-  }
   return { ...l, operations, ended };
 }
+
+// Forget operations that ended a while ago (the activity list shows them until then).
+setInterval(() => {
+  const l = live.get();
+  const old = [...l.ended].filter(([, t]) => Date.now() - t > KEEP_ENDED_MS);
+  if (old.length === 0) return;
+  const operations = new Map(l.operations);
+  const ended = new Map(l.ended);
+  for (const [id] of old) {
+    operations.delete(id);
+    ended.delete(id);
+  }
+  live.set({ ...l, operations, ended });
+}, 5000);
 
 export function applyDistro(d: Distro) {
   live.update((l) => {

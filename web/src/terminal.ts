@@ -39,6 +39,8 @@ const ACK_BATCH = 64 << 10;
 /** ...and this long after output stops. */
 const ACK_IDLE_MS = 20;
 const MAX_RETRIES = 8;
+/** Largest piece handed to xterm at once (see output). */
+const WRITE_SLICE = 4 << 10;
 const STORAGE_KEY = 'subsys.terminals';
 
 const encoder = new TextEncoder();
@@ -126,6 +128,7 @@ export class TermSession {
   title = '';
   renderer: 'webgl' | 'dom' = 'dom';
   bytesIn = 0;
+  bytesAcked = 0;
   readonly term: Terminal;
   readonly el: HTMLDivElement;
   private readonly opts: TermOptions;
@@ -133,6 +136,9 @@ export class TermSession {
   private webgl: WebglAddon | null = null;
   private opened = false;
   private visible = false;
+  /** Recreated from sessionStorage after a reload; shown since? */
+  restored = false;
+  private shown = false;
   private ws: WebSocket | null = null;
   private gen = 0;
   private rendered = 0;
@@ -205,6 +211,7 @@ export class TermSession {
   show(parent: HTMLElement) {
     parent.appendChild(this.el);
     this.visible = true;
+    this.shown = true;
     if (!this.opened) {
       this.term.open(this.el);
       this.opened = true;
@@ -301,6 +308,19 @@ export class TermSession {
       if (gen !== this.gen) return;
       if (d === 'missing') return this.end(`There is no distro named ${this.distro} any more.`);
       if (d !== 'Running') return this.end(`${this.distro} is not running, so session ${this.sessionId.slice(0, 8)} has ended.`);
+      // Ask whether the session is still there: a websocket refused with 404
+      // tells the page nothing (and logs an error in the console).
+      try {
+        const s = (await api.terminals(this.distro)).find((x) => x.id === this.sessionId);
+        if (gen !== this.gen) return;
+        if (!s) return this.end('This session has ended or timed out.');
+        if (s.exited) {
+          this.exitCode = s.exit_code;
+          return this.setStatus('exited');
+        }
+      } catch {
+        // the connection attempt below tells
+      }
     }
 
     const q = new URLSearchParams({ cols: String(this.term.cols), rows: String(this.term.rows) });
@@ -361,8 +381,16 @@ export class TermSession {
     };
   }
 
-  private output(data: Uint8Array, gen: number) {
-    this.bytesIn += data.length;
+  private output(frame: Uint8Array, gen: number) {
+    this.bytesIn += frame.length;
+    // xterm yields to the page between chunks, not inside one: feed a big frame
+    // in slices so a flood cannot hold the main thread for long.
+    for (let off = 0; off < frame.length; off += WRITE_SLICE) {
+      this.write(frame.subarray(off, off + WRITE_SLICE), gen);
+    }
+  }
+
+  private write(data: Uint8Array, gen: number) {
     this.pendingWrites++;
     this.term.write(data, () => {
       this.pendingWrites--;
@@ -378,7 +406,10 @@ export class TermSession {
 
   private ack() {
     clearTimeout(this.ackTimer);
-    if (this.rendered > 0 && this.control({ type: 'ack', bytes: this.rendered })) this.rendered = 0;
+    if (this.rendered > 0 && this.control({ type: 'ack', bytes: this.rendered })) {
+      this.bytesAcked += this.rendered;
+      this.rendered = 0;
+    }
   }
 
   private async closed(e: CloseEvent, gotSession: boolean) {
@@ -427,6 +458,8 @@ export class TermSession {
   private end(message: string) {
     this.message = message;
     this.setStatus('ended');
+    // Restored after a reload and never looked at: nothing to show, just go.
+    if (this.restored && !this.shown) closeTerminal(this);
   }
 
   private setStatus(s: TermStatus) {
@@ -561,7 +594,7 @@ export function restoreTerminals() {
   }
   for (const s of saved) {
     if (typeof s?.distro === 'string' && typeof s?.session === 'string' && !findTerminal(s.distro, s.session)) {
-      openTerminal({ distro: s.distro, session: s.session });
+      openTerminal({ distro: s.distro, session: s.session }).restored = true;
     }
   }
 }
@@ -598,6 +631,7 @@ window.subsysDebug = {
       cols: t.term.cols,
       rows: t.term.rows,
       bytesIn: t.bytesIn,
+      bytesAcked: t.bytesAcked,
     })),
   text: (i?: number) => {
     const list = terminals.get();

@@ -20,12 +20,13 @@ const PATHS: Record<string, string> = {
   plus: 'M12 5v14M5 12h14',
   back: 'M15 5l-7 7 7 7',
   close: 'M6 6l12 12M18 6L6 18',
-  settings: 'M12 9a3 3 0 100 6 3 3 0 000-6zM4 12h2m12 0h2M12 4v2m0 12v2M6.3 6.3l1.4 1.4m8.6 8.6l1.4 1.4M6.3 17.7l1.4-1.4m8.6-8.6l1.4-1.4',
+  settings: 'M4 7h9m4 0h3M4 17h3m4 0h9M15 5v4M9 15v4',
   list: 'M4 6h16M4 12h16M4 18h16',
   paste: 'M9 4h6v3H9zM7 5H5v15h14V5h-2',
   link: 'M10 14a4 4 0 005.7 0l3-3a4 4 0 00-5.7-5.7l-1 1M14 10a4 4 0 00-5.7 0l-3 3a4 4 0 005.7 5.7l1-1',
   refresh: 'M20 11a8 8 0 10-2.3 5.7M20 5v6h-6',
   signal: 'M12 3v9M6.3 7.3a8 8 0 1011.4 0',
+  check: 'M5 12l5 5L20 7',
 };
 
 export function Icon({ name, size = 16 }: { name: keyof typeof PATHS | string; size?: number }) {

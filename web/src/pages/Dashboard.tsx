@@ -246,7 +246,7 @@ function Activity({ ops }: { ops: Operation[] }) {
           return (
             <li key={o.id} class={`op op-${o.status}`}>
               <span class="op-title">
-                {o.status === 'running' ? <Spinner /> : <Icon name={o.status === 'success' ? 'star' : 'close'} size={14} />}
+                {o.status === 'running' ? <Spinner /> : <Icon name={o.status === 'success' ? 'check' : 'close'} size={14} />}
                 {KIND[o.kind] ?? o.kind} {o.distro}
               </span>
               {o.status === 'running' ? (

@@ -23,6 +23,9 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
   const [op, setOp] = useState<Operation | null>(null);
   const [dragging, setDragging] = useState(false);
   const upload = useRef<Upload | null>(null);
+  // The bar never goes back: the server's count of bytes read trails the
+  // browser's count of bytes sent by a socket buffer or so.
+  const shown = useRef(0);
   const fileInput = useRef<HTMLInputElement>(null);
 
   useEffect(() => () => upload.current?.abort(), []);
@@ -51,6 +54,7 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
     setPhase('uploading');
     setError('');
     setSent(0);
+    shown.current = 0;
     const up = uploadDistro(file, name, version, (s) => {
       setSent(s);
       if (s >= file.size) setPhase((p) => (p === 'uploading' ? 'unpacking' : p));
@@ -102,6 +106,12 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
   } else if (phase === 'done') {
     value = max = 1;
     label = `Imported ${name}.`;
+  }
+
+  if (!indeterminate && max > 0) {
+    shown.current = Math.max(shown.current, value / max);
+    value = shown.current;
+    max = 1;
   }
 
   const close = () => {

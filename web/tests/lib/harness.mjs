@@ -1,0 +1,181 @@
+// Test harness: a real `subsys serve` on a free port with a fresh data
+// directory, and Debian's Chromium driven by playwright-core.
+import { spawn } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const webDir = resolve(here, '../..');
+export const outDir = join(webDir, 'test-output');
+mkdirSync(outDir, { recursive: true });
+
+export const SUBSYS_BIN = process.env.SUBSYS_BIN || resolve(webDir, '../bin/subsys');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/**
+ * Starts bin/subsys serve with a temporary data directory. Its log goes to
+ * test-output/server.log. Returns {base, token, data, stop()}.
+ */
+export async function startServer() {
+  if (!existsSync(SUBSYS_BIN)) throw new Error(`${SUBSYS_BIN} is missing: run "cd web && npm run build && cd .. && make build" first`);
+  const data = mkdtempSync(join(tmpdir(), 'subsys-webtest-'));
+  const port = await freePort();
+  const listen = `127.0.0.1:${port}`;
+  const base = `http://${listen}`;
+  const log = createWriteStream(join(outDir, 'server.log'));
+  let proc = null;
+  let exited = null;
+  let token = '';
+
+  const spawnServer = async () => {
+    exited = null;
+    proc = spawn(SUBSYS_BIN, ['serve', '--data', data, '--listen', listen], { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout.pipe(log, { end: false });
+    proc.stderr.pipe(log, { end: false });
+    proc.on('exit', (code, sig) => (exited = `exited with ${code ?? sig}`));
+    for (let i = 0; i < 200; i++) {
+      if (exited) throw new Error(`subsys serve ${exited}; see ${join(outDir, 'server.log')}`);
+      try {
+        token ||= readFileSync(join(data, 'token'), 'utf8').trim();
+        const r = await fetch(`${base}/api/v1/version`, { headers: { Authorization: `Bearer ${token}` } });
+        if (r.ok) return;
+      } catch {
+        // not up yet
+      }
+      await sleep(50);
+    }
+    throw new Error(`subsys serve did not come up on ${listen}`);
+  };
+  const stopServer = async () => {
+    if (!proc || exited) return;
+    proc.kill('SIGTERM');
+    for (let i = 0; i < 200 && !exited; i++) await sleep(50);
+    if (!exited) proc.kill('SIGKILL');
+    for (let i = 0; i < 40 && !exited; i++) await sleep(50);
+  };
+
+  await spawnServer();
+  if (!token) throw new Error('subsys serve did not write a token');
+  const api = async (method, path, body, headers = {}) => {
+    const r = await fetch(`${base}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, ...headers },
+      body,
+    });
+    const text = await r.text();
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: r.status, json, text };
+  };
+  return {
+    base,
+    token,
+    data,
+    api,
+    /** Stops the server and starts it again on the same port and data. */
+    async restart() {
+      await stopServer();
+      await spawnServer();
+    },
+    async stop() {
+      await stopServer();
+      log.end();
+      // Distros' files belong to root with odd modes; ignore what cannot go.
+      try {
+        rmSync(data, { recursive: true, force: true });
+      } catch {
+        // left for the OS to clean up
+      }
+    },
+  };
+}
+
+/** Chromium with a fresh profile, headless, and nothing that talks to the network. */
+export async function launchBrowser({ width = 1280, height = 800 } = {}) {
+  const profile = mkdtempSync(join(tmpdir(), 'subsys-chromium-'));
+  const ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width, height },
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const close = ctx.close.bind(ctx);
+  ctx.close = async () => {
+    await close().catch(() => {});
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return ctx;
+}
+
+/** Collects console errors and failed requests of a page, for test messages. */
+export function watchPage(page) {
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  return problems;
+}
+
+// ---- terminal helpers (through window.subsysDebug, which reads xterm's buffer) ----
+
+export const termInfo = (page) => page.evaluate(() => window.subsysDebug.terminals().find((t) => t.visible) ?? null);
+export const termText = (page) => page.evaluate(() => window.subsysDebug.text());
+export const cursorLine = (page) => page.evaluate(() => window.subsysDebug.cursorLine());
+
+/** Waits until the visible terminal's text satisfies pred (a function of the text). */
+export async function waitTermText(page, pred, { timeout = 10_000, what = 'terminal text' } = {}) {
+  const end = Date.now() + timeout;
+  let text = '';
+  while (Date.now() < end) {
+    text = await termText(page);
+    if (pred(text)) return text;
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}; the terminal shows:\n${text.split('\n').slice(-15).join('\n')}`);
+}
+
+export async function waitTermOpen(page, timeout = 15_000) {
+  const end = Date.now() + timeout;
+  let info = null;
+  while (Date.now() < end) {
+    info = await termInfo(page);
+    if (info?.status === 'open') return info;
+    await sleep(100);
+  }
+  const status = await page.locator('[data-testid=term-status]').textContent().catch(() => '');
+  throw new Error(`terminal did not open: ${JSON.stringify(info)}; status line: ${status}`);
+}
+
+export const lines = (text) => text.split('\n').map((l) => l.trimEnd());
+export { sleep };
