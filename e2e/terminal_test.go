@@ -256,13 +256,11 @@ func TestTerminalSlowReader(t *testing.T) {
 		t.Fatalf("no output at all")
 	}
 	tc.ackAll()
-	time.Sleep(500 * time.Millisecond)
-	tc.mu.Lock()
-	after := tc.received
-	tc.mu.Unlock()
-	if after <= got {
-		t.Errorf("after acknowledging, output did not resume (%d then %d bytes)", got, after)
-	}
+	waitFor(t, 10*time.Second, "output to resume after acknowledging", func() bool {
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		return tc.received > got
+	})
 
 	flood := s.openTerminal("tiny", "", true)
 	flood.send("yes\n")

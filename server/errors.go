@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -45,6 +46,8 @@ func classify(err error) (int, string, string) {
 	switch {
 	case errors.As(err, &mbe), errors.Is(err, vmm.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, "too_large", err.Error()
+	case errors.Is(err, context.Canceled):
+		return http.StatusConflict, "cancelled", err.Error()
 	case errors.Is(err, vmm.ErrNotFound):
 		return http.StatusNotFound, "not_found", err.Error()
 	case errors.Is(err, vmm.ErrExists):

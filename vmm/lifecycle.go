@@ -94,7 +94,7 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		err := m.populate(opCtx, d, staging, countingReader{r: src, op: op}, op.bodyDone)
+		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op}, op.bodyDone)
 		if file != nil {
 			file.Close()
 		}

@@ -101,13 +101,19 @@ func (o *Operation) finish(err error) {
 	close(o.finished)
 }
 
-// countingReader adds every byte read to an operation's progress.
+// countingReader adds every byte read to an operation's progress, and stops
+// reading once the operation is cancelled (so a cancel takes effect at the next
+// read even in the middle of one large archive entry).
 type countingReader struct {
-	r  interface{ Read([]byte) (int, error) }
-	op *Operation
+	ctx context.Context
+	r   interface{ Read([]byte) (int, error) }
+	op  *Operation
 }
 
 func (c countingReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
 	n, err := c.r.Read(p)
 	c.op.done.Add(int64(n))
 	return n, err

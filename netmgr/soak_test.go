@@ -1,0 +1,216 @@
+package netmgr
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// openFDs counts the process's open file descriptors.
+func openFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(ents)
+}
+
+// settle runs the garbage collector (splice pipes are pooled and closed by a
+// cleanup) until fds and goroutines are back to at most the baseline, or fails.
+func settle(t *testing.T, fds, goroutines int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		f, g := openFDs(t), runtime.NumGoroutine()
+		if f <= fds && g <= goroutines {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("leak: %d fds (baseline %d), %d goroutines (baseline %d)\n%s", f, fds, g, goroutines, buf)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSoak runs 10,000 short connections and 100 long ones through one proxy,
+// then checks that nothing leaked: descriptors, goroutines, live counters.
+func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak test; -short")
+	}
+	const (
+		short   = 10_000
+		long    = 100
+		workers = 32
+	)
+	// Warm up the network poller so that its descriptors are in the baseline.
+	if err := warmUp(); err != nil {
+		t.Fatal(err)
+	}
+	baseFDs, baseG := openFDs(t), runtime.NumGoroutine()
+	start := time.Now()
+
+	func() {
+		srvLn, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(netip.AddrPortFrom(lo4, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var srvWG sync.WaitGroup
+		srvWG.Go(func() {
+			for {
+				c, err := srvLn.AcceptTCP()
+				if err != nil {
+					return
+				}
+				srvWG.Go(func() {
+					defer c.Close()
+					echo(c)
+				})
+			}
+		})
+		defer func() { srvLn.Close(); srvWG.Wait() }()
+
+		p, err := NewProxy(ProxyConfig{Listen: netip.AddrPortFrom(lo4, 0), Target: srvLn.Addr().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		addr := p.Addr().String()
+
+		// 100 long connections, each checking its echoes while the short ones run.
+		stopLong := make(chan struct{})
+		var longWG sync.WaitGroup
+		var longErr atomic.Value
+		var longRounds atomic.Int64
+		for i := range long {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			longWG.Go(func() {
+				defer c.Close()
+				msg := make([]byte, 512+i)
+				got := make([]byte, len(msg))
+				for round := 0; ; round++ {
+					select {
+					case <-stopLong:
+						return
+					default:
+					}
+					for j := range msg {
+						msg[j] = byte(i + round + j)
+					}
+					_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+					if _, err := c.Write(msg); err != nil {
+						longErr.Store(fmt.Errorf("long %d write: %w", i, err))
+						return
+					}
+					if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+						longErr.Store(fmt.Errorf("long %d round %d: echo mismatch or %v", i, round, err))
+						return
+					}
+					longRounds.Add(1)
+					time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
+				}
+			})
+		}
+		waitFor(t, 5*time.Second, "100 long connections live", func() bool { return p.Stats().Connections >= long })
+
+		// 10,000 short ones: most echo a message and close cleanly; some close
+		// without reading, some reset.
+		jobs := make(chan int)
+		var shortWG sync.WaitGroup
+		var shortErr atomic.Value
+		for range workers {
+			shortWG.Go(func() {
+				for i := range jobs {
+					if err := shortConn(addr, i); err != nil {
+						shortErr.Store(err)
+					}
+				}
+			})
+		}
+		for i := range short {
+			jobs <- i
+		}
+		close(jobs)
+		shortWG.Wait()
+		close(stopLong)
+		longWG.Wait()
+		if err, _ := shortErr.Load().(error); err != nil {
+			t.Error(err)
+		}
+		if err, _ := longErr.Load().(error); err != nil {
+			t.Error(err)
+		}
+		waitFor(t, 5*time.Second, "every connection released", func() bool { return p.Stats().Connections == 0 })
+		s := p.Stats()
+		if s.Total != short+long || s.Failed != 0 || s.Refused != 0 {
+			t.Errorf("Stats() = %+v, want Total %d and no failures", s, short+long)
+		}
+		t.Logf("%d short + %d long connections (%d long round trips) in %v; %+v", short, long, longRounds.Load(), time.Since(start).Round(time.Millisecond), s)
+	}()
+
+	settle(t, baseFDs, baseG)
+}
+
+// shortConn makes one short connection through addr; i picks how it ends.
+func shortConn(addr string, i int) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("short %d: %w", i, err)
+	}
+	tc := c.(*net.TCPConn)
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	msg := fmt.Appendf(nil, "short connection %d", i)
+	if _, err := tc.Write(msg); err != nil {
+		return fmt.Errorf("short %d write: %w", i, err)
+	}
+	switch i % 10 {
+	case 7: // hang up without reading
+		return nil
+	case 8: // reset
+		_ = tc.SetLinger(0)
+		return nil
+	}
+	_ = tc.CloseWrite()
+	got, err := io.ReadAll(tc)
+	if err != nil || !bytes.Equal(got, msg) {
+		return fmt.Errorf("short %d: got %q, %v; want %q", i, got, err, msg)
+	}
+	return nil
+}
+
+// warmUp makes one loopback TCP connection so that the runtime's network poller
+// exists.
+func warmUp() error {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	s, err := ln.Accept()
+	if err == nil {
+		s.Close()
+	}
+	c.Close()
+	return err
+}
