@@ -1,10 +1,8 @@
 package netmgr
 
 import (
-	"cmp"
 	"context"
 	"net/netip"
-	"slices"
 	"time"
 )
 
@@ -35,18 +33,6 @@ type DiscoverOptions struct {
 	// PIDNamespace): the processes of one version 1 distro. Empty keeps every
 	// socket, attributed or not.
 	PIDNamespace string
-}
-
-// sortListeners orders listeners by protocol, port, address and inode.
-func sortListeners(ls []Listener) {
-	slices.SortFunc(ls, func(a, b Listener) int {
-		return cmp.Or(
-			cmp.Compare(a.Proto, b.Proto),
-			cmp.Compare(a.Port, b.Port),
-			a.Address.Compare(b.Address),
-			cmp.Compare(a.Inode, b.Inode),
-		)
-	})
 }
 
 // DiffListeners compares two discoveries: added are in cur and not in prev,

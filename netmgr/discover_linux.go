@@ -1,10 +1,12 @@
 package netmgr
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -203,4 +205,16 @@ func socketOwners(ctx context.Context, want map[uint64]bool, pidns string) (map[
 		}
 	}
 	return owners, nil
+}
+
+// sortListeners orders listeners by protocol, port, address and inode.
+func sortListeners(ls []Listener) {
+	slices.SortFunc(ls, func(a, b Listener) int {
+		return cmp.Or(
+			cmp.Compare(a.Proto, b.Proto),
+			cmp.Compare(a.Port, b.Port),
+			a.Address.Compare(b.Address),
+			cmp.Compare(a.Inode, b.Inode),
+		)
+	})
 }

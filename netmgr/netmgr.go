@@ -1,10 +1,11 @@
 // Package netmgr owns networking for distros: listening-port discovery (a netlink
 // sock_diag dump attributed to processes through /proc), the TCP and UDP proxy that
 // localhost forwarding, LAN exposure and portproxy rules are made of, and the
-// portproxy rule manager. server imports it; it imports nothing of subsys but what
-// it declares small interfaces for (RuleStore), and never server, cli or web.
-// Version 1 distros share the host's network namespace, so their ports are host
-// ports already; version 2 distros are reached through a dial function (ProxyConfig.Dial).
+// portproxy rule manager. server imports it. It imports nothing else of subsys —
+// rules persist through the RuleStore interface it declares — and never server,
+// cli or web. Version 1 distros share the host's network namespace, so their ports
+// are host ports already; version 2 distros are reached through a dial function
+// (ProxyConfig.Dial).
 package netmgr
 
 import (

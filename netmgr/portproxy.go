@@ -38,10 +38,8 @@ type Rule struct {
 	Allow []netip.Prefix `json:"allow,omitempty"`
 }
 
-// Limits of a Rule.
-const (
-	MaxAllow = 64 // prefixes in Rule.Allow
-)
+// MaxAllow is the most prefixes a Rule's Allow may hold.
+const MaxAllow = 64
 
 var (
 	idPattern   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)

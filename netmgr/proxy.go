@@ -17,11 +17,16 @@ import (
 
 // Defaults of ProxyConfig.
 const (
+	// DefaultTCPIdleTimeout closes a TCP connection idle this long.
 	DefaultTCPIdleTimeout = time.Hour
+	// DefaultUDPIdleTimeout forgets a UDP flow idle this long.
 	DefaultUDPIdleTimeout = 60 * time.Second
-	DefaultDialTimeout    = 10 * time.Second
-	DefaultMaxTCPConns    = 8192
-	DefaultMaxUDPFlows    = 1024
+	// DefaultDialTimeout bounds connecting to the target.
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultMaxTCPConns caps live TCP connections per proxy.
+	DefaultMaxTCPConns = 8192
+	// DefaultMaxUDPFlows caps live UDP flows per proxy.
+	DefaultMaxUDPFlows = 1024
 )
 
 // countInterval is how often a busy TCP connection publishes the bytes it has
@@ -76,7 +81,8 @@ type Stats struct {
 	Total int64 `json:"total"`
 	// Refused counts clients refused by Allow or MaxConns (UDP: datagrams).
 	Refused int64 `json:"refused"`
-	// Failed counts admitted clients whose target could not be reached.
+	// Failed counts clients (TCP) or new flows (UDP) whose target could not be
+	// reached.
 	Failed int64 `json:"failed"`
 	// BytesIn counts payload bytes from clients to the target; BytesOut from
 	// the target back to clients. A busy TCP connection publishes its bytes
@@ -119,6 +125,9 @@ type Proxy struct {
 	flows  map[netip.AddrPort]*udpFlow
 
 	live, total, refused, failed, in, out atomic.Int64
+	// closes counts TCP sockets closed (client and target), for the tests'
+	// exactly-once check.
+	closes atomic.Int64
 }
 
 // NewProxy binds cfg.Listen and starts forwarding until Close. A taken address
@@ -325,6 +334,7 @@ func (p *Proxy) janitor() {
 // is closed exactly once, by close (or, for a target dialed after close, by
 // setTarget's caller).
 type tcpConn struct {
+	p      *Proxy
 	client *net.TCPConn
 	last   atomic.Int64 // unix nanoseconds of the last byte moved
 
@@ -369,8 +379,10 @@ func (c *tcpConn) close(reset bool) {
 		}
 	}
 	_ = c.client.Close()
+	c.p.closes.Add(1)
 	if t != nil {
 		_ = t.Close()
+		c.p.closes.Add(1)
 	}
 }
 
@@ -395,7 +407,7 @@ func (p *Proxy) acceptLoop() {
 		}
 		backoff = 0
 		src := client.RemoteAddr().(*net.TCPAddr).AddrPort()
-		c := &tcpConn{client: client}
+		c := &tcpConn{p: p, client: client}
 		c.last.Store(time.Now().UnixNano())
 		if !p.allowed(src.Addr()) || !p.track(c) {
 			p.refused.Add(1)
@@ -454,6 +466,7 @@ func (p *Proxy) serveTCP(c *tcpConn) {
 	}
 	if !c.setTarget(t) {
 		_ = t.Close()
+		p.closes.Add(1)
 		return
 	}
 	c.last.Store(time.Now().UnixNano())

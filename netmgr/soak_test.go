@@ -9,37 +9,58 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// openFDs counts the process's open file descriptors.
-func openFDs(t testing.TB) int {
+// openFDs counts the process's open file descriptors, and how many of them are
+// sockets.
+func openFDs(t testing.TB) (fds, sockets int) {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Skip("no /proc/self/fd:", err)
 	}
-	return len(ents)
+	for _, e := range ents {
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(link, "socket:") {
+			sockets++
+		}
+	}
+	return len(ents), sockets
 }
 
-// settle runs the garbage collector (splice pipes are pooled and closed by a
-// cleanup) until fds and goroutines are back to at most the baseline, or fails.
-func settle(t *testing.T, fds, goroutines int) {
+// settle waits for the goroutines to be back to the baseline, then checks that
+// no socket is left open — before a garbage collection, which would close an
+// unreachable leaked conn by its cleanup and hide the leak — and then that every
+// descriptor is back once the collector has closed the splice pipes Go pools.
+func settle(t *testing.T, fds, sockets, goroutines int) {
 	t.Helper()
+	fail := func(format string, a ...any) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Fatalf("leak: "+format+"\n%s", append(a, buf)...)
+	}
 	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > goroutines {
+		if time.Now().After(deadline) {
+			fail("%d goroutines (baseline %d)", runtime.NumGoroutine(), goroutines)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, s := openFDs(t); s > sockets {
+		fail("%d sockets open (baseline %d)", s, sockets)
+	}
 	for {
 		runtime.GC()
-		f, g := openFDs(t), runtime.NumGoroutine()
-		if f <= fds && g <= goroutines {
+		f, _ := openFDs(t)
+		if f <= fds {
 			return
 		}
 		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("leak: %d fds (baseline %d), %d goroutines (baseline %d)\n%s", f, fds, g, goroutines, buf)
+			fail("%d fds (baseline %d)", f, fds)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -60,7 +81,8 @@ func TestSoak(t *testing.T) {
 	if err := warmUp(); err != nil {
 		t.Fatal(err)
 	}
-	baseFDs, baseG := openFDs(t), runtime.NumGoroutine()
+	baseFDs, baseSockets := openFDs(t)
+	baseG := runtime.NumGoroutine()
 	start := time.Now()
 
 	func() {
@@ -161,10 +183,13 @@ func TestSoak(t *testing.T) {
 		if s.Total != short+long || s.Failed != 0 || s.Refused != 0 {
 			t.Errorf("Stats() = %+v, want Total %d and no failures", s, short+long)
 		}
+		if n := p.closes.Load(); n != 2*s.Total {
+			t.Errorf("%d sockets closed for %d connections, want each client and target closed once (%d)", n, s.Total, 2*s.Total)
+		}
 		t.Logf("%d short + %d long connections (%d long round trips) in %v; %+v", short, long, longRounds.Load(), time.Since(start).Round(time.Millisecond), s)
 	}()
 
-	settle(t, baseFDs, baseG)
+	settle(t, baseFDs, baseSockets, baseG)
 }
 
 // shortConn makes one short connection through addr; i picks how it ends.

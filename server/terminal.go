@@ -20,8 +20,11 @@ import (
 // session, the agent's window fills, the agent stops reading the pty and the
 // program blocks. Memory per terminal stays bounded by these windows.
 const (
-	highWater       = 1 << 20
-	lowWater        = 256 << 10
+	// 256 KiB is a fraction of a second of xterm.js rendering even on a slow
+	// machine, so Ctrl-C in a flood shows its prompt at once; it is still far more
+	// than one round trip of data, so throughput does not suffer.
+	highWater       = 256 << 10
+	lowWater        = 64 << 10
 	terminalPing    = 10 * time.Second
 	terminalTimeout = 30 * time.Second // no pong for this long: the socket is dead
 )
@@ -138,11 +141,20 @@ func (s *Server) handleTerminal(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c, err := s.cfg.Manager.Agent(r.Context(), chi.URLParam(r, "name"))
+	id := q.Get("session")
+	var c *agent.Client
+	if id != "" {
+		// Reattaching never starts a distro: a stopped one has no sessions.
+		c, err = s.cfg.Manager.RunningAgent(r.Context(), chi.URLParam(r, "name"))
+		if err == nil && c == nil {
+			return &httpError{Status: http.StatusNotFound, Code: "session_not_found", Msg: "no terminal session " + strconv.Quote(id) + ": the distro is not running"}
+		}
+	} else {
+		c, err = s.cfg.Manager.Agent(r.Context(), chi.URLParam(r, "name"))
+	}
 	if err != nil {
 		return err
 	}
-	id := q.Get("session")
 	if id == "" {
 		settings, err := s.cfg.Manager.Settings(r.Context())
 		if err != nil {

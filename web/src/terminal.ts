@@ -139,6 +139,8 @@ export class TermSession {
   /** Recreated from sessionStorage after a reload; shown since? */
   restored = false;
   private shown = false;
+  /** The size has been measured on screen (until then cols×rows is xterm's 80×24). */
+  private fitted = false;
   private ws: WebSocket | null = null;
   private gen = 0;
   private rendered = 0;
@@ -276,6 +278,7 @@ export class TermSession {
     if (!this.visible || !this.opened || this.el.clientWidth === 0 || this.el.clientHeight === 0) return;
     try {
       this.fit.fit();
+      this.fitted = true;
     } catch {
       // not measurable yet (fonts, layout); the observer calls again
     }
@@ -323,7 +326,13 @@ export class TermSession {
       }
     }
 
-    const q = new URLSearchParams({ cols: String(this.term.cols), rows: String(this.term.rows) });
+    // A terminal reattached in the background (never shown) does not know its
+    // size: leave the session's as it is until it is shown and fitted.
+    const q = new URLSearchParams();
+    if (this.fitted || !this.sessionId) {
+      q.set('cols', String(this.term.cols));
+      q.set('rows', String(this.term.rows));
+    }
     if (this.sessionId) q.set('session', this.sessionId);
     else {
       if (this.opts.user) q.set('user', this.opts.user);
@@ -358,7 +367,7 @@ export class TermSession {
             this.retries = 0;
             this.setStatus('open');
             // The size may have changed while we were away.
-            this.control({ type: 'resize', cols: this.term.cols, rows: this.term.rows });
+            if (this.fitted) this.control({ type: 'resize', cols: this.term.cols, rows: this.term.rows });
             break;
           case 'exit':
             this.exitCode = msg.code ?? 0;

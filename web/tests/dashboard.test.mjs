@@ -116,6 +116,8 @@ test('import through the dialog: the progress bar runs to the end and the distro
   });
 
   await dialog.getByRole('button', { name: 'Import', exact: true }).click();
+  await sleep(800);
+  await page.screenshot({ path: join(outDir, 'import.png') });
   await dialog.getByText(`Imported ${DISTRO}.`).waitFor({ timeout: 30_000 });
   await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
   await cdp.detach();
@@ -314,6 +316,18 @@ test('screenshots: terminal, distro page, dashboard', async () => {
   await page.goto(`${srv.base}/`);
   await waitRowState(page, DISTRO, 'Running');
   await page.screenshot({ path: join(outDir, 'dashboard.png') });
+
+  // The dark theme follows prefers-color-scheme.
+  await page.emulateMedia({ colorScheme: 'dark' });
+  try {
+    await page.goto(`${srv.base}/distros/${DISTRO}`);
+    await page.locator('.session').first().waitFor();
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.notEqual(bg, 'rgb(244, 246, 245)', 'dark background');
+    await page.screenshot({ path: join(outDir, 'distro-dark.png'), fullPage: true });
+  } finally {
+    await page.emulateMedia({ colorScheme: 'light' });
+  }
 });
 
 test('copy with Ctrl-Shift-C and paste with Ctrl-Shift-V', async () => {

@@ -38,7 +38,8 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
   };
 
   const problem = nameProblem(name);
-  const taken = [...l.distros.values()].some((d) => d.name === name);
+  // (While importing, the new distro itself is in the list, Installing.)
+  const taken = (phase === 'form' || phase === 'failed') && [...l.distros.values()].some((d) => d.name === name);
   const canSubmit = !!file && !problem && !taken && phase !== 'uploading' && phase !== 'unpacking';
 
   // The server's view of this import, from the event stream (it arrives while
@@ -178,7 +179,7 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
               }}
             />
             {name && problem && <span class="field-hint">{problem}</span>}
-            {taken && phase === 'form' && <span class="field-hint">A distro named {name} exists already.</span>}
+            {taken && <span class="field-hint">A distro named {name} exists already.</span>}
           </label>
           <fieldset class="field" disabled={working}>
             <legend class="field-label">Version</legend>

@@ -101,13 +101,14 @@ export function TerminalPage({ name, session }: { name: string; session: string 
           </button>
         </div>
         <div class="term-tools">
-          <button type="button" class="btn btn-sm" onClick={() => t.input('\x03')} title="Send Ctrl-C (interrupt)" disabled={t.status !== 'open'}>
+          <button type="button" class="btn btn-sm" onClick={() => t.input('\x03')} title="Send Ctrl-C (interrupt)" aria-label="Send Ctrl-C" disabled={t.status !== 'open'}>
             ^C
           </button>
           <button
             type="button"
             class="btn btn-sm"
             title="Copy the selection (Ctrl-Shift-C)"
+            aria-label="Copy"
             onClick={() => {
               if (!t.copy()) toast('info', 'Select text in the terminal first.');
               t.focus();
@@ -120,6 +121,7 @@ export function TerminalPage({ name, session }: { name: string; session: string 
             type="button"
             class="btn btn-sm"
             title="Paste (Ctrl-Shift-V)"
+            aria-label="Paste"
             disabled={t.status !== 'open'}
             onClick={async () => {
               try {
@@ -132,7 +134,7 @@ export function TerminalPage({ name, session }: { name: string; session: string 
             <Icon name="paste" />
             <span class="btn-text">Paste</span>
           </button>
-          <button type="button" class="btn btn-sm btn-danger-ghost" onClick={kill} title="End this session (kills its programs)">
+          <button type="button" class="btn btn-sm btn-danger-ghost" onClick={kill} title="End this session (kills its programs)" aria-label="End session">
             <Icon name="trash" />
             <span class="btn-text">End</span>
           </button>
