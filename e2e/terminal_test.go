@@ -236,6 +236,17 @@ func TestTerminalProtocol(t *testing.T) {
 	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+s.addr+"/api/v1/distros/tiny/terminal", hdr); err == nil || resp.StatusCode != 403 {
 		t.Errorf("cross-origin terminal: err %v, want 403", err)
 	}
+	// Reattaching to a stopped distro is a 404 and does not start it.
+	live := s.openTerminal("tiny", "", true)
+	s.api("POST", "/distros/tiny/terminate", nil, nil)
+	<-live.done
+	if _, resp, err := s.dialTerminal("tiny", "session="+live.id); err == nil || resp == nil || resp.StatusCode != 404 {
+		t.Errorf("reattach on a stopped distro: err %v; want 404", err)
+	}
+	var d distro
+	if s.api("GET", "/distros/tiny", nil, &d); d.State != "Stopped" {
+		t.Errorf("a reattach attempt started the distro: %s", d.State)
+	}
 }
 
 // TestTerminalSlowReader: a client that acknowledges nothing gets at most the
