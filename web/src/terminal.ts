@@ -41,6 +41,13 @@ const ACK_IDLE_MS = 20;
 const MAX_RETRIES = 8;
 /** Largest piece handed to xterm at once (see output). */
 const WRITE_SLICE = 4 << 10;
+/**
+ * Slices handed to xterm at once. The rest waits in our own queue, which (unlike
+ * xterm's) can be dropped: Ctrl-C flushes it, as the kernel's tty flushes its
+ * output queue on an interrupt, so the prompt shows at once even when the page
+ * renders slowly.
+ */
+const MAX_IN_FLIGHT = 4;
 const STORAGE_KEY = 'subsys.terminals';
 
 const encoder = new TextEncoder();
@@ -145,6 +152,8 @@ export class TermSession {
   private gen = 0;
   private rendered = 0;
   private pendingWrites = 0;
+  private queue: Uint8Array[] = [];
+  private inFlight = 0;
   private ackTimer = 0;
   private retries = 0;
   private retryTimer = 0;
@@ -170,7 +179,10 @@ export class TermSession {
       rightClickSelectsWord: true,
     });
     this.term.loadAddon(this.fit);
-    this.term.onData((d) => this.send(encoder.encode(d)));
+    this.term.onData((d) => {
+      if (d.includes('\x03')) this.flushOutput();
+      this.send(encoder.encode(d));
+    });
     this.term.onBinary((d) => this.send(Uint8Array.from(d, (c) => c.charCodeAt(0) & 0xff)));
     this.term.onResize(({ cols, rows }) => this.control({ type: 'resize', cols, rows }));
     this.term.onTitleChange((t) => {
@@ -345,6 +357,7 @@ export class TermSession {
     this.ws = ws;
     this.rendered = 0;
     this.pendingWrites = 0;
+    this.queue = [];
     let gotSession = false;
     const reattach = !!this.sessionId;
 
@@ -395,22 +408,47 @@ export class TermSession {
     // xterm yields to the page between chunks, not inside one: feed a big frame
     // in slices so a flood cannot hold the main thread for long.
     for (let off = 0; off < frame.length; off += WRITE_SLICE) {
-      this.write(frame.subarray(off, off + WRITE_SLICE), gen);
+      this.queue.push(frame.subarray(off, off + WRITE_SLICE));
+    }
+    this.pump(gen);
+  }
+
+  /** Hands queued output to xterm, a few slices at a time. */
+  private pump(gen: number) {
+    while (this.inFlight < MAX_IN_FLIGHT && this.queue.length > 0 && gen === this.gen) {
+      this.write(this.queue.shift()!, gen);
     }
   }
 
   private write(data: Uint8Array, gen: number) {
     this.pendingWrites++;
+    this.inFlight++;
     this.term.write(data, () => {
       this.pendingWrites--;
+      this.inFlight--;
       if (gen !== this.gen) return; // an old connection's bytes: not this server's to count
       this.rendered += data.length;
       if (this.rendered >= ACK_BATCH) this.ack();
-      else if (this.pendingWrites === 0) {
+      else if (this.pendingWrites === 0 && this.queue.length === 0) {
         clearTimeout(this.ackTimer);
         this.ackTimer = window.setTimeout(() => this.ack(), ACK_IDLE_MS);
       }
+      this.pump(gen);
     });
+  }
+
+  /**
+   * Drops output that arrived but is not on screen yet (an interrupt's flush) and
+   * acknowledges it, so the server sends what follows the interrupt at once.
+   */
+  private flushOutput() {
+    let n = 0;
+    for (const q of this.queue) n += q.length;
+    this.queue = [];
+    if (n > 0) {
+      this.rendered += n;
+      this.ack();
+    }
   }
 
   private ack() {
@@ -495,6 +533,7 @@ export class TermSession {
 
   /** Sends raw input bytes, e.g. 0x03 for the Ctrl-C button. */
   input(s: string) {
+    if (s.includes('\x03')) this.flushOutput();
     this.send(encoder.encode(s));
     this.term.focus();
   }
