@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/subsys-dev/subsys/vmm"
 )
@@ -174,5 +176,31 @@ func TestMiddleware(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFlowAckBeforeCount: acknowledgements never get lost, whatever the order in
+// which a frame is counted and acknowledged, and wait blocks only above the mark.
+func TestFlowAckBeforeCount(t *testing.T) {
+	f := &flow{}
+	f.cond = sync.NewCond(&f.mu)
+	for i := 0; i < 100; i++ {
+		f.sent(128 << 10)
+		f.ack(128 << 10)
+	}
+	if f.unacked != 0 {
+		t.Fatalf("unacked = %d after every byte was acknowledged, want 0", f.unacked)
+	}
+	f.sent(highWater)
+	done := make(chan bool)
+	go func() { done <- f.wait() }()
+	select {
+	case <-done:
+		t.Fatal("wait returned while the browser was a full window behind")
+	case <-time.After(50 * time.Millisecond):
+	}
+	f.ack(highWater)
+	if ok := <-done; !ok {
+		t.Fatal("wait reported closed")
 	}
 }

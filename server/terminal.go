@@ -325,11 +325,14 @@ func (s *Server) serveTerminal(ctx context.Context, conn *wsConn, id string, att
 		for fl.wait() {
 			n, err := out.Read(buf)
 			if n > 0 {
+				// Count before sending: the browser's ack can arrive before
+				// send returns, and an ack for bytes not yet counted would be
+				// lost (clamped at zero), stalling the flow for good.
+				fl.sent(n)
 				if conn.send(websocket.BinaryMessage, buf[:n]) != nil {
 					cancel()
 					return
 				}
-				fl.sent(n)
 			}
 			if err != nil {
 				return
