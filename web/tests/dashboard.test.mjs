@@ -42,6 +42,8 @@ before(async () => {
 
 after(async () => {
   await ctx?.close();
+  // Distros outlive the server by design: stop them, or their agents linger.
+  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
   await srv?.stop();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
