@@ -284,3 +284,24 @@ func TestTerminalSlowReader(t *testing.T) {
 		t.Errorf("Ctrl-C took %v to stop a flood, want ≤ 1 s", d)
 	}
 }
+
+// TestTerminalBulk: 16 MiB through the terminal with a client that acknowledges
+// as it goes arrive whole and promptly (a lost acknowledgement stalls this for good).
+func TestTerminalBulk(t *testing.T) {
+	s := startServer(t, "")
+	s.importTar("tiny", tinyRootfs(t))
+	tc := s.openTerminal("tiny", "command=head+-c+16777216+/dev/zero", true)
+	select {
+	case <-tc.done:
+	case <-time.After(30 * time.Second):
+		tc.mu.Lock()
+		got := tc.received
+		tc.mu.Unlock()
+		t.Fatalf("16 MiB did not get through in 30 s: %d bytes arrived", got)
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if want := int64(16 << 20); tc.received < want || tc.exit == nil || *tc.exit != 0 {
+		t.Errorf("received %d bytes, exit %v; want %d bytes and exit 0", tc.received, tc.exit, want)
+	}
+}
