@@ -33,10 +33,11 @@ type groupEntry struct {
 	members []string
 }
 
-// parsePasswd reads passwd(5) lines. Malformed lines, comments and NIS "+"/"-"
-// lines are skipped, as glibc does.
-func parsePasswd(data []byte) []passwdEntry {
-	var out []passwdEntry
+// records yields the colon-separated fields of each line of a passwd(5) or
+// group(5) file that has exactly n fields and a name. Malformed lines, comments
+// and NIS "+"/"-" lines are skipped, as glibc does.
+func records(data []byte, n int) [][]string {
+	var out [][]string
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, len(data)+1)
 	for sc.Scan() {
@@ -45,9 +46,18 @@ func parsePasswd(data []byte) []passwdEntry {
 			continue
 		}
 		f := strings.Split(line, ":")
-		if len(f) != 7 || f[0] == "" {
+		if len(f) != n || f[0] == "" {
 			continue
 		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// parsePasswd reads passwd(5) lines.
+func parsePasswd(data []byte) []passwdEntry {
+	var out []passwdEntry
+	for _, f := range records(data, 7) {
 		uid, err1 := parseID(f[2])
 		gid, err2 := parseID(f[3])
 		if err1 != nil || err2 != nil {
@@ -58,20 +68,10 @@ func parsePasswd(data []byte) []passwdEntry {
 	return out
 }
 
-// parseGroup reads group(5) lines, skipping the same junk as parsePasswd.
+// parseGroup reads group(5) lines.
 func parseGroup(data []byte) []groupEntry {
 	var out []groupEntry
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, len(data)+1)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' || line[0] == '+' || line[0] == '-' {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) != 4 || f[0] == "" {
-			continue
-		}
+	for _, f := range records(data, 4) {
 		gid, err := parseID(f[2])
 		if err != nil {
 			continue

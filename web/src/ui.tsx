@@ -350,3 +350,20 @@ export function ToastHost() {
     </div>
   );
 }
+
+/**
+ * A pending flag for a row of action buttons: run(f) makes a click handler that
+ * sets it while f runs, so the buttons disable themselves until the API answers.
+ */
+export function usePending(): [boolean, (f: () => Promise<unknown>) => () => Promise<void>] {
+  const [pending, setPending] = useState(false);
+  const run = (f: () => Promise<unknown>) => async () => {
+    setPending(true);
+    try {
+      await f();
+    } finally {
+      setPending(false);
+    }
+  };
+  return [pending, run];
+}

@@ -5,7 +5,7 @@ import { busy, cloneDistro, makeDefault, renameDistro, setDefaultUser, startDist
 import { bytes, percent } from '../format';
 import { distroHref, onLinkClick, terminalHref } from '../router';
 import { live, sortedDistros, useStore } from '../store';
-import { Icon, Menu, MenuItem, MenuLink, Progress, Spinner, StateBadge, VersionBadge } from '../ui';
+import { Icon, Menu, MenuItem, MenuLink, Progress, Spinner, StateBadge, VersionBadge, usePending } from '../ui';
 import { ImportDialog } from './ImportDialog';
 
 export function Dashboard() {
@@ -132,16 +132,8 @@ export function Dashboard() {
 }
 
 function DistroRow({ d }: { d: Distro }) {
-  const [pending, setPending] = useState(false);
+  const [pending, run] = usePending();
   const isBusy = busy(d);
-  const run = (f: () => Promise<unknown>) => async () => {
-    setPending(true);
-    try {
-      await f();
-    } finally {
-      setPending(false);
-    }
-  };
   return (
     <tr data-distro={d.name} aria-busy={isBusy || pending ? true : undefined}>
       <td data-label="Name">

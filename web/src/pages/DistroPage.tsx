@@ -7,7 +7,7 @@ import { ago, bytes, dateTime, percent } from '../format';
 import { distroHref, navigate, onLinkClick, terminalHref } from '../router';
 import { distroByName, live, useStore } from '../store';
 import { closeTerminal, findTerminal, terminals } from '../terminal';
-import { ErrorBox, Icon, Menu, Spinner, StateBadge, VersionBadge, withToast } from '../ui';
+import { ErrorBox, Icon, Menu, Spinner, StateBadge, VersionBadge, usePending, withToast } from '../ui';
 import { Chart } from './Chart';
 import { DistroMenuItems } from './Dashboard';
 
@@ -62,16 +62,8 @@ function Crumbs({ name }: { name: string }) {
 }
 
 function DistroView({ d }: { d: Distro }) {
-  const [pending, setPending] = useState(false);
+  const [pending, run] = usePending();
   const isBusy = busy(d);
-  const run = (f: () => Promise<unknown>) => async () => {
-    setPending(true);
-    try {
-      await f();
-    } finally {
-      setPending(false);
-    }
-  };
   const onRenamed = (r: Distro) => navigate(distroHref(r.name), { replace: true });
 
   return (
