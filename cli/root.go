@@ -68,6 +68,7 @@ func newRoot(b Build) *cobra.Command {
 		newListCmd(g), newImportCmd(g), newExportCmd(g), newRunCmd(g), newShellCmd(g),
 		newTerminateCmd(g), newShutdownCmd(g), newUnregisterCmd(g), newSetDefaultCmd(g),
 		newCloneCmd(g), newRenameCmd(g), newSetUserCmd(g), newStatusCmd(g), newVersionCmd(b, g),
+		newPortsCmd(g), newExposeCmd(g), newPortProxyCmd(g),
 	)
 	return root
 }

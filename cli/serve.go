@@ -16,9 +16,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
+	"github.com/subsys-dev/subsys/netmgr"
 	"github.com/subsys-dev/subsys/server"
 	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm"
@@ -168,7 +170,10 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 		return err
 	}
 	defer mgr.Close()
-	srv := server.New(server.Config{Manager: mgr, Token: token, AllowedHosts: o.allowedHosts, Version: b.Version, Logger: log})
+	netCtx, stopNet := context.WithCancel(ctx)
+	ports, portProxy, netDone := startNetwork(netCtx, db, mgr, log)
+	defer func() { stopNet(); netDone() }()
+	srv := server.New(server.Config{Manager: mgr, Ports: ports, PortProxy: portProxy, Token: token, AllowedHosts: o.allowedHosts, Version: b.Version, Logger: log})
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
@@ -204,4 +209,55 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 		err = nil
 	}
 	return err
+}
+
+// startNetwork starts the network manager: the port manager that exposes distro
+// ports (with the nftables firewall when this process may use it) and the
+// portproxy rules. Both run until ctx ends; wait returns when they have stopped.
+func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, log *slog.Logger) (*netmgr.PortManager, *netmgr.Manager, func()) {
+	fw, err := netmgr.OpenFirewall(ctx, log)
+	if err != nil {
+		log.Warn("no firewall: version 1 ports bound to every address reach the LAN whatever their setting", "err", err)
+		fw = nil
+	}
+	dbs := netmgr.DBStore{DB: db}
+	ports := netmgr.NewPortManager(netmgr.PortsConfig{
+		Store:    dbs,
+		Firewall: fw,
+		Logger:   log.With("component", "ports"),
+		Distros: func(ctx context.Context) ([]netmgr.Distro, error) {
+			running, err := mgr.RunningDistros(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]netmgr.Distro, len(running))
+			for i, d := range running {
+				out[i] = netmgr.Distro{ID: d.ID, Name: d.Name, PIDNamespace: d.PIDNamespace}
+			}
+			return out, nil
+		},
+		LANDefault: func(ctx context.Context) string {
+			st, err := mgr.Settings(ctx)
+			if err != nil {
+				return netmgr.LANDefaultOff
+			}
+			return st.V1LANDefault
+		},
+	})
+	rules := netmgr.New(netmgr.Config{Store: dbs, Logger: log.With("component", "portproxy")})
+	if err := rules.Load(ctx); err != nil {
+		log.Warn("portproxy rules not loaded", "err", err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := ports.Run(ctx); err != nil {
+			log.Error("port manager stopped", "err", err)
+		}
+	})
+	wg.Go(func() {
+		if err := rules.Run(ctx); err != nil {
+			log.Error("portproxy stopped", "err", err)
+		}
+	})
+	return ports, rules, wg.Wait
 }

@@ -1,11 +1,13 @@
 // Package netmgr owns networking for distros: listening-port discovery (a netlink
 // sock_diag dump attributed to processes through /proc), the TCP and UDP proxy that
 // localhost forwarding, LAN exposure and portproxy rules are made of, and the
-// portproxy rule manager. server imports it. It imports nothing else of subsys —
-// rules persist through the RuleStore interface it declares — and never server,
-// cli or web. Version 1 distros share the host's network namespace, so their ports
-// are host ports already; version 2 distros are reached through a dial function
-// (ProxyConfig.Dial).
+// portproxy rule manager, the PortManager that exposes distro ports to the LAN per
+// port, and the nftables firewall that keeps LAN-off ports off. server imports it.
+// Rules and settings persist through the RuleStore and PortStore interfaces it
+// declares; DBStore implements them on store, the only other subsys package it
+// imports. It never imports server, cli or web. Version 1 distros share the host's
+// network namespace, so their ports are host ports already; version 2 distros are
+// reached through a dial function (ProxyConfig.Dial).
 package netmgr
 
 import (

@@ -42,6 +42,9 @@ func classify(err error) (int, string, string) {
 	if errors.As(err, &he) {
 		return he.Status, he.Code, he.Msg
 	}
+	if status, code, ok := classifyNet(err); ok {
+		return status, code, err.Error()
+	}
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe), errors.Is(err, vmm.ErrTooLarge):

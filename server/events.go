@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/subsys-dev/subsys/netmgr"
 	"github.com/subsys-dev/subsys/vmm"
 )
 
@@ -17,7 +18,8 @@ const sseKeepalive = 15 * time.Second
 
 // handleEvents streams state changes as server-sent events: first a `snapshot`
 // (on every connect and reconnect), then `distro`, `distro-removed` and
-// `operation` events. A client that falls behind is disconnected and, reconnecting,
+// `operation` events, and `ports` events ({distro, id, ports}) when a distro's
+// listening ports or their counters change. A client that falls behind is disconnected and, reconnecting,
 // starts again from a fresh snapshot.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
@@ -26,6 +28,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer cancel()
+	var ports <-chan netmgr.PortsEvent
+	if s.cfg.Ports != nil {
+		var stop func()
+		ports, stop = s.cfg.Ports.Subscribe()
+		defer stop()
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -53,6 +61,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		case <-tick.C:
 			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
+				return nil
+			}
+		case e, ok := <-ports:
+			if !ok {
+				return nil // fell behind: the client reconnects and starts afresh
+			}
+			if send("ports", e) != nil {
 				return nil
 			}
 		case e, ok := <-events:

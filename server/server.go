@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/subsys-dev/subsys/netmgr"
 	"github.com/subsys-dev/subsys/vmm"
 )
 
@@ -28,6 +29,11 @@ var OpenAPI []byte
 type Config struct {
 	// Manager runs distros. Required.
 	Manager *vmm.Manager
+	// Ports exposes distro ports (GET/PUT …/ports) and streams their changes;
+	// nil answers 501 there.
+	Ports *netmgr.PortManager
+	// PortProxy runs portproxy rules; nil answers 501 on /portproxy.
+	PortProxy *netmgr.Manager
 	// Token is the secret every request must carry. Required.
 	Token string
 	// AllowedHosts are extra Host names accepted besides localhost, *.localhost,
@@ -104,7 +110,13 @@ func (s *Server) routes() http.Handler {
 				r.Get("/terminal", s.handle(s.handleTerminal))
 				r.Get("/terminals", s.handle(s.handleListTerminals))
 				r.Delete("/terminals/{id}", s.handle(s.handleKillTerminal))
+				r.Get("/ports", s.handle(s.handleListPorts))
+				r.Put("/ports/{proto}/{port}", s.handle(s.handlePutPort))
 			})
+			r.Get("/portproxy", s.handle(s.handleListRules))
+			r.Post("/portproxy", s.handle(s.handleAddRule))
+			r.Get("/portproxy/{id}", s.handle(s.handleGetRule))
+			r.Delete("/portproxy/{id}", s.handle(s.handleDeleteRule))
 			r.Get("/operations/{id}", s.handle(s.handleGetOperation))
 			r.Delete("/operations/{id}", s.handle(s.handleCancelOperation))
 			r.NotFound(s.handle(func(w http.ResponseWriter, r *http.Request) error {

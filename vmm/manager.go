@@ -343,6 +343,13 @@ func (m *Manager) fixDefault(ctx context.Context) error {
 
 // audit records a state change; failures are logged, never returned, so that a
 // full audit table cannot stop the work itself.
+// Audit records in the audit log that the context's actor (WithActor) did
+// action to target; network changes made outside vmm are logged through it. A
+// failed write is logged, not returned: the change itself has happened.
+func (m *Manager) Audit(ctx context.Context, action, target, detail string) {
+	m.audit(ctx, action, target, detail)
+}
+
 func (m *Manager) audit(ctx context.Context, action, target, detail string) {
 	actor, _ := ctx.Value(actorKey{}).(string)
 	if actor == "" {

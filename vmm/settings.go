@@ -20,6 +20,10 @@ type Settings struct {
 	ScrollbackBytes int `json:"scrollback_bytes"`
 	// SessionTimeoutS is how long a detached terminal session lives (300 s).
 	SessionTimeoutS int `json:"session_timeout_s"`
+	// V1LANDefault says whether a version 1 port nobody has configured reaches
+	// the LAN: "off" (it does not, whatever its bind address) or "follow-bind"
+	// (WSL 1's behaviour: it does when bound to a non-loopback address).
+	V1LANDefault string `json:"v1_lan_default"`
 }
 
 // SettingsUpdate changes some settings; nil fields stay.
@@ -28,10 +32,11 @@ type SettingsUpdate struct {
 	DefaultUser     *string `json:"default_user,omitempty"`
 	ScrollbackBytes *int    `json:"scrollback_bytes,omitempty"`
 	SessionTimeoutS *int    `json:"session_timeout_s,omitempty"`
+	V1LANDefault    *string `json:"v1_lan_default,omitempty"`
 }
 
 // DefaultSettings are the settings of a new installation.
-var DefaultSettings = Settings{DefaultVersion: 1, DefaultUser: "root", ScrollbackBytes: 1 << 20, SessionTimeoutS: 300}
+var DefaultSettings = Settings{DefaultVersion: 1, DefaultUser: "root", ScrollbackBytes: 1 << 20, SessionTimeoutS: 300, V1LANDefault: "off"}
 
 const settingsPrefix = "setting."
 
@@ -51,10 +56,16 @@ func (m *Manager) Settings(ctx context.Context) (Settings, error) {
 			*p = n
 		}
 	}
-	if v, err := m.cfg.Store.Setting(ctx, settingsPrefix+"default_user"); err == nil {
-		s.DefaultUser = v
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return s, err
+	strs := map[string]*string{"default_user": &s.DefaultUser, "v1_lan_default": &s.V1LANDefault}
+	for k, p := range strs {
+		v, err := m.cfg.Store.Setting(ctx, settingsPrefix+k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return s, err
+		}
+		*p = v
 	}
 	return s, nil
 }
@@ -75,6 +86,9 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	if u.SessionTimeoutS != nil && (*u.SessionTimeoutS < 5 || *u.SessionTimeoutS > 7*24*3600) {
 		return Settings{}, fmt.Errorf("%w: session_timeout_s must be between 5 s and 7 days", ErrInvalid)
 	}
+	if u.V1LANDefault != nil && *u.V1LANDefault != "off" && *u.V1LANDefault != "follow-bind" {
+		return Settings{}, fmt.Errorf("%w: v1_lan_default must be off or follow-bind", ErrInvalid)
+	}
 	set := func(k, v string) error { return m.cfg.Store.SetSetting(ctx, settingsPrefix+k, v) }
 	var err error
 	if u.DefaultVersion != nil {
@@ -88,6 +102,9 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	}
 	if u.SessionTimeoutS != nil {
 		err = errors.Join(err, set("session_timeout_s", strconv.Itoa(*u.SessionTimeoutS)))
+	}
+	if u.V1LANDefault != nil {
+		err = errors.Join(err, set("v1_lan_default", *u.V1LANDefault))
 	}
 	if err != nil {
 		return Settings{}, err

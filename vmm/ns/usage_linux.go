@@ -20,18 +20,9 @@ func (b *Backend) Usage(ctx context.Context, s vmm.Spec) (vmm.Usage, error) {
 	if err := b.check(s); err != nil {
 		return vmm.Usage{}, err
 	}
-	_, pidFile, _ := b.paths(s.ID)
-	raw, err := os.ReadFile(pidFile)
+	want, err := b.PIDNamespace(ctx, s)
 	if err != nil {
-		return vmm.Usage{}, fmt.Errorf("usage of %s: %w", s.Name, vmm.ErrNotRunning)
-	}
-	agentPID, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return vmm.Usage{}, fmt.Errorf("usage of %s: bad pid file: %w", s.Name, err)
-	}
-	want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", agentPID))
-	if err != nil {
-		return vmm.Usage{}, fmt.Errorf("usage of %s: %w", s.Name, vmm.ErrNotRunning)
+		return vmm.Usage{}, fmt.Errorf("usage of %s: %w", s.Name, err)
 	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -59,6 +50,29 @@ func (b *Backend) Usage(ctx context.Context, s vmm.Spec) (vmm.Usage, error) {
 		u.MemoryBytes += rss * page
 	}
 	return u, nil
+}
+
+// PIDNamespace returns the PID namespace of the distro's agent, which every
+// process of the distro shares; it wraps vmm.ErrNotRunning when the distro is
+// stopped.
+func (b *Backend) PIDNamespace(ctx context.Context, s vmm.Spec) (string, error) {
+	if err := b.check(s); err != nil {
+		return "", err
+	}
+	_, pidFile, _ := b.paths(s.ID)
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		return "", fmt.Errorf("distro %s: %w", s.Name, vmm.ErrNotRunning)
+	}
+	agentPID, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return "", fmt.Errorf("distro %s: bad pid file: %w", s.Name, err)
+	}
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", agentPID))
+	if err != nil {
+		return "", fmt.Errorf("distro %s: %w", s.Name, vmm.ErrNotRunning)
+	}
+	return ns, nil
 }
 
 // procStat returns utime+stime (ticks) and RSS (pages) of pid from /proc/PID/stat.

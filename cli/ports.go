@@ -1,0 +1,292 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+// port is a listening port as GET /distros/{name}/ports returns it.
+type port struct {
+	Proto       string   `json:"proto"`
+	Port        int      `json:"port"`
+	Address     string   `json:"address"`
+	Process     string   `json:"process"`
+	PID         int      `json:"pid"`
+	LAN         bool     `json:"lan"`
+	Allow       []string `json:"allow"`
+	LANAddress  string   `json:"lan_address"`
+	Localhost   bool     `json:"localhost"`
+	State       string   `json:"state"`
+	Error       string   `json:"error"`
+	Connections int64    `json:"connections"`
+	BytesIn     uint64   `json:"bytes_in"`
+	BytesOut    uint64   `json:"bytes_out"`
+}
+
+// rule is a portproxy rule as /portproxy returns it.
+type rule struct {
+	ID             string   `json:"id"`
+	Proto          string   `json:"proto"`
+	ListenAddress  string   `json:"listen_address"`
+	ListenPort     int      `json:"listen_port"`
+	ConnectAddress string   `json:"connect_address"`
+	ConnectPort    int      `json:"connect_port"`
+	Allow          []string `json:"allow"`
+	State          string   `json:"state"`
+	Error          string   `json:"error"`
+	Connections    int64    `json:"connections"`
+	BytesIn        int64    `json:"bytes_in"`
+	BytesOut       int64    `json:"bytes_out"`
+}
+
+// stateText says a port state in words.
+func stateText(state, errText string) string {
+	switch state {
+	case "local":
+		return "this host only"
+	case "lan":
+		return "LAN"
+	case "closed":
+		return "not listening (setting kept)"
+	}
+	if errText != "" {
+		return state + ": " + errText
+	}
+	return state
+}
+
+func allowText(a []string) string {
+	if len(a) == 0 {
+		return "any"
+	}
+	return strings.Join(a, ",")
+}
+
+func newPortsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ports NAME",
+		Short: "List the ports a distro listens on and who can reach them",
+		Args:  cobra.ExactArgs(1),
+		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
+			var ps []port
+			if err := c.json(ctx, http.MethodGet, distroPath(args[0])+"/ports", nil, &ps); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(ps)
+			}
+			if len(ps) == 0 {
+				fmt.Printf("No program in %s is listening on a port.\n", args[0])
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "PROTO\tADDRESS\tPORT\tPROCESS\tREACH\tALLOW\tCONNS\tIN\tOUT")
+			for _, p := range ps {
+				proc := p.Process
+				if p.PID != 0 {
+					proc = fmt.Sprintf("%s (%d)", p.Process, p.PID)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Proto, p.Address, p.Port, proc,
+					stateText(p.State, p.Error), allowText(p.Allow), p.Connections, bytesText(p.BytesIn), bytesText(p.BytesOut))
+			}
+			return tw.Flush()
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	return cmd
+}
+
+func newExposeCmd(g *globals) *cobra.Command {
+	var udp, lan, noLAN, localhost, noLocalhost bool
+	var allow []string
+	var lanAddress string
+	var cmd *cobra.Command
+	cmd = &cobra.Command{
+		Use:   "expose NAME PORT",
+		Short: "Choose who can reach a port of a distro: this host only, or the LAN too",
+		Long: `Choose who can reach a port of a distro. Ports reach this host only until
+--lan turns LAN access on; --no-lan turns it off again and cuts live LAN
+connections. --allow limits LAN clients to source prefixes (CIDR, comma-separated;
+--allow "" allows any). The setting is kept and applied whenever the port listens.`,
+		Example: "  subsys expose web 8080 --lan --allow 192.168.1.0/24\n  subsys expose dns 53 --udp --no-lan",
+		Args:    cobra.ExactArgs(2),
+		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
+			n, err := strconv.ParseUint(args[1], 10, 16)
+			if err != nil || n == 0 {
+				return fmt.Errorf("port %q: want a number from 1 to 65535", args[1])
+			}
+			if lan && noLAN {
+				return errors.New("--lan and --no-lan contradict each other")
+			}
+			if localhost && noLocalhost {
+				return errors.New("--localhost and --no-localhost contradict each other")
+			}
+			body := map[string]any{}
+			if lan || noLAN {
+				body["lan"] = lan
+			}
+			if localhost || noLocalhost {
+				body["localhost"] = localhost
+			}
+			if cmd.Flags().Changed("allow") {
+				list := []string{}
+				for _, a := range allow {
+					if a = strings.TrimSpace(a); a != "" {
+						list = append(list, a)
+					}
+				}
+				body["allow"] = list
+			}
+			if cmd.Flags().Changed("lan-address") {
+				body["lan_address"] = lanAddress
+			}
+			proto := "tcp"
+			if udp {
+				proto = "udp"
+			}
+			var p port
+			path := distroPath(args[0]) + "/ports/" + proto + "/" + strconv.FormatUint(n, 10)
+			if err := c.json(ctx, http.MethodPut, path, body, &p); err != nil {
+				return err
+			}
+			fmt.Printf("%s port %d of %s: %s (allow %s)\n", p.Proto, p.Port, args[0], stateText(p.State, p.Error), allowText(p.Allow))
+			if p.State == "conflict" || p.State == "error" {
+				return exitError{code: 1}
+			}
+			return nil
+		}),
+	}
+	f := cmd.Flags()
+	f.BoolVar(&udp, "udp", false, "the port is a UDP port (default TCP)")
+	f.BoolVar(&lan, "lan", false, "let other hosts on the network connect")
+	f.BoolVar(&noLAN, "no-lan", false, "this host only; cuts live LAN connections")
+	f.StringSliceVar(&allow, "allow", nil, "source prefixes allowed from the LAN, comma-separated (\"\" for any)")
+	f.StringVar(&lanAddress, "lan-address", "", "expose on this host address only (\"\" for every address)")
+	f.BoolVar(&localhost, "localhost", false, "reachable on host loopback (version 2)")
+	f.BoolVar(&noLocalhost, "no-localhost", false, "not reachable on host loopback (version 2)")
+	return cmd
+}
+
+func newPortProxyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "portproxy",
+		Short: "Forward a host port to any address, like netsh interface portproxy",
+	}
+	var (
+		udp                         bool
+		listenAddr, connectAddr, id string
+		listenPort, connectPort     int
+		allow                       []string
+		asJSON                      bool
+	)
+	add := &cobra.Command{
+		Use:     "add",
+		Short:   "Add a rule: connections to --listen-address:--listen-port go to --connect-address:--connect-port",
+		Example: "  subsys portproxy add --listen-port 8081 --connect-address 127.0.0.1 --connect-port 8080\n  subsys portproxy add --udp --listen-port 5353 --connect-port 53 --allow 10.0.0.0/8",
+		Args:    cobra.NoArgs,
+		RunE: withClient(g, func(ctx context.Context, c *client, _ []string) error {
+			if listenPort == 0 || connectPort == 0 {
+				return errors.New("--listen-port and --connect-port are required")
+			}
+			proto := "tcp"
+			if udp {
+				proto = "udp"
+			}
+			in := map[string]any{
+				"id": id, "proto": proto, "listen_address": listenAddr, "listen_port": listenPort,
+				"connect_address": connectAddr, "connect_port": connectPort, "allow": allow,
+			}
+			var r rule
+			if err := c.json(ctx, http.MethodPost, "/portproxy", in, &r); err != nil {
+				return err
+			}
+			fmt.Printf("rule %s: %s %s:%d -> %s:%d (%s)\n", r.ID, r.Proto, r.ListenAddress, r.ListenPort, r.ConnectAddress, r.ConnectPort, r.State)
+			return nil
+		}),
+	}
+	af := add.Flags()
+	af.BoolVar(&udp, "udp", false, "forward UDP (default TCP)")
+	af.StringVar(&id, "id", "", "name the rule (default: a random id)")
+	af.StringVar(&listenAddr, "listen-address", "0.0.0.0", "host address to listen on (:: for IPv6)")
+	af.IntVar(&listenPort, "listen-port", 0, "port to listen on")
+	af.StringVar(&connectAddr, "connect-address", "127.0.0.1", "address or host name to forward to")
+	af.IntVar(&connectPort, "connect-port", 0, "port to forward to")
+	af.StringSliceVar(&allow, "allow", nil, "source prefixes allowed, comma-separated (default any)")
+	list := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls", "show"},
+		Short:   "List the rules with their state and counters",
+		Args:    cobra.NoArgs,
+		RunE: withClient(g, func(ctx context.Context, c *client, _ []string) error {
+			var rs []rule
+			if err := c.json(ctx, http.MethodGet, "/portproxy", nil, &rs); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(rs)
+			}
+			if len(rs) == 0 {
+				fmt.Println("There are no portproxy rules. Add one with: subsys portproxy add --listen-port P --connect-port Q")
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "ID\tPROTO\tLISTEN\tCONNECT\tALLOW\tSTATE\tCONNS\tIN\tOUT")
+			for _, r := range rs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Proto,
+					hostPort(r.ListenAddress, r.ListenPort), hostPort(r.ConnectAddress, r.ConnectPort),
+					allowText(r.Allow), stateText(r.State, r.Error), r.Connections, bytesText(uint64(r.BytesIn)), bytesText(uint64(r.BytesOut)))
+			}
+			return tw.Flush()
+		}),
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	del := &cobra.Command{
+		Use:     "delete ID",
+		Aliases: []string{"rm", "remove"},
+		Short:   "Delete a rule; its listener closes and its connections are cut",
+		Args:    cobra.ExactArgs(1),
+		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
+			return c.json(ctx, http.MethodDelete, "/portproxy/"+url.PathEscape(args[0]), nil, nil)
+		}),
+	}
+	cmd.AddCommand(add, list, del)
+	return cmd
+}
+
+func hostPort(host string, port int) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:" + strconv.Itoa(port)
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+// bytesText formats a byte count with a binary unit.
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,402 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/subsys-dev/subsys/internal/lantest"
+)
+
+// apiPort is a port as GET /distros/{name}/ports returns it.
+type apiPort struct {
+	Proto       string   `json:"proto"`
+	Port        uint16   `json:"port"`
+	Address     string   `json:"address"`
+	Process     string   `json:"process"`
+	PID         int      `json:"pid"`
+	LAN         bool     `json:"lan"`
+	Allow       []string `json:"allow"`
+	State       string   `json:"state"`
+	Error       string   `json:"error"`
+	Connections int64    `json:"connections"`
+	BytesIn     uint64   `json:"bytes_in"`
+	BytesOut    uint64   `json:"bytes_out"`
+}
+
+// echodRootfs is the busybox test root file system with /bin/echod, a static
+// echo server, added.
+func echodRootfs(t testing.TB) []byte {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "echod")
+	cmd := exec.Command("go", "build", "-o", bin, "./testdata/echod")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build echod: %v\n%s", err, out)
+	}
+	body, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Re-pack: the tiny tarball plus one file.
+	zr, err := gzip.NewReader(bytes.NewReader(tinyRootfs(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw.WriteHeader(h)
+		io.Copy(tw, tr)
+	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "./bin/echod", Mode: 0o755, Size: int64(len(body)), ModTime: time.Unix(1700000000, 0)})
+	tw.Write(body)
+	tw.Close()
+	return buf.Bytes()
+}
+
+func (s *server) ports(distro string) []apiPort {
+	s.t.Helper()
+	var ps []apiPort
+	if st, raw := s.api("GET", "/distros/"+distro+"/ports", nil, &ps); st != 200 {
+		s.t.Fatalf("GET ports: %d %s", st, raw)
+	}
+	return ps
+}
+
+func (s *server) port(distro, proto string, port uint16) (apiPort, bool) {
+	for _, p := range s.ports(distro) {
+		if p.Proto == proto && p.Port == port {
+			return p, true
+		}
+	}
+	return apiPort{}, false
+}
+
+func (s *server) expose(distro, proto string, port uint16, body map[string]any) apiPort {
+	s.t.Helper()
+	var p apiPort
+	if st, raw := s.api("PUT", fmt.Sprintf("/distros/%s/ports/%s/%d", distro, proto, port), body, &p); st != 200 {
+		s.t.Fatalf("PUT %s/%d %v: %d %s", proto, port, body, st, raw)
+	}
+	return p
+}
+
+// freePorts returns n distinct TCP and UDP ports free on every address now.
+func freePorts(t testing.TB, n int) []uint16 {
+	t.Helper()
+	var out []uint16
+	for len(out) < n {
+		ln, err := net.Listen("tcp", "[::]:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := uint16(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		if pc, err := net.ListenPacket("udp", fmt.Sprintf("[::]:%d", p)); err == nil {
+			pc.Close()
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+const (
+	reachTimeout   = 2 * time.Second
+	unreachTimeout = 400 * time.Millisecond
+)
+
+// TestLANExposure is the network manager end to end: a version 1 distro runs
+// echo servers bound to 127.0.0.1 and to every address (IPv4 and IPv6, TCP and
+// UDP); from a LAN test host (a network namespace on a veth pair) they are
+// unreachable until their LAN toggle is on, reachable while on, unreachable —
+// with open connections cut within 1 s — after off; an allowlist that excludes
+// the test host refuses it; settings survive a server restart.
+func TestLANExposure(t *testing.T) {
+	h := lantest.New(t)
+	s := startServer(t, "")
+	s.importTar("lan", echodRootfs(t))
+	defer s.api("POST", "/distros/lan/terminate", nil, nil)
+	ps := freePorts(t, 3)
+	pLo, pAll, pUDP := ps[0], ps[1], ps[2]
+
+	// Port events arrive over SSE while the ports appear.
+	events := s.sseLines(t)
+
+	started := time.Now()
+	s.sh("lan", fmt.Sprintf("echod -tcp 127.0.0.1:%d -tcp [::]:%d -udp 127.0.0.1:%d -udp [::]:%d </dev/null >/dev/null 2>&1 &", pLo, pAll, pUDP, pAll))
+	waitFor(t, 3*time.Second, "the distro's ports in the API", func() bool {
+		_, a := s.port("lan", "tcp", pLo)
+		_, b := s.port("lan", "tcp", pAll)
+		_, c := s.port("lan", "udp", pUDP)
+		return a && b && c
+	})
+	t.Logf("ports listed %v after the exec that opened them started", time.Since(started).Round(time.Millisecond))
+	if d := time.Since(started); d > 1500*time.Millisecond {
+		t.Errorf("new listeners took %v to show, want about 1 s at most", d)
+	}
+	waitFor(t, 3*time.Second, "a ports event on the SSE stream", func() bool {
+		return events.has(fmt.Sprintf(`"port":%d`, pLo))
+	})
+	for _, want := range []struct {
+		proto string
+		port  uint16
+		addr  string
+	}{{"tcp", pLo, "127.0.0.1"}, {"tcp", pAll, "::"}, {"udp", pUDP, "127.0.0.1"}} {
+		p, _ := s.port("lan", want.proto, want.port)
+		if p.Address != want.addr || p.Process != "echod" || p.PID == 0 || p.LAN || p.State != "local" {
+			t.Errorf("%s/%d = %+v, want bound to %s by echod, LAN off, state local", want.proto, want.port, p, want.addr)
+		}
+	}
+
+	lo := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p) }
+	lan4 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host4, p) }
+	lan6 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host6, p) }
+	reach := func(network string, ap netip.AddrPort) {
+		t.Helper()
+		if err := h.Ping(t, network, ap, reachTimeout); err != nil {
+			t.Fatalf("%s %s from the LAN test host: %v (want reachable)", network, ap, err)
+		}
+	}
+	noReach := func(network string, ap netip.AddrPort) {
+		t.Helper()
+		if err := h.Ping(t, network, ap, unreachTimeout); err == nil {
+			t.Fatalf("%s %s reachable from the LAN test host, want not", network, ap)
+		}
+	}
+	hostReach := func(network string, ap netip.AddrPort) {
+		t.Helper()
+		if err := pingFromHost(network, ap); err != nil {
+			t.Fatalf("%s %s from this host: %v", network, ap, err)
+		}
+	}
+
+	// LAN off by default, even for the program bound to every address; this
+	// host still reaches both, on loopback and on its LAN address.
+	noReach("tcp", lan4(pLo))
+	noReach("tcp", lan4(pAll))
+	noReach("tcp", lan6(pAll))
+	noReach("udp", lan4(pAll))
+	hostReach("tcp", lo(pLo))
+	hostReach("tcp", lo(pAll))
+	hostReach("tcp", lan4(pAll))
+
+	// LAN on.
+	for _, p := range []struct {
+		proto string
+		port  uint16
+	}{{"tcp", pLo}, {"tcp", pAll}, {"udp", pUDP}, {"udp", pAll}} {
+		if got := s.expose("lan", p.proto, p.port, map[string]any{"lan": true}); got.State != "lan" || !got.LAN {
+			t.Fatalf("PUT %s/%d lan=true: %+v, want state lan", p.proto, p.port, got)
+		}
+	}
+	reach("tcp", lan4(pLo))
+	reach("tcp", lan6(pLo)) // an IPv6 LAN listener forwards to the IPv4 loopback program
+	reach("tcp", lan4(pAll))
+	reach("tcp", lan6(pAll))
+	reach("udp", lan4(pUDP))
+	reach("udp", lan6(pUDP))
+	reach("udp", lan4(pAll))
+	hostReach("tcp", lo(pLo))
+
+	// Counters move with traffic.
+	if p, _ := s.port("lan", "tcp", pAll); p.BytesIn == 0 || p.BytesOut == 0 {
+		t.Errorf("counters of tcp/%d after traffic: in %d out %d", pAll, p.BytesIn, p.BytesOut)
+	}
+
+	// Open connections are cut within 1 s of LAN off.
+	cLo := openEcho(t, h, lan4(pLo))
+	cAll := openEcho(t, h, lan4(pAll))
+	waitFor(t, 2*time.Second, "the live connection counted", func() bool {
+		p, _ := s.port("lan", "tcp", pAll)
+		return p.Connections >= 1
+	})
+	off := time.Now()
+	s.expose("lan", "tcp", pLo, map[string]any{"lan": false})
+	s.expose("lan", "tcp", pAll, map[string]any{"lan": false})
+	for name, c := range map[string]net.Conn{"loopback-bound": cLo, "all-addresses": cAll} {
+		if err := expectCut(c, off); err != nil {
+			t.Errorf("open LAN connection to the %s service: %v", name, err)
+		}
+	}
+	noReach("tcp", lan4(pLo))
+	noReach("tcp", lan4(pAll))
+	noReach("tcp", lan6(pAll))
+	hostReach("tcp", lo(pAll))
+
+	// An allowlist that leaves the test host out refuses it; one naming it admits it.
+	other := []string{"192.0.2.0/24", "2001:db8::/32"}
+	s.expose("lan", "tcp", pLo, map[string]any{"lan": true, "allow": other})
+	s.expose("lan", "tcp", pAll, map[string]any{"lan": true, "allow": other})
+	noReach("tcp", lan4(pLo))
+	noReach("tcp", lan4(pAll))
+	noReach("tcp", lan6(pAll))
+	mine := []string{h.Peer4.String() + "/32", h.Peer6.String()}
+	s.expose("lan", "tcp", pAll, map[string]any{"allow": mine})
+	got := s.expose("lan", "tcp", pLo, map[string]any{"allow": mine})
+	if len(got.Allow) != 2 || got.Allow[1] != h.Peer6.String()+"/128" {
+		t.Errorf("allow after PUT: %v, want %v as prefixes", got.Allow, mine)
+	}
+	reach("tcp", lan4(pLo))
+	reach("tcp", lan4(pAll))
+	reach("tcp", lan6(pAll))
+
+	// Bad input gets a clear 400.
+	for _, body := range []map[string]any{{"allow": []string{"10.0.0.300/8"}}, {"lan_address": "nope"}, {"lan_address": "127.0.0.1"}} {
+		if st, raw := s.api("PUT", fmt.Sprintf("/distros/lan/ports/tcp/%d", pAll), body, nil); st != 400 {
+			t.Errorf("PUT %v: %d %s, want 400", body, st, raw)
+		}
+	}
+	if st, _ := s.api("PUT", "/distros/lan/ports/sctp/80", map[string]any{"lan": true}, nil); st != 400 {
+		t.Errorf("PUT sctp: %d, want 400", st)
+	}
+	if st, _ := s.api("GET", "/distros/nope/ports", nil, nil); st != 404 {
+		t.Errorf("GET ports of a missing distro: %d, want 404", st)
+	}
+	// A port that does not listen keeps its setting.
+	if p := s.expose("lan", "tcp", 9, map[string]any{"lan": true}); p.State != "closed" || !p.LAN {
+		t.Errorf("PUT of a closed port: %+v, want state closed, lan true", p)
+	}
+
+	// Settings survive a restart of the server; the distro keeps running.
+	s.restart()
+	waitFor(t, 5*time.Second, "ports after the restart", func() bool {
+		p, ok := s.port("lan", "tcp", pAll)
+		return ok && p.State == "lan" && len(p.Allow) == 2
+	})
+	reach("tcp", lan4(pLo))
+	reach("tcp", lan6(pAll))
+	reach("udp", lan4(pUDP))
+	s.expose("lan", "tcp", pAll, map[string]any{"lan": false})
+	noReach("tcp", lan4(pAll))
+}
+
+// openEcho opens a connection from the LAN test host and checks that it echoes.
+func openEcho(t *testing.T, h *lantest.Host, ap netip.AddrPort) net.Conn {
+	t.Helper()
+	c, err := h.Dial(t, "tcp", ap, reachTimeout)
+	if err != nil {
+		t.Fatalf("dial %s: %v", ap, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(reachTimeout))
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("echo through %s: %v", ap, err)
+	}
+	return c
+}
+
+// expectCut checks that c was closed or reset by the far side within 1 s of
+// since: a read that ends with an error other than a timeout.
+func expectCut(c net.Conn, since time.Time) error {
+	c.SetDeadline(since.Add(1500 * time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	if err == nil {
+		// The far end may still have had bytes in flight; a write then must fail.
+		_, err = c.Write([]byte("y"))
+	}
+	switch {
+	case err == nil:
+		return errors.New("still open")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errors.New("not cut within 1.5 s")
+	}
+	if d := time.Since(since); d > time.Second+200*time.Millisecond {
+		return fmt.Errorf("cut after %v, want within 1 s", d)
+	}
+	return nil
+}
+
+// pingFromHost echoes a line through ap from this host's own network namespace.
+func pingFromHost(network string, ap netip.AddrPort) error {
+	c, err := net.DialTimeout(network, ap.String(), reachTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(reachTimeout))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return err
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	return nil
+}
+
+// sseStream collects the lines of an open /events stream.
+type sseStream struct {
+	lines chan string
+	seen  []string
+}
+
+func (s *server) sseLines(t *testing.T) *sseStream {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.url+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	st := &sseStream{lines: make(chan string, 1024)}
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			select {
+			case st.lines <- sc.Text():
+			default:
+			}
+		}
+		close(st.lines)
+	}()
+	return st
+}
+
+// has reports whether a `ports` event whose data contains sub has arrived.
+func (st *sseStream) has(sub string) bool {
+	for {
+		select {
+		case l, ok := <-st.lines:
+			if !ok {
+				return false
+			}
+			st.seen = append(st.seen, l)
+			continue
+		default:
+		}
+		break
+	}
+	for i, l := range st.seen {
+		if l == "event: ports" && i+1 < len(st.seen) && strings.Contains(st.seen[i+1], sub) {
+			return true
+		}
+	}
+	return false
+}
