@@ -1,12 +1,10 @@
 package netmgr
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"time"
 
@@ -21,31 +19,52 @@ const diagTimeout = 5 * time.Second
 // NETLINK_SOCK_DIAG dump (four, one per protocol and family). It needs no
 // privilege.
 func ListeningSockets(ctx context.Context) ([]Socket, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return nil, fmt.Errorf("sock_diag socket: %w", err)
-	}
-	defer unix.Close(fd)
-	timeout := diagTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = max(min(timeout, time.Until(d)), time.Millisecond)
-	}
-	tv := unix.NsecToTimeval(timeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return nil, fmt.Errorf("sock_diag socket: %w", err)
-	}
-	seq := uint32(time.Now().UnixNano())
-	var all []Socket
-	for _, q := range []struct {
-		proto  string
-		num    uint8
-		states uint32
-	}{
+	socks, err := dumpSockets(ctx, []diagQuery{
 		{TCP, ipprotoTCP, 1 << tcpListen},
 		{UDP, ipprotoUDP, 1 << tcpClose},
-	} {
+	})
+	if err != nil {
+		return nil, err
+	}
+	all := socks[:0]
+	for _, s := range socks {
+		if s.Listening() {
+			all = append(all, s)
+		}
+	}
+	return all, nil
+}
+
+// Connections lists the live TCP connections of the caller's network
+// namespace, IPv4 and IPv6: sockets in ESTABLISHED, SYN_RECV (request
+// sockets of a listener included), FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT,
+// LAST_ACK and CLOSING, with Local, Remote and Cookie set — what
+// DestroySockets needs. It needs no privilege.
+func Connections(ctx context.Context) ([]Socket, error) {
+	return dumpSockets(ctx, []diagQuery{{TCP, ipprotoTCP, connStates}})
+}
+
+// diagQuery is one sock_diag dump, run once per address family.
+type diagQuery struct {
+	proto  string // TCP or UDP
+	num    uint8  // ipprotoTCP or ipprotoUDP
+	states uint32 // 1<<tcpListen, …
+}
+
+// dumpSockets runs each query for IPv4 and IPv6 on one NETLINK_SOCK_DIAG
+// socket and returns what the kernel reported, in order. A dump that the
+// kernel marks interrupted (the tables changed meanwhile) is run again, up
+// to three times.
+func dumpSockets(ctx context.Context, queries []diagQuery) ([]Socket, error) {
+	fd, err := diagSocket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	seq := uint32(time.Now().UnixNano())
+	var all []Socket
+	for _, q := range queries {
 		for _, family := range []uint8{afInet, afInet6} {
-			var socks []Socket
 			for attempt := 1; ; attempt++ {
 				seq++
 				d := &diagDump{seq: seq, proto: q.proto}
@@ -53,18 +72,111 @@ func ListeningSockets(ctx context.Context) ([]Socket, error) {
 					return nil, err
 				}
 				if !d.interrupted || attempt == 3 {
-					socks = d.socks
+					all = append(all, d.socks...)
 					break
-				}
-			}
-			for _, s := range socks {
-				if s.Listening() {
-					all = append(all, s)
 				}
 			}
 		}
 	}
 	return all, nil
+}
+
+// diagSocket opens a NETLINK_SOCK_DIAG socket whose receives give up at
+// ctx's deadline or after diagTimeout.
+func diagSocket(ctx context.Context) (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return -1, fmt.Errorf("sock_diag socket: %w", err)
+	}
+	timeout := diagTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(min(timeout, time.Until(d)), time.Millisecond)
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("sock_diag socket: %w", err)
+	}
+	return fd, nil
+}
+
+// DestroySockets aborts each socket with SOCK_DESTROY: the peer gets a RST,
+// the owner's blocked and later calls fail with ECONNABORTED. A socket that
+// is already gone (or whose Cookie now names no socket: its addresses were
+// reused) is skipped without error. It returns how many sockets it
+// destroyed. It needs CAP_NET_ADMIN (EPERM otherwise, and it stops at the
+// first socket) and a kernel with CONFIG_INET_DIAG_DESTROY (EOPNOTSUPP).
+func DestroySockets(ctx context.Context, socks []Socket) (int, error) {
+	if len(socks) == 0 {
+		return 0, nil
+	}
+	fd, err := diagSocket(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	seq := uint32(time.Now().UnixNano())
+	destroyed := 0
+	var errs []error
+	buf := make([]byte, 8<<10)
+	for _, s := range socks {
+		if err := ctx.Err(); err != nil {
+			return destroyed, err
+		}
+		seq++
+		errno, err := destroyOne(ctx, fd, seq, s, buf)
+		switch {
+		case err != nil:
+			return destroyed, err
+		case errno == 0:
+			destroyed++
+		case errno == unix.ENOENT || errno == unix.ESTALE:
+			// Gone already, or its addresses belong to a newer socket now.
+		case errno == unix.EPERM || errno == unix.EACCES || errno == unix.EOPNOTSUPP:
+			// Every other socket would fail the same way.
+			return destroyed, fmt.Errorf("destroy socket %s %v-%v: %w", s.Proto, s.Local, s.Remote, errno)
+		default:
+			errs = append(errs, fmt.Errorf("destroy socket %s %v-%v: %w", s.Proto, s.Local, s.Remote, errno))
+		}
+	}
+	return destroyed, errors.Join(errs...)
+}
+
+// destroyOne sends the SOCK_DESTROY request for s and waits for its
+// acknowledgement, whose errno it returns; err is a failure to ask.
+func destroyOne(ctx context.Context, fd int, seq uint32, s Socket, buf []byte) (unix.Errno, error) {
+	req, err := destroyRequest(seq, s)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, fmt.Errorf("sock_diag destroy request: %w", err)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		n, _, _, from, err := unix.Recvmsg(fd, buf, nil, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			return 0, fmt.Errorf("sock_diag destroy: no answer from the kernel: %w", os.ErrDeadlineExceeded)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("sock_diag receive: %w", err)
+		}
+		if nl, ok := from.(*unix.SockaddrNetlink); !ok || nl.Pid != 0 {
+			continue // not from the kernel
+		}
+		found, errno, err := parseAck(buf[:n], seq)
+		if err != nil {
+			return 0, err
+		}
+		if found {
+			return errno, nil
+		}
+	}
 }
 
 // runDump sends one dump request and reads the answer into d until it is done.
@@ -205,16 +317,4 @@ func socketOwners(ctx context.Context, want map[uint64]bool, pidns string) (map[
 		}
 	}
 	return owners, nil
-}
-
-// sortListeners orders listeners by protocol, port, address and inode.
-func sortListeners(ls []Listener) {
-	slices.SortFunc(ls, func(a, b Listener) int {
-		return cmp.Or(
-			cmp.Compare(a.Proto, b.Proto),
-			cmp.Compare(a.Port, b.Port),
-			a.Address.Compare(b.Address),
-			cmp.Compare(a.Inode, b.Inode),
-		)
-	})
 }

@@ -6,10 +6,12 @@ package netmgr
 // the host's byte order, ports and addresses in network byte order.
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,18 +28,37 @@ const (
 	nlmFDumpIntr     = 0x10
 	nlmFDump         = 0x300 // NLM_F_ROOT|NLM_F_MATCH
 	sockDiagByFamily = 20
+	sockDestroy      = 21
+	nlmFAck          = 0x4
 
-	afInet     = 2
-	afInet6    = 10
-	ipprotoTCP = 6
-	ipprotoUDP = 17
-	tcpEstab   = 1
-	tcpClose   = 7
-	tcpListen  = 10
-	diagReqLen = 56 // struct inet_diag_req_v2
-	diagMsgLen = 72 // struct inet_diag_msg
-	sockIDLen  = 48 // struct inet_diag_sockid
+	afInet       = 2
+	afInet6      = 10
+	ipprotoTCP   = 6
+	ipprotoUDP   = 17
+	tcpEstab     = 1
+	tcpSynRecv   = 3
+	tcpFinWait1  = 4
+	tcpFinWait2  = 5
+	tcpClose     = 7
+	tcpCloseWait = 8
+	tcpLastAck   = 9
+	tcpListen    = 10
+	tcpClosing   = 11
+	diagReqLen   = 56 // struct inet_diag_req_v2
+	diagMsgLen   = 72 // struct inet_diag_msg
+	sockIDLen    = 48 // struct inet_diag_sockid
+
+	// diagNoCookie in both halves of idiag_cookie: match any socket.
+	diagNoCookie = 0xffffffff
 )
+
+// connStates are the TCP states Connections reports: a connection a user
+// would call live — handshake done or under way on our side of a listener
+// (SYN_RECV, which also covers request sockets), open, or closing with a
+// peer still there. SYN_SENT (an outgoing attempt), TIME_WAIT (nothing left
+// to abort), CLOSE and LISTEN are left out.
+const connStates = 1<<tcpEstab | 1<<tcpSynRecv | 1<<tcpFinWait1 | 1<<tcpFinWait2 |
+	1<<tcpCloseWait | 1<<tcpLastAck | 1<<tcpClosing
 
 // Socket is one socket of a sock_diag dump.
 type Socket struct {
@@ -57,6 +78,10 @@ type Socket struct {
 	// UID owns the socket; Inode names it in /proc/PID/fd ("socket:[Inode]").
 	UID   uint32 `json:"uid"`
 	Inode uint64 `json:"inode"`
+	// Cookie is the kernel's identifier of the socket, unique while the
+	// system runs: DestroySockets uses it to make sure it aborts this socket
+	// and not a newer one with the same addresses. 0 means unknown.
+	Cookie uint64 `json:"cookie"`
 }
 
 // Listening reports whether s waits for clients: TCP in LISTEN, or UDP bound to
@@ -90,6 +115,98 @@ func diagRequest(seq uint32, family, proto uint8, states uint32) []byte {
 	// The socket id stays zero: a dump matches every socket; the cookie must be
 	// INET_DIAG_NOCOOKIE (all ones) only for exact lookups.
 	return b
+}
+
+// destroyRequest builds the SOCK_DESTROY request for s: an exact lookup by
+// protocol, both addresses and ports, interface and cookie (any socket with
+// those addresses when s.Cookie is 0). The kernel acknowledges it (flag
+// NLM_F_ACK) with 0 or an errno; see parseAck.
+func destroyRequest(seq uint32, s Socket) ([]byte, error) {
+	var proto uint8
+	switch s.Proto {
+	case TCP:
+		proto = ipprotoTCP
+	case UDP:
+		proto = ipprotoUDP
+	default:
+		return nil, fmt.Errorf("destroy socket: protocol %q: %w", s.Proto, ErrInvalid)
+	}
+	local, remote := s.Local.Addr(), s.Remote.Addr()
+	if !local.IsValid() || !remote.IsValid() {
+		return nil, fmt.Errorf("destroy socket %s %v-%v: missing address: %w", s.Proto, s.Local, s.Remote, ErrInvalid)
+	}
+	// Socket reports an IPv4-mapped address as IPv4, so a dual-stack socket
+	// that talks to an IPv4 peer looks like an IPv4 socket. Asking in AF_INET
+	// finds it all the same: the kernel hashes such sockets by their IPv4
+	// addresses, and looks both families up there.
+	family := uint8(afInet6)
+	if local.Is4() && remote.Is4() {
+		family = afInet
+	}
+	b := make([]byte, nlmsgHdrLen+diagReqLen)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], uint32(len(b)))
+	ne.PutUint16(b[4:], sockDestroy)
+	ne.PutUint16(b[6:], nlmFRequest|nlmFAck)
+	ne.PutUint32(b[8:], seq)
+	r := b[nlmsgHdrLen:]
+	r[0] = family
+	r[1] = proto
+	ne.PutUint32(r[4:], 0xffffffff) // states: ignored by exact requests
+	id := r[8 : 8+sockIDLen]
+	binary.BigEndian.PutUint16(id[0:], s.Local.Port())
+	binary.BigEndian.PutUint16(id[2:], s.Remote.Port())
+	putDiagAddr(id[4:20], family, local)
+	putDiagAddr(id[20:36], family, remote)
+	ne.PutUint32(id[36:], s.IfIndex)
+	lo, hi := uint32(s.Cookie), uint32(s.Cookie>>32)
+	if s.Cookie == 0 {
+		lo, hi = diagNoCookie, diagNoCookie
+	}
+	ne.PutUint32(id[40:], lo)
+	ne.PutUint32(id[44:], hi)
+	return b, nil
+}
+
+// putDiagAddr writes a into a 16-byte inet_diag_sockid address field: 4
+// bytes for afInet, else 16 (an IPv4 address IPv4-mapped).
+func putDiagAddr(dst []byte, family uint8, a netip.Addr) {
+	if family == afInet {
+		a4 := a.As4()
+		copy(dst, a4[:])
+		return
+	}
+	a16 := a.As16()
+	copy(dst, a16[:])
+}
+
+// parseAck looks in one buffer received after a request with the
+// acknowledgement flag for the NLMSG_ERROR that answers sequence number seq:
+// found says whether it was there, errno is its error (0 for success).
+// Messages of other numbers are skipped; err reports malformed input.
+func parseAck(b []byte, seq uint32) (found bool, errno syscall.Errno, err error) {
+	ne := binary.NativeEndian
+	for len(b) > 0 {
+		if len(b) < nlmsgHdrLen {
+			return false, 0, fmt.Errorf("sock_diag: %d bytes left, short of a netlink header", len(b))
+		}
+		n := ne.Uint32(b[0:])
+		if n < nlmsgHdrLen || uint64(n) > uint64(len(b)) {
+			return false, 0, fmt.Errorf("sock_diag: message length %d out of range (%d bytes left)", n, len(b))
+		}
+		typ, mseq := ne.Uint16(b[4:]), ne.Uint32(b[8:])
+		body := b[nlmsgHdrLen:n]
+		b = b[min((uint64(n)+3)&^3, uint64(len(b))):]
+		if mseq != seq || typ != nlmsgError {
+			continue
+		}
+		if len(body) < 4 {
+			return false, 0, fmt.Errorf("sock_diag: short error message (%d bytes)", len(body))
+		}
+		code := int64(int32(ne.Uint32(body)))
+		return true, syscall.Errno(max(code, -code)), nil
+	}
+	return false, 0, nil
 }
 
 // diagDump collects the answer to one dump request, buffer by buffer.
@@ -187,6 +304,8 @@ func parseDiagMsg(b []byte, proto string) (Socket, error) {
 		IfIndex: ne.Uint32(id[36:]),
 		UID:     ne.Uint32(b[64:]),
 		Inode:   uint64(ne.Uint32(b[68:])),
+		// idiag_cookie is two host-order u32s, low half first.
+		Cookie: uint64(ne.Uint32(id[40:])) | uint64(ne.Uint32(id[44:]))<<32,
 	}
 	return s, nil
 }
@@ -221,4 +340,16 @@ func parseSocketLink(s string) (uint64, bool) {
 // parseComm trims the newline off /proc/PID/comm.
 func parseComm(b []byte) string {
 	return strings.TrimSuffix(string(b), "\n")
+}
+
+// sortListeners orders listeners by protocol, port, address and inode.
+func sortListeners(ls []Listener) {
+	slices.SortFunc(ls, func(a, b Listener) int {
+		return cmp.Or(
+			cmp.Compare(a.Proto, b.Proto),
+			cmp.Compare(a.Port, b.Port),
+			a.Address.Compare(b.Address),
+			cmp.Compare(a.Inode, b.Inode),
+		)
+	})
 }

@@ -1,0 +1,43 @@
+//go:build !linux
+
+package netmgr
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+)
+
+// Firewall needs Linux's nf_tables; elsewhere OpenFirewall fails and no
+// Firewall exists.
+type Firewall struct{}
+
+// OpenFirewall needs Linux's nf_tables; elsewhere it returns
+// ErrFirewallUnavailable.
+func OpenFirewall(ctx context.Context, log *slog.Logger) (*Firewall, error) {
+	return nil, ErrFirewallUnavailable
+}
+
+// Apply returns ErrFirewallUnavailable.
+func (f *Firewall) Apply(ctx context.Context, rules []FirewallRule) error {
+	return ErrFirewallUnavailable
+}
+
+// Counters returns ErrFirewallUnavailable.
+func (f *Firewall) Counters(ctx context.Context) (map[PortKey]PortCounter, error) {
+	return nil, ErrFirewallUnavailable
+}
+
+// Close does nothing.
+func (f *Firewall) Close() error { return nil }
+
+// Connections needs Linux's sock_diag; elsewhere it returns
+// errors.ErrUnsupported. (It lives here rather than in discover_other.go
+// because it came with the firewall, which the port manager uses with it.)
+func Connections(ctx context.Context) ([]Socket, error) { return nil, errors.ErrUnsupported }
+
+// DestroySockets needs Linux's sock_diag; elsewhere it returns
+// errors.ErrUnsupported.
+func DestroySockets(ctx context.Context, socks []Socket) (int, error) {
+	return 0, errors.ErrUnsupported
+}
