@@ -7,6 +7,7 @@ import { terminals } from './terminal';
 import { AskHost, Icon, ToastHost } from './ui';
 import { Dashboard } from './pages/Dashboard';
 import { DistroPage } from './pages/DistroPage';
+import { PortProxyPage } from './pages/PortProxyPage';
 import { SettingsPage } from './pages/SettingsPage';
 import { TerminalPage } from './pages/TerminalPage';
 
@@ -48,6 +49,10 @@ export function App() {
               <span class="count">{terms.length}</span>
             </a>
           )}
+          <a href="/portproxy" onClick={onLinkClick} aria-current={route.page === 'portproxy' ? 'page' : undefined}>
+            <Icon name="proxy" />
+            <span>Port proxy</span>
+          </a>
           <a href="/settings" onClick={onLinkClick} aria-current={route.page === 'settings' ? 'page' : undefined}>
             <Icon name="settings" />
             <span>Settings</span>
@@ -77,6 +82,8 @@ function Page({ route }: { route: Route }) {
       return <TerminalPage name={route.name} session={route.session} />;
     case 'settings':
       return <SettingsPage />;
+    case 'portproxy':
+      return <PortProxyPage />;
     default:
       return (
         <main class="page" id="main">
@@ -100,6 +107,8 @@ function titleOf(r: Route): string {
       return `Terminal · ${r.name} · subsys`;
     case 'settings':
       return 'Settings · subsys';
+    case 'portproxy':
+      return 'Port proxy · subsys';
     default:
       return 'subsys';
   }

@@ -52,6 +52,66 @@ export interface TerminalInfo {
   exit_code: number;
 }
 
+export type Proto = 'tcp' | 'udp';
+
+/** A listening socket in a distro, with its forwarding settings (GET /distros/{name}/ports). */
+export interface Port {
+  proto: Proto;
+  port: number;
+  /** Bind address; 0.0.0.0 or :: means every address. */
+  address: string;
+  process: string;
+  pid: number;
+  lan: boolean;
+  /** Source CIDRs allowed to connect from the LAN; empty means any. */
+  allow: string[] | null;
+  /** Host address the LAN listener uses; empty means every host address. */
+  lan_address: string;
+  localhost: boolean;
+  /** closed: nothing listens there now (a saved setting waiting for it). */
+  state: 'local' | 'lan' | 'conflict' | 'error' | 'closed';
+  error?: string;
+  connections: number;
+  bytes_in: number;
+  bytes_out: number;
+}
+
+export interface PortSettings {
+  lan?: boolean;
+  allow?: string[];
+  lan_address?: string;
+  localhost?: boolean;
+}
+
+/** The `ports` event of the event stream. */
+export interface PortsEvent {
+  distro: string;
+  id: string;
+  ports: Port[] | null;
+}
+
+export interface NewRule {
+  proto: Proto;
+  listen_address: string;
+  listen_port: number;
+  connect_address: string;
+  connect_port: number;
+  allow: string[];
+}
+
+/** A portproxy rule and how it is doing (GET /portproxy). */
+export interface RuleStatus extends NewRule {
+  id: string;
+  state: 'active' | 'conflict' | 'error';
+  error?: string;
+  connections: number;
+  total: number;
+  refused: number;
+  failed: number;
+  bytes_in: number;
+  bytes_out: number;
+}
+
 export const EXPORT_FORMATS = ['tar', 'tar.gz', 'tar.zst', 'tar.xz'] as const;
 
 /** An error the server explained ({"error":{"code","message"}}) or a network failure. */
@@ -121,6 +181,12 @@ export const api = {
   operation: (id: string, waitS = 0) =>
     request<Operation>('GET', `${BASE}/operations/${encodeURIComponent(id)}${waitS ? `?wait=${waitS}` : ''}`),
   cancelOperation: (id: string) => request<Operation>('DELETE', `${BASE}/operations/${encodeURIComponent(id)}`),
+  ports: (name: string) => request<Port[] | null>('GET', `${distroPath(name)}/ports`),
+  putPort: (name: string, proto: Proto, port: number, s: PortSettings) =>
+    request<Port>('PUT', `${distroPath(name)}/ports/${proto}/${port}`, s),
+  rules: () => request<RuleStatus[] | null>('GET', `${BASE}/portproxy`),
+  addRule: (r: NewRule) => request<RuleStatus>('POST', `${BASE}/portproxy`, r),
+  deleteRule: (id: string) => request<void>('DELETE', `${BASE}/portproxy/${encodeURIComponent(id)}`),
   settings: () => request<Settings>('GET', `${BASE}/settings`),
   putSettings: (s: Partial<Settings>) => request<Settings>('PUT', `${BASE}/settings`, s),
   version: () => request<{ version: string }>('GET', `${BASE}/version`),

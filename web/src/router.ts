@@ -3,6 +3,7 @@
 //   /                              the distro list
 //   /distros/NAME                  one distro
 //   /distros/NAME/terminal?session=ID   a terminal (the session id lets a reload reattach)
+//   /portproxy                     portproxy rules
 //   /settings
 import { useEffect, useState } from 'preact/hooks';
 
@@ -11,6 +12,7 @@ export type Route =
   | { page: 'distro'; name: string }
   | { page: 'terminal'; name: string; session: string }
   | { page: 'settings' }
+  | { page: 'portproxy' }
   | { page: 'notfound'; path: string };
 
 export function parseRoute(loc: { pathname: string; search: string }): Route {
@@ -18,6 +20,7 @@ export function parseRoute(loc: { pathname: string; search: string }): Route {
   const q = new URLSearchParams(loc.search);
   if (parts.length === 0) return { page: 'list' };
   if (parts[0] === 'settings' && parts.length === 1) return { page: 'settings' };
+  if (parts[0] === 'portproxy' && parts.length === 1) return { page: 'portproxy' };
   if (parts[0] === 'distros' && parts.length === 2) return { page: 'distro', name: parts[1] };
   if (parts[0] === 'distros' && parts.length === 3 && parts[2] === 'terminal')
     return { page: 'terminal', name: parts[1], session: q.get('session') ?? '' };

@@ -1,9 +1,10 @@
 // Live state: distros and operations, kept current by the server's event stream
 // (GET /api/v1/events). Every connect starts with a snapshot that replaces what
 // we have, so a reconnect can never leave a stale row; after that `distro`,
-// `distro-removed` and `operation` events patch it. Nothing polls.
+// `distro-removed` and `operation` events patch it, and `ports` replaces one
+// distro's listening ports. Nothing polls.
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, type Distro, type Operation, type Settings } from './api';
+import { api, ApiError, type Distro, type Operation, type Port, type PortsEvent, type Settings } from './api';
 
 /** A tiny observable value; components read it with useStore. */
 export class Store<T> {
@@ -61,6 +62,40 @@ export const live = new Store<Live>({
 });
 
 export const settings = new Store<Settings | null>(null);
+
+/**
+ * Listening ports by distro id: from a `ports` event, or from GET
+ * /distros/{name}/ports when a page first needs them (the snapshot has none).
+ * A distro without an entry has not been loaded yet. The snapshot carries no
+ * ports, so pages that show them load them again whenever the stream (re)connects.
+ */
+export const ports = new Store<Map<string, Port[]>>(new Map());
+/** Bumped per distro id by every `ports` event, so an older GET reply cannot overwrite a newer event. */
+const portsSeq = new Map<string, number>();
+
+export function setPorts(id: string, list: Port[] | null) {
+  portsSeq.set(id, (portsSeq.get(id) ?? 0) + 1);
+  ports.update((m) => new Map(m).set(id, list ?? []));
+}
+
+/** Loads a distro's ports by API, unless an event replaced them while the request ran. */
+export async function loadPorts(d: Distro): Promise<void> {
+  const seq = portsSeq.get(d.id) ?? 0;
+  const list = await api.ports(d.name);
+  if ((portsSeq.get(d.id) ?? 0) === seq) setPorts(d.id, list);
+}
+
+/** Puts one port (a PUT reply) into its distro's list, in place of the same proto/port. */
+export function applyPort(id: string, p: Port) {
+  const list = ports.get().get(id);
+  if (!list) return;
+  const same = (q: Port) => q.proto === p.proto && q.port === p.port;
+  if (!list.some(same)) return; // closed now: the next event says what listens
+  setPorts(
+    id,
+    list.map((q) => (same(q) ? { ...p, address: q.address, process: q.process || p.process, pid: q.pid || p.pid } : q)),
+  );
+}
 
 export function sortedDistros(l: Live): Distro[] {
   return [...l.distros.values()].sort((a, b) => a.name.localeCompare(b.name));
@@ -179,6 +214,10 @@ export function connectEvents() {
   es.addEventListener('operation', (e) => {
     const op = parse<Operation>(e);
     if (op) applyOperation(op);
+  });
+  es.addEventListener('ports', (e) => {
+    const p = parse<PortsEvent>(e);
+    if (p?.id) setPorts(p.id, p.ports);
   });
   es.onerror = () => {
     if (es !== source) return;

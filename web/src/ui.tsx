@@ -27,6 +27,8 @@ const PATHS: Record<string, string> = {
   refresh: 'M20 11a8 8 0 10-2.3 5.7M20 5v6h-6',
   signal: 'M12 3v9M6.3 7.3a8 8 0 1011.4 0',
   check: 'M5 12l5 5L20 7',
+  proxy: 'M4 8h12m0 0l-3-3m3 3l-3 3M20 16H8m0 0l3-3m-3 3l3 3',
+  warn: 'M12 4l9 16H3zM12 10v4M12 17h.01',
 };
 
 export function Icon({ name, size = 16 }: { name: keyof typeof PATHS | string; size?: number }) {

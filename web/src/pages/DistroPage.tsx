@@ -1,5 +1,5 @@
 // One distro: details, CPU and memory over the last ten minutes, its terminal
-// sessions, and (soon) its ports.
+// sessions, and its ports.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorMessage, type Distro, type Metrics, type TerminalInfo } from '../api';
 import { busy, renameDistro, setDefaultUser, startDistro, terminateDistro } from '../actions';
@@ -10,6 +10,7 @@ import { closeTerminal, findTerminal, terminals } from '../terminal';
 import { ErrorBox, Icon, Menu, Spinner, StateBadge, VersionBadge, usePending, withToast } from '../ui';
 import { Chart } from './Chart';
 import { DistroMenuItems } from './Dashboard';
+import { PortsPanel } from './PortsPanel';
 
 export function DistroPage({ name }: { name: string }) {
   const l = useStore(live);
@@ -143,13 +144,7 @@ function DistroView({ d }: { d: Distro }) {
         <Usage d={d} />
         <Sessions d={d} />
 
-        <section class="card" aria-labelledby="ports-h">
-          <h2 id="ports-h">Ports</h2>
-          <p class="muted">
-            No ports to show yet. The network manager fills this in with the ports {d.name} listens on, and lets you forward
-            them to localhost or the LAN.
-          </p>
-        </section>
+        <PortsPanel d={d} />
       </div>
     </main>
   );

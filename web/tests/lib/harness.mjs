@@ -31,15 +31,15 @@ function freePort() {
 
 /**
  * Starts bin/subsys serve with a temporary data directory. Its log goes to
- * test-output/server.log. Returns {base, token, data, stop()}.
+ * test-output/server.log (or logName). Returns {base, token, data, api, restart(), stop()}.
  */
-export async function startServer() {
+export async function startServer({ logName = 'server.log' } = {}) {
   if (!existsSync(SUBSYS_BIN)) throw new Error(`${SUBSYS_BIN} is missing: run "cd web && npm run build && cd .. && make build" first`);
   const data = mkdtempSync(join(tmpdir(), 'subsys-webtest-'));
   const port = await freePort();
   const listen = `127.0.0.1:${port}`;
   const base = `http://${listen}`;
-  const log = createWriteStream(join(outDir, 'server.log'));
+  const log = createWriteStream(join(outDir, logName));
   let proc = null;
   let exited = null;
   let token = '';
@@ -51,7 +51,7 @@ export async function startServer() {
     proc.stderr.pipe(log, { end: false });
     proc.on('exit', (code, sig) => (exited = `exited with ${code ?? sig}`));
     for (let i = 0; i < 200; i++) {
-      if (exited) throw new Error(`subsys serve ${exited}; see ${join(outDir, 'server.log')}`);
+      if (exited) throw new Error(`subsys serve ${exited}; see ${join(outDir, logName)}`);
       try {
         token ||= readFileSync(join(data, 'token'), 'utf8').trim();
         const r = await fetch(`${base}/api/v1/version`, { headers: { Authorization: `Bearer ${token}` } });
@@ -178,4 +178,4 @@ export async function waitTermOpen(page, timeout = 15_000) {
 }
 
 export const lines = (text) => text.split('\n').map((l) => l.trimEnd());
-export { sleep };
+export { sleep, freePort };

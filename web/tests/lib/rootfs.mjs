@@ -8,7 +8,9 @@ import { join } from 'node:path';
 
 const BUSYBOX = process.env.SUBSYS_TEST_BUSYBOX || '/usr/bin/busybox';
 const APPLETS = ['sh', 'ash', 'ls', 'cat', 'echo', 'stty', 'sleep', 'yes', 'head', 'base64', 'id',
-  'hostname', 'env', 'true', 'false', 'pwd', 'mkdir', 'rm', 'ps', 'uname', 'tail', 'wc', 'seq', 'clear', 'reset', 'tty'];
+  'hostname', 'env', 'true', 'false', 'pwd', 'mkdir', 'rm', 'ps', 'uname', 'tail', 'wc', 'seq', 'clear', 'reset', 'tty',
+  // Listeners for the ports tests.
+  'httpd', 'nc', 'killall'];
 
 /** Returns the path of a new .tar holding the busybox root file system. */
 export function buildRootfsTar(dir = mkdtempSync(join(tmpdir(), 'subsys-rootfs-'))) {

@@ -1,0 +1,331 @@
+// Browser tests of the network manager's pages against a real `subsys serve`:
+// the Ports panel of the distro page (live list, LAN toggle, allowed sources)
+// and the Port proxy rules page. A busybox `httpd` in a version 1 distro is the
+// program that listens. Run with the other browser tests: npm test (as root).
+// The tests run in order and share one server, one browser and one distro.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildRootfsTar } from './lib/rootfs.mjs';
+import { freePort, launchBrowser, outDir, sleep, startServer, watchPage } from './lib/harness.mjs';
+
+const DISTRO = 'net';
+let srv;
+let ctx;
+let page;
+let problems;
+let tmp;
+/** The port httpd listens on (127.0.0.1 only), and the portproxy rule's port. */
+let PORT;
+let PROXY_PORT;
+
+before(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-ports-'));
+  const tarball = buildRootfsTar(tmp);
+  srv = await startServer({ logName: 'server-ports.log' });
+  const up = await srv.api('POST', `/api/v1/distros?name=${DISTRO}&version=1`, readFileSync(tarball), {
+    'Content-Type': 'application/octet-stream',
+  });
+  assert.equal(up.status, 202, `import: ${up.text}`);
+  let op = up.json;
+  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
+  assert.equal(op.status, 'success', `import: ${JSON.stringify(op)}`);
+  const st = await srv.api('POST', `/api/v1/distros/${DISTRO}/start`);
+  assert.equal(st.status, 200, `start: ${st.text}`);
+
+  PORT = await freePort();
+  do PROXY_PORT = await freePort();
+  while (PROXY_PORT === PORT);
+
+  ctx = await launchBrowser();
+  page = ctx.pages()[0] ?? (await ctx.newPage());
+  page.setDefaultTimeout(15_000);
+  problems = watchPage(page);
+  await page.goto(`${srv.base}/login?token=${encodeURIComponent(srv.token)}`);
+  await page.locator('.conn-ok').waitFor();
+});
+
+after(async () => {
+  await ctx?.close();
+  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
+  await srv?.stop();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+async function execIn(argv) {
+  const r = await srv.api('POST', `/api/v1/distros/${DISTRO}/exec`, JSON.stringify({ argv, timeout_s: 10 }), {
+    'Content-Type': 'application/json',
+  });
+  assert.equal(r.status, 200, `exec ${argv.join(' ')}: ${r.text}`);
+  assert.equal(r.json.exit_code, 0, `exec ${argv.join(' ')}: ${JSON.stringify(r.json)}`);
+  return r.json;
+}
+
+const apiPort = async () => {
+  const r = await srv.api('GET', `/api/v1/distros/${DISTRO}/ports`);
+  assert.equal(r.status, 200, r.text);
+  return r.json.find((p) => p.proto === 'tcp' && p.port === PORT);
+};
+
+const portRow = () => page.locator(`.ports tr[data-port="tcp/${PORT}"]`);
+const lanSwitch = () => page.getByRole('switch', { name: `LAN access for tcp port ${PORT}` });
+const allowBox = () => page.getByRole('textbox', { name: `Allowed sources for tcp port ${PORT}` });
+
+async function until(what, f, timeout = 5000) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    last = await f();
+    if (last) return last;
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+/** A non-loopback IPv4 address of this machine, for connecting "from the LAN". */
+function lanAddress() {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '';
+}
+
+async function httpGet(host, port) {
+  const r = await fetch(`http://${host}:${port}/`, { signal: AbortSignal.timeout(3000) });
+  await r.text();
+  return r.status;
+}
+
+test('a program that starts listening appears in the Ports panel without a reload', async () => {
+  await page.goto(`${srv.base}/distros/${DISTRO}`);
+  await page.getByRole('heading', { name: 'Ports' }).waitFor();
+  await page.getByText('No program in this distro is listening on a port.').waitFor();
+  await page.evaluate(() => (window.__noReload = true));
+
+  // busybox httpd daemonizes: exec returns and it keeps listening.
+  await execIn(['httpd', '-p', `127.0.0.1:${PORT}`, '-h', '/tmp']);
+  const t0 = Date.now();
+  await portRow().waitFor({ timeout: 5000 });
+  console.log(`# the port showed up ${Date.now() - t0} ms after httpd started`);
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
+
+  const text = await portRow().textContent();
+  assert.match(text, /tcp/);
+  assert.match(text, /127\.0\.0\.1/);
+  assert.match(text, /httpd/, 'the process is named');
+  assert.match(text, /pid \d+/, 'with its pid');
+  assert.equal(await portRow().locator('[data-state]').getAttribute('data-state'), 'local');
+  assert.match(await portRow().locator('[data-state]').textContent(), /This computer only/);
+  assert.equal(await lanSwitch().isChecked(), false);
+  await page.getByTestId('ports-summary').getByText('1 listening').waitFor();
+});
+
+test('LAN toggle: turning it on warns first, then the state is LAN and the warning stays beside it', async () => {
+  await lanSwitch().click();
+  const dlg = page.getByRole('dialog', { name: `Open port ${PORT} to your network?` });
+  await dlg.waitFor();
+  assert.match(await dlg.textContent(), new RegExp(`Anyone on your network who can reach this computer can connect to port ${PORT}`));
+  // Cancelling changes nothing.
+  await dlg.getByRole('button', { name: 'Cancel' }).click();
+  await dlg.waitFor({ state: 'hidden' });
+  assert.equal(await lanSwitch().isChecked(), false);
+  assert.equal((await apiPort()).lan, false);
+
+  await lanSwitch().click();
+  await dlg.getByRole('button', { name: 'Open to the LAN' }).click();
+  await dlg.waitFor({ state: 'hidden' });
+  await portRow().locator('[data-state="lan"]').waitFor({ timeout: 5000 });
+  assert.equal(await portRow().locator('[data-state]').textContent(), 'LAN');
+  assert.equal(await lanSwitch().isChecked(), true);
+  const warning = portRow().getByTestId('lan-warning');
+  assert.match(await warning.textContent(), new RegExp(`Anyone on your network who can reach this computer can connect to port ${PORT}`));
+  const p = await apiPort();
+  assert.equal(p.lan, true);
+  assert.equal(p.state, 'lan');
+});
+
+test('live counters: connections through the LAN listener show up without a reload', async (t) => {
+  const ip = lanAddress();
+  if (!ip) {
+    t.skip('this machine has no non-loopback IPv4 address');
+    return;
+  }
+  for (let i = 0; i < 3; i++) assert.ok((await httpGet(ip, PORT)) > 0);
+  await until('bytes counted in the row', async () => !/in 0 B/.test(await portRow().locator('td[data-label="Traffic"]').textContent()), 5000);
+  const traffic = await portRow().locator('td[data-label="Traffic"]').textContent();
+  assert.match(traffic, /in \d+(\.\d)? (B|KiB)/);
+  assert.doesNotMatch(traffic, /out 0 B/, `bytes out counted: ${traffic}`);
+});
+
+test('allowed sources: checked for shape, saved on Enter, on leaving the field and with Save; server errors inline', async () => {
+  // A malformed range never leaves the page.
+  await allowBox().fill('10.0.0.0/33');
+  await allowBox().press('Enter');
+  const hint = portRow().getByRole('alert');
+  await hint.waitFor();
+  assert.match(await hint.textContent(), /prefix length/);
+  assert.deepEqual((await apiPort()).allow ?? [], []);
+  await allowBox().fill('10.0.0.0/8 , 192.168.1.0/24');
+  assert.equal(await hint.count(), 0, 'the message goes when the text changes');
+
+  // Enter saves.
+  await allowBox().press('Enter');
+  await portRow().getByText('Saved.').waitFor();
+  assert.deepEqual((await apiPort()).allow, ['10.0.0.0/8', '192.168.1.0/24']);
+  assert.equal(await allowBox().inputValue(), '10.0.0.0/8, 192.168.1.0/24');
+  assert.match(await portRow().getByTestId('lan-warning').textContent(), /Any computer in 10\.0\.0\.0\/8, 192\.168\.1\.0\/24/);
+
+  // Leaving the field saves.
+  await allowBox().fill('192.168.1.0/24');
+  await page.keyboard.press('Tab');
+  await until('the allowlist saved on blur', async () => JSON.stringify((await apiPort()).allow) === '["192.168.1.0/24"]');
+
+  // The Save button saves, and the server's error shows in the row.
+  await page.route(`**/api/v1/distros/${DISTRO}/ports/tcp/${PORT}`, (route) =>
+    route.fulfill({
+      status: 400,
+      contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'invalid_argument', message: 'allow: 172.16.0.0/12 is refused by this test' } }),
+    }),
+  );
+  try {
+    await allowBox().fill('172.16.0.0/12');
+    await portRow().getByRole('button', { name: `Save allowed sources for tcp port ${PORT}` }).click();
+    await portRow().getByRole('alert').getByText('allow: 172.16.0.0/12 is refused by this test').waitFor();
+  } finally {
+    await page.unroute(`**/api/v1/distros/${DISTRO}/ports/tcp/${PORT}`);
+  }
+  await portRow().getByRole('button', { name: `Save allowed sources for tcp port ${PORT}` }).click();
+  await portRow().getByText('Saved.').waitFor();
+  assert.deepEqual((await apiPort()).allow, ['172.16.0.0/12']);
+
+  await sleep(600); // a counters event or two
+  await page.locator('.ports-card').screenshot({ path: join(outDir, 'ports.png') });
+});
+
+test('LAN toggle off: back to this computer only, no question asked', async () => {
+  await lanSwitch().click();
+  await portRow().locator('[data-state="local"]').waitFor({ timeout: 5000 });
+  assert.equal(await lanSwitch().isChecked(), false);
+  assert.equal(await portRow().getByTestId('lan-warning').count(), 0);
+  const p = await apiPort();
+  assert.equal(p.lan, false);
+  assert.deepEqual(p.allow, ['172.16.0.0/12'], 'the allowlist is kept');
+});
+
+const ruleRow = () => page.locator(`.rules tr[data-listen="tcp/${PROXY_PORT}"]`);
+
+test('port proxy: add a rule from the form, see it active with counters, refusals explained', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Port proxy' }).click();
+  assert.equal(new URL(page.url()).pathname, '/portproxy');
+  await page.getByRole('heading', { name: 'Port proxy', level: 1 }).waitFor();
+  await page.getByText('No rules yet.').waitFor();
+
+  const form = page.locator('form.rule-form');
+  assert.equal(await form.getByRole('textbox', { name: 'Listen address' }).inputValue(), '0.0.0.0');
+  assert.equal(await form.getByRole('textbox', { name: 'Connect address' }).inputValue(), '127.0.0.1');
+  assert.equal(await form.getByRole('radio', { name: 'TCP' }).isChecked(), true);
+
+  // Checked in the page first: no request for a port that cannot be.
+  await form.getByRole('textbox', { name: 'Listen port' }).fill('70000');
+  await form.getByRole('button', { name: 'Add rule' }).click();
+  await form.getByText('A port is a number from 1 to 65535.').first().waitFor();
+  assert.equal((await srv.api('GET', '/api/v1/portproxy')).json.length, 0);
+
+  await form.getByRole('textbox', { name: 'Listen address' }).fill('127.0.0.1');
+  await form.getByRole('textbox', { name: 'Listen port' }).fill(String(PROXY_PORT));
+  await form.getByRole('textbox', { name: 'Connect port' }).fill(String(PORT));
+  await form.getByRole('button', { name: 'Add rule' }).click();
+  await ruleRow().waitFor();
+  await ruleRow().locator('[data-state="active"]').waitFor({ timeout: 5000 });
+  assert.match(await ruleRow().textContent(), new RegExp(`127\\.0\\.0\\.1:${PROXY_PORT}.*127\\.0\\.0\\.1:${PORT}`));
+  const id = await ruleRow().getAttribute('data-rule');
+  assert.match(id, /^[0-9a-f]+$/);
+
+  // Through the rule to httpd: the page's 2 s refresh shows the counts.
+  for (let i = 0; i < 2; i++) assert.ok((await httpGet('127.0.0.1', PROXY_PORT)) > 0);
+  await until('the rule counted two connections', async () => /2 total/.test(await ruleRow().textContent()), 6000);
+  assert.doesNotMatch(await ruleRow().locator('td[data-label="Traffic"]').textContent(), /out 0 B/);
+
+  // The same rule again: the server's 409 shows in the form.
+  await form.getByRole('textbox', { name: 'Listen port' }).fill(String(PROXY_PORT));
+  await form.getByRole('textbox', { name: 'Connect port' }).fill(String(PORT));
+  await form.getByRole('button', { name: 'Add rule' }).click();
+  const alert = form.getByRole('alert');
+  await alert.waitFor();
+  const dup = await srv.api(
+    'POST',
+    '/api/v1/portproxy',
+    JSON.stringify({ proto: 'tcp', listen_address: '127.0.0.1', listen_port: PROXY_PORT, connect_address: '127.0.0.1', connect_port: PORT, allow: [] }),
+    { 'Content-Type': 'application/json' },
+  );
+  assert.equal(dup.status, 409);
+  assert.equal(await alert.textContent(), dup.json.error.message);
+
+  // An allowlist of bad shape is refused in the page.
+  await form.getByRole('textbox', { name: 'Allowed sources' }).fill('10.0.0.0/8, bogus');
+  await form.getByText('“bogus” is not an address range').waitFor();
+  await form.getByRole('textbox', { name: 'Allowed sources' }).fill('');
+
+  // A port httpd holds: the message names it.
+  await form.getByRole('textbox', { name: 'Listen port' }).fill(String(PORT));
+  await form.getByRole('textbox', { name: 'Connect port' }).fill('9');
+  await form.getByRole('button', { name: 'Add rule' }).click();
+  await until('the port-in-use message', async () => /httpd/.test((await alert.textContent().catch(() => '')) ?? ''));
+  await page.locator('.toast').first().waitFor({ state: 'detached', timeout: 8000 }).catch(() => {});
+  await page.screenshot({ path: join(outDir, 'portproxy.png'), fullPage: true });
+});
+
+test('port proxy: delete asks first; cancelling keeps the rule', async () => {
+  const del = ruleRow().getByRole('button', { name: `Delete rule tcp 127.0.0.1:${PROXY_PORT}` });
+  await del.click();
+  const dlg = page.getByRole('dialog', { name: `Delete the rule for tcp 127.0.0.1:${PROXY_PORT}?` });
+  await dlg.getByRole('button', { name: 'Cancel' }).click();
+  await dlg.waitFor({ state: 'hidden' });
+  await sleep(300);
+  assert.equal(await ruleRow().count(), 1);
+
+  await del.click();
+  await dlg.getByRole('button', { name: 'Delete' }).click();
+  await dlg.waitFor({ state: 'hidden' });
+  await ruleRow().waitFor({ state: 'detached' });
+  await page.getByText('No rules yet.').waitFor();
+  assert.deepEqual((await srv.api('GET', '/api/v1/portproxy')).json, []);
+  await assert.rejects(httpGet('127.0.0.1', PROXY_PORT), 'nothing listens on the rule’s port any more');
+});
+
+test('narrow window: the ports table becomes cards and fits in 420 px', async () => {
+  await page.setViewportSize({ width: 420, height: 820 });
+  try {
+    await page.goto(`${srv.base}/distros/${DISTRO}`);
+    await portRow().waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `distro page: no horizontal scrolling (overflow ${overflow} px)`);
+    await page.goto(`${srv.base}/portproxy`);
+    await page.getByRole('heading', { name: 'Add a rule' }).waitFor();
+    const overflow2 = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow2 <= 0, `port proxy page: no horizontal scrolling (overflow ${overflow2} px)`);
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 800 });
+  }
+});
+
+test('the row goes when the program stops listening; a stopped distro says it must run', async () => {
+  await page.goto(`${srv.base}/distros/${DISTRO}`);
+  await portRow().waitFor();
+  await execIn(['killall', 'httpd']);
+  await portRow().waitFor({ state: 'detached', timeout: 5000 });
+  await page.getByText('No program in this distro is listening on a port.').waitFor();
+
+  const r = await srv.api('POST', `/api/v1/distros/${DISTRO}/terminate`);
+  assert.equal(r.status, 200, r.text);
+  await page.getByText(`${DISTRO} must be running to show its ports.`).waitFor({ timeout: 5000 });
+});
+
+test('no script errors on the ports pages', () => {
+  // Expected: the refused rules (409) and the test's own 400.
+  const real = problems.filter((p) => !/Failed to load resource: the server responded with a status of (400|409)/.test(p));
+  assert.deepEqual(real, []);
+});
