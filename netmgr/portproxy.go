@@ -35,7 +35,7 @@ type Rule struct {
 	// ConnectPort is 1-65535.
 	ConnectPort uint16 `json:"connect_port"`
 	// Allow lists the source prefixes that may connect; empty allows any.
-	Allow []netip.Prefix `json:"allow,omitempty"`
+	Allow []netip.Prefix `json:"allow"`
 }
 
 // MaxAllow is the most prefixes a Rule's Allow may hold.

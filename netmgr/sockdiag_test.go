@@ -28,6 +28,7 @@ type sock struct {
 	local, peer  string // addr:port
 	ifindex, uid uint32
 	inode        uint32
+	cookie       uint64
 	attrs        []byte // trailing rtattrs, ignored by the parser
 }
 
@@ -56,6 +57,8 @@ func diagMsgBody(s sock) []byte {
 	put(id[20:36], p.Addr())
 	ne := binary.NativeEndian
 	ne.PutUint32(id[36:], s.ifindex)
+	ne.PutUint32(id[40:], uint32(s.cookie))
+	ne.PutUint32(id[44:], uint32(s.cookie>>32))
 	ne.PutUint32(b[64:], s.uid)
 	ne.PutUint32(b[68:], s.inode)
 	return append(b, s.attrs...)
@@ -134,6 +137,20 @@ func TestDiagParse(t *testing.T) {
 				{Proto: UDP, State: tcpEstab, Local: netip.MustParseAddrPort("127.0.0.1:40000"), Remote: netip.MustParseAddrPort("127.0.0.1:53"), Inode: 10},
 			},
 			done: true, wantListening: []bool{true, false},
+		},
+		{
+			name: "connections with cookies", proto: TCP,
+			in: cat(
+				diagMsg(1, 0, sock{state: tcpEstab, local: "10.0.0.1:22", peer: "10.0.0.2:50000", inode: 11, cookie: 0x1122334455667788}),
+				diagMsg(1, 0, sock{state: tcpCloseWait, local: "[::ffff:10.0.0.1]:22", peer: "[::ffff:10.0.0.3]:50001", inode: 12, cookie: 3}),
+				diagMsg(1, 0, sock{state: tcpSynRecv, local: "[fd00::1]:443", peer: "[fd00::2]:40000", cookie: 1 << 32}),
+				done(1)),
+			want: []Socket{
+				{Proto: TCP, State: tcpEstab, Local: netip.MustParseAddrPort("10.0.0.1:22"), Remote: netip.MustParseAddrPort("10.0.0.2:50000"), Inode: 11, Cookie: 0x1122334455667788},
+				{Proto: TCP, State: tcpCloseWait, Local: netip.MustParseAddrPort("10.0.0.1:22"), Remote: netip.MustParseAddrPort("10.0.0.3:50001"), Inode: 12, Cookie: 3},
+				{Proto: TCP, State: tcpSynRecv, Local: netip.MustParseAddrPort("[fd00::1]:443"), Remote: netip.MustParseAddrPort("[fd00::2]:40000"), Cookie: 1 << 32},
+			},
+			done: true, wantListening: []bool{false, false, false},
 		},
 		{
 			name: "other sequence skipped", proto: TCP,
@@ -229,6 +246,157 @@ func TestDiagRequest(t *testing.T) {
 			t.Fatalf("socket id byte %d = %d, want 0 (dump everything)", i, c)
 		}
 	}
+}
+
+func TestDestroyRequest(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	tests := []struct {
+		name       string
+		s          Socket
+		family     uint8
+		proto      uint8
+		src, dst   []byte // the 16-byte address fields
+		cookie     [2]uint32
+		wantErr    bool
+		sport, dpt uint16
+	}{
+		{
+			name: "IPv4", s: Socket{Proto: TCP, Local: ap("10.0.0.1:22"), Remote: ap("10.0.0.2:50000"), IfIndex: 3, Cookie: 0x0000000200000001},
+			family: afInet, proto: ipprotoTCP, sport: 22, dpt: 50000,
+			src:    []byte{10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+			dst:    []byte{10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+			cookie: [2]uint32{1, 2},
+		},
+		{
+			name: "IPv6", s: Socket{Proto: TCP, Local: ap("[fd00::1]:443"), Remote: ap("[fd00::2]:40000"), Cookie: 7},
+			family: afInet6, proto: ipprotoTCP, sport: 443, dpt: 40000,
+			src:    netip.MustParseAddr("fd00::1").AsSlice(),
+			dst:    netip.MustParseAddr("fd00::2").AsSlice(),
+			cookie: [2]uint32{7, 0},
+		},
+		{
+			name: "no cookie: any socket", s: Socket{Proto: UDP, Local: ap("127.0.0.1:53"), Remote: ap("127.0.0.1:4000")},
+			family: afInet, proto: ipprotoUDP, sport: 53, dpt: 4000,
+			src:    []byte{127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+			dst:    []byte{127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+			cookie: [2]uint32{diagNoCookie, diagNoCookie},
+		},
+		{
+			name: "IPv4 local, IPv6 wildcard peer: IPv4-mapped", s: Socket{Proto: UDP, Local: ap("10.0.0.1:53"), Remote: ap("[::]:0"), Cookie: 9},
+			family: afInet6, proto: ipprotoUDP, sport: 53,
+			src:    netip.MustParseAddr("::ffff:10.0.0.1").AsSlice(),
+			dst:    make([]byte, 16),
+			cookie: [2]uint32{9, 0},
+		},
+		{name: "bad protocol", s: Socket{Proto: "sctp", Local: ap("10.0.0.1:1"), Remote: ap("10.0.0.2:2")}, wantErr: true},
+		{name: "no addresses", s: Socket{Proto: TCP}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := destroyRequest(99, tt.s)
+			if tt.wantErr {
+				if !errors.Is(err, ErrInvalid) {
+					t.Fatalf("destroyRequest(%+v) = %v, want ErrInvalid", tt.s, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ne := binary.NativeEndian
+			if len(b) != 72 || ne.Uint32(b) != 72 {
+				t.Fatalf("request length = %d (header says %d), want 72", len(b), ne.Uint32(b))
+			}
+			if typ, flags, seq := ne.Uint16(b[4:]), ne.Uint16(b[6:]), ne.Uint32(b[8:]); typ != sockDestroy || flags != nlmFRequest|nlmFAck || seq != 99 {
+				t.Fatalf("header type %d flags %#x seq %d, want %d %#x 99", typ, flags, seq, sockDestroy, nlmFRequest|nlmFAck)
+			}
+			r := b[nlmsgHdrLen:]
+			if r[0] != tt.family || r[1] != tt.proto {
+				t.Fatalf("family, protocol = %d, %d, want %d, %d", r[0], r[1], tt.family, tt.proto)
+			}
+			id := r[8:]
+			if sp, dp := binary.BigEndian.Uint16(id[0:]), binary.BigEndian.Uint16(id[2:]); sp != tt.sport || dp != tt.dpt {
+				t.Fatalf("ports = %d, %d, want %d, %d", sp, dp, tt.sport, tt.dpt)
+			}
+			if !slices.Equal(id[4:20], tt.src) || !slices.Equal(id[20:36], tt.dst) {
+				t.Fatalf("addresses = % x, % x, want % x, % x", id[4:20], id[20:36], tt.src, tt.dst)
+			}
+			if ifi := ne.Uint32(id[36:]); ifi != tt.s.IfIndex {
+				t.Fatalf("ifindex = %d, want %d", ifi, tt.s.IfIndex)
+			}
+			if c := [2]uint32{ne.Uint32(id[40:]), ne.Uint32(id[44:])}; c != tt.cookie {
+				t.Fatalf("cookie = %#x, want %#x", c, tt.cookie)
+			}
+		})
+	}
+}
+
+// TestDestroyCookieRoundTrip: the cookie a dump reports is the cookie a
+// destroy request sends.
+func TestDestroyCookieRoundTrip(t *testing.T) {
+	for _, c := range []uint64{1, 0xdeadbeef, 1 << 32, 0x1122334455667788, 1<<64 - 2} {
+		d := &diagDump{seq: 1, proto: TCP}
+		if err := d.parse(diagMsg(1, 0, sock{state: tcpEstab, local: "10.0.0.1:1", peer: "10.0.0.2:2", cookie: c})); err != nil || len(d.socks) != 1 {
+			t.Fatalf("parse: %v, %d sockets", err, len(d.socks))
+		}
+		req, err := destroyRequest(1, d.socks[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// inet_diag_req_v2 and inet_diag_msg place the socket id 8 and 4
+		// bytes in.
+		body := diagMsgBody(sock{state: tcpEstab, local: "10.0.0.1:1", peer: "10.0.0.2:2", cookie: c})
+		if got, want := req[nlmsgHdrLen+8:nlmsgHdrLen+8+sockIDLen], body[4:4+sockIDLen]; !slices.Equal(got, want) {
+			t.Fatalf("cookie %#x: request id % x, dump id % x", c, got, want)
+		}
+	}
+}
+
+func TestParseAck(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []byte
+		found   bool
+		errno   syscall.Errno
+		wantErr bool
+	}{
+		{name: "empty"},
+		{name: "success", in: errMsg(7, 0), found: true},
+		{name: "gone", in: errMsg(7, -int32(syscall.ENOENT)), found: true, errno: syscall.ENOENT},
+		{name: "not allowed", in: errMsg(7, -int32(syscall.EPERM)), found: true, errno: syscall.EPERM},
+		{name: "other sequence skipped", in: errMsg(6, -int32(syscall.EPERM))},
+		{name: "other sequence, then ours", in: cat(errMsg(6, -int32(syscall.EPERM)), nlmsg(nlmsgNoop, 0, 7, nil), errMsg(7, 0)), found: true},
+		{name: "short error", in: nlmsg(nlmsgError, 0, 7, []byte{1}), wantErr: true},
+		{name: "short header", in: []byte{1, 2, 3}, wantErr: true},
+		{name: "length past buffer", in: errMsg(7, 0)[:20], wantErr: true},
+		{name: "length below header", in: withLen(errMsg(7, 0), 4), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			found, errno, err := parseAck(tt.in, 7)
+			if (err != nil) != tt.wantErr || found != tt.found || errno != tt.errno {
+				t.Fatalf("parseAck = %v, %v, %v; want %v, %v, error %v", found, errno, err, tt.found, tt.errno, tt.wantErr)
+			}
+		})
+	}
+}
+
+// FuzzParseAck: the acknowledgement parser never panics, and finds nothing
+// in a buffer it calls malformed.
+func FuzzParseAck(f *testing.F) {
+	f.Add(errMsg(1, 0))
+	f.Add(errMsg(1, -2))
+	f.Add(cat(errMsg(2, -1), errMsg(1, 0)))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		found, errno, err := parseAck(b, 1)
+		if err != nil && (found || errno != 0) {
+			t.Fatalf("parseAck = %v, %v, %v", found, errno, err)
+		}
+		if !found && errno != 0 {
+			t.Fatalf("errno %v without an acknowledgement", errno)
+		}
+	})
 }
 
 func TestListening(t *testing.T) {
@@ -345,6 +513,7 @@ func FuzzDiagParse(f *testing.F) {
 	f.Add(cat(diagMsg(1, 0, sock{state: tcpListen, local: "127.0.0.1:8080", peer: "0.0.0.0:0", inode: 1}), done(1)))
 	f.Add(cat(diagMsg(1, nlmFDumpIntr, sock{state: tcpClose, local: "[fe80::1]:53", peer: "[::]:0", ifindex: 2}), done(1)))
 	f.Add(cat(diagMsg(1, 0, sock{state: tcpListen, local: "[::]:22", peer: "[::]:0", attrs: []byte{5, 0, 1, 0, 9}}), done(1)))
+	f.Add(cat(diagMsg(1, 0, sock{state: tcpEstab, local: "[::ffff:10.0.0.1]:22", peer: "[::ffff:10.0.0.2]:5000", cookie: 0x1122334455667788}), done(1)))
 	f.Add(errMsg(1, -13))
 	f.Add(nlmsg(nlmsgNoop, 0, 1, nil))
 	f.Add([]byte{})
@@ -360,6 +529,10 @@ func FuzzDiagParse(f *testing.F) {
 			}
 			if s.Local.Addr().Is4In6() {
 				t.Fatalf("mapped address left in %+v", s)
+			}
+			// What a dump reports, a destroy request can name.
+			if req, err := destroyRequest(1, s); err != nil || len(req) != nlmsgHdrLen+diagReqLen {
+				t.Fatalf("destroyRequest(%+v) = %d bytes, %v", s, len(req), err)
 			}
 		}
 		if err == nil && d.done {
