@@ -150,7 +150,7 @@ func TestPortsCLI(t *testing.T) {
 	}
 }
 
-func startTCPEcho(t *testing.T, addr string) net.Listener {
+func startTCPEcho(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -507,7 +507,7 @@ type portPlan struct {
 	set      PortSetting
 	lan      bool // effective: the setting, or the follow-bind default
 	proxies  []proxyKey
-	err      error         // why the port is not exposed as asked
+	err      error // why the port is not exposed as asked
 }
 
 // scanPlan is the whole scan's decision.
@@ -671,7 +671,6 @@ func (m *PortManager) applyProxies(sp *scanPlan) {
 		m.log.Info("LAN listener opened", "proto", k.proto, "listen", k.listen.String(), "target", want.target.String())
 	}
 }
-
 
 // applyFirewall hands the plan's rules to the firewall.
 func (m *PortManager) applyFirewall(ctx context.Context, sp *scanPlan) error {
