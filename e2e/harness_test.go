@@ -78,6 +78,9 @@ type server struct {
 	token string
 	cmd   *exec.Cmd
 	log   *bytes.Buffer
+	// level is the server's --log-level: debug for tests, info for
+	// benchmarks, where a log line per connection would be measured too.
+	level string
 }
 
 func freePort(t testing.TB) string {
@@ -93,11 +96,17 @@ func freePort(t testing.TB) string {
 // it answers. The server is killed at the end of the test, and its distros terminated.
 func startServer(t testing.TB, data string) *server {
 	t.Helper()
+	return startServerLevel(t, data, "debug")
+}
+
+// startServerLevel is startServer with the server logging at level.
+func startServerLevel(t testing.TB, data, level string) *server {
+	t.Helper()
 	requireRoot(t)
 	if data == "" {
 		data = t.TempDir()
 	}
-	s := &server{t: t, data: data, addr: freePort(t), log: &bytes.Buffer{}}
+	s := &server{t: t, data: data, addr: freePort(t), log: &bytes.Buffer{}, level: level}
 	s.url = "http://" + s.addr
 	s.start()
 	t.Cleanup(func() {
@@ -115,7 +124,7 @@ func startServer(t testing.TB, data string) *server {
 
 func (s *server) start() {
 	s.t.Helper()
-	s.cmd = exec.Command(subsysBin, "serve", "--data", s.data, "--listen", s.addr, "--log-level", "debug")
+	s.cmd = exec.Command(subsysBin, "serve", "--data", s.data, "--listen", s.addr, "--log-level", s.level)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if agent := filepath.Join(filepath.Dir(subsysBin), "subsys-agent"); os.Getenv("SUBSYS_BIN") == "" {
 		s.cmd.Env = append(os.Environ(), "SUBSYS_AGENT="+agent)

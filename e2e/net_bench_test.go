@@ -23,21 +23,20 @@ func BenchmarkPortProxyIperf3(b *testing.B) {
 			b.Skipf("needs %s: %v", tool, err)
 		}
 	}
-	s := startServer(b, "")
+	s := startServerLevel(b, "", "info")
 	ps := freePorts(b, 3)
 	sport, rulePort, socatPort := ps[0], ps[1], ps[2]
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	srv := exec.CommandContext(ctx, "iperf3", "-s", "-B", "127.0.0.1", "-p", strconv.Itoa(int(sport)))
 	if err := srv.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Wait()
+	defer func() { cancel(); srv.Wait() }()
 	socat := exec.CommandContext(ctx, "socat", fmt.Sprintf("TCP-LISTEN:%d,fork,reuseaddr,bind=127.0.0.1", socatPort), fmt.Sprintf("TCP:127.0.0.1:%d", sport))
 	if err := socat.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer socat.Wait()
+	defer func() { cancel(); socat.Wait() }()
 	if st, raw := s.api("POST", "/portproxy", map[string]any{"listen_address": "127.0.0.1", "listen_port": rulePort, "connect_port": sport}, nil); st != 201 {
 		b.Fatalf("POST /portproxy: %d %s", st, raw)
 	}
@@ -83,7 +82,7 @@ func BenchmarkPortProxyIperf3(b *testing.B) {
 // each way, close) through a portproxy rule vs directly to the same echo server,
 // same run (issue 4; goal ≥ 0.5× direct).
 func BenchmarkPortProxyConnect(b *testing.B) {
-	s := startServer(b, "")
+	s := startServerLevel(b, "", "info")
 	ps := freePorts(b, 2)
 	echoPort, rulePort := ps[0], ps[1]
 	startTCPEcho(b, fmt.Sprintf("127.0.0.1:%d", echoPort))
