@@ -1,7 +1,3 @@
-// Package lantest makes a LAN test host for tests: a network namespace joined to
-// this host by a veth pair, with IPv4 and IPv6 addresses on both sides, from
-// which a test can connect to the host as another machine on the LAN would. It
-// needs root and ip(8); New skips the test without them. Only tests import it.
 package lantest
 
 import (
