@@ -2,18 +2,16 @@ package netmgr
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/subsys-dev/subsys/internal/lantest"
 )
 
 // requireRoot skips t unless it runs as root with ip(8): the LAN tests create
@@ -28,15 +26,6 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// lanHost is a LAN test host: a network namespace joined to the host by a veth
-// pair, with an IPv4 and an IPv6 address on each side.
-type lanHost struct {
-	ns                 string
-	host4, peer4       netip.Addr // host side, namespace side
-	host6, peer6       netip.Addr
-	hostIf, peerIfName string
-}
-
 func run(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
@@ -44,115 +33,36 @@ func run(t *testing.T, args ...string) {
 	}
 }
 
-// newLANHost creates the namespace and the veth pair; t.Cleanup removes them.
+// lanHost is the LAN test host of internal/lantest with the short names these
+// tests use.
+type lanHost struct {
+	*lantest.Host
+	host4, peer4, host6, peer6 netip.Addr
+	hostIf                     string
+}
+
+// newLANHost creates the LAN test host; t.Cleanup removes it.
 func newLANHost(t *testing.T) *lanHost {
 	t.Helper()
 	requireRoot(t)
-	id := os.Getpid() % 100000
-	// A /24 in 10.213.0.0/16 that no route uses yet.
-	routes, _ := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
-	sub := -1
-	for i := range 250 {
-		n := (id + i) % 250
-		if !strings.Contains(string(routes), fmt.Sprintf("10.213.%d.", n)) {
-			sub = n
-			break
-		}
-	}
-	if sub < 0 {
-		t.Skip("no free 10.213.x.0/24 for the LAN test host")
-	}
-	h := &lanHost{
-		ns:         fmt.Sprintf("subsys-lan-%d", id),
-		host4:      netip.MustParseAddr(fmt.Sprintf("10.213.%d.1", sub)),
-		peer4:      netip.MustParseAddr(fmt.Sprintf("10.213.%d.2", sub)),
-		host6:      netip.MustParseAddr(fmt.Sprintf("fd5b:5b5:%x::1", sub)),
-		peer6:      netip.MustParseAddr(fmt.Sprintf("fd5b:5b5:%x::2", sub)),
-		hostIf:     fmt.Sprintf("sslh%d", id),
-		peerIfName: fmt.Sprintf("ssln%d", id),
-	}
-	run(t, "ip", "netns", "add", h.ns)
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "link", "del", h.hostIf).Run()
-		_ = exec.Command("ip", "netns", "del", h.ns).Run()
-	})
-	run(t, "ip", "link", "add", h.hostIf, "type", "veth", "peer", "name", h.peerIfName)
-	run(t, "ip", "link", "set", h.peerIfName, "netns", h.ns)
-	run(t, "ip", "addr", "add", h.host4.String()+"/24", "dev", h.hostIf)
-	run(t, "ip", "-6", "addr", "add", h.host6.String()+"/64", "dev", h.hostIf, "nodad")
-	run(t, "ip", "link", "set", h.hostIf, "up")
-	run(t, "ip", "-n", h.ns, "addr", "add", h.peer4.String()+"/24", "dev", h.peerIfName)
-	run(t, "ip", "-n", h.ns, "-6", "addr", "add", h.peer6.String()+"/64", "dev", h.peerIfName, "nodad")
-	run(t, "ip", "-n", h.ns, "link", "set", h.peerIfName, "up")
-	run(t, "ip", "-n", h.ns, "link", "set", "lo", "up")
-	return h
+	h := lantest.New(t)
+	return &lanHost{Host: h, host4: h.Host4, peer4: h.Peer4, host6: h.Host6, peer6: h.Peer6, hostIf: h.HostIf}
 }
 
-// in runs fn on an OS thread that has joined the namespace: sockets fn creates
-// belong to the LAN test host and keep working after fn returns.
-func (h *lanHost) in(t *testing.T, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := os.Open("/run/netns/" + h.ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		t.Fatal("setns:", err)
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// Leave the thread locked: it dies with this goroutine instead of
-			// running other goroutines in the wrong namespace.
-			t.Fatal("setns back:", err)
-		}
-		runtime.UnlockOSThread()
-	}()
-	fn()
-}
+// in runs fn in the LAN test host's network namespace.
+func (h *lanHost) in(t *testing.T, fn func()) { h.In(t, fn) }
 
 // dial connects from the LAN test host.
 func (h *lanHost) dial(t *testing.T, network string, ap netip.AddrPort) (net.Conn, error) {
 	t.Helper()
-	var c net.Conn
-	var err error
-	h.in(t, func() {
-		d := net.Dialer{Timeout: 2 * time.Second}
-		c, err = d.Dial(network, ap.String())
-	})
-	return c, err
+	return h.Dial(t, network, ap, 2*time.Second)
 }
 
 // ping sends a line to an echo server at ap from the LAN test host and reads it
 // back.
 func (h *lanHost) ping(t *testing.T, network string, ap netip.AddrPort) error {
 	t.Helper()
-	c, err := h.dial(t, network, ap)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("ping")); err != nil {
-		return err
-	}
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
-	}
-	if string(buf) != "ping" {
-		return fmt.Errorf("echo %q", buf)
-	}
-	return nil
+	return h.Ping(t, network, ap, 2*time.Second)
 }
 
 // TestLAN: a service bound to 127.0.0.1 is out of the LAN test host's reach
