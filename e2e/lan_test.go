@@ -290,6 +290,25 @@ func TestLANExposure(t *testing.T) {
 	reach("udp", lan4(pUDP))
 	s.expose("lan", "tcp", pAll, map[string]any{"lan": false})
 	noReach("tcp", lan4(pAll))
+
+	// v1_lan_default = follow-bind: an unconfigured port bound to every
+	// address is on the LAN, as in WSL 1; one configured off stays off.
+	pNew := freePorts(t, 1)[0]
+	s.sh("lan", fmt.Sprintf("echod -tcp 0.0.0.0:%d </dev/null >/dev/null 2>&1 &", pNew))
+	waitFor(t, 3*time.Second, "the new port", func() bool { _, ok := s.port("lan", "tcp", pNew); return ok })
+	noReach("tcp", lan4(pNew))
+	if st, raw := s.api("PUT", "/settings", map[string]any{"v1_lan_default": "follow-bind"}, nil); st != 200 {
+		t.Fatalf("PUT settings: %d %s", st, raw)
+	}
+	waitFor(t, 3*time.Second, "follow-bind applied", func() bool { p, _ := s.port("lan", "tcp", pNew); return p.State == "lan" && p.LAN })
+	reach("tcp", lan4(pNew))
+	noReach("tcp", lan4(pAll))
+	if st, _ := s.api("PUT", "/settings", map[string]any{"v1_lan_default": "sometimes"}, nil); st != 400 {
+		t.Errorf("PUT v1_lan_default=sometimes: %d, want 400", st)
+	}
+	s.api("PUT", "/settings", map[string]any{"v1_lan_default": "off"}, nil)
+	waitFor(t, 3*time.Second, "off applied", func() bool { p, _ := s.port("lan", "tcp", pNew); return p.State == "local" })
+	noReach("tcp", lan4(pNew))
 }
 
 // openEcho opens a connection from the LAN test host and checks that it echoes.

@@ -445,8 +445,15 @@ func (m *PortManager) scan(ctx context.Context) {
 	plan := m.plan(listeners, hostAddrs, followBind)
 	m.applyProxies(plan)
 	fwErr := m.applyFirewall(ctx, plan)
-	m.cutConnections(ctx, plan, hostAddrs)
-	m.report(ctx, plan, running, fwErr)
+	var conns []Socket
+	if hasTCP(plan) {
+		// One dump serves both the cut and the connection counts.
+		if conns, err = Connections(ctx); err != nil {
+			m.log.Warn("list connections", "err", err)
+		}
+	}
+	m.cutConnections(ctx, plan, hostAddrs, conns)
+	m.report(ctx, plan, running, fwErr, conns)
 }
 
 // discover lists the listening sockets of the host and keeps those held by
@@ -689,7 +696,7 @@ func (m *PortManager) applyFirewall(ctx context.Context, sp *scanPlan) error {
 // off, from outside the allowlist, or to another address than lan_address.
 // Enforcing on every scan, not only on a toggle, also cuts a connection that
 // slipped in before the port was first seen.
-func (m *PortManager) cutConnections(ctx context.Context, sp *scanPlan, hostAddrs []netip.Addr) {
+func (m *PortManager) cutConnections(ctx context.Context, sp *scanPlan, hostAddrs []netip.Addr, conns []Socket) {
 	if m.cfg.Firewall == nil {
 		return
 	}
@@ -700,11 +707,6 @@ func (m *PortManager) cutConnections(ctx context.Context, sp *scanPlan, hostAddr
 		}
 	}
 	if len(rules) == 0 {
-		return
-	}
-	conns, err := Connections(ctx)
-	if err != nil {
-		m.log.Warn("list connections", "err", err)
 		return
 	}
 	local := map[netip.Addr]bool{}
@@ -761,17 +763,13 @@ func (r FirewallRule) admits(src, dst netip.Addr) bool {
 
 // report turns the plan into Ports with states and counters, stores them for
 // Ports, and publishes a PortsEvent for each distro whose ports changed.
-func (m *PortManager) report(ctx context.Context, sp *scanPlan, running map[string]Distro, fwErr error) {
+func (m *PortManager) report(ctx context.Context, sp *scanPlan, running map[string]Distro, fwErr error, conns []Socket) {
 	var counters map[PortKey]PortCounter
-	if fwErr == nil {
+	if fwErr == nil && len(sp.rules) > 0 {
 		var err error
 		if counters, err = m.cfg.Firewall.Counters(ctx); err != nil {
 			m.log.Warn("read firewall counters", "err", err)
 		}
-	}
-	var conns []Socket
-	if hasTCP(sp) {
-		conns, _ = Connections(ctx)
 	}
 	byDistro := map[string][]Port{}
 	for _, pp := range sp.ports {

@@ -37,6 +37,7 @@ export interface Settings {
   default_user: string;
   scrollback_bytes: number;
   session_timeout_s: number;
+  v1_lan_default: 'off' | 'follow-bind';
 }
 
 export interface TerminalInfo {

@@ -9,7 +9,7 @@ const MiB = 1 << 20;
 
 export function SettingsPage() {
   const [saved, setSaved] = useState<Settings | null>(null);
-  const [form, setForm] = useState<{ default_version: number; default_user: string; scrollback_mib: string; session_timeout_s: string } | null>(null);
+  const [form, setForm] = useState<{ default_version: number; default_user: string; scrollback_mib: string; session_timeout_s: string; v1_lan_default: Settings['v1_lan_default'] } | null>(null);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
 
@@ -20,6 +20,7 @@ export function SettingsPage() {
       default_user: s.default_user,
       scrollback_mib: String(+(s.scrollback_bytes / MiB).toFixed(2)),
       session_timeout_s: String(s.session_timeout_s),
+      v1_lan_default: s.v1_lan_default ?? 'off',
     });
   };
 
@@ -49,6 +50,7 @@ export function SettingsPage() {
   if (form.default_user.trim() !== saved.default_user) changes.default_user = form.default_user.trim();
   if (!problems.scrollback && scrollback !== saved.scrollback_bytes) changes.scrollback_bytes = scrollback;
   if (!problems.timeout && timeout !== saved.session_timeout_s) changes.session_timeout_s = timeout;
+  if (form.v1_lan_default !== saved.v1_lan_default) changes.v1_lan_default = form.v1_lan_default;
   const dirty = Object.keys(changes).length > 0;
 
   const submit = async (e: Event) => {
@@ -108,6 +110,26 @@ export function SettingsPage() {
             {problems.timeout ?? `A terminal nobody is attached to is ended after ${duration(isFinite(timeout) ? timeout : 0)}; until then a reload or another window can reattach.`}
           </span>
         </label>
+
+        <fieldset class="field">
+          <legend class="field-label">LAN access for version 1 ports</legend>
+          <div class="segmented">
+            {([
+              ['off', 'Only when turned on'],
+              ['follow-bind', 'Follow the bind address (WSL 1)'],
+            ] as const).map(([v, label]) => (
+              <label key={v}>
+                <input type="radio" name="v1_lan_default" checked={form.v1_lan_default === v} onChange={() => setForm({ ...form, v1_lan_default: v })} />
+                <span>{label}</span>
+              </label>
+            ))}
+          </div>
+          <span class="field-hint muted">
+            {form.v1_lan_default === 'off'
+              ? 'A port reaches other computers only after its LAN toggle is on, even when the program listens on every address.'
+              : 'As in WSL 1: a program listening on every address is reachable from your network unless its LAN toggle is off.'}
+          </span>
+        </fieldset>
 
         <ErrorBox error={error} />
         <div class="form-actions">
