@@ -238,6 +238,9 @@ func (m *Manager) Add(ctx context.Context, r Rule) (RuleStatus, error) {
 	}
 	p, err := m.start(r)
 	if err != nil {
+		if errors.Is(err, ErrPortInUse) {
+			return RuleStatus{}, err // it names the protocol, address and holder already
+		}
 		return RuleStatus{}, fmt.Errorf("portproxy %s %s: %w", r.Proto, r.Listen(), err)
 	}
 	if m.cfg.Store != nil {
