@@ -227,7 +227,11 @@ func Discover(ctx context.Context, opt DiscoverOptions) ([]Listener, error) {
 			want[s.Inode] = true
 		}
 	}
-	owners, err := socketOwners(ctx, want, opt.PIDNamespace)
+	var keep func(string) bool
+	if opt.PIDNamespace != "" {
+		keep = func(ns string) bool { return ns == opt.PIDNamespace }
+	}
+	owners, err := socketOwners(ctx, want, keep)
 	if err != nil {
 		return nil, err
 	}
@@ -261,12 +265,15 @@ func PIDNamespace(pid int) (string, error) {
 type owner struct {
 	pid  int
 	comm string
+	// pidns is the process's PID namespace, read only when socketOwners
+	// filters by it.
+	pidns string
 }
 
 // socketOwners maps the inodes in want to the lowest PID that has them open,
-// looking only at processes of PID namespace pidns when it is not empty.
-// Processes that exit or cannot be read during the scan are skipped.
-func socketOwners(ctx context.Context, want map[uint64]bool, pidns string) (map[uint64]owner, error) {
+// looking only at processes whose PID namespace keepNS accepts when it is not
+// nil. Processes that exit or cannot be read during the scan are skipped.
+func socketOwners(ctx context.Context, want map[uint64]bool, keepNS func(pidns string) bool) (map[uint64]owner, error) {
 	owners := make(map[uint64]owner)
 	if len(want) == 0 {
 		return owners, nil
@@ -284,8 +291,9 @@ func socketOwners(ctx context.Context, want map[uint64]bool, pidns string) (map[
 			continue
 		}
 		dir := "/proc/" + e.Name()
-		if pidns != "" {
-			if ns, err := os.Readlink(dir + "/ns/pid"); err != nil || ns != pidns {
+		var pidns string
+		if keepNS != nil {
+			if pidns, err = os.Readlink(dir + "/ns/pid"); err != nil || !keepNS(pidns) {
 				continue
 			}
 		}
@@ -313,7 +321,7 @@ func socketOwners(ctx context.Context, want map[uint64]bool, pidns string) (map[
 				}
 				comm = parseComm(b)
 			}
-			owners[inode] = owner{pid, comm}
+			owners[inode] = owner{pid, comm, pidns}
 		}
 	}
 	return owners, nil
