@@ -202,6 +202,20 @@ func TestLANExposure(t *testing.T) {
 	hostReach("tcp", lo(pAll))
 	hostReach("tcp", lan4(pAll))
 
+	// LAN on while another program of this host holds the port on the IPv6
+	// LAN address: state conflict, naming it; IPv4 works meanwhile, and IPv6
+	// once the holder is gone.
+	blocker, err := net.Listen("tcp", lan6(pLo).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.expose("lan", "tcp", pLo, map[string]any{"lan": true}); got.State != "conflict" || !strings.Contains(got.Error, "e2e.test") {
+		t.Errorf("LAN on with [%s]:%d taken: %+v, want state conflict naming e2e.test", h.Host6, pLo, got)
+	}
+	reach("tcp", lan4(pLo))
+	blocker.Close()
+	waitFor(t, 8*time.Second, "the conflict to clear", func() bool { p, _ := s.port("lan", "tcp", pLo); return p.State == "lan" })
+
 	// LAN on.
 	for _, p := range []struct {
 		proto string

@@ -47,7 +47,7 @@ const DefaultScanInterval = 500 * time.Millisecond
 
 // conflictRetry is how long a LAN listener that could not bind waits before it
 // is tried again.
-const conflictRetry = 5 * time.Second
+const conflictRetry = 2 * time.Second
 
 // Distro is a running distro whose ports the PortManager watches.
 type Distro struct {
