@@ -6,8 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -49,8 +54,11 @@ func BenchmarkPortProxyIperf3(b *testing.B) {
 		port uint16
 	}{{"direct", sport}, {"rule", rulePort}, {"socat", socatPort}}
 	gbps := map[string][]float64{}
+	busy := map[string]float64{}  // CPU seconds of the whole machine
+	moved := map[string]float64{} // gigabits
 	for range rounds {
 		for _, r := range runs {
+			cpu0 := cpuBusySeconds(b)
 			out, err := exec.Command("iperf3", "-c", "127.0.0.1", "-p", strconv.Itoa(int(r.port)), "-t", strconv.Itoa(seconds), "-J").Output()
 			if err != nil {
 				b.Fatalf("iperf3 %s: %v\n%s", r.name, err, out)
@@ -65,8 +73,16 @@ func BenchmarkPortProxyIperf3(b *testing.B) {
 			if err := json.Unmarshal(out, &res); err != nil {
 				b.Fatalf("iperf3 %s output: %v", r.name, err)
 			}
+			busy[r.name] += cpuBusySeconds(b) - cpu0
+			moved[r.name] += res.End.SumReceived.BitsPerSecond / 1e9 * seconds
 			gbps[r.name] = append(gbps[r.name], res.End.SumReceived.BitsPerSecond/1e9)
 		}
+	}
+	for _, r := range runs {
+		// What a gigabit costs the machine: with every core busy, throughput
+		// is the cores divided by it.
+		b.Logf("%s: %.3f CPU-seconds per gigabit (machine busy %.0f%% of %d cores)", r.name, busy[r.name]/moved[r.name],
+			100*busy[r.name]/float64(rounds*seconds*runtime.NumCPU()), runtime.NumCPU())
 	}
 	d, r, so := medianF(gbps["direct"]), medianF(gbps["rule"]), medianF(gbps["socat"])
 	b.ReportMetric(d, "direct_Gbit/s")
@@ -90,36 +106,73 @@ func BenchmarkPortProxyConnect(b *testing.B) {
 		b.Fatalf("POST /portproxy: %d %s", st, raw)
 	}
 	const rounds, window = 5, time.Second
+	clients := 1
+	if v, err := strconv.Atoi(os.Getenv("SUBSYS_BENCH_CLIENTS")); err == nil && v > 0 {
+		clients = v
+	}
 	rate := map[string][]float64{}
+	cpu, conns := map[string]float64{}, map[string]float64{}
 	for range rounds {
 		for _, r := range []struct {
 			name string
 			port uint16
 		}{{"direct", echoPort}, {"rule", rulePort}} {
 			addr := fmt.Sprintf("127.0.0.1:%d", r.port)
-			n := 0
+			var n atomic.Int64
+			cpu0 := cpuBusySeconds(b)
 			start := time.Now()
-			one := make([]byte, 1)
-			for time.Since(start) < window {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					b.Fatalf("%s: %v", r.name, err)
-				}
-				c.Write(one)
-				if _, err := io.ReadFull(c, one); err != nil {
-					b.Fatalf("%s echo: %v", r.name, err)
-				}
-				c.Close()
-				n++
+			var wg sync.WaitGroup
+			for range clients {
+				wg.Go(func() {
+					one := make([]byte, 1)
+					for time.Since(start) < window {
+						c, err := net.Dial("tcp", addr)
+						if err != nil {
+							b.Errorf("%s: %v", r.name, err)
+							return
+						}
+						c.Write(one)
+						if _, err := io.ReadFull(c, one); err != nil {
+							b.Errorf("%s echo: %v", r.name, err)
+						}
+						c.Close()
+						n.Add(1)
+					}
+				})
 			}
-			rate[r.name] = append(rate[r.name], float64(n)/time.Since(start).Seconds())
+			wg.Wait()
+			rate[r.name] = append(rate[r.name], float64(n.Load())/time.Since(start).Seconds())
+			cpu[r.name] += cpuBusySeconds(b) - cpu0
+			conns[r.name] += float64(n.Load())
 		}
+	}
+	for _, name := range []string{"direct", "rule"} {
+		b.Logf("%s: %.0f µs of CPU per connection (machine busy %.0f%% of %d cores, %d clients)", name, 1e6*cpu[name]/conns[name],
+			100*cpu[name]/(rounds*window.Seconds()*float64(runtime.NumCPU())), runtime.NumCPU(), clients)
 	}
 	d, r := medianF(rate["direct"]), medianF(rate["rule"])
 	b.ReportMetric(d, "direct_conns/s")
 	b.ReportMetric(r, "rule_conns/s")
 	b.ReportMetric(r/d, "rule/direct")
 	b.Logf("new connections per second, medians of %d×%v: direct %.0f, portproxy rule %.0f; rule/direct %.2f (goal ≥ 0.5)", rounds, window, d, r, r/d)
+}
+
+// cpuBusySeconds is the CPU time the whole machine has spent not idle, from
+// /proc/stat.
+func cpuBusySeconds(b *testing.B) float64 {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(strings.SplitN(string(raw), "\n", 2)[0])[1:]
+	var busy float64
+	for i, v := range f {
+		n, _ := strconv.ParseFloat(v, 64)
+		if i != 3 && i != 4 && i < 8 { // idle, iowait; guest time is in user already
+			busy += n
+		}
+	}
+	return busy / 100 // USER_HZ
 }
 
 func waitTCP(b *testing.B, port uint16) {
