@@ -8,6 +8,11 @@
 # seccomp and AppArmor profiles relaxed (they refuse mount and pivot_root). --privileged
 # is the simple way to get all of it. /mnt/host in a distro is then the container's
 # root; add -v /:/host:rslave and SUBSYS_HOST_ROOT later if the real host is wanted.
+#
+# Ports: a distro's ports are the container's. For them to be the host's (and for
+# the network manager's LAN toggles, firewall table and portproxy rules to act on the
+# host's network), run with --network=host; --privileged already grants the
+# CAP_NET_ADMIN that the nftables table and SOCK_DESTROY need.
 
 FROM node:20-bookworm AS web
 WORKDIR /src/web
