@@ -153,9 +153,14 @@ func (s *server) kill9() {
 
 // restart stops the server with SIGTERM and starts it again on the same data.
 func (s *server) restart() {
+	s.stop()
+	s.start()
+}
+
+// stop stops the server with SIGTERM and waits until it has exited.
+func (s *server) stop() {
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	s.cmd.Wait()
-	s.start()
 }
 
 // api sends a JSON request (body may be nil, a []byte sent raw, or a value sent as

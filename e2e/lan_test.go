@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/subsys-dev/subsys/internal/lantest"
 )
 
@@ -323,6 +325,39 @@ func TestLANExposure(t *testing.T) {
 	s.api("PUT", "/settings", map[string]any{"v1_lan_default": "off"}, nil)
 	waitFor(t, 3*time.Second, "off applied", func() bool { p, _ := s.port("lan", "tcp", pNew); return p.State == "local" })
 	noReach("tcp", lan4(pNew))
+
+	// A server that stops while the distro runs leaves its drop rules; one
+	// that stops with no distro running leaves nothing behind.
+	s.stop()
+	if !hasNFTable(t, "subsys") {
+		t.Error("the firewall table went with the server while the distro still runs: LAN-off ports would be open")
+	}
+	noReach("tcp", lan4(pAll))
+	s.start()
+	s.api("POST", "/distros/lan/terminate", nil, nil)
+	s.stop()
+	if hasNFTable(t, "subsys") {
+		t.Error("the firewall table outlived the server and every distro")
+	}
+}
+
+// hasNFTable reports whether an nftables table of family inet has that name.
+func hasNFTable(t *testing.T, name string) bool {
+	t.Helper()
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tables {
+		if tb.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // openEcho opens a connection from the LAN test host and checks that it echoes.

@@ -214,13 +214,14 @@ func NewPortManager(cfg PortsConfig) *PortManager {
 
 // Run loads the stored settings and scans every Interval, and whenever Set or
 // Rescan asks, until ctx ends. Then it closes the LAN proxies (cutting their
-// connections) and returns. The firewall's rules stay, so that ports with LAN
-// off stay off while no server runs; the next Run replaces them.
+// connections) and returns. The firewall's rules for ports that distros still
+// hold stay, so that ports with LAN off stay off while no server runs (the next
+// Run replaces them); when no distro holds a port, the table is deleted.
 func (m *PortManager) Run(ctx context.Context) error {
 	if err := m.load(ctx); err != nil {
 		return err
 	}
-	defer m.closeProxies()
+	defer m.finish(ctx)
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -416,13 +417,55 @@ func ParsePrefixes(list []string) ([]netip.Prefix, error) {
 // scan is one pass: discover, decide, apply, publish. Errors are logged; the
 // next pass tries again.
 func (m *PortManager) scan(ctx context.Context) {
+	plan, running, hostAddrs, ok := m.look(ctx)
+	if !ok {
+		return
+	}
+	m.applyProxies(plan)
+	fwErr := m.applyFirewall(ctx, plan)
+	var conns []Socket
+	if hasTCP(plan) {
+		// One dump serves both the cut and the connection counts.
+		var err error
+		if conns, err = Connections(ctx); err != nil {
+			m.log.Warn("list connections", "err", err)
+		}
+	}
+	m.cutConnections(ctx, plan, hostAddrs, conns)
+	m.report(ctx, plan, running, fwErr, conns)
+}
+
+// finish runs when Run ends: it closes the LAN listeners, and leaves firewall
+// rules only for the ports that running distros still hold.
+func (m *PortManager) finish(ctx context.Context) {
+	m.closeProxies()
+	if m.cfg.Firewall == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	plan, _, _, ok := m.look(ctx)
+	switch {
+	case !ok: // keep the rules as they are: LAN-off must stay off
+	case len(plan.rules) == 0:
+		if err := m.cfg.Firewall.Close(); err != nil {
+			m.log.Warn("delete firewall table", "err", err)
+		}
+	default:
+		_ = m.applyFirewall(ctx, plan)
+	}
+}
+
+// look finds the running distros and their listening ports, and plans how to
+// expose each. ok is false (and the reason logged) when that could not be found.
+func (m *PortManager) look(ctx context.Context) (plan *scanPlan, running map[string]Distro, hostAddrs []netip.Addr, ok bool) {
 	distros, err := m.cfg.Distros(ctx)
 	if err != nil {
 		m.log.Warn("list running distros", "err", err)
-		return
+		return nil, nil, nil, false
 	}
 	byNS := map[string]Distro{}
-	running := map[string]Distro{}
+	running = map[string]Distro{}
 	for _, d := range distros {
 		running[d.ID] = d
 		if d.PIDNamespace != "" {
@@ -434,26 +477,15 @@ func (m *PortManager) scan(ctx context.Context) {
 		listeners, err = m.discover(ctx, byNS)
 		if err != nil {
 			m.log.Warn("discover distro ports", "err", err)
-			return
+			return nil, nil, nil, false
 		}
 	}
-	hostAddrs, err := m.cfg.HostAddresses()
+	hostAddrs, err = m.cfg.HostAddresses()
 	if err != nil {
 		m.log.Warn("list host addresses", "err", err)
 	}
 	followBind := m.cfg.LANDefault != nil && m.cfg.LANDefault(ctx) == LANDefaultFollowBind
-	plan := m.plan(listeners, hostAddrs, followBind)
-	m.applyProxies(plan)
-	fwErr := m.applyFirewall(ctx, plan)
-	var conns []Socket
-	if hasTCP(plan) {
-		// One dump serves both the cut and the connection counts.
-		if conns, err = Connections(ctx); err != nil {
-			m.log.Warn("list connections", "err", err)
-		}
-	}
-	m.cutConnections(ctx, plan, hostAddrs, conns)
-	m.report(ctx, plan, running, fwErr, conns)
+	return m.plan(listeners, hostAddrs, followBind), running, hostAddrs, true
 }
 
 // discover lists the listening sockets of the host and keeps those held by
