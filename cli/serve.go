@@ -160,10 +160,11 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return err
 	}
+	v1 := ns.New(ns.Config{AgentPath: agentPath, RunDir: runDir, Cgroup: "subsys", Logger: log})
 	mgr, err := vmm.New(ctx, vmm.Config{
 		Store:    db,
 		DataDir:  dataDir,
-		Backends: map[int]vmm.Backend{1: ns.New(ns.Config{AgentPath: agentPath, RunDir: runDir, Logger: log})},
+		Backends: map[int]vmm.Backend{1: v1},
 		Logger:   log,
 	})
 	if err != nil {
@@ -171,7 +172,7 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	}
 	defer mgr.Close()
 	netCtx, stopNet := context.WithCancel(ctx)
-	ports, portProxy, netDone := startNetwork(netCtx, db, mgr, log)
+	ports, portProxy, netDone := startNetwork(netCtx, db, mgr, v1, log)
 	defer func() { stopNet(); netDone() }()
 	srv := server.New(server.Config{Manager: mgr, Ports: ports, PortProxy: portProxy, Token: token, AllowedHosts: o.allowedHosts, Version: b.Version, Logger: log})
 	ln, err := net.Listen("tcp", o.listen)
@@ -214,11 +215,14 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 // startNetwork starts the network manager: the port manager that exposes distro
 // ports (with the nftables firewall when this process may use it) and the
 // portproxy rules. Both run until ctx ends; wait returns when they have stopped.
-func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, log *slog.Logger) (*netmgr.PortManager, *netmgr.Manager, func()) {
+func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Backend, log *slog.Logger) (*netmgr.PortManager, *netmgr.Manager, func()) {
 	fw, err := netmgr.OpenFirewall(ctx, log)
 	if err != nil {
 		log.Warn("no firewall: version 1 ports bound to every address reach the LAN whatever their setting", "err", err)
 		fw = nil
+	} else if id, level, ok := v1.DistroCgroup(); ok {
+		// LAN packets to a distro's port no scan has seen yet are dropped too.
+		fw.SetDistroCgroup(id, level)
 	}
 	dbs := netmgr.DBStore{DB: db}
 	ports := netmgr.NewPortManager(netmgr.PortsConfig{

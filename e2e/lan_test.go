@@ -172,6 +172,24 @@ func TestLANExposure(t *testing.T) {
 		}
 	}
 
+	// The distro's processes live in a cgroup of their own, which the firewall
+	// matches: a port opened after the last scan is off the LAN from its first
+	// packet, not only from the next scan.
+	var d distro
+	s.api("GET", "/distros/lan", nil, &d)
+	if p, _ := s.port("lan", "tcp", pLo); p.PID != 0 {
+		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.PID))
+		if !strings.Contains(string(raw), "0::/subsys/"+d.ID+"\n") {
+			t.Errorf("echod's cgroups: %q, want 0::/subsys/%s", raw, d.ID)
+		}
+	}
+	for i, p := range freePorts(t, 3) {
+		s.sh("lan", fmt.Sprintf("echod -tcp 0.0.0.0:%d </dev/null >/dev/null 2>&1 & sleep 0.02", p))
+		if err := h.Ping(t, "tcp", netip.AddrPortFrom(h.Host4, p), unreachTimeout); err == nil {
+			t.Errorf("try %d: a port opened a moment ago was reachable from the LAN before a scan saw it", i)
+		}
+	}
+
 	lo := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p) }
 	lan4 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host4, p) }
 	lan6 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host6, p) }

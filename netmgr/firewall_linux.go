@@ -2,6 +2,7 @@ package netmgr
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,14 @@ import (
 //			drop
 //		}
 //	}
+//
+// With SetDistroCgroup, each counting rule of the input chain ends in
+// "accept", and the chain ends in
+//
+//	iifname != "lo" socket cgroupv2 level 1 "subsys" drop
+//
+// so that a packet from the LAN to a port that a distro opened after the last
+// Apply — one no rule names yet — is dropped too.
 //
 // A rule's filtering lives in a regular chain of its own that the input chain
 // jumps to for non-loopback packets of the rule's port (and family): it ends
@@ -94,6 +103,16 @@ type Firewall struct {
 	counters map[PortKey]bool
 	// batches counts the netlink batches sent, for tests.
 	batches int
+	// distros, when set, is the cgroup (v2) that holds every distro's
+	// processes: non-loopback packets to a socket of it are dropped unless a
+	// rule of the packet's port let them through first (SetDistroCgroup).
+	distros *cgroupMatch
+}
+
+// cgroupMatch names a cgroup as nftables' "socket cgroupv2 level" matches it.
+type cgroupMatch struct {
+	id    uint64
+	level uint32
 }
 
 // OpenFirewall creates the table (or resets it, if a previous run left it)
@@ -256,11 +275,24 @@ func (f *Firewall) apply(ctx context.Context, rules []FirewallRule) error {
 			onLo = matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpEq, "lo")
 			outLo = matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpEq, "lo")
 		}
+		var verdict []expr.Any
+		if f.distros != nil {
+			// Let the port's packets that the rule passed skip the
+			// distro cgroup's drop below.
+			verdict = []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
+		}
 		c.AddRule(&nftables.Rule{Table: f.table, Chain: f.input, Exprs: slices.Concat(
-			onLo, match, matchPort(2, r.Port), countInto(counterName(key, "in")),
+			onLo, match, matchPort(2, r.Port), countInto(counterName(key, "in")), verdict,
 		)})
 		c.AddRule(&nftables.Rule{Table: f.table, Chain: f.output, Exprs: slices.Concat(
 			outLo, match, matchPort(0, r.Port), countInto(counterName(key, "out")),
+		)})
+	}
+	if f.distros != nil {
+		c.AddRule(&nftables.Rule{Table: f.table, Chain: f.input, Exprs: slices.Concat(
+			matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, "lo"),
+			matchCgroup(*f.distros),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
 		)})
 	}
 	if err := c.Flush(); err != nil {
@@ -269,6 +301,18 @@ func (f *Firewall) apply(ctx context.Context, rules []FirewallRule) error {
 	f.batches++
 	f.chains, f.counters = chains, counters
 	return nil
+}
+
+// SetDistroCgroup makes the firewall drop every non-loopback packet to a
+// socket held by a process of the cgroup (v2) with that id, at that depth of
+// the hierarchy (1 for a child of the root), unless the packet's port has a
+// rule that lets it through: a port a distro opens is off the LAN from its
+// first packet, before any scan has seen it. The next Apply installs it.
+func (f *Firewall) SetDistroCgroup(id uint64, level uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.distros = &cgroupMatch{id: id, level: level}
+	f.applied = false
 }
 
 // Counters reads the byte counters of every port in the current rules.
@@ -590,6 +634,18 @@ func addrField(src bool, a netip.Addr) (uint32, []byte) {
 }
 
 // countInto adds the packet to the named counter object.
+// matchCgroup matches packets whose socket (a listener or an established
+// socket; the lookup nf_tables does on input) belongs to cgroup m or a cgroup
+// below it.
+func matchCgroup(m cgroupMatch) []expr.Any {
+	id := make([]byte, 8)
+	binary.NativeEndian.PutUint64(id, m.id)
+	return []expr.Any{
+		&expr.Socket{Key: expr.SocketKeyCgroupv2, Level: m.level, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: id},
+	}
+}
+
 func countInto(name string) []expr.Any {
 	return []expr.Any{&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: name}}
 }

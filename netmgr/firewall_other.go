@@ -28,6 +28,9 @@ func (f *Firewall) Counters(ctx context.Context) (map[PortKey]PortCounter, error
 	return nil, ErrFirewallUnavailable
 }
 
+// SetDistroCgroup does nothing.
+func (f *Firewall) SetDistroCgroup(id uint64, level uint32) {}
+
 // Close does nothing.
 func (f *Firewall) Close() error { return nil }
 

@@ -15,6 +15,12 @@ type Config struct {
 	// (<id>.pid) and agent log (<id>.log); it is created with mode 0700.
 	// Required. Keep it short: a unix socket path must fit in 107 bytes.
 	RunDir string
+	// Cgroup names a cgroup (v2) directly under the root of the hierarchy in
+	// which each distro gets a cgroup of its own ("subsys" → /subsys/<id>).
+	// The firewall tells a distro's sockets from the host's by it, and a
+	// distro no longer shares the server's cgroup, so stopping the server's
+	// service does not stop it. Empty, or no cgroup v2 hierarchy: none.
+	Cgroup string
 	// Logger receives the backend's log. Default slog.Default().
 	Logger *slog.Logger
 }

@@ -44,6 +44,9 @@ type Backend struct {
 	cfg Config
 	log *slog.Logger
 
+	// cg holds the distros' cgroups; nil without Config.Cgroup or cgroup v2.
+	cg *cgroupParent
+
 	mu     sync.Mutex
 	locks  map[string]*sync.Mutex // per distro id
 	agents map[string]*child      // agents this value started and still waits for
@@ -69,12 +72,30 @@ func New(cfg Config) *Backend {
 			cfg.RunDir = dir
 		}
 	}
-	return &Backend{
+	b := &Backend{
 		cfg:    cfg,
 		log:    cfg.Logger,
 		locks:  make(map[string]*sync.Mutex),
 		agents: make(map[string]*child),
 	}
+	if cfg.Cgroup != "" {
+		cg, err := openCgroupParent(cfg.Cgroup)
+		if err != nil {
+			b.log.Warn("distros get no cgroup of their own; the firewall matches their ports one by one", "err", err)
+		} else {
+			b.cg = cg
+		}
+	}
+	return b
+}
+
+// DistroCgroup returns the cgroup (v2) that holds every distro's processes, as
+// its id and its depth in the hierarchy; ok is false when distros have none.
+func (b *Backend) DistroCgroup() (id uint64, level uint32, ok bool) {
+	if b.cg == nil {
+		return 0, 0, false
+	}
+	return b.cg.id, b.cg.level, true
 }
 
 // Start adopts the distro's agent when one answers on its socket, or starts a
@@ -176,6 +197,11 @@ func (b *Backend) Stop(ctx context.Context, s vmm.Spec) error {
 	for _, f := range []string{sock, pidFile} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			b.log.Warn("remove", "path", f, "err", err)
+		}
+	}
+	if b.cg != nil {
+		if err := b.cg.remove(s.ID); err != nil {
+			b.log.Warn("distro cgroup left behind", "distro", s.Name, "err", err)
 		}
 	}
 	return nil
@@ -283,6 +309,13 @@ func (b *Backend) launch(ctx context.Context, s vmm.Spec) (*agent.Client, error)
 	lf.Close()
 	if err != nil {
 		return nil, fmt.Errorf("run agent: %w", err)
+	}
+	if b.cg != nil {
+		// Before the agent starts any process of the distro: they are all
+		// born in the cgroup.
+		if err := b.cg.join(s.ID, cmd.Process.Pid); err != nil {
+			b.log.Warn("distro runs outside its cgroup", "distro", s.Name, "err", err)
+		}
 	}
 	ch := &child{pid: cmd.Process.Pid, done: make(chan struct{})}
 	b.mu.Lock()

@@ -32,3 +32,6 @@ func (b *Backend) Connect(ctx context.Context, s vmm.Spec) (*agent.Client, error
 func (b *Backend) Stop(ctx context.Context, s vmm.Spec) error {
 	return errors.ErrUnsupported
 }
+
+// DistroCgroup reports no cgroup: there are no version 1 distros here.
+func (b *Backend) DistroCgroup() (id uint64, level uint32, ok bool) { return 0, 0, false }

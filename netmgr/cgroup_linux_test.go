@@ -1,0 +1,149 @@
+package netmgr
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary double as the echo server that
+// TestFirewallDistroCgroup runs in a cgroup of its own.
+func TestMain(m *testing.M) {
+	if addr := os.Getenv("NETMGR_TEST_ECHO"); addr != "" {
+		// Wait for the go-ahead: the test moves this process into its cgroup
+		// first, and a socket keeps the cgroup it was made in.
+		if _, err := fmt.Scanln(); err != nil {
+			os.Exit(1)
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("listening")
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				os.Exit(1)
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// TestFirewallDistroCgroup: with SetDistroCgroup, a LAN host cannot reach a
+// port held by a process of that cgroup until a rule for the port lets it
+// through, while a port of a process outside it stays reachable.
+func TestFirewallDistroCgroup(t *testing.T) {
+	h := newLANHost(t)
+	f := openTestFirewall(t)
+	mount := cgroup2MountPoint(t)
+	parent := filepath.Join(mount, fmt.Sprintf("subsys-test-%d", os.Getpid()))
+	child := filepath.Join(parent, "distro")
+	if err := os.MkdirAll(child, 0o755); err != nil {
+		t.Skip("cannot create a cgroup:", err)
+	}
+	t.Cleanup(func() { os.Remove(child); os.Remove(parent) })
+	var st syscall.Stat_t
+	if err := syscall.Stat(parent, &st); err != nil {
+		t.Fatal(err)
+	}
+
+	// The "distro" process, in the child cgroup, on every address.
+	port := freeTCPPort(t)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "NETMGR_TEST_ECHO="+fmt.Sprintf("0.0.0.0:%d", port))
+	out, _ := cmd.StdoutPipe()
+	in, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if err := os.WriteFile(filepath.Join(child, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Only now does it open its socket.
+	fmt.Fprintln(in)
+	buf := make([]byte, 10)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "listening\n" {
+		t.Fatalf("echo helper: %q %v", buf, err)
+	}
+	// A host process's port beside it.
+	host := newTCPServer(t, netip.IPv4Unspecified(), echo)
+	hostPort := host.ln.Addr().(*net.TCPAddr).AddrPort().Port()
+
+	distroAP := netip.AddrPortFrom(h.host4, port)
+	hostAP := netip.AddrPortFrom(h.host4, hostPort)
+	if err := h.ping(t, "tcp", distroAP); err != nil {
+		t.Fatalf("before SetDistroCgroup: %v", err)
+	}
+	f.SetDistroCgroup(st.Ino, 1)
+	if err := f.Apply(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Dial4(t, distroAP); err == nil {
+		t.Error("a port of the distro cgroup that no rule names was reachable from the LAN")
+	}
+	if err := h.ping(t, "tcp", hostAP); err != nil {
+		t.Errorf("a host process's port was cut off: %v", err)
+	}
+	if err := pingThrough(netip.AddrPortFrom(lo4, port)); err != nil {
+		t.Errorf("the distro's port from this host: %v", err)
+	}
+	// A rule that lets LAN traffic through opens it; one that drops keeps it shut.
+	if err := f.Apply(t.Context(), []FirewallRule{{Proto: TCP, Port: port, Family: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ping(t, "tcp", distroAP); err != nil {
+		t.Errorf("with a rule that lets LAN traffic through: %v", err)
+	}
+	if err := f.Apply(t.Context(), []FirewallRule{{Proto: TCP, Port: port, Family: 4, Drop: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Dial4(t, distroAP); err == nil {
+		t.Error("with a drop rule: reachable")
+	}
+}
+
+// Dial4 tries a TCP connection from the LAN test host with a short timeout.
+func (h *lanHost) Dial4(t *testing.T, ap netip.AddrPort) error {
+	c, err := h.Host.Dial(t, "tcp", ap, 400*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err
+}
+
+func cgroup2MountPoint(t *testing.T) string {
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		pre, post, ok := strings.Cut(l, " - ")
+		if f := strings.Fields(pre); ok && strings.HasPrefix(post, "cgroup2 ") && len(f) >= 5 && f[3] == "/" {
+			return f[4]
+		}
+	}
+	t.Skip("no cgroup2 hierarchy mounted at its root")
+	return ""
+}
+
+func freeTCPPort(t *testing.T) uint16 {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}

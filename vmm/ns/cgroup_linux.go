@@ -1,0 +1,124 @@
+package ns
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// cgroupParent is the cgroup v2 directory that holds one cgroup per running
+// version 1 distro.
+type cgroupParent struct {
+	// dir is its path in the mounted hierarchy.
+	dir string
+	// id is its cgroup id (the directory's inode number) and level its depth
+	// below the hierarchy's root: what nftables' "socket cgroupv2 level"
+	// compares with a socket's cgroup ancestors.
+	id    uint64
+	level uint32
+}
+
+// openCgroupParent creates (or finds) the cgroup named name directly under the
+// root of the cgroup v2 hierarchy.
+func openCgroupParent(name string) (*cgroupParent, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	mount, root, err := cgroup2Mount(f)
+	if err != nil {
+		return nil, err
+	}
+	if root != "/" {
+		// Only part of the hierarchy is visible (a cgroup namespace): the
+		// absolute level the firewall needs cannot be known.
+		return nil, fmt.Errorf("cgroup2 at %s shows %s, not the hierarchy's root", mount, root)
+	}
+	dir := filepath.Join(mount, name)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return nil, err
+	}
+	return &cgroupParent{dir: dir, id: st.Ino, level: 1}, nil
+}
+
+// cgroup2Mount finds the first cgroup2 mount in a mountinfo table: its mount
+// point and the hierarchy path it shows.
+func cgroup2Mount(r io.Reader) (mount, root string, err error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		// 36 35 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(g) < 1 || g[0] != "cgroup2" {
+			continue
+		}
+		return unescapeMountinfo(f[4]), unescapeMountinfo(f[3]), nil
+	}
+	if err := sc.Err(); err != nil {
+		return "", "", err
+	}
+	return "", "", errors.New("no cgroup2 file system is mounted")
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space, …).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// join moves pid into the distro's cgroup, creating it. The agent's children
+// (every process of the distro) are born in it.
+func (c *cgroupParent) join(id string, pid int) error {
+	dir := filepath.Join(c.dir, id)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("move agent %d into cgroup %s: %w", pid, dir, err)
+	}
+	return nil
+}
+
+// remove deletes the distro's cgroup once its last process is gone; the
+// kernel refuses (EBUSY) while exiting processes are still in it, so it tries
+// for up to a second.
+func (c *cgroupParent) remove(id string) error {
+	dir := filepath.Join(c.dir, id)
+	var err error
+	for range 50 {
+		err = os.Remove(dir)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("remove cgroup %s: %w", dir, err)
+}
