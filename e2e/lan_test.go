@@ -190,6 +190,19 @@ func TestLANExposure(t *testing.T) {
 		}
 	}
 
+	// The distro's own connections out to the LAN get their replies: TCP
+	// (the SYN-ACK reaches a socket of the distro's cgroup) and UDP.
+	peer := netip.AddrPortFrom(h.Peer4, freePorts(t, 1)[0])
+	h.In(t, func() {
+		startTCPEcho(t, peer.String())
+		startUDPEcho(t, peer.String())
+	})
+	for _, network := range []string{"tcp", "udp"} {
+		if res := s.exec("lan", map[string]any{"argv": []string{"/bin/echod", "-dial", network, "-to", peer.String()}}); res.ExitCode != 0 || res.Stdout != "ping\n" {
+			t.Errorf("%s from the distro to the LAN test host: exit %d, %q %q", network, res.ExitCode, res.Stdout, res.Stderr)
+		}
+	}
+
 	lo := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p) }
 	lan4 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host4, p) }
 	lan6 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host6, p) }

@@ -50,10 +50,11 @@ import (
 // With SetDistroCgroup, each counting rule of the input chain ends in
 // "accept", and the chain ends in
 //
-//	iifname != "lo" socket cgroupv2 level 1 "subsys" drop
+//	iifname != "lo" tcp flags & (syn|ack) == syn socket cgroupv2 level 1 "subsys" drop
 //
-// so that a packet from the LAN to a port that a distro opened after the last
-// Apply — one no rule names yet — is dropped too.
+// so that a connection from the LAN to a port that a distro opened after the
+// last Apply — one no rule names yet — is refused too, while the replies to
+// the distro's own connections pass.
 //
 // A rule's filtering lives in a regular chain of its own that the input chain
 // jumps to for non-loopback packets of the rule's port (and family): it ends
@@ -289,8 +290,13 @@ func (f *Firewall) apply(ctx context.Context, rules []FirewallRule) error {
 		)})
 	}
 	if f.distros != nil {
+		// Only connection requests: the replies a distro's own outbound
+		// connections get (SYN-ACK and after) reach its sockets too, and must
+		// pass. UDP has no such mark without connection tracking, so a new
+		// UDP port waits for the scan's per-port rule.
 		c.AddRule(&nftables.Rule{Table: f.table, Chain: f.input, Exprs: slices.Concat(
 			matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, "lo"),
+			matchL4(TCP), matchSYN(),
 			matchCgroup(*f.distros),
 			[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
 		)})
@@ -303,11 +309,11 @@ func (f *Firewall) apply(ctx context.Context, rules []FirewallRule) error {
 	return nil
 }
 
-// SetDistroCgroup makes the firewall drop every non-loopback packet to a
-// socket held by a process of the cgroup (v2) with that id, at that depth of
-// the hierarchy (1 for a child of the root), unless the packet's port has a
-// rule that lets it through: a port a distro opens is off the LAN from its
-// first packet, before any scan has seen it. The next Apply installs it.
+// SetDistroCgroup makes the firewall drop every TCP connection request from
+// the LAN to a socket held by a process of the cgroup (v2) with that id, at
+// that depth of the hierarchy (1 for a child of the root), unless the port has
+// a rule that lets it through: a TCP port a distro opens is off the LAN from
+// its first packet, before any scan has seen it. The next Apply installs it.
 func (f *Firewall) SetDistroCgroup(id uint64, level uint32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -634,6 +640,17 @@ func addrField(src bool, a netip.Addr) (uint32, []byte) {
 }
 
 // countInto adds the packet to the named counter object.
+// matchSYN matches a TCP segment that opens a connection: SYN set, ACK not.
+// It must follow matchL4(TCP).
+func matchSYN() []expr.Any {
+	const syn, ack = 0x02, 0x10
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{syn | ack}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{syn}},
+	}
+}
+
 // matchCgroup matches packets whose socket (a listener or an established
 // socket; the lookup nf_tables does on input) belongs to cgroup m or a cgroup
 // below it.

@@ -5,10 +5,12 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"strings"
+	"time"
 )
 
 type list []string
@@ -20,7 +22,25 @@ func main() {
 	var tcp, udp list
 	flag.Var(&tcp, "tcp", "TCP address to echo on (repeatable)")
 	flag.Var(&udp, "udp", "UDP address to echo on (repeatable)")
+	dial := flag.String("dial", "", "client mode: network (tcp or udp) to send one ping over to -to and await its echo")
+	to := flag.String("to", "", "client mode: the echo server's address")
 	flag.Parse()
+	if *dial != "" {
+		c, err := net.DialTimeout(*dial, *to, 3*time.Second)
+		if err != nil {
+			log.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 4)
+		if _, err := c.Write([]byte("ping")); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(string(buf))
+		return
+	}
 	for _, a := range tcp {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
