@@ -191,13 +191,15 @@ func TestLANExposure(t *testing.T) {
 	}
 
 	// The distro's own connections out to the LAN get their replies: TCP
-	// (the SYN-ACK reaches a socket of the distro's cgroup) and UDP.
+	// (the SYN-ACK reaches a socket of the distro's cgroup), UDP, and UDP on an
+	// unconnected socket that lives long enough to be listed as a port with LAN
+	// off (a resolver's or an NTP client's).
 	peer := netip.AddrPortFrom(h.Peer4, freePorts(t, 1)[0])
 	h.In(t, func() {
 		startTCPEcho(t, peer.String())
 		startUDPEcho(t, peer.String())
 	})
-	for _, network := range []string{"tcp", "udp"} {
+	for _, network := range []string{"tcp", "udp", "udp-unconnected"} {
 		if res := s.exec("lan", map[string]any{"argv": []string{"/bin/echod", "-dial", network, "-to", peer.String()}}); res.ExitCode != 0 || res.Stdout != "ping\n" {
 			t.Errorf("%s from the distro to the LAN test host: exit %d, %q %q", network, res.ExitCode, res.Stdout, res.Stderr)
 		}

@@ -147,3 +147,77 @@ func freeTCPPort(t *testing.T) uint16 {
 	defer ln.Close()
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
+
+// TestFirewallUDPAnswers: a UDP port the firewall filters still hears the
+// answers of the LAN hosts it sent to (a resolver or NTP client on an
+// unconnected socket), while a datagram nobody asked for is dropped, and a
+// change of the port's rule forgets the hosts it answered.
+func TestFirewallUDPAnswers(t *testing.T) {
+	h := newLANHost(t)
+	f := openTestFirewall(t)
+	// The "distro" socket: unconnected, on every address.
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+	if err := f.Apply(t.Context(), []FirewallRule{{Proto: UDP, Port: port, Family: 4, Drop: true}}); err != nil {
+		t.Fatal(err)
+	}
+	// An echo server on the LAN test host.
+	var peer *net.UDPConn
+	h.In(t, func() { peer, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.peer4, 0))) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := peer.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			peer.WriteToUDP(buf[:n], from)
+		}
+	}()
+	ask := func() error {
+		if _, err := pc.WriteToUDPAddrPort([]byte("q"), peer.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+			return err
+		}
+		pc.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+		_, _, err := pc.ReadFromUDPAddrPort(make([]byte, 8))
+		return err
+	}
+	if err := ask(); err != nil {
+		t.Fatalf("the answer to a query from the filtered port: %v", err)
+	}
+	// Unasked: a datagram from the LAN host's other socket is dropped.
+	var other net.Conn
+	h.In(t, func() { other, err = net.Dial("udp4", netip.AddrPortFrom(h.host4, port).String()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.Write([]byte("unasked"))
+	pc.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+	if _, from, err := pc.ReadFromUDPAddrPort(make([]byte, 8)); err == nil {
+		t.Errorf("an unasked datagram from %s passed the drop", from)
+	}
+	// A rule change forgets the peers: the same host, unasked, is dropped.
+	if err := f.Apply(t.Context(), []FirewallRule{{Proto: UDP, Port: port, Family: 4, Drop: true, LoopbackOnlyCount: false}, {Proto: TCP, Port: port, Family: 4, Drop: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Apply(t.Context(), []FirewallRule{{Proto: UDP, Port: port, Family: 4, Allow: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}}); err != nil {
+		t.Fatal(err)
+	}
+	peer.WriteToUDPAddrPort([]byte("late"), netip.AddrPortFrom(h.host4, port))
+	pc.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+	if _, from, err := pc.ReadFromUDPAddrPort(make([]byte, 8)); err == nil {
+		t.Errorf("after the rule changed, a datagram from %s passed as an answer", from)
+	}
+	if err := ask(); err != nil {
+		t.Errorf("a new query's answer: %v", err)
+	}
+}

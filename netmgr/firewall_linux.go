@@ -108,6 +108,11 @@ type Firewall struct {
 	// processes: non-loopback packets to a socket of it are dropped unless a
 	// rule of the packet's port let them through first (SetDistroCgroup).
 	distros *cgroupMatch
+	// peers4 and peers6 remember, for a minute, where a filtered UDP port
+	// sent datagrams off this host (remote address . remote port . local
+	// port), so that the answers pass the port's filter: what connection
+	// tracking would do, for these ports only.
+	peers4, peers6 *nftables.Set
 }
 
 // cgroupMatch names a cgroup as nftables' "socket cgroupv2 level" matches it.
@@ -166,6 +171,15 @@ func (f *Firewall) reset(ctx context.Context) error {
 	c.AddTable(f.table)
 	c.AddChain(f.input)
 	c.AddChain(f.output)
+	f.peers4 = &nftables.Set{Table: f.table, Name: "udp-peers4", KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService, nftables.TypeInetService),
+		Concatenation: true, Dynamic: true, HasTimeout: true, Timeout: udpPeerTimeout}
+	f.peers6 = &nftables.Set{Table: f.table, Name: "udp-peers6", KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService, nftables.TypeInetService),
+		Concatenation: true, Dynamic: true, HasTimeout: true, Timeout: udpPeerTimeout}
+	for _, set := range []*nftables.Set{f.peers4, f.peers6} {
+		if err := c.AddSet(set, nil); err != nil {
+			return err
+		}
+	}
 	if err := c.Flush(); err != nil {
 		return err
 	}
@@ -236,6 +250,12 @@ func (f *Firewall) apply(ctx context.Context, rules []FirewallRule) error {
 	// Flushing first drops every reference to the chains and counters about
 	// to be deleted, which the kernel checks within the batch.
 	c.FlushTable(f.table)
+	if !equalRules(udpRules(rules), udpRules(f.rules)) {
+		// A UDP port's filter changed: the hosts it was answering may be
+		// shut out now, so they must not pass as its peers either.
+		c.FlushSet(f.peers4)
+		c.FlushSet(f.peers6)
+	}
 	for _, name := range slices.Sorted(maps.Keys(f.chains)) {
 		if !chains[name] {
 			c.DelChain(&nftables.Chain{Name: name, Table: f.table})
@@ -261,6 +281,15 @@ func (f *Firewall) apply(ctx context.Context, rules []FirewallRule) error {
 			chain := &nftables.Chain{Name: name, Table: f.table}
 			if !f.chains[name] {
 				c.AddChain(chain)
+			}
+			if r.Proto == UDP {
+				// Answers to what the port sent pass; remember whom it sends to.
+				for _, exprs := range f.udpPeerRules(r.Port) {
+					c.AddRule(&nftables.Rule{Table: f.table, Chain: chain, Exprs: exprs})
+				}
+				for _, exprs := range f.udpRecordRules(r.Port) {
+					c.AddRule(&nftables.Rule{Table: f.table, Chain: f.output, Exprs: exprs})
+				}
 			}
 			for _, exprs := range filter {
 				c.AddRule(&nftables.Rule{Table: f.table, Chain: chain, Exprs: exprs})
@@ -640,6 +669,72 @@ func addrField(src bool, a netip.Addr) (uint32, []byte) {
 }
 
 // countInto adds the packet to the named counter object.
+// udpRules returns the UDP rules of rules.
+func udpRules(rules []FirewallRule) []FirewallRule {
+	var out []FirewallRule
+	for _, r := range rules {
+		if r.Proto == UDP {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// udpPeerTimeout is how long a filtered UDP port may hear back from a LAN host
+// after it last sent to it.
+const udpPeerTimeout = time.Minute
+
+// Registers for the peers sets' keys, remote address . remote port . local
+// port: the address in NFT_REG_1 (four 32-bit registers from NFT_REG32_00),
+// each port in a 32-bit register after it.
+const (
+	regKey   = 1 // NFT_REG_1
+	regPort4 = unix.NFT_REG32_01
+	regPort6 = unix.NFT_REG32_04
+)
+
+// udpRecordRules, in the output chain, add the destination address and port
+// of each datagram that UDP port sends off this host to the peers sets.
+func (f *Firewall) udpRecordRules(port uint16) [][]expr.Any {
+	base := slices.Concat(matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, "lo"), matchL4(UDP), matchPort(0, port))
+	return [][]expr.Any{
+		slices.Concat(base, matchFamily(4), []expr.Any{
+			&expr.Payload{DestRegister: regKey, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Payload{DestRegister: regPort4, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Payload{DestRegister: regPort4 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Dynset{SrcRegKey: regKey, SetName: f.peers4.Name, SetID: f.peers4.ID, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: udpPeerTimeout},
+		}),
+		slices.Concat(base, matchFamily(6), []expr.Any{
+			&expr.Payload{DestRegister: regKey, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+			&expr.Payload{DestRegister: regPort6, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Payload{DestRegister: regPort6 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Dynset{SrcRegKey: regKey, SetName: f.peers6.Name, SetID: f.peers6.ID, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: udpPeerTimeout},
+		}),
+	}
+}
+
+// udpPeerRules, first in a UDP port's filter chain, let through datagrams from
+// an address and port the port has sent to within udpPeerTimeout: the answers a program
+// gets on an unconnected socket (a resolver, an NTP client), which sock_diag
+// cannot tell from a server's.
+func (f *Firewall) udpPeerRules(port uint16) [][]expr.Any {
+	ret := []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}}
+	return [][]expr.Any{
+		slices.Concat(matchFamily(4), []expr.Any{
+			&expr.Payload{DestRegister: regKey, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Payload{DestRegister: regPort4, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Payload{DestRegister: regPort4 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: regKey, SetName: f.peers4.Name, SetID: f.peers4.ID},
+		}, ret),
+		slices.Concat(matchFamily(6), []expr.Any{
+			&expr.Payload{DestRegister: regKey, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
+			&expr.Payload{DestRegister: regPort6, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Payload{DestRegister: regPort6 + 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: regKey, SetName: f.peers6.Name, SetID: f.peers6.ID},
+		}, ret),
+	}
+}
+
 // matchSYN matches a TCP segment that opens a connection: SYN set, ACK not.
 // It must follow matchL4(TCP).
 func matchSYN() []expr.Any {

@@ -22,9 +22,33 @@ func main() {
 	var tcp, udp list
 	flag.Var(&tcp, "tcp", "TCP address to echo on (repeatable)")
 	flag.Var(&udp, "udp", "UDP address to echo on (repeatable)")
-	dial := flag.String("dial", "", "client mode: network (tcp or udp) to send one ping over to -to and await its echo")
+	dial := flag.String("dial", "", "client mode: network (tcp, udp, or udp-unconnected: an unconnected socket that waits a second and a half first) to send one ping over to -to and await its echo")
 	to := flag.String("to", "", "client mode: the echo server's address")
 	flag.Parse()
+	if *dial == "udp-unconnected" {
+		// A resolver's or NTP client's socket: bound, unconnected, long
+		// enough for the network manager to list it as a UDP port.
+		pc, err := net.ListenPacket("udp4", "0.0.0.0:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		dst, err := net.ResolveUDPAddr("udp4", *to)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pc.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := pc.WriteTo([]byte("ping"), dst); err != nil {
+			log.Fatal(err)
+		}
+		buf := make([]byte, 16)
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(string(buf[:n]))
+		return
+	}
 	if *dial != "" {
 		c, err := net.DialTimeout(*dial, *to, 3*time.Second)
 		if err != nil {
