@@ -47,6 +47,14 @@ import (
 //		}
 //	}
 //
+// A UDP port's filter chain starts with two lookups that return for the
+// answers to what the port sent off this host, which the output chain records
+// in two dynamic sets with a minute's timeout:
+//
+//	set udp-peers4 { type ipv4_addr . inet_service . inet_service; flags dynamic,timeout; timeout 1m }
+//	chain output { … oifname != "lo" udp sport 53 update @udp-peers4 { ip daddr . udp dport . udp sport } }
+//	chain lan-udp-53 { ip saddr . udp sport . udp dport @udp-peers4 return; drop }
+//
 // With SetDistroCgroup, each counting rule of the input chain ends in
 // "accept", and the chain ends in
 //
