@@ -568,6 +568,24 @@ test('settings: change and save the session timeout', async () => {
   await page.getByText('Settings saved.').first().waitFor();
 });
 
+test('settings: LAN access for version 1 ports follows the bind address, and back', async () => {
+  await page.goto(`${srv.base}/settings`);
+  const follow = page.getByRole('radio', { name: 'Follow the bind address (WSL 1)' });
+  await follow.waitFor();
+  assert.equal(await page.getByRole('radio', { name: 'Only when turned on' }).isChecked(), true);
+  await follow.check();
+  await page.getByText('As in WSL 1').waitFor();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Settings saved.').first().waitFor();
+  let r = await srv.api('GET', '/api/v1/settings');
+  assert.equal(r.json.v1_lan_default, 'follow-bind');
+  await page.getByRole('radio', { name: 'Only when turned on' }).check();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.waitForFunction(async () => (await (await fetch('/api/v1/settings')).json()).v1_lan_default === 'off');
+  r = await srv.api('GET', '/api/v1/settings');
+  assert.equal(r.json.v1_lan_default, 'off');
+});
+
 test('narrow window: everything fits in 420 px', async () => {
   await page.setViewportSize({ width: 420, height: 820 });
   await page.goto(`${srv.base}/`);
