@@ -1,6 +1,7 @@
 # subsys — `make` lists the targets. The two that matter most:
 #   make run    install what is missing, build, and start `subsys serve`
-#   make test   everything CI runs (vet, unit tests with -race, integration tests as root)
+#   make test   install what is missing, then everything CI runs (vet, unit tests with
+#               -race, integration, LAN and browser tests, as root)
 
 SHELL := /bin/bash
 GO ?= go
@@ -47,7 +48,7 @@ rootfs: ## build (once) the cached Debian minbase tarball the integration tests 
 	fi
 	@ls -l $(ROOTFS_TAR)
 
-test: build test-unit test-integration test-browser ## vet, unit tests (-race), integration and browser tests (root)
+test: deps build test-unit test-integration test-browser ## install what is missing, then vet, unit tests (-race), integration and browser tests (root)
 
 test-unit: ## go vet and the unit tests with the race detector
 	$(GO) vet ./...
