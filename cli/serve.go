@@ -221,8 +221,13 @@ func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Ba
 		log.Warn("no firewall: version 1 ports bound to every address reach the LAN whatever their setting", "err", err)
 		fw = nil
 	} else if id, level, ok := v1.DistroCgroup(); ok {
-		// LAN packets to a distro's port no scan has seen yet are dropped too.
+		// LAN connections to a distro's port no scan has seen yet are dropped
+		// too — from now, not from the first scan: opening the firewall
+		// emptied its table.
 		fw.SetDistroCgroup(id, level)
+		if err := fw.Apply(ctx, nil); err != nil {
+			log.Warn("firewall: distro cgroup rule not installed", "err", err)
+		}
 	}
 	dbs := netmgr.DBStore{DB: db}
 	ports := netmgr.NewPortManager(netmgr.PortsConfig{
