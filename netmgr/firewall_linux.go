@@ -258,9 +258,10 @@ func (f *Firewall) apply(ctx context.Context, rules []FirewallRule) error {
 	// Flushing first drops every reference to the chains and counters about
 	// to be deleted, which the kernel checks within the batch.
 	c.FlushTable(f.table)
-	if !equalRules(udpRules(rules), udpRules(f.rules)) {
+	if udpFilterChanged(f.rules, rules) {
 		// A UDP port's filter changed: the hosts it was answering may be
-		// shut out now, so they must not pass as its peers either.
+		// shut out now, so they must not pass as its peers either. (A port
+		// that comes or goes leaves the others' peers alone.)
 		c.FlushSet(f.peers4)
 		c.FlushSet(f.peers6)
 	}
@@ -302,9 +303,16 @@ func (f *Firewall) apply(ctx context.Context, rules []FirewallRule) error {
 			for _, exprs := range filter {
 				c.AddRule(&nftables.Rule{Table: f.table, Chain: chain, Exprs: exprs})
 			}
+			var owner []expr.Any
+			if f.distros != nil {
+				// Only packets for a distro's socket: a host program on
+				// the same port number (on another address, or sharing it
+				// with SO_REUSEADDR) is not the distro's to filter.
+				owner = matchCgroup(*f.distros)
+			}
 			c.AddRule(&nftables.Rule{Table: f.table, Chain: f.input, Exprs: slices.Concat(
 				matchIfname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, "lo"),
-				match, matchPort(2, r.Port),
+				match, matchPort(2, r.Port), owner,
 				[]expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: name}},
 			)})
 		}
@@ -376,6 +384,10 @@ func (f *Firewall) Counters(ctx context.Context) (map[PortKey]PortCounter, error
 	objs, err := c.GetNamedObjects(f.table)
 	if err != nil {
 		// The library formats this error with %v: it cannot be unwrapped.
+		// Most likely the table is gone ("nft flush ruleset", a reload of
+		// the host's nftables service): the next Apply must send the rules
+		// again, and so create the table anew, even if they are unchanged.
+		f.applied = false
 		return nil, fmt.Errorf("read firewall counters: %w", err)
 	}
 	out := make(map[PortKey]PortCounter, len(f.counters))
@@ -677,15 +689,27 @@ func addrField(src bool, a netip.Addr) (uint32, []byte) {
 }
 
 // countInto adds the packet to the named counter object.
-// udpRules returns the UDP rules of rules.
-func udpRules(rules []FirewallRule) []FirewallRule {
-	var out []FirewallRule
-	for _, r := range rules {
+// udpFilterChanged reports whether a UDP port that is in both old and next
+// has another rule in next.
+func udpFilterChanged(old, next []FirewallRule) bool {
+	was := map[PortKey][]FirewallRule{}
+	for _, r := range old {
 		if r.Proto == UDP {
-			out = append(out, r)
+			was[r.key()] = append(was[r.key()], r)
 		}
 	}
-	return out
+	is := map[PortKey][]FirewallRule{}
+	for _, r := range next {
+		if r.Proto == UDP {
+			is[r.key()] = append(is[r.key()], r)
+		}
+	}
+	for k, rs := range is {
+		if prev, ok := was[k]; ok && !equalRules(prev, rs) {
+			return true
+		}
+	}
+	return false
 }
 
 // udpPeerTimeout is how long a filtered UDP port may hear back from a LAN host

@@ -148,6 +148,8 @@ type PortManager struct {
 	cfg  PortsConfig
 	log  *slog.Logger
 	kick chan chan struct{}
+	// setMu serializes Set.
+	setMu sync.Mutex
 
 	mu       sync.Mutex
 	subs     map[chan PortsEvent]struct{}
@@ -224,27 +226,29 @@ func (m *PortManager) Run(ctx context.Context) error {
 	defer m.finish(ctx)
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
+	m.scan(ctx)
 	for {
-		m.scan(ctx)
-		var done chan struct{}
+		var waiting []chan struct{}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case done = <-m.kick:
-		}
-		if done != nil {
-			m.scan(ctx)
-			close(done)
-			// Coalesce the kicks that came during the scan.
-			for drained := false; !drained; {
+		case d := <-m.kick:
+			// Every kick already sent is answered by the scan below, which
+			// starts after it; one sent during the scan waits for the next.
+			waiting = append(waiting, d)
+			for more := true; more; {
 				select {
 				case d := <-m.kick:
-					close(d)
+					waiting = append(waiting, d)
 				default:
-					drained = true
+					more = false
 				}
 			}
+		}
+		m.scan(ctx)
+		for _, d := range waiting {
+			close(d)
 		}
 	}
 }
@@ -275,10 +279,12 @@ func (m *PortManager) load(ctx context.Context) error {
 }
 
 // Rescan asks the Run goroutine for a scan now and waits until it is done (or
-// ctx ends, or Run is not running and waitTimeout passes).
+// ctx ends, or Run does not take the request within 30 s).
 func (m *PortManager) Rescan(ctx context.Context) error {
 	done := make(chan struct{})
-	t := time.NewTimer(5 * time.Second)
+	// A scan in progress (sock_diag, /proc, nftables, each bounded by 5 s)
+	// must end before Run takes the kick.
+	t := time.NewTimer(30 * time.Second)
 	defer t.Stop()
 	select {
 	case m.kick <- done:
@@ -324,6 +330,10 @@ func (m *PortManager) Set(ctx context.Context, d Distro, k PortKey, u PortUpdate
 	if k.Port == 0 {
 		return nil, fmt.Errorf("%w: port must be 1-65535", ErrInvalid)
 	}
+	// One change at a time: read, store and remember must not interleave
+	// with another PUT on the same port.
+	m.setMu.Lock()
+	defer m.setMu.Unlock()
 	cur, _ := m.Setting(d.ID, k)
 	next := cur
 	if u.LAN != nil {
@@ -336,7 +346,7 @@ func (m *PortManager) Set(ctx context.Context, d Distro, k PortKey, u PortUpdate
 		next.Allow = normalizeAllow(*u.Allow)
 	}
 	if u.LANAddress != nil {
-		next.LANAddress = u.LANAddress.Unmap()
+		next.LANAddress = u.LANAddress.Unmap().WithZone("")
 	}
 	if err := next.Validate(); err != nil {
 		return nil, err
@@ -444,10 +454,10 @@ func (m *PortManager) finish(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	plan, _, _, ok := m.look(ctx)
+	plan, running, _, ok := m.look(ctx)
 	switch {
 	case !ok: // keep the rules as they are: LAN-off must stay off
-	case len(plan.rules) == 0:
+	case len(running) == 0:
 		if err := m.cfg.Firewall.Close(); err != nil {
 			m.log.Warn("delete firewall table", "err", err)
 		}
@@ -613,6 +623,11 @@ func (m *PortManager) plan(listeners map[string][]Listener, hostAddrs []netip.Ad
 				if pp.lan {
 					rule.Allow = set.Allow
 					rule.Dest = set.LANAddress
+					if d := set.LANAddress; d.IsValid() && rule.Family != 0 && d.Is4() != (rule.Family == 4) {
+						// No packet of the socket's family goes to that address.
+						rule.Drop, rule.Dest = true, netip.Addr{}
+						pp.err = fmt.Errorf("lan_address %s is not of the family of the bind address %s", d, addr)
+					}
 				}
 			}
 			if i, ok := ruleIdx[k]; ok {
@@ -629,21 +644,55 @@ func (m *PortManager) plan(listeners map[string][]Listener, hostAddrs []netip.Ad
 	return sp
 }
 
-// mergeRules combines the rules of two sockets on one port: both families when
-// they differ, a drop when either drops, and the LAN filters of the socket that
-// is not bound to loopback.
+// mergeRules combines the rules of two sockets on one port (0.0.0.0 and [::],
+// or two distros on two addresses): both families when they differ, and the
+// stricter of the two filters, so that a merge never opens what either rule
+// keeps shut: a drop when either drops, the prefixes both allow, the lan
+// address both name.
 func mergeRules(a, b FirewallRule) FirewallRule {
 	if a.Family != b.Family {
 		a.Family = 0
 	}
-	if b.LoopbackOnlyCount {
-		b.Allow, b.Dest = a.Allow, a.Dest
-	} else if a.LoopbackOnlyCount {
-		a.Allow, a.Dest = b.Allow, b.Dest
-	}
-	a.Drop = a.Drop || b.Drop
 	a.LoopbackOnlyCount = a.LoopbackOnlyCount && b.LoopbackOnlyCount
+	if b.Drop {
+		a.Drop = true
+	}
+	switch {
+	case len(a.Allow) == 0:
+		a.Allow = b.Allow
+	case len(b.Allow) > 0:
+		a.Allow = intersectPrefixes(a.Allow, b.Allow)
+		if len(a.Allow) == 0 {
+			a.Drop = true
+		}
+	}
+	switch {
+	case !a.Dest.IsValid():
+		a.Dest = b.Dest
+	case b.Dest.IsValid() && b.Dest != a.Dest:
+		a.Drop = true
+	}
+	if a.Drop {
+		a.Allow, a.Dest = nil, netip.Addr{}
+	}
 	return a
+}
+
+// intersectPrefixes returns the prefixes that lie in both lists: of each pair
+// that overlaps, the narrower.
+func intersectPrefixes(a, b []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range a {
+		for _, q := range b {
+			switch {
+			case p.Bits() >= q.Bits() && q.Contains(p.Addr()):
+				out = append(out, p)
+			case q.Bits() > p.Bits() && p.Contains(q.Addr()):
+				out = append(out, q)
+			}
+		}
+	}
+	return normalizeAllow(out)
 }
 
 // familyOf is a bind address's firewall family: 4, 6, or 0 for the IPv6
@@ -745,11 +794,22 @@ func (m *PortManager) cutConnections(ctx context.Context, sp *scanPlan, hostAddr
 	for _, a := range hostAddrs {
 		local[a.Unmap()] = true
 	}
+	// The distros' bind addresses by port: a connection to another address
+	// on the same port number is a host program's, not theirs to cut.
+	binds := map[uint16][]netip.Addr{}
+	for _, pp := range sp.ports {
+		if pp.l.Proto == TCP && !pp.l.Address.Unmap().IsLoopback() {
+			binds[pp.l.Port] = append(binds[pp.l.Port], pp.l.Address.Unmap())
+		}
+	}
 	var cut []Socket
 	for _, c := range conns {
 		remote := c.Remote.Addr().Unmap()
 		if remote.IsLoopback() || local[remote] {
 			continue // from this host: never LAN traffic
+		}
+		if !boundTo(binds[c.Local.Port()], c.Local.Addr().Unmap()) {
+			continue
 		}
 		for _, r := range rules[c.Local.Port()] {
 			if r.admits(remote, c.Local.Addr().Unmap()) {
@@ -772,6 +832,18 @@ func (m *PortManager) cutConnections(ctx context.Context, sp *scanPlan, hostAddr
 	if n > 0 {
 		m.log.Info("cut connections no longer allowed", "count", n)
 	}
+}
+
+// boundTo reports whether a connection to local address a belongs to a socket
+// bound to one of binds: the same address, or the wildcard of its family (the
+// IPv6 wildcard takes IPv4 too).
+func boundTo(binds []netip.Addr, a netip.Addr) bool {
+	for _, b := range binds {
+		if b == a || b.IsUnspecified() && (b.Is6() || a.Is4()) {
+			return true
+		}
+	}
+	return false
 }
 
 // admits reports whether a LAN packet from src to dst passes r.
@@ -872,16 +944,14 @@ func (m *PortManager) report(ctx context.Context, sp *scanPlan, running map[stri
 		if ps == nil {
 			ps = []Port{}
 		}
-		if prev, ok := m.published[id]; ok && reflect.DeepEqual(prev, ps) {
-			continue
+		prev, had := m.published[id]
+		if had && !reflect.DeepEqual(prev, ps) || !had && len(ps) > 0 {
+			m.publish(PortsEvent{Distro: d.Name, ID: d.ID, Ports: clonePorts(ps)})
 		}
-		if _, ok := m.published[id]; !ok && len(ps) == 0 {
+		if _, ok := running[id]; ok {
 			m.published[id] = ps
-			continue
-		}
-		m.published[id] = ps
-		m.publish(PortsEvent{Distro: d.Name, ID: d.ID, Ports: clonePorts(ps)})
-		if _, ok := running[id]; !ok {
+		} else {
+			// Stopped: told once (above) that it has no ports, then forgotten.
 			delete(m.distros, id)
 			delete(m.published, id)
 		}

@@ -156,3 +156,83 @@ func FuzzParsePrefixes(f *testing.F) {
 		}
 	})
 }
+
+func TestMergeRules(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		name string
+		a, b FirewallRule
+		want FirewallRule
+	}{
+		{"any and a list: the list", FirewallRule{Family: 4}, FirewallRule{Family: 4, Allow: []netip.Prefix{pfx("10.0.0.0/24")}},
+			FirewallRule{Family: 4, Allow: []netip.Prefix{pfx("10.0.0.0/24")}}},
+		{"two lists: what both allow", FirewallRule{Family: 4, Allow: []netip.Prefix{pfx("10.0.0.0/8"), pfx("192.168.0.0/16")}}, FirewallRule{Family: 4, Allow: []netip.Prefix{pfx("10.1.0.0/16"), pfx("172.16.0.0/12")}},
+			FirewallRule{Family: 4, Allow: []netip.Prefix{pfx("10.1.0.0/16")}}},
+		{"disjoint lists: drop", FirewallRule{Family: 4, Allow: []netip.Prefix{pfx("10.0.0.0/8")}}, FirewallRule{Family: 4, Allow: []netip.Prefix{pfx("192.168.0.0/16")}},
+			FirewallRule{Family: 4, Drop: true}},
+		{"a drop wins", FirewallRule{Family: 4, Allow: []netip.Prefix{pfx("10.0.0.0/8")}}, FirewallRule{Family: 6, Drop: true},
+			FirewallRule{Family: 0, Drop: true}},
+		{"two lan addresses: drop", FirewallRule{Family: 4, Dest: a("192.0.2.1")}, FirewallRule{Family: 4, Dest: a("192.0.2.2")},
+			FirewallRule{Family: 4, Drop: true}},
+		{"loopback count and a filter", FirewallRule{Family: 4, LoopbackOnlyCount: true}, FirewallRule{Family: 0, Dest: a("192.0.2.1")},
+			FirewallRule{Family: 0, Dest: a("192.0.2.1")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := mergeRules(tc.a, tc.b); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("mergeRules = %+v, want %+v", got, tc.want)
+			}
+			if got := mergeRules(tc.b, tc.a); got.Drop != tc.want.Drop || !reflect.DeepEqual(got.Allow, tc.want.Allow) {
+				t.Errorf("mergeRules the other way = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPlanTwoDistrosOnePort(t *testing.T) {
+	a := netip.MustParseAddr
+	m := NewPortManager(PortsConfig{})
+	m.settings["a"] = map[PortKey]PortSetting{{TCP, 8080}: {LAN: true}}
+	m.settings["b"] = map[PortKey]PortSetting{{TCP, 8080}: {LAN: true, Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}}
+	sp := m.plan(map[string][]Listener{
+		"a": {{Proto: TCP, Address: a("192.0.2.10"), Port: 8080}},
+		"b": {{Proto: TCP, Address: a("198.51.100.7"), Port: 8080}},
+	}, nil, false)
+	want := []FirewallRule{{Proto: TCP, Port: 8080, Family: 4, Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}}
+	if !reflect.DeepEqual(sp.rules, want) {
+		t.Errorf("rules %+v, want the stricter %+v", sp.rules, want)
+	}
+	// A lan_address of the other family than the socket's: drop, and say why.
+	m.settings["a"][PortKey{TCP, 8080}] = PortSetting{LAN: true, LANAddress: a("2001:db8::10")}
+	sp = m.plan(map[string][]Listener{"a": {{Proto: TCP, Address: a("0.0.0.0"), Port: 8080}}}, nil, false)
+	if len(sp.rules) != 1 || !sp.rules[0].Drop || sp.rules[0].Dest.IsValid() || sp.ports[0].err == nil {
+		t.Errorf("IPv6 lan_address for 0.0.0.0: rules %+v, err %v; want a drop and an error", sp.rules, sp.ports[0].err)
+	}
+	if _, err := normalizeRules(sp.rules); err != nil {
+		t.Errorf("the firewall refuses the plan: %v", err)
+	}
+}
+
+func TestBoundTo(t *testing.T) {
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		binds []string
+		local string
+		want  bool
+	}{
+		{[]string{"0.0.0.0"}, "192.0.2.1", true},
+		{[]string{"0.0.0.0"}, "2001:db8::1", false},
+		{[]string{"::"}, "192.0.2.1", true},
+		{[]string{"192.0.2.1"}, "192.0.2.1", true},
+		{[]string{"192.0.2.1"}, "192.0.2.2", false},
+		{nil, "192.0.2.1", false},
+	} {
+		var binds []netip.Addr
+		for _, b := range tc.binds {
+			binds = append(binds, a(b))
+		}
+		if got := boundTo(binds, a(tc.local)); got != tc.want {
+			t.Errorf("boundTo(%v, %s) = %v, want %v", tc.binds, tc.local, got, tc.want)
+		}
+	}
+}

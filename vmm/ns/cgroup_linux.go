@@ -107,6 +107,44 @@ func (c *cgroupParent) join(id string, pid int) error {
 	return nil
 }
 
+// adopt moves every process of a running distro — those that share its
+// agent's PID namespace — into the distro's cgroup, unless the agent is in it
+// already.
+func (c *cgroupParent) adopt(id string, agentPID int) error {
+	want := "0::/" + filepath.Base(c.dir) + "/" + id
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", agentPID))
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if l == want {
+			return nil
+		}
+	}
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", agentPID))
+	if err != nil {
+		return err
+	}
+	if err := c.join(id, agentPID); err != nil {
+		return err
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == agentPID {
+			continue
+		}
+		if n, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && n == ns {
+			// A process that exits meanwhile is no error.
+			_ = os.WriteFile(filepath.Join(c.dir, id, "cgroup.procs"), []byte(e.Name()), 0o644)
+		}
+	}
+	return nil
+}
+
 // remove deletes the distro's cgroup once its last process is gone; the
 // kernel refuses (EBUSY) while exiting processes are still in it, so it tries
 // for up to a second.

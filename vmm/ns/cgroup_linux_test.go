@@ -1,8 +1,15 @@
 package ns
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/subsys-dev/subsys/vmm/agent"
 )
 
 func TestCgroup2Mount(t *testing.T) {
@@ -36,4 +43,58 @@ func FuzzCgroup2Mount(f *testing.F) {
 			t.Fatalf("a mount found in %q", table)
 		}
 	})
+}
+
+// TestCgroups: a distro starts in a cgroup of its own under Config.Cgroup,
+// with every process it starts; a distro started without (by an older server)
+// is moved in whole when a Backend with cgroups adopts it; Stop removes the
+// cgroup.
+func TestCgroups(t *testing.T) {
+	e := newEnv(t, "cg")
+	parent := fmt.Sprintf("subsys-test-%d", os.Getpid())
+	withCg := e.cfg
+	withCg.Cgroup = parent
+	b := New(withCg)
+	if _, _, ok := b.DistroCgroup(); !ok {
+		t.Skip("no cgroup v2 hierarchy here")
+	}
+	t.Cleanup(func() { os.Remove(b.cg.dir) })
+	want := "0::/" + parent + "/" + e.spec.ID + "\n"
+	cgroupOf := func(c *agent.Client) string {
+		return shOut(t, c, "cat /proc/self/cgroup | grep ^0::; cat /proc/1/cgroup | grep ^0::")
+	}
+
+	// Started without cgroups, then adopted by a Backend with them.
+	c := e.start(t)
+	shOut(t, c, "nohup sleep 1004 >/dev/null 2>&1 &")
+	if got := cgroupOf(c); strings.Contains(got, parent) {
+		t.Fatalf("a Backend without Cgroup put the distro in one: %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c2, err := b.Connect(ctx, e.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got := shOut(t, c2, "for p in $(pidof sleep) 1; do grep ^0:: /proc/$p/cgroup; done"); got != want+want {
+		t.Errorf("after adoption, the agent's and the sleeper's cgroups: %q, want %q twice", got, want)
+	}
+	e.b = b
+	if err := b.Stop(ctx, e.spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(b.cg.dir, e.spec.ID)); !os.IsNotExist(err) {
+		t.Errorf("the distro's cgroup outlived it: %v", err)
+	}
+
+	// Started by the Backend with cgroups: in it from the start.
+	c3, err := b.Start(ctx, e.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if got := cgroupOf(c3); got != want+want {
+		t.Errorf("a new distro's cgroups: %q, want %q twice", got, want)
+	}
 }

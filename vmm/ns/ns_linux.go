@@ -108,9 +108,10 @@ func (b *Backend) Start(ctx context.Context, s vmm.Spec) (*agent.Client, error) 
 		return nil, fmt.Errorf("start distro %q: spec needs RootFS and Name", s.ID)
 	}
 	defer b.lock(s.ID)()
-	c, _, err := b.connect(ctx, s.ID)
+	c, pid, err := b.connect(ctx, s.ID)
 	if err == nil {
 		b.log.Info("adopted running distro", "distro", s.Name, "id", s.ID)
+		b.adoptCgroup(s, pid)
 		return c, nil
 	}
 	if !errors.Is(err, vmm.ErrNotRunning) {
@@ -130,11 +131,24 @@ func (b *Backend) Connect(ctx context.Context, s vmm.Spec) (*agent.Client, error
 		return nil, err
 	}
 	defer b.lock(s.ID)()
-	c, _, err := b.connect(ctx, s.ID)
+	c, pid, err := b.connect(ctx, s.ID)
 	if err != nil {
 		return nil, fmt.Errorf("connect distro %q: %w", s.Name, err)
 	}
+	b.adoptCgroup(s, pid)
 	return c, nil
+}
+
+// adoptCgroup moves a running distro that is not in its cgroup (started by a
+// server without cgroups) into it, every process of it, so that the firewall
+// treats its sockets as a distro's.
+func (b *Backend) adoptCgroup(s vmm.Spec, agentPID int) {
+	if b.cg == nil || agentPID <= 0 {
+		return
+	}
+	if err := b.cg.adopt(s.ID, agentPID); err != nil {
+		b.log.Warn("distro runs outside its cgroup", "distro", s.Name, "err", err)
+	}
 }
 
 // Stop asks the agent to end every process and exit, and waits until the
@@ -312,9 +326,12 @@ func (b *Backend) launch(ctx context.Context, s vmm.Spec) (*agent.Client, error)
 	}
 	if b.cg != nil {
 		// Before the agent starts any process of the distro: they are all
-		// born in the cgroup.
+		// born in the cgroup. A distro outside it would escape the firewall's
+		// distro rules, so it does not start.
 		if err := b.cg.join(s.ID, cmd.Process.Pid); err != nil {
-			b.log.Warn("distro runs outside its cgroup", "distro", s.Name, "err", err)
+			unix.Kill(cmd.Process.Pid, unix.SIGKILL)
+			cmd.Wait()
+			return nil, err
 		}
 	}
 	ch := &child{pid: cmd.Process.Pid, done: make(chan struct{})}
