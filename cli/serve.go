@@ -241,7 +241,7 @@ func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Ba
 			}
 			out := make([]netmgr.Distro, len(running))
 			for i, d := range running {
-				out[i] = netmgr.Distro{ID: d.ID, Name: d.Name, PIDNamespace: d.PIDNamespace}
+				out[i] = netmgr.Distro{ID: d.ID, Name: d.Name, PIDNamespace: d.PIDNamespace, Cgroup: d.Cgroup}
 			}
 			return out, nil
 		},

@@ -205,6 +205,12 @@ func TestLANExposure(t *testing.T) {
 		}
 	}
 
+	// A program in a PID namespace nested in the distro's (a container run in
+	// it) is the distro's too: found by its cgroup.
+	pNested := freePorts(t, 1)[0]
+	s.sh("lan", fmt.Sprintf("echod -nested-pidns -udp 0.0.0.0:%d </dev/null >/dev/null 2>&1 &", pNested))
+	waitFor(t, 3*time.Second, "the nested program's port", func() bool { _, ok := s.port("lan", "udp", pNested); return ok })
+
 	lo := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p) }
 	lan4 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host4, p) }
 	lan6 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host6, p) }

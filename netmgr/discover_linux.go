@@ -227,11 +227,14 @@ func Discover(ctx context.Context, opt DiscoverOptions) ([]Listener, error) {
 			want[s.Inode] = true
 		}
 	}
-	var keep func(string) bool
+	var classify func(string) (string, bool)
 	if opt.PIDNamespace != "" {
-		keep = func(ns string) bool { return ns == opt.PIDNamespace }
+		classify = func(dir string) (string, bool) {
+			ns, err := os.Readlink(dir + "/ns/pid")
+			return ns, err == nil && ns == opt.PIDNamespace
+		}
 	}
-	owners, err := socketOwners(ctx, want, keep)
+	owners, err := socketOwners(ctx, want, classify)
 	if err != nil {
 		return nil, err
 	}
@@ -265,15 +268,15 @@ func PIDNamespace(pid int) (string, error) {
 type owner struct {
 	pid  int
 	comm string
-	// pidns is the process's PID namespace, read only when socketOwners
-	// filters by it.
-	pidns string
+	// tag is what socketOwners' classify said of the process.
+	tag string
 }
 
 // socketOwners maps the inodes in want to the lowest PID that has them open,
-// looking only at processes whose PID namespace keepNS accepts when it is not
-// nil. Processes that exit or cannot be read during the scan are skipped.
-func socketOwners(ctx context.Context, want map[uint64]bool, keepNS func(pidns string) bool) (map[uint64]owner, error) {
+// looking only at the processes that classify accepts (given /proc/PID), when
+// it is not nil; what it returns for a process tags its sockets. Processes
+// that exit or cannot be read during the scan are skipped.
+func socketOwners(ctx context.Context, want map[uint64]bool, classify func(procDir string) (tag string, ok bool)) (map[uint64]owner, error) {
 	owners := make(map[uint64]owner)
 	if len(want) == 0 {
 		return owners, nil
@@ -291,9 +294,10 @@ func socketOwners(ctx context.Context, want map[uint64]bool, keepNS func(pidns s
 			continue
 		}
 		dir := "/proc/" + e.Name()
-		var pidns string
-		if keepNS != nil {
-			if pidns, err = os.Readlink(dir + "/ns/pid"); err != nil || !keepNS(pidns) {
+		var tag string
+		if classify != nil {
+			var ok bool
+			if tag, ok = classify(dir); !ok {
 				continue
 			}
 		}
@@ -321,7 +325,7 @@ func socketOwners(ctx context.Context, want map[uint64]bool, keepNS func(pidns s
 				}
 				comm = parseComm(b)
 			}
-			owners[inode] = owner{pid, comm, pidns}
+			owners[inode] = owner{pid, comm, tag}
 		}
 	}
 	return owners, nil

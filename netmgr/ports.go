@@ -57,6 +57,10 @@ type Distro struct {
 	// that they hold are the distro's ports. Empty: the distro's ports are not
 	// host sockets (version 2) and are not discovered here.
 	PIDNamespace string
+	// Cgroup is the distro's cgroup v2 path ("/subsys/ID"), when it has one:
+	// processes in it or below it are the distro's too, also those of a PID
+	// namespace nested in the distro's.
+	Cgroup string
 }
 
 // PortSetting is how one port of a distro is exposed.
@@ -474,17 +478,17 @@ func (m *PortManager) look(ctx context.Context) (plan *scanPlan, running map[str
 		m.log.Warn("list running distros", "err", err)
 		return nil, nil, nil, false
 	}
-	byNS := map[string]Distro{}
 	running = map[string]Distro{}
+	var hostDistros []Distro // those whose sockets are host sockets (version 1)
 	for _, d := range distros {
 		running[d.ID] = d
 		if d.PIDNamespace != "" {
-			byNS[d.PIDNamespace] = d
+			hostDistros = append(hostDistros, d)
 		}
 	}
 	var listeners map[string][]Listener
-	if len(byNS) > 0 {
-		listeners, err = m.discover(ctx, byNS)
+	if len(hostDistros) > 0 {
+		listeners, err = m.discover(ctx, hostDistros)
 		if err != nil {
 			m.log.Warn("discover distro ports", "err", err)
 			return nil, nil, nil, false
@@ -501,7 +505,7 @@ func (m *PortManager) look(ctx context.Context) (plan *scanPlan, running map[str
 // discover lists the listening sockets of the host and keeps those held by
 // the distros' processes, by distro id. Which process holds a socket is looked
 // up in /proc once per socket, not once per scan.
-func (m *PortManager) discover(ctx context.Context, byNS map[string]Distro) (map[string][]Listener, error) {
+func (m *PortManager) discover(ctx context.Context, distros []Distro) (map[string][]Listener, error) {
 	socks, err := ListeningSockets(ctx)
 	if err != nil {
 		return nil, err
@@ -520,11 +524,7 @@ func (m *PortManager) discover(ctx context.Context, byNS map[string]Distro) (map
 		}
 	}
 	if len(unknown) > 0 {
-		nsIDs := make(map[string]string, len(byNS))
-		for ns, d := range byNS {
-			nsIDs[ns] = d.ID
-		}
-		found, err := distroSocketOwners(ctx, unknown, nsIDs)
+		found, err := distroSocketOwners(ctx, unknown, distros)
 		if err != nil {
 			return nil, err
 		}

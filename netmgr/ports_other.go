@@ -9,6 +9,6 @@ import (
 
 // distroSocketOwners needs Linux's /proc; elsewhere it returns
 // errors.ErrUnsupported.
-func distroSocketOwners(ctx context.Context, want map[uint64]bool, nsIDs map[string]string) (map[uint64]socketOwner, error) {
+func distroSocketOwners(ctx context.Context, want map[uint64]bool, distros []Distro) (map[uint64]socketOwner, error) {
 	return nil, errors.ErrUnsupported
 }

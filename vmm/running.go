@@ -11,6 +11,16 @@ type RunningDistro struct {
 	// ("pid:[4026532281]"); set for version 1 distros, whose processes are host
 	// processes and whose sockets are host sockets.
 	PIDNamespace string
+	// Cgroup is the distro's cgroup v2 path ("/subsys/ID"), when its backend
+	// gives it one.
+	Cgroup string
+}
+
+// Cgrouper is implemented by backends that put each distro in a cgroup (v2)
+// of its own.
+type Cgrouper interface {
+	// Cgroup returns the distro's cgroup path, or "" when it has none.
+	Cgroup(s Spec) string
 }
 
 // PIDNamespacer is implemented by backends whose distros run as host processes
@@ -40,6 +50,9 @@ func (m *Manager) RunningDistros(ctx context.Context) ([]RunningDistro, error) {
 				continue // stopped between the two looks
 			}
 			rd.PIDNamespace = ns
+		}
+		if c, ok := m.cfg.Backends[d.Version].(Cgrouper); ok {
+			rd.Cgroup = c.Cgroup(m.spec(d))
 		}
 		out = append(out, rd)
 	}

@@ -89,6 +89,15 @@ func New(cfg Config) *Backend {
 	return b
 }
 
+// Cgroup returns the distro's cgroup v2 path, "/<Config.Cgroup>/<id>", or ""
+// when distros have none.
+func (b *Backend) Cgroup(s vmm.Spec) string {
+	if b.cg == nil {
+		return ""
+	}
+	return "/" + filepath.Base(b.cg.dir) + "/" + s.ID
+}
+
 // DistroCgroup returns the cgroup (v2) that holds every distro's processes, as
 // its id and its depth in the hierarchy; ok is false when distros have none.
 func (b *Backend) DistroCgroup() (id uint64, level uint32, ok bool) {

@@ -35,3 +35,6 @@ func (b *Backend) Stop(ctx context.Context, s vmm.Spec) error {
 
 // DistroCgroup reports no cgroup: there are no version 1 distros here.
 func (b *Backend) DistroCgroup() (id uint64, level uint32, ok bool) { return 0, 0, false }
+
+// Cgroup reports none: there are no version 1 distros here.
+func (b *Backend) Cgroup(s vmm.Spec) string { return "" }

@@ -5,6 +5,9 @@ package main
 
 import (
 	"flag"
+	"os"
+	"os/exec"
+	"syscall"
 	"fmt"
 	"io"
 	"log"
@@ -24,7 +27,23 @@ func main() {
 	flag.Var(&udp, "udp", "UDP address to echo on (repeatable)")
 	dial := flag.String("dial", "", "client mode: network (tcp, udp, or udp-unconnected: an unconnected socket that waits a second and a half first) to send one ping over to -to and await its echo")
 	to := flag.String("to", "", "client mode: the echo server's address")
+	nested := flag.Bool("nested-pidns", false, "run the server in a new PID namespace of its own, as a container in the distro would")
 	flag.Parse()
+	if *nested {
+		args := []string{}
+		for _, a := range os.Args[1:] {
+			if a != "-nested-pidns" {
+				args = append(args, a)
+			}
+		}
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+		if err := cmd.Run(); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if *dial == "udp-unconnected" {
 		// A resolver's or NTP client's socket: bound, unconnected, long
 		// enough for the network manager to list it as a UDP port.
