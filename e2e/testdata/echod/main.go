@@ -5,14 +5,14 @@ package main
 
 import (
 	"flag"
-	"os"
-	"os/exec"
-	"syscall"
 	"fmt"
 	"io"
 	"log"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
