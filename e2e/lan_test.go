@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
-
 	"github.com/subsys-dev/subsys/internal/lantest"
 )
 
@@ -177,7 +175,7 @@ func TestLANExposure(t *testing.T) {
 	// packet, not only from the next scan.
 	var d distro
 	s.api("GET", "/distros/lan", nil, &d)
-	cgroups := cgroup2AtRoot()
+	_, cgroups := lantest.Cgroup2Root()
 	if !cgroups {
 		t.Log("no cgroup v2 hierarchy mounted at its root: distros run without cgroups; their checks are skipped")
 	}
@@ -377,51 +375,16 @@ func TestLANExposure(t *testing.T) {
 	// A server that stops while the distro runs leaves its drop rules; one
 	// that stops with no distro running leaves nothing behind.
 	s.stop()
-	if !hasNFTable(t, "subsys") {
+	if !lantest.HasNFTable(t, "subsys") {
 		t.Error("the firewall table went with the server while the distro still runs: LAN-off ports would be open")
 	}
 	noReach("tcp", lan4(pAll))
 	s.start()
 	s.api("POST", "/distros/lan/terminate", nil, nil)
 	s.stop()
-	if hasNFTable(t, "subsys") {
+	if lantest.HasNFTable(t, "subsys") {
 		t.Error("the firewall table outlived the server and every distro")
 	}
-}
-
-// cgroup2AtRoot reports whether a cgroup v2 hierarchy is mounted showing its
-// root, which the server needs to give distros cgroups of their own.
-func cgroup2AtRoot() bool {
-	raw, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		pre, post, ok := strings.Cut(l, " - ")
-		if f := strings.Fields(pre); ok && strings.HasPrefix(post, "cgroup2 ") && len(f) >= 5 && f[3] == "/" {
-			return true
-		}
-	}
-	return false
-}
-
-// hasNFTable reports whether an nftables table of family inet has that name.
-func hasNFTable(t *testing.T, name string) bool {
-	t.Helper()
-	c, err := nftables.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tb := range tables {
-		if tb.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // openEcho opens a connection from the LAN test host and checks that it echoes.

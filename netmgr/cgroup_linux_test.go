@@ -9,10 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/subsys-dev/subsys/internal/lantest"
 )
 
 // TestMain lets the test binary double as the echo server that
@@ -47,7 +48,10 @@ func TestMain(m *testing.M) {
 func TestFirewallDistroCgroup(t *testing.T) {
 	h := newLANHost(t)
 	f := openTestFirewall(t)
-	mount := cgroup2MountPoint(t)
+	mount, ok := lantest.Cgroup2Root()
+	if !ok {
+		t.Skip("no cgroup2 hierarchy mounted at its root")
+	}
 	parent := filepath.Join(mount, fmt.Sprintf("subsys-test-%d", os.Getpid()))
 	child := filepath.Join(parent, "distro")
 	if err := os.MkdirAll(child, 0o755); err != nil {
@@ -60,7 +64,7 @@ func TestFirewallDistroCgroup(t *testing.T) {
 	}
 
 	// The "distro" process, in the child cgroup, on every address.
-	port := freeTCPPort(t)
+	port := freePort(t, TCP)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "NETMGR_TEST_ECHO="+fmt.Sprintf("0.0.0.0:%d", port))
 	out, _ := cmd.StdoutPipe()
@@ -122,30 +126,6 @@ func (h *lanHost) Dial4(t *testing.T, ap netip.AddrPort) error {
 		c.Close()
 	}
 	return err
-}
-
-func cgroup2MountPoint(t *testing.T) string {
-	raw, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Skip(err)
-	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		pre, post, ok := strings.Cut(l, " - ")
-		if f := strings.Fields(pre); ok && strings.HasPrefix(post, "cgroup2 ") && len(f) >= 5 && f[3] == "/" {
-			return f[4]
-		}
-	}
-	t.Skip("no cgroup2 hierarchy mounted at its root")
-	return ""
-}
-
-func freeTCPPort(t *testing.T) uint16 {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // TestFirewallUDPAnswers: a UDP port the firewall filters still hears the

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+
+	"github.com/subsys-dev/subsys/internal/lantest"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,21 +47,6 @@ func openTestFirewall(t *testing.T) *Firewall {
 }
 
 func testTable() string { return fmt.Sprintf("subsys-test-%d", os.Getpid()) }
-
-// hasTable reports whether the inet table name exists, asking on a
-// connection of its own.
-func hasTable(t *testing.T, name string) bool {
-	t.Helper()
-	c, err := nftables.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return slices.ContainsFunc(tables, func(tb *nftables.Table) bool { return tb.Name == name })
-}
 
 // shortTimeout bounds a connection attempt that the firewall may drop: a
 // dropped SYN or datagram never gets an answer, and on a veth a real one
@@ -347,7 +334,7 @@ func TestFirewallCounters(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if hasTable(t, testTable()) {
+	if lantest.HasNFTable(t, testTable()) {
 		t.Fatal("table still there after Close")
 	}
 	if err := f.Apply(ctx, nil); !errors.Is(err, ErrClosed) {
@@ -382,7 +369,7 @@ func TestOpenFirewall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f1.Close() })
-	if !hasTable(t, firewallTable) {
+	if !lantest.HasNFTable(t, firewallTable) {
 		t.Fatal("no table after OpenFirewall")
 	}
 	if err := f1.Apply(ctx, []FirewallRule{{Proto: TCP, Port: 9, Drop: true}, {Proto: UDP, Port: 9, Allow: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}}); err != nil {
@@ -423,7 +410,7 @@ func TestOpenFirewall(t *testing.T) {
 	if err := f2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if hasTable(t, firewallTable) {
+	if lantest.HasNFTable(t, firewallTable) {
 		t.Fatal("table still there after Close")
 	}
 	if err := f1.Close(); err != nil {
@@ -450,7 +437,7 @@ func TestFirewallTableDeleted(t *testing.T) {
 	if err := f.Apply(ctx, []FirewallRule{{Proto: TCP, Port: 9, Drop: true}, {Proto: UDP, Port: 9, Drop: true}}); err != nil {
 		t.Fatalf("Apply after the table was deleted: %v", err)
 	}
-	if !hasTable(t, testTable()) {
+	if !lantest.HasNFTable(t, testTable()) {
 		t.Fatal("table not created again")
 	}
 	if got, err := f.Counters(ctx); err != nil || len(got) != 2 {

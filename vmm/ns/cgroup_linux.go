@@ -94,6 +94,10 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
+// path is the distro's cgroup as /proc/PID/cgroup and nftables name it,
+// relative to the hierarchy's root.
+func (c *cgroupParent) path(id string) string { return "/" + filepath.Base(c.dir) + "/" + id }
+
 // join moves pid into the distro's cgroup, creating it. The agent's children
 // (every process of the distro) are born in it.
 func (c *cgroupParent) join(id string, pid int) error {
@@ -111,7 +115,7 @@ func (c *cgroupParent) join(id string, pid int) error {
 // agent's PID namespace — into the distro's cgroup, unless the agent is in it
 // already.
 func (c *cgroupParent) adopt(id string, agentPID int) error {
-	want := "0::/" + filepath.Base(c.dir) + "/" + id
+	want := "0::" + c.path(id)
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", agentPID))
 	if err != nil {
 		return err

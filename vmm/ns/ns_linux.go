@@ -95,7 +95,7 @@ func (b *Backend) Cgroup(s vmm.Spec) string {
 	if b.cg == nil {
 		return ""
 	}
-	return "/" + filepath.Base(b.cg.dir) + "/" + s.ID
+	return b.cg.path(s.ID)
 }
 
 // DistroCgroup returns the cgroup (v2) that holds every distro's processes, as
