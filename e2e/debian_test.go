@@ -4,17 +4,19 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // debianTarball returns the cached mmdebstrap minbase tarball (make rootfs), or
-// skips when it is not there.
+// skips (fails under SUBSYS_TEST_STRICT=1) when it is not there.
 func debianTarball(t testing.TB) string {
 	p := os.Getenv("SUBSYS_ROOTFS_TAR")
 	if p == "" {
 		p = "/var/cache/subsys-test/debian-bookworm-minbase.tar"
 	}
 	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-		t.Skipf("no Debian root file system tarball at %s: run `make rootfs`", p)
+		testenv.SkipOrFailf(t, "no Debian root file system tarball at %s: run `make rootfs`", p)
 	}
 	return p
 }

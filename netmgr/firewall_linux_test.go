@@ -21,6 +21,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/subsys-dev/subsys/internal/lantest"
+	"github.com/subsys-dev/subsys/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +34,7 @@ func openTestFirewall(t *testing.T) *Firewall {
 	requireRoot(t)
 	f, err := openFirewall(t.Context(), slog.New(slog.NewTextHandler(t.Output(), nil)), testTable())
 	if errors.Is(err, ErrFirewallUnavailable) {
-		t.Skip("needs nf_tables:", err)
+		testenv.SkipOrFail(t, "needs nf_tables:", err)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -358,12 +359,12 @@ func TestOpenFirewall(t *testing.T) {
 	// namespace.
 	runtime.LockOSThread()
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		t.Skip("needs a network namespace:", err)
+		testenv.SkipOrFail(t, "needs a network namespace:", err)
 	}
 	ctx := t.Context()
 	f1, err := OpenFirewall(ctx, nil)
 	if errors.Is(err, ErrFirewallUnavailable) {
-		t.Skip("needs nf_tables:", err)
+		testenv.SkipOrFail(t, "needs nf_tables:", err)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -12,18 +12,15 @@ import (
 	"time"
 
 	"github.com/subsys-dev/subsys/internal/lantest"
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
-// requireRoot skips t unless it runs as root with ip(8): the LAN tests create
+// requireRoot skips t (fails it under SUBSYS_TEST_STRICT=1) unless it runs as root with ip(8): the LAN tests create
 // a network namespace and a veth pair.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace and a veth pair")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip(8) from iproute2:", err)
-	}
+	testenv.RequireRoot(t, "the LAN tests create a network namespace and a veth pair")
+	testenv.RequireCommand(t, "ip", "iproute2")
 }
 
 func run(t *testing.T, args ...string) {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // Host is a LAN test host.
@@ -40,12 +42,8 @@ func run(t testing.TB, args ...string) {
 // /64 of fd5b:5b5::/32 that no route uses yet; t.Cleanup removes them.
 func New(t testing.TB) *Host {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace and a veth pair")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip(8) from iproute2:", err)
-	}
+	testenv.RequireRoot(t, "a LAN test host is a network namespace and a veth pair")
+	testenv.RequireCommand(t, "ip", "iproute2")
 	id := (os.Getpid()*7 + int(seq.Add(1))) % 100000
 	routes, _ := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
 	sub := -1
@@ -57,7 +55,7 @@ func New(t testing.TB) *Host {
 		}
 	}
 	if sub < 0 {
-		t.Skip("no free 10.213.x.0/24 for the LAN test host")
+		testenv.SkipOrFail(t, "no free 10.213.x.0/24 for the LAN test host")
 	}
 	h := &Host{
 		NS:     fmt.Sprintf("subsys-lan-%d", id),
