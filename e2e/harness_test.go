@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // subsysBin is the program under test: $SUBSYS_BIN, else built by TestMain.
@@ -65,7 +67,7 @@ func buildSubsys(dir string) error {
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for namespaces and mounts: run `make test-integration` as root")
+		testenv.SkipOrFail(t, "needs root for namespaces and mounts: run `make test-integration` as root")
 	}
 }
 
@@ -323,7 +325,7 @@ func tinyRootfs(t testing.TB) []byte {
 	t.Helper()
 	bb, err := os.ReadFile("/usr/bin/busybox")
 	if err != nil {
-		t.Skipf("needs busybox-static (/usr/bin/busybox): %v", err)
+		testenv.SkipOrFailf(t, "needs busybox-static (/usr/bin/busybox): %v", err)
 	}
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
