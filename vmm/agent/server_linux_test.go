@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // These tests run the agent's Server in the test process, without namespaces,
@@ -29,7 +31,7 @@ import (
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root (the agent sets uids and groups of the processes it starts)")
+		testenv.SkipOrFail(t, "needs root (the agent sets uids and groups of the processes it starts)")
 	}
 }
 

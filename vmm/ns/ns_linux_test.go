@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subsys-dev/subsys/internal/testenv"
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/agent"
 )
@@ -54,7 +55,7 @@ func testMain(m *testing.M) int {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to create mount and PID namespaces")
+		testenv.SkipOrFail(t, "needs root to create mount and PID namespaces")
 	}
 }
 
@@ -70,7 +71,7 @@ func makeRootFS(t *testing.T) string {
 	// No /run and no /mnt: the agent creates missing mount points.
 	bb, err := os.ReadFile("/usr/bin/busybox")
 	if err != nil {
-		t.Skipf("skipping: needs busybox-static: %v", err)
+		testenv.SkipOrFailf(t, "needs busybox-static: %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(root, "bin/busybox"), bb, 0o755); err != nil {
 		t.Fatal(err)
@@ -263,7 +264,7 @@ echo ok`
 	t.Run("host at /mnt/host", func(t *testing.T) {
 		want, err := os.ReadFile("/etc/os-release")
 		if err != nil {
-			t.Skip("host has no /etc/os-release")
+			testenv.SkipOrFail(t, "host has no /etc/os-release")
 		}
 		if got := shOut(t, c, "cat /mnt/host/etc/os-release"); got != string(want) {
 			t.Errorf("/mnt/host/etc/os-release = %q, want the host's", got)
