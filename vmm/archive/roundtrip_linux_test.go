@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // node is what the round trip compares for one path of a tree.
@@ -227,7 +229,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range buildTree(t, src) {
-		t.Logf("not covered here: %s", s)
+		testenv.SkipPart(t, "not covered here:", s)
 	}
 	want, wantLinks := snapshot(t, src)
 	if len(wantLinks) != 1 || len(wantLinks[0]) != 3 {
