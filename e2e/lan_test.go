@@ -15,10 +15,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/subsys-dev/subsys/internal/lantest"
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // apiPort is a port as GET /distros/{name}/ports returns it.
@@ -123,9 +125,104 @@ func freePorts(t testing.TB, n int) []uint16 {
 }
 
 const (
-	reachTimeout   = 2 * time.Second
-	unreachTimeout = 400 * time.Millisecond
+	reachTimeout = 2 * time.Second
+	// dropTimeout is how long a probe waits before it counts as dropped. A
+	// probe that is answered (connected, refused, reset) is answered within
+	// milliseconds over the veth: lanProbes.closed shows it at every step
+	// where a drop is checked.
+	dropTimeout = 400 * time.Millisecond
 )
+
+// isTimeout reports whether err is a dial or read that ran out of time: what
+// a probe whose packets the firewall dropped ends with. A refused or reset
+// connection is an answer, not a drop.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// lanProbes are the reachability checks of the LAN tests, each from the LAN
+// test host h or from this host itself. A negative check says which answer it
+// wants — a timeout for a drop, a refusal for an address nothing listens on, a
+// reset for the LAN proxy's allowlist — never "any error", which would also
+// pass while the listener is not up yet or the test network is broken.
+type lanProbes struct {
+	t *testing.T
+	h *lantest.Host
+}
+
+// reach wants an echo through ap from the LAN test host.
+func (p lanProbes) reach(network string, ap netip.AddrPort) {
+	p.t.Helper()
+	if err := p.h.Ping(p.t, network, ap, reachTimeout); err != nil {
+		p.t.Fatalf("%s %s from the LAN test host: %v (want reachable)", network, ap, err)
+	}
+}
+
+// dropped wants the probe from the LAN test host to time out: the firewall
+// dropped its packets. The caller first shows, with hostReach, that a program
+// listens on ap (so that, undropped, the probe would have been answered).
+func (p lanProbes) dropped(network string, ap netip.AddrPort) {
+	p.t.Helper()
+	switch err := p.h.Ping(p.t, network, ap, dropTimeout); {
+	case err == nil:
+		p.t.Fatalf("%s %s reachable from the LAN test host, want dropped", network, ap)
+	case !isTimeout(err):
+		p.t.Fatalf("%s %s from the LAN test host: %v, want a timeout (dropped by the firewall)", network, ap, err)
+	}
+}
+
+// closed wants a TCP connection from the LAN test host to ap refused at once:
+// the LAN test host reaches this host, and nothing listens on ap. Run on a port
+// nobody holds, it shows that the probes of dropped would get an answer if
+// nothing dropped them.
+func (p lanProbes) closed(ap netip.AddrPort) {
+	p.t.Helper()
+	start := time.Now()
+	_, err := p.h.Dial(p.t, "tcp", ap, reachTimeout)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		p.t.Fatalf("tcp %s from the LAN test host: %v, want connection refused (nothing listens there)", ap, err)
+	}
+	if d := time.Since(start); d > dropTimeout/4 {
+		p.t.Errorf("tcp %s from the LAN test host was refused after %v: too slow to tell an answer from a drop after %v", ap, d, dropTimeout)
+	}
+}
+
+// turnedAway wants the LAN proxy on ap to reset a TCP connection from the
+// LAN test host: its allowlist leaves the test host out.
+func (p lanProbes) turnedAway(ap netip.AddrPort) {
+	p.t.Helper()
+	if err := p.h.Ping(p.t, "tcp", ap, reachTimeout); !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
+		p.t.Fatalf("tcp %s from the LAN test host: %v, want reset by the LAN proxy (allowlist)", ap, err)
+	}
+}
+
+// hostReach wants an echo through ap from this host's own network namespace
+// (never filtered: the kernel routes it over lo).
+func (p lanProbes) hostReach(network string, ap netip.AddrPort) {
+	p.t.Helper()
+	if err := pingFromHost(network, ap); err != nil {
+		p.t.Fatalf("%s %s from this host: %v", network, ap, err)
+	}
+}
+
+// waitListening waits until a TCP connection to ap from this host succeeds,
+// polling often: the checks that follow must run as soon as the port is open.
+func waitListening(t *testing.T, ap netip.AddrPort) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", ap.String(), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s after 3 s: %v", ap, err)
+		}
+		time.Sleep(2 * time.Millisecond) // poll interval
+	}
+}
 
 // TestLANExposure is the network manager end to end: a version 1 distro runs
 // echo servers bound to 127.0.0.1 and to every address (IPv4 and IPv6, TCP and
@@ -136,6 +233,18 @@ const (
 func TestLANExposure(t *testing.T) {
 	h := lantest.New(t)
 	s := startServer(t, "")
+	probe := lanProbes{t, h}
+	lo := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p) }
+	lan4 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host4, p) }
+	lan6 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host6, p) }
+	reach, dropped, closed, hostReach := probe.reach, probe.dropped, probe.closed, probe.hostReach
+	// pathCheck shows the LAN test host gets answers from this host right
+	// now: a port nobody holds refuses it at once. Every set of dropped
+	// checks starts with it.
+	pathCheck := func() {
+		t.Helper()
+		closed(lan4(freePorts(t, 1)[0]))
+	}
 	s.importTar("lan", echodRootfs(t))
 	defer s.api("POST", "/distros/lan/terminate", nil, nil)
 	ps := freePorts(t, 3)
@@ -177,7 +286,7 @@ func TestLANExposure(t *testing.T) {
 	s.api("GET", "/distros/lan", nil, &d)
 	_, cgroups := lantest.Cgroup2Root()
 	if !cgroups {
-		t.Log("no cgroup v2 hierarchy mounted at its root: distros run without cgroups; their checks are skipped")
+		testenv.SkipPart(t, "no cgroup v2 hierarchy mounted at its root: distros run without cgroups; their checks are left out")
 	}
 	if p, _ := s.port("lan", "tcp", pLo); cgroups && p.PID != 0 {
 		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.PID))
@@ -185,13 +294,28 @@ func TestLANExposure(t *testing.T) {
 			t.Errorf("echod's cgroups: %q, want 0::/subsys/%s", raw, d.ID)
 		}
 	}
-	for i, p := range freePorts(t, 3) {
-		if !cgroups {
-			break
+	if cgroups {
+		// Each try probes as soon as the port takes connections (from this
+		// host); a try whose port the last scan already listed checks the
+		// per-port rule instead, so at least one must come before the scan.
+		pathCheck()
+		early := 0
+		for i, p := range freePorts(t, 3) {
+			s.sh("lan", fmt.Sprintf("echod -tcp 0.0.0.0:%d </dev/null >/dev/null 2>&1 &", p))
+			waitListening(t, lo(p))
+			if _, listed := s.port("lan", "tcp", p); !listed {
+				early++
+			}
+			switch err := h.Ping(t, "tcp", lan4(p), dropTimeout); {
+			case err == nil:
+				t.Errorf("try %d: a port opened a moment ago was reachable from the LAN before a scan saw it", i)
+			case !isTimeout(err):
+				t.Errorf("try %d: a port opened a moment ago, from the LAN: %v, want a timeout (dropped by the cgroup rule)", i, err)
+			}
 		}
-		s.sh("lan", fmt.Sprintf("echod -tcp 0.0.0.0:%d </dev/null >/dev/null 2>&1 & sleep 0.02", p))
-		if err := h.Ping(t, "tcp", netip.AddrPortFrom(h.Host4, p), unreachTimeout); err == nil {
-			t.Errorf("try %d: a port opened a moment ago was reachable from the LAN before a scan saw it", i)
+		t.Logf("%d of 3 new ports probed before a scan listed them", early)
+		if early == 0 {
+			t.Error("every new port was listed before its probe: the cgroup rule went unchecked")
 		}
 	}
 
@@ -218,37 +342,19 @@ func TestLANExposure(t *testing.T) {
 		waitFor(t, 3*time.Second, "the nested program's port", func() bool { _, ok := s.port("lan", "udp", pNested); return ok })
 	}
 
-	lo := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p) }
-	lan4 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host4, p) }
-	lan6 := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(h.Host6, p) }
-	reach := func(network string, ap netip.AddrPort) {
-		t.Helper()
-		if err := h.Ping(t, network, ap, reachTimeout); err != nil {
-			t.Fatalf("%s %s from the LAN test host: %v (want reachable)", network, ap, err)
-		}
-	}
-	noReach := func(network string, ap netip.AddrPort) {
-		t.Helper()
-		if err := h.Ping(t, network, ap, unreachTimeout); err == nil {
-			t.Fatalf("%s %s reachable from the LAN test host, want not", network, ap)
-		}
-	}
-	hostReach := func(network string, ap netip.AddrPort) {
-		t.Helper()
-		if err := pingFromHost(network, ap); err != nil {
-			t.Fatalf("%s %s from this host: %v", network, ap, err)
-		}
-	}
-
 	// LAN off by default, even for the program bound to every address; this
-	// host still reaches both, on loopback and on its LAN address.
-	noReach("tcp", lan4(pLo))
-	noReach("tcp", lan4(pAll))
-	noReach("tcp", lan6(pAll))
-	noReach("udp", lan4(pAll))
+	// host still reaches both, on loopback and on its LAN address. The
+	// loopback-bound program has nothing on the LAN address, so a LAN client
+	// is refused there; the one bound to every address is dropped.
 	hostReach("tcp", lo(pLo))
 	hostReach("tcp", lo(pAll))
 	hostReach("tcp", lan4(pAll))
+	hostReach("udp", lo(pAll))
+	pathCheck()
+	closed(lan4(pLo))
+	dropped("tcp", lan4(pAll))
+	dropped("tcp", lan6(pAll))
+	dropped("udp", lan4(pAll))
 
 	// LAN on while another program of this host holds the port on the IPv6
 	// LAN address: state conflict, naming it; IPv4 works meanwhile, and IPv6
@@ -302,18 +408,26 @@ func TestLANExposure(t *testing.T) {
 			t.Errorf("open LAN connection to the %s service: %v", name, err)
 		}
 	}
-	noReach("tcp", lan4(pLo))
-	noReach("tcp", lan4(pAll))
-	noReach("tcp", lan6(pAll))
+	// The LAN listener of the loopback-bound program is gone; the program
+	// bound to every address is dropped again.
+	hostReach("tcp", lo(pLo))
 	hostReach("tcp", lo(pAll))
+	pathCheck()
+	closed(lan4(pLo))
+	closed(lan6(pLo))
+	dropped("tcp", lan4(pAll))
+	dropped("tcp", lan6(pAll))
 
-	// An allowlist that leaves the test host out refuses it; one naming it admits it.
+	// An allowlist that leaves the test host out refuses it — the LAN proxy
+	// of the loopback-bound program resets it, the firewall drops it on the
+	// way to the other; one naming it admits it.
 	other := []string{"192.0.2.0/24", "2001:db8::/32"}
 	s.expose("lan", "tcp", pLo, map[string]any{"lan": true, "allow": other})
 	s.expose("lan", "tcp", pAll, map[string]any{"lan": true, "allow": other})
-	noReach("tcp", lan4(pLo))
-	noReach("tcp", lan4(pAll))
-	noReach("tcp", lan6(pAll))
+	probe.turnedAway(lan4(pLo))
+	pathCheck()
+	dropped("tcp", lan4(pAll))
+	dropped("tcp", lan6(pAll))
 	mine := []string{h.Peer4.String() + "/32", h.Peer6.String()}
 	s.expose("lan", "tcp", pAll, map[string]any{"allow": mine})
 	got := s.expose("lan", "tcp", pLo, map[string]any{"allow": mine})
@@ -351,26 +465,31 @@ func TestLANExposure(t *testing.T) {
 	reach("tcp", lan6(pAll))
 	reach("udp", lan4(pUDP))
 	s.expose("lan", "tcp", pAll, map[string]any{"lan": false})
-	noReach("tcp", lan4(pAll))
+	hostReach("tcp", lo(pAll))
+	pathCheck()
+	dropped("tcp", lan4(pAll))
 
 	// v1_lan_default = follow-bind: an unconfigured port bound to every
 	// address is on the LAN, as in WSL 1; one configured off stays off.
 	pNew := freePorts(t, 1)[0]
 	s.sh("lan", fmt.Sprintf("echod -tcp 0.0.0.0:%d </dev/null >/dev/null 2>&1 &", pNew))
 	waitFor(t, 3*time.Second, "the new port", func() bool { _, ok := s.port("lan", "tcp", pNew); return ok })
-	noReach("tcp", lan4(pNew))
+	hostReach("tcp", lo(pNew))
+	pathCheck()
+	dropped("tcp", lan4(pNew))
 	if st, raw := s.api("PUT", "/settings", map[string]any{"v1_lan_default": "follow-bind"}, nil); st != 200 {
 		t.Fatalf("PUT settings: %d %s", st, raw)
 	}
 	waitFor(t, 3*time.Second, "follow-bind applied", func() bool { p, _ := s.port("lan", "tcp", pNew); return p.State == "lan" && p.LAN })
 	reach("tcp", lan4(pNew))
-	noReach("tcp", lan4(pAll))
+	dropped("tcp", lan4(pAll))
 	if st, _ := s.api("PUT", "/settings", map[string]any{"v1_lan_default": "sometimes"}, nil); st != 400 {
 		t.Errorf("PUT v1_lan_default=sometimes: %d, want 400", st)
 	}
 	s.api("PUT", "/settings", map[string]any{"v1_lan_default": "off"}, nil)
 	waitFor(t, 3*time.Second, "off applied", func() bool { p, _ := s.port("lan", "tcp", pNew); return p.State == "local" })
-	noReach("tcp", lan4(pNew))
+	pathCheck()
+	dropped("tcp", lan4(pNew))
 
 	// A server that stops while the distro runs leaves its drop rules; one
 	// that stops with no distro running leaves nothing behind.
@@ -378,7 +497,9 @@ func TestLANExposure(t *testing.T) {
 	if !lantest.HasNFTable(t, "subsys") {
 		t.Error("the firewall table went with the server while the distro still runs: LAN-off ports would be open")
 	}
-	noReach("tcp", lan4(pAll))
+	hostReach("tcp", lo(pAll))
+	pathCheck()
+	dropped("tcp", lan4(pAll))
 	s.start()
 	s.api("POST", "/distros/lan/terminate", nil, nil)
 	s.stop()
