@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/subsys-dev/subsys/internal/testenv"
 )
@@ -63,8 +64,14 @@ func TestDebianDistro(t *testing.T) {
 	// A daemon started with nohup keeps running after the call returns.
 	s.exec("debian", map[string]any{"argv": []string{"/bin/sh", "-c", "nohup sleep 1000 >/dev/null 2>&1 &"}})
 	s.exec("debian", map[string]any{"argv": []string{"/bin/sh", "-c", "nohup sleep 1001 &"}})
-	if res := s.exec("debian", map[string]any{"argv": []string{"pgrep", "-c", "-f", "^sleep 100[01]$"}}); res.Stdout != "2\n" {
-		t.Errorf("nohup daemons after exec returned: pgrep says %q", res.Stdout)
+	// The shell has forked them when exec returns, but nohup may not have
+	// run sleep yet: wait for both to be sleep, then for them to stay.
+	count := func() string {
+		return s.exec("debian", map[string]any{"argv": []string{"pgrep", "-c", "-f", "^sleep 100[01]$"}}).Stdout
+	}
+	waitFor(t, 5*time.Second, "both nohup daemons running sleep", func() bool { return count() == "2\n" })
+	if got := count(); got != "2\n" {
+		t.Errorf("nohup daemons after exec returned: pgrep says %q", got)
 	}
 	if res := s.exec("debian", map[string]any{"argv": []string{"id", "-un"}, "user": "bob"}); res.Stdout != "bob\n" {
 		t.Errorf("exec -u bob = %+v", res)

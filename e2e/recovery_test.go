@@ -76,7 +76,7 @@ func (r *slowReader) Read(p []byte) (int, error) {
 		close(r.sent)
 		r.sent = nil
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // the pace of the upload: slow enough that the import is in flight when killed
 	return n, nil
 }
 
@@ -100,7 +100,12 @@ func TestKillDuringImport(t *testing.T) {
 		st, _ := s.api("GET", "/distros/crashy", nil, &d)
 		return st == 200 && d.State == "Installing"
 	})
-	time.Sleep(200 * time.Millisecond)
+	// Kill it once the import has left something to clean up in the staging
+	// area, so that the checks below can see the cleanup happen.
+	waitFor(t, 10*time.Second, "the import to write into the staging area", func() bool {
+		entries, _ := os.ReadDir(filepath.Join(s.data, "tmp"))
+		return len(entries) > 0
+	})
 	s.kill9()
 	s.start()
 	if st, raw := s.api("GET", "/distros/crashy", nil, nil); st != 404 {

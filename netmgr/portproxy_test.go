@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -334,8 +335,8 @@ func TestManagerRun(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Run did not return after cancel")
 	}
-	if err := pingThrough(netip.AddrPortFrom(lo4, port)); err == nil {
-		t.Fatal("rule still forwards after Run returned")
+	if err := pingThrough(netip.AddrPortFrom(lo4, port)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("through the rule after Run returned: %v, want connection refused (its listener closed)", err)
 	}
 	if _, err := m.Add(context.Background(), Rule{Proto: TCP, ListenAddress: lo4, ListenPort: port, ConnectAddress: "127.0.0.1", ConnectPort: 1}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Add after Close = %v, want ErrClosed", err)

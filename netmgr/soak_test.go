@@ -50,7 +50,7 @@ func settle(t *testing.T, fds, sockets, goroutines int) {
 		if time.Now().After(deadline) {
 			fail("%d goroutines (baseline %d)", runtime.NumGoroutine(), goroutines)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // poll interval
 	}
 	if _, s := openFDs(t); s > sockets {
 		fail("%d sockets open (baseline %d)", s, sockets)
@@ -64,7 +64,7 @@ func settle(t *testing.T, fds, sockets, goroutines int) {
 		if time.Now().After(deadline) {
 			fail("%d fds (baseline %d)", f, fds)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // poll interval
 	}
 }
 
@@ -147,7 +147,7 @@ func TestSoak(t *testing.T) {
 						return
 					}
 					longRounds.Add(1)
-					time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
+					time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond) // paces a long connection's rounds
 				}
 			})
 		}
