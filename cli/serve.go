@@ -6,17 +6,19 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	_ "net/http/pprof" // for --debug-addr only: DefaultServeMux is never the API's mux
 	"os"
 	"path/filepath"
 	"strings"
+	"os/user"
+	"strconv"
 	"sync"
+	"time"
+
+	"golang.org/x/term"
 
 	"github.com/spf13/cobra"
 
@@ -33,7 +35,8 @@ type serveOpts struct {
 	tlsCert      string
 	tlsKey       string
 	logLevel     string
-	debugAddr    string
+	sessionIdle  time.Duration
+	profiling    bool
 }
 
 func newServeCmd(b Build, g *globals) *cobra.Command {
@@ -51,8 +54,9 @@ func newServeCmd(b Build, g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file")
 	cmd.Flags().StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	cmd.Flags().StringVar(&o.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this loopback address (for profiling)")
-	cmd.Flags().MarkHidden("debug-addr")
+	cmd.Flags().DurationVar(&o.sessionIdle, "session-idle", 12*time.Hour, "end a browser session unused this long")
+	cmd.Flags().BoolVar(&o.profiling, "pprof", false, "serve Go's profiles at /api/v1/debug/pprof/ (needs the token or the socket)")
+	cmd.Flags().MarkHidden("pprof")
 	return cmd
 }
 
@@ -73,8 +77,8 @@ func loadToken(dataDir string) (string, error) {
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	tok := hex.EncodeToString(raw)
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write token: %w", err)
+	if err := server.WriteTokenFile(path, tok); err != nil {
+		return "", err
 	}
 	return tok, nil
 }
@@ -174,7 +178,6 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	netCtx, stopNet := context.WithCancel(ctx)
 	ports, portProxy, netDone := startNetwork(netCtx, db, mgr, v1, log)
 	defer func() { stopNet(); netDone() }()
-	srv := server.New(server.Config{Manager: mgr, Ports: ports, PortProxy: portProxy, Token: token, AllowedHosts: o.allowedHosts, Version: b.Version, Logger: log})
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
@@ -185,31 +188,70 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	}
 	host := ln.Addr().String()
 	if strings.HasPrefix(host, "127.0.0.1:") {
+		// localhost, not 127.0.0.1: browsers treat http://localhost as a
+		// secure context, and it is the name the Host check expects first.
 		host = "localhost:" + strings.TrimPrefix(host, "127.0.0.1:")
 	}
 	base := scheme + "://" + host
-	clientURL := scheme + "://" + ln.Addr().String()
-	info, _ := json.Marshal(serveInfo{URL: clientURL})
-	if err := os.WriteFile(filepath.Join(dataDir, serveFile), info, 0o644); err != nil {
+	sock, err := listenSocket(filepath.Join(dataDir, SocketName), log)
+	if err != nil {
+		ln.Close()
 		return err
 	}
-	defer os.Remove(filepath.Join(dataDir, serveFile))
-	if o.debugAddr != "" {
-		if !isLoopback(o.debugAddr) {
-			return fmt.Errorf("--debug-addr %s: only a loopback address", o.debugAddr)
-		}
-		go http.ListenAndServe(o.debugAddr, http.DefaultServeMux) // net/http/pprof registers there
+	srv := server.New(server.Config{Manager: mgr, Ports: ports, PortProxy: portProxy, Token: token,
+		TokenFile: filepath.Join(dataDir, "token"), Sessions: db, SessionIdle: o.sessionIdle, PublicURL: base,
+		Profiling: o.profiling, AllowedHosts: o.allowedHosts, Version: b.Version, Logger: log})
+	log.Info("subsys serving", "url", base, "socket", sock.Addr().String(), "data", dataDir)
+	// The login URL carries the token: it goes to a terminal only, never to a
+	// log or the journal. `subsys dashboard` prints a fresh one at any time.
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		fmt.Fprintf(os.Stderr, "\nsubsys is running. Open the dashboard:\n\n    %s/#token=%s\n\n", base, token)
+	} else {
+		log.Info("run `subsys dashboard` for the browser login URL")
 	}
-	log.Info("subsys serving", "url", base, "data", dataDir)
-	fmt.Fprintf(os.Stderr, "\nsubsys is running. Open the dashboard:\n\n    %s/login?token=%s\n\n", base, token)
 	if tls {
 		ln = tlsListener(ln, o.tlsCert, o.tlsKey)
 	}
-	err = srv.Serve(ctx, ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
+	return srv.Serve(ctx, ln, sock)
+}
+
+// SocketName is the CLI's unix socket in the data directory.
+const SocketName = "subsys.sock"
+
+// listenSocket opens the CLI's unix socket: mode 0660 and group subsys where
+// that group exists (its members may use subsys, as with incus-admin), else
+// 0600. The server authorizes each peer by SO_PEERCRED too, so the mode is a
+// second lock, not the only one.
+func listenSocket(path string, log *slog.Logger) (net.Listener, error) {
+	// A socket left by a server that died; a live server would still hold it,
+	// and then our TCP listen above would usually have failed first.
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("socket %s: exists and is not a socket", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("socket %s: another subsys server is serving this data directory", path)
+		}
+		os.Remove(path)
 	}
-	return err
+	old := unixUmask(0o177)
+	ln, err := net.Listen("unix", path)
+	unixUmask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	if g, err := user.LookupGroup(server.PeerGroup); err == nil {
+		if gid, err := strconv.Atoi(g.Gid); err == nil {
+			if err := os.Chown(path, -1, gid); err == nil {
+				os.Chmod(path, 0o660)
+			} else {
+				log.Warn("socket stays root-only", "group", server.PeerGroup, "err", err)
+			}
+		}
+	}
+	return ln, nil
 }
 
 // startNetwork starts the network manager: the port manager that exposes distro

@@ -1,7 +1,9 @@
-// Package server is subsys's HTTP face: the REST API under /api/v1, the token login
-// for browsers, the streaming exec websocket, and the security checks every request
-// passes (Host allow-list, Origin check, bearer token or cookie, body limits,
-// security headers). main imports it; nothing imports server.
+// Package server is subsys's HTTP face: the REST API under /api/v1, browser
+// sessions and single-use tickets, the streaming exec and terminal websockets, and
+// the security checks every request passes (Host allow-list, Origin check, a
+// credential that is never ambient — see auth.go —, body limits, security
+// headers). It serves TCP listeners for browsers and scripts and the unix socket
+// the CLI uses. main imports it; nothing imports server.
 package server
 
 import (
@@ -34,8 +36,21 @@ type Config struct {
 	Ports *netmgr.PortManager
 	// PortProxy runs portproxy rules; nil answers 501 on /portproxy.
 	PortProxy *netmgr.Manager
-	// Token is the secret every request must carry. Required.
+	// Token is the API token: it authorizes everything and is traded for
+	// browser sessions. Required.
 	Token string
+	// TokenFile is where Token is kept; POST /api/v1/token/rotate rewrites it.
+	TokenFile string
+	// Sessions keeps browser sessions across restarts; nil keeps them in memory.
+	Sessions SessionStore
+	// SessionIdle ends a browser session unused this long; 0 means 12 h.
+	SessionIdle time.Duration
+	// PublicURL is the browsers' base URL (http://localhost:7070), for the
+	// login URL GET /api/v1/dashboard answers.
+	PublicURL string
+	// Profiling serves Go's pprof under /api/v1/debug/pprof/, behind the same
+	// authentication as the API (the token or the socket; not a session).
+	Profiling bool
 	// AllowedHosts are extra Host names accepted besides localhost, *.localhost,
 	// 127.0.0.1 and [::1] (any port).
 	AllowedHosts []string
@@ -53,9 +68,10 @@ type Config struct {
 
 // Server serves the API. Create it with New.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	mux http.Handler
+	cfg  Config
+	log  *slog.Logger
+	mux  http.Handler
+	auth *authState
 }
 
 // New returns a Server for cfg.
@@ -72,7 +88,11 @@ func New(cfg Config) *Server {
 	if cfg.MaxOutputBytes == 0 {
 		cfg.MaxOutputBytes = 16 << 20
 	}
+	if cfg.SessionIdle == 0 {
+		cfg.SessionIdle = 12 * time.Hour
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.auth = newAuthState(cfg.Token, cfg.TokenFile, cfg.SessionIdle, cfg.Sessions)
 	s.mux = s.routes()
 	return s
 }
@@ -83,10 +103,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.securityHeaders, s.checkHost, s.logRequests)
-	r.Get("/login", s.handle(s.handleLogin))
 	r.Group(func(r chi.Router) {
 		r.Use(s.checkOrigin, s.authenticate)
 		r.Route("/api/v1", func(r chi.Router) {
+			r.Post("/login", s.handle(s.handleLogin))
+			r.Post("/logout", s.handle(s.handleLogout))
+			r.Post("/tickets", s.handle(s.handleTicket))
+			r.With(s.adminOnly).Get("/dashboard", s.handle(s.handleDashboardURL))
+			r.With(s.adminOnly).Post("/token/rotate", s.handle(s.handleRotateToken))
+			if s.cfg.Profiling {
+				r.With(s.adminOnly).Mount("/debug/pprof", profiler())
+			}
 			r.Get("/openapi.yaml", s.handle(s.handleOpenAPI))
 			r.Get("/version", s.handle(s.handleVersion))
 			r.Get("/status", s.handle(s.handleStatus))
@@ -103,11 +130,13 @@ func (s *Server) routes() http.Handler {
 				r.Post("/start", s.handle(s.handleStart))
 				r.Post("/terminate", s.handle(s.handleTerminate))
 				r.Post("/clone", s.handle(s.handleClone))
-				r.Get("/export", s.handle(s.handleExport))
+				// POST: an export takes the distro's operation lock and records an
+				// operation, so it is not a GET (no GET changes anything).
+				r.Post("/export", s.handle(s.handleExport))
 				r.Post("/exec", s.handle(s.handleExec))
-				r.Get("/exec/ws", s.handle(s.handleExecStream))
+				r.With(s.requireUpgrade).Get("/exec/ws", s.handle(s.handleExecStream))
 				r.Get("/metrics", s.handle(s.handleMetrics))
-				r.Get("/terminal", s.handle(s.handleTerminal))
+				r.With(s.requireUpgrade).Get("/terminal", s.handle(s.handleTerminal))
 				r.Get("/terminals", s.handle(s.handleListTerminals))
 				r.Delete("/terminals/{id}", s.handle(s.handleKillTerminal))
 				r.Get("/ports", s.handle(s.handleListPorts))
@@ -127,16 +156,21 @@ func (s *Server) routes() http.Handler {
 			}))
 		})
 	})
-	// The dashboard's files hold no secrets: they load without the token and the
-	// page then logs in through /login or shows how to.
+	// The dashboard's files hold no secrets: they load without a credential, and
+	// the page signs in with the token from the login URL's fragment (#token=)
+	// or asks for it.
 	r.Get("/*", s.uiHandler())
 	return r
 }
 
-// Serve serves on ln until ctx ends, then shuts down gracefully: the base context
-// is cancelled first so that streaming exec sessions end instead of holding
+// Serve serves on every listener (TCP for browsers and scripts, the CLI's unix
+// socket) until ctx ends, then shuts down gracefully: the base context is
+// cancelled first so that streaming exec sessions end instead of holding
 // Shutdown open.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
+	if err := s.auth.pruneSessions(ctx); err != nil {
+		s.log.Warn("old browser sessions not pruned", "err", err)
+	}
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
 	hs := &http.Server{
@@ -145,21 +179,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return base },
+		ConnContext:       connContext,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- hs.Serve(ln) }()
+	}
+	var err error
 	select {
-	case err := <-errc:
-		return err
+	case err = <-errc:
 	case <-ctx.Done():
 	}
 	cancelBase()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := hs.Shutdown(sctx)
-	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+	if e := hs.Shutdown(sctx); err == nil {
 		err = e
+	}
+	for range lns {
+		if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+			err = e
+		}
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
 	}
 	return err
 }

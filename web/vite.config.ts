@@ -23,7 +23,6 @@ export default defineConfig({
     // compares Origin with Host, which then match.
     proxy: {
       '/api': { target: backend, ws: true },
-      '/login': { target: backend },
     },
   },
 });

@@ -1,8 +1,9 @@
 // The shell around every page: header with navigation and the live-connection
 // indicator, the routes, dialogs and toasts.
-import { useEffect } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
+import { errorMessage, login } from './api';
 import { onLinkClick, terminalHref, useRoute, type Route } from './router';
-import { live, useStore, type Connection } from './store';
+import { connectEvents, live, loadSettings, signOut, useStore, type Connection } from './store';
 import { terminals } from './terminal';
 import { AskHost, Icon, ToastHost } from './ui';
 import { Dashboard } from './pages/Dashboard';
@@ -59,6 +60,9 @@ export function App() {
           </a>
         </nav>
         <ConnIndicator c={l.conn} />
+        <button type="button" class="btn btn-ghost signout" onClick={() => signOut()} title="End this browser's session">
+          Sign out
+        </button>
       </header>
       {(l.conn.state === 'offline' || (l.conn.state === 'reconnecting' && Date.now() - l.conn.since > 3000)) && (
         <div class="banner" role="status">
@@ -141,26 +145,54 @@ function Logo() {
   );
 }
 
-/** Not logged in: explain the token login (the cookie comes from /login?token=…). */
+/**
+ * Not signed in: explain the login URL, or take the token by hand. The token is
+ * traded for a session by script (POST /api/v1/login), never sent in a URL.
+ */
 function SignIn() {
+  const l = useStore(live);
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  const onSubmit = async (e: Event) => {
+    e.preventDefault();
+    const input = (e.currentTarget as HTMLFormElement).elements.namedItem('token') as HTMLInputElement;
+    setBusy(true);
+    setError('');
+    try {
+      await login(input.value);
+      input.value = '';
+      connectEvents();
+      loadSettings();
+    } catch (err) {
+      setError(errorMessage(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const message = error || (l.conn.state === 'unauthorized' && l.conn.message === 'Signed out.' ? 'Signed out.' : '');
   return (
     <main class="signin" id="main">
-      <form class="card signin-card" method="get" action="/login">
+      <form class="card signin-card" onSubmit={onSubmit}>
         <div class="brand big">
           <Logo />
           <span>subsys</span>
         </div>
         <h1>Sign in</h1>
         <p>
-          Open the login link that <code>subsys serve</code> printed, or paste the token from the data directory
+          Run <code>subsys dashboard</code> for a login link, or paste the token from the data directory
           (<code>/var/lib/subsys/token</code> as root, else <code>~/.local/share/subsys/token</code>).
         </p>
+        {message && (
+          <p class={error ? 'error' : 'muted'} role={error ? 'alert' : 'status'}>
+            {message}
+          </p>
+        )}
         <label class="field">
           <span class="field-label">Token</span>
           <input type="password" name="token" required autocomplete="current-password" autoFocus />
         </label>
         <div class="form-actions">
-          <button type="submit" class="btn btn-primary">
+          <button type="submit" class="btn btn-primary" disabled={busy}>
             Sign in
           </button>
         </div>

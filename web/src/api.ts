@@ -1,5 +1,12 @@
-// The REST API under /api/v1 (server/openapi.yaml). The browser is logged in by
-// the HttpOnly cookie /login sets, so every call is a plain same-origin fetch.
+// The REST API under /api/v1 (server/openapi.yaml).
+//
+// The browser holds no ambient credential: no cookie authorizes anything, since
+// cookies reach every localhost port, including a dev server inside a distro.
+// The login URL carries the API token in its fragment (#token=…, never sent to a
+// server); the page trades it once for a session secret of its own, kept in
+// localStorage (scoped to this scheme+host+port) and sent as a header. A
+// websocket or event stream cannot send headers, so those take a single-use
+// ticket fetched with the header just before they open.
 
 export type State = 'Installing' | 'Stopped' | 'Running' | 'Exporting' | 'Converting' | 'Uninstalling';
 
@@ -148,13 +155,99 @@ export function parseError(status: number, statusText: string, body: string): Ap
   return new ApiError(status, 'http_' + status, `${status} ${detail}`);
 }
 
+const SESSION_KEY = 'subsys.session';
+
+/** The session secret, or '' when signed out. */
+export function sessionSecret(): string {
+  try {
+    return localStorage.getItem(SESSION_KEY) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+function setSession(secret: string) {
+  try {
+    if (secret) localStorage.setItem(SESSION_KEY, secret);
+    else localStorage.removeItem(SESSION_KEY);
+  } catch {
+    // storage disabled: the session lasts as long as this page
+  }
+  memorySession = secret;
+}
+
+let memorySession = '';
+
+function authHeaders(): Record<string, string> {
+  const s = sessionSecret() || memorySession;
+  return s ? { Authorization: `Bearer ${s}` } : {};
+}
+
+/** Trades the API token for a session of this browser's own. */
+export async function login(token: string): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(`${BASE}/login`, {
+      method: 'POST',
+      credentials: 'omit',
+      headers: { Authorization: `Bearer ${token.trim()}` },
+    });
+  } catch (e) {
+    throw new ApiError(0, 'network', `Cannot reach the subsys server (${(e as Error).message}).`);
+  }
+  if (!res.ok) {
+    const err = await errorFrom(res);
+    if (res.status === 401) throw new ApiError(401, err.code, 'That token is not right: copy it again from the data directory, or run `subsys dashboard`.');
+    throw err;
+  }
+  const j = (await res.json()) as { session: string };
+  setSession(j.session);
+}
+
+/**
+ * Signs in with a token found in the address (#token=…), and removes it from the
+ * address bar and history at once. Returns whether there was one.
+ */
+export async function loginFromURL(): Promise<boolean> {
+  const hash = new URLSearchParams(location.hash.replace(/^#/, ''));
+  const token = hash.get('token');
+  if (!token) return false;
+  history.replaceState(history.state, '', location.pathname === '/login' ? '/' : location.pathname + location.search);
+  try {
+    await login(token);
+  } catch {
+    // the sign-in page says so: the stored session (if any) stays as it was
+  }
+  return true;
+}
+
+/** Ends this browser's session on the server and here. */
+export async function logout(): Promise<void> {
+  try {
+    await request<void>('POST', `${BASE}/logout`);
+  } finally {
+    setSession('');
+  }
+}
+
+/** Forgets a session the server no longer accepts. */
+export function dropSession() {
+  setSession('');
+}
+
+/** A single-use ticket for one websocket, event stream or download. */
+export async function ticket(): Promise<string> {
+  const t = await request<{ ticket: string }>('POST', `${BASE}/tickets`);
+  return t.ticket;
+}
+
 export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   let res: Response;
   try {
     res = await fetch(path, {
       method,
-      credentials: 'same-origin',
-      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+      credentials: 'omit',
+      headers: { ...authHeaders(), ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
@@ -193,8 +286,33 @@ export const api = {
   version: () => request<{ version: string }>('GET', `${BASE}/version`),
 };
 
-export const exportURL = (name: string, format: string) =>
-  `${distroPath(name)}/export?format=${encodeURIComponent(format)}`;
+/**
+ * Downloads an export: a form POST with a single-use ticket, so the browser
+ * streams the archive to disk itself (a fetch would hold it all in memory).
+ */
+export async function downloadExport(name: string, format: string, onFailed: () => void): Promise<void> {
+  const t = await ticket();
+  // The reply is an attachment, so the browser saves it and no frame loads; an
+  // error reply instead loads into the hidden frame (its JSON unreadable there,
+  // by our own frame-ancestors policy), which is how a failure shows.
+  const frame = document.createElement('iframe');
+  frame.name = `export-${t.slice(-12)}`;
+  frame.style.display = 'none';
+  frame.onload = () => {
+    onFailed();
+    frame.remove();
+  };
+  const form = document.createElement('form');
+  form.method = 'POST';
+  form.target = frame.name;
+  form.action = `${distroPath(name)}/export?${new URLSearchParams({ format, ticket: t })}`;
+  form.style.display = 'none';
+  document.body.append(frame, form);
+  form.submit();
+  form.remove();
+  // A download leaves the frame empty: take it away after a while.
+  setTimeout(() => frame.remove(), 120_000);
+}
 
 export interface Upload {
   /** Resolves with the operation the server started, or rejects with an ApiError. */
@@ -216,6 +334,7 @@ export function uploadDistro(
   const done = new Promise<Operation>((resolve, reject) => {
     xhr.open('POST', `${BASE}/distros?name=${encodeURIComponent(name)}&version=${version}`);
     xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+    for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
     xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
     xhr.upload.onload = () => onProgress(file.size, file.size);
     xhr.onload = () => {

@@ -1,9 +1,12 @@
 import { render } from 'preact';
 import './styles.css';
 import { App } from './App';
+import { loginFromURL } from './api';
 import { connectEvents, live, loadSettings } from './store';
 import { restoreTerminals, terminals } from './terminal';
 
+// A login URL (#token=…) signs in first; the token leaves the address bar at once.
+await loginFromURL();
 connectEvents();
 loadSettings();
 // Terminals this browser tab had open before a reload: reattach once we know

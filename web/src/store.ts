@@ -4,7 +4,7 @@
 // `distro-removed` and `operation` events patch it, and `ports` replaces one
 // distro's listening ports. Nothing polls.
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, type Distro, type Operation, type Port, type PortsEvent, type Settings } from './api';
+import { api, ApiError, dropSession, logout, ticket, type Distro, type Operation, type Port, type PortsEvent, type Settings } from './api';
 
 /** A tiny observable value; components read it with useStore. */
 export class Store<T> {
@@ -189,18 +189,34 @@ function parse<T>(e: Event): T | null {
   }
 }
 
-/** Opens the event stream; call once at start. */
-export function connectEvents() {
+/**
+ * Opens the event stream; call once at start, and again after signing in. Each
+ * connection needs a fresh single-use ticket (an EventSource cannot send a
+ * header), so reconnecting is ours to do, not the browser's: its own retry would
+ * present the spent ticket.
+ */
+export async function connectEvents() {
   clearTimeout(retryTimer);
   source?.close();
-  const es = new EventSource('/api/v1/events');
-  source = es;
+  source = null;
+  const gen = ++connectGen;
   if (live.get().conn.state !== 'reconnecting') setConn({ state: 'connecting' });
+  let t: string;
+  try {
+    t = await ticket();
+  } catch (e) {
+    if (gen !== connectGen) return;
+    return streamFailed(e);
+  }
+  if (gen !== connectGen) return;
+  const es = new EventSource(`/api/v1/events?ticket=${encodeURIComponent(t)}`);
+  source = es;
   es.addEventListener('snapshot', (e) => {
     const s = parse<{ distros: Distro[] | null; operations: Operation[] | null }>(e);
     if (!s) return;
     replaceAll(s.distros ?? [], s.operations ?? []);
     retryDelay = 1000;
+    failures = 0;
     setConn({ state: 'live' });
   });
   es.addEventListener('distro', (e) => {
@@ -221,20 +237,39 @@ export function connectEvents() {
   });
   es.onerror = () => {
     if (es !== source) return;
-    if (es.readyState === EventSource.CONNECTING) {
-      // The browser reconnects by itself (retry: from the server); the snapshot
-      // that follows replaces our state.
-      const c = live.get().conn;
-      if (c.state !== 'reconnecting') setConn({ state: 'reconnecting', since: Date.now() });
-      return;
-    }
-    // CLOSED: the server answered with an error status (401, 404…) or not an
-    // event stream. Ask the plain API why, show it, and try again later.
     es.close();
-    diagnose();
+    source = null;
+    streamFailed(null);
   };
 }
 
+let connectGen = 0;
+let failures = 0;
+
+/**
+ * The stream broke or could not open: say so and try again, soon at first. A
+ * 401 means the session is gone (expired, logged out, token rotated): sign in.
+ */
+async function streamFailed(e: unknown) {
+  if (e instanceof ApiError && e.status === 401) {
+    dropSession();
+    setConn({ state: 'unauthorized', message: e.message });
+    return;
+  }
+  failures++;
+  const c = live.get().conn;
+  if (failures < 3 || !(e === null || e instanceof ApiError)) {
+    // A drop (server restart, network): the indicator says reconnecting.
+    if (c.state !== 'reconnecting') setConn({ state: 'reconnecting', since: Date.now() });
+  } else {
+    await diagnose();
+    if (live.get().conn.state === 'unauthorized') return;
+  }
+  retryTimer = window.setTimeout(connectEvents, failures < 3 ? 300 : retryDelay);
+  if (failures >= 3) retryDelay = Math.min(retryDelay * 2, 30_000);
+}
+
+/** The stream fails again and again: ask the plain API why, and show it. */
 async function diagnose() {
   try {
     const list = await api.listDistros();
@@ -243,13 +278,26 @@ async function diagnose() {
     setConn({ state: 'offline', message: 'Live updates are unavailable (GET /api/v1/events failed); the list may be out of date.' });
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
+      dropSession();
       setConn({ state: 'unauthorized', message: e.message });
     } else {
       setConn({ state: 'offline', message: (e as Error).message });
     }
   }
-  retryTimer = window.setTimeout(connectEvents, retryDelay);
-  retryDelay = Math.min(retryDelay * 2, 30_000);
+}
+
+/** Signs this browser out and shows the sign-in page. */
+export async function signOut() {
+  clearTimeout(retryTimer);
+  connectGen++;
+  source?.close();
+  source = null;
+  try {
+    await logout();
+  } catch {
+    // signed out here in any case
+  }
+  setConn({ state: 'unauthorized', message: 'Signed out.' });
 }
 
 /** After a change made through the API when the stream is down: fetch the list. */

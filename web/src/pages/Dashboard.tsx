@@ -1,11 +1,11 @@
 // The distro list: state, version, disk and memory at a glance, and every action.
 import { useEffect, useState } from 'preact/hooks';
-import { EXPORT_FORMATS, exportURL, type Distro, type Operation } from '../api';
+import { EXPORT_FORMATS, downloadExport, errorMessage, type Distro, type Operation } from '../api';
 import { busy, cloneDistro, makeDefault, renameDistro, setDefaultUser, startDistro, terminateDistro, unregisterDistro } from '../actions';
 import { bytes, percent } from '../format';
 import { distroHref, onLinkClick, terminalHref } from '../router';
 import { live, sortedDistros, useStore } from '../store';
-import { Icon, Menu, MenuItem, MenuLink, Progress, Spinner, StateBadge, VersionBadge, usePending } from '../ui';
+import { Icon, Menu, MenuItem, Progress, Spinner, StateBadge, VersionBadge, toast, usePending } from '../ui';
 import { ImportDialog } from './ImportDialog';
 
 export function Dashboard() {
@@ -192,6 +192,13 @@ function DistroRow({ d }: { d: Distro }) {
   );
 }
 
+/** Starts the download of an export; a failure shows as a toast. */
+function exportDistro(d: Distro, format: string) {
+  downloadExport(d.name, format, () =>
+    toast('error', `The export of ${d.name} did not start: is it busy, or gone? Try again when its state is Stopped or Running.`),
+  ).catch((e) => toast('error', `Export of ${d.name}: ${errorMessage(e)}`));
+}
+
 /** The secondary actions, as menu items: in the list's row menu and on the distro page. */
 export function DistroMenuItems({ d, onRenamed }: { d: Distro; onRenamed?: (r: Distro) => void }) {
   const isBusy = busy(d);
@@ -199,9 +206,9 @@ export function DistroMenuItems({ d, onRenamed }: { d: Distro; onRenamed?: (r: D
     <>
       <div class="menu-label">Export (download)</div>
       {EXPORT_FORMATS.map((f) => (
-        <MenuLink key={f} icon="download" href={exportURL(d.name, f)} download={`${d.name}.${f}`}>
+        <MenuItem key={f} icon="download" disabled={isBusy} onClick={() => exportDistro(d, f)}>
           {d.name}.{f}
-        </MenuLink>
+        </MenuItem>
       ))}
       <hr />
       <MenuItem icon="clone" disabled={isBusy} onClick={() => cloneDistro(d)}>

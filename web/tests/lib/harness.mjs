@@ -31,7 +31,7 @@ function freePort() {
 
 /**
  * Starts bin/subsys serve with a temporary data directory. Its log goes to
- * test-output/server.log (or logName). Returns {base, token, data, api, restart(), stop()}.
+ * test-output/server.log (or logName). Returns {base, token, data, api, loginURL, restart(), stop()}.
  */
 export async function startServer({ logName = 'server.log' } = {}) {
   if (!existsSync(SUBSYS_BIN)) throw new Error(`${SUBSYS_BIN} is missing: run "cd web && npm run build && cd .. && make build" first`);
@@ -93,6 +93,8 @@ export async function startServer({ logName = 'server.log' } = {}) {
     token,
     data,
     api,
+    /** The login URL `subsys dashboard` prints: the token in the fragment. */
+    loginURL: `${base}/#token=${encodeURIComponent(token)}`,
     /** Stops the server and starts it again on the same port and data. */
     async restart() {
       await stopServer();

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 const BUSYBOX = process.env.SUBSYS_TEST_BUSYBOX || '/usr/bin/busybox';
 const APPLETS = ['sh', 'ash', 'ls', 'cat', 'echo', 'stty', 'sleep', 'yes', 'head', 'base64', 'id',
-  'hostname', 'env', 'true', 'false', 'pwd', 'mkdir', 'rm', 'ps', 'uname', 'tail', 'wc', 'seq', 'clear', 'reset', 'tty',
+  'hostname', 'env', 'true', 'false', 'touch', 'test', 'pwd', 'mkdir', 'rm', 'ps', 'uname', 'tail', 'wc', 'seq', 'clear', 'reset', 'tty',
   // Listeners for the ports tests.
   'httpd', 'nc', 'killall'];
 

@@ -1,0 +1,4 @@
+package cli
+
+// unixUmask does nothing on Windows, which has no umask.
+func unixUmask(mask int) int { return 0 }
