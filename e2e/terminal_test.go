@@ -3,17 +3,40 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 )
 
-// termClient is a Go client of the terminal websocket, acknowledging output as a
-// browser does (unless ack is off, to play a slow reader).
+// ackMode is how a test client uses the terminal's acknowledgements.
+type ackMode int
+
+const (
+	// noAcks is a plain websocket client (websocat, a script): it sends no ack
+	// frame, so TCP backpressure alone paces it.
+	noAcks ackMode = iota
+	// optInOnly opts in with {"type":"ack","bytes":0} and then acknowledges
+	// nothing by itself (the test does, with ackAll): a browser that stopped
+	// rendering.
+	optInOnly
+	// autoAck opts in and acknowledges every 32 KiB, as the dashboard does.
+	autoAck
+)
+
+func (m ackMode) String() string {
+	return [...]string{"noAcks", "optInOnly", "autoAck"}[m]
+}
+
+// termClient is a Go client of the terminal websocket, acknowledging output as
+// the dashboard does, or not at all (see ackMode).
 type termClient struct {
 	t    testing.TB
 	c    *websocket.Conn
@@ -23,7 +46,7 @@ type termClient struct {
 	out  bytes.Buffer
 	exit *int
 	done chan struct{}
-	ack  bool
+	ack  bool // acknowledge as output arrives
 	// received counts every output byte, kept even when out is reset.
 	received int64
 }
@@ -33,7 +56,7 @@ func (s *server) dialTerminal(distro, query string) (*websocket.Conn, *http.Resp
 	return websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + s.token}})
 }
 
-func (s *server) openTerminal(distro, query string, ack bool) *termClient {
+func (s *server) openTerminal(distro, query string, mode ackMode) *termClient {
 	s.t.Helper()
 	c, resp, err := s.dialTerminal(distro, query)
 	if err != nil {
@@ -43,7 +66,12 @@ func (s *server) openTerminal(distro, query string, ack bool) *termClient {
 		}
 		s.t.Fatalf("terminal websocket: %v (status %d)", err, status)
 	}
-	tc := &termClient{t: s.t, c: c, done: make(chan struct{}), ack: ack}
+	tc := &termClient{t: s.t, c: c, done: make(chan struct{}), ack: mode == autoAck}
+	if mode != noAcks {
+		// The opt-in goes first, as the dashboard sends it: acks then pace the
+		// output from its first byte.
+		tc.control(map[string]any{"type": "ack", "bytes": 0})
+	}
 	kind, msg, err := c.ReadMessage()
 	if err != nil || kind != websocket.TextMessage {
 		s.t.Fatalf("first frame: %v", err)
@@ -147,7 +175,7 @@ func TestTerminalProtocol(t *testing.T) {
 	s := startServer(t, "")
 	s.importTar("tiny", tinyRootfs(t))
 
-	tc := s.openTerminal("tiny", "cols=100&rows=30", true)
+	tc := s.openTerminal("tiny", "cols=100&rows=30", autoAck)
 	tc.send("echo hel''lo\n")
 	tc.waitOutput("hello", 5*time.Second)
 	tc.send("stty size\n")
@@ -184,14 +212,14 @@ func TestTerminalProtocol(t *testing.T) {
 		s.api("GET", "/distros/tiny/terminals", nil, &list)
 		return len(list) == 1 && !list[0].Attached
 	})
-	again := s.openTerminal("tiny", "session="+tc.id, true)
+	again := s.openTerminal("tiny", "session="+tc.id, autoAck)
 	again.waitOutput("before-drop", 5*time.Second)
 	again.send("echo reattached\n")
 	again.waitOutput("reattached", 5*time.Second)
 
 	// Reattach survives a server restart too: sessions live in the agent.
 	s.restart()
-	third := s.openTerminal("tiny", "session="+tc.id, true)
+	third := s.openTerminal("tiny", "session="+tc.id, autoAck)
 	third.waitOutput("reattached", 5*time.Second)
 	third.send("exit 3\n")
 	select {
@@ -208,7 +236,7 @@ func TestTerminalProtocol(t *testing.T) {
 		t.Errorf("attach to an unknown session: err %v, resp %v; want 404", err, resp)
 	}
 	// DELETE kills a session.
-	victim := s.openTerminal("tiny", "", true)
+	victim := s.openTerminal("tiny", "", autoAck)
 	if st, raw := s.api("DELETE", "/distros/tiny/terminals/"+victim.id, nil, nil); st != 204 {
 		t.Errorf("DELETE terminal = %d %s", st, raw)
 	}
@@ -218,13 +246,13 @@ func TestTerminalProtocol(t *testing.T) {
 		t.Error("killed session's socket stayed open")
 	}
 	// A command instead of the shell, and its exit code.
-	cmd := s.openTerminal("tiny", "command=echo+one-shot%3B+exit+5", true)
+	cmd := s.openTerminal("tiny", "command=echo+one-shot%3B+exit+5", autoAck)
 	<-cmd.done
 	if !strings.Contains(cmd.output(), "one-shot") || cmd.exit == nil || *cmd.exit != 5 {
 		t.Errorf("command terminal: output %q exit %v", cmd.output(), cmd.exit)
 	}
 	// Oversized control frames close the socket.
-	big := s.openTerminal("tiny", "", true)
+	big := s.openTerminal("tiny", "", autoAck)
 	big.control(map[string]any{"type": "resize", "pad": strings.Repeat("x", 70<<10)})
 	select {
 	case <-big.done:
@@ -237,7 +265,7 @@ func TestTerminalProtocol(t *testing.T) {
 		t.Errorf("cross-origin terminal: err %v, want 403", err)
 	}
 	// Reattaching to a stopped distro is a 404 and does not start it.
-	live := s.openTerminal("tiny", "", true)
+	live := s.openTerminal("tiny", "", autoAck)
 	s.api("POST", "/distros/tiny/terminate", nil, nil)
 	<-live.done
 	if _, resp, err := s.dialTerminal("tiny", "session="+live.id); err == nil || resp == nil || resp.StatusCode != 404 {
@@ -249,31 +277,41 @@ func TestTerminalProtocol(t *testing.T) {
 	}
 }
 
-// TestTerminalSlowReader: a client that acknowledges nothing gets at most the
-// server's window, and the program producing output is held back rather than
-// buffered without limit; acknowledging lets it go on. Ctrl-C stops a flood at once.
+// TestTerminalSlowReader: a client that opted in to acknowledgements and then
+// acknowledges nothing gets at most the server's window — the server stops
+// reading the session above the high-water mark, and the program producing
+// output is held back rather than buffered without limit; acknowledging lets it
+// go on. Ctrl-C stops a flood at once.
 func TestTerminalSlowReader(t *testing.T) {
 	s := startServer(t, "")
 	s.importTar("tiny", tinyRootfs(t))
-	tc := s.openTerminal("tiny", "command=yes", false)
-	time.Sleep(2 * time.Second)
-	tc.mu.Lock()
-	got := tc.received
-	tc.mu.Unlock()
-	if got > 4<<20 {
+	// The pause lets the opt-in arrive before the first byte of output, so the
+	// bound below is exact rather than racing the first frames.
+	tc := s.openTerminal("tiny", "command=sleep+1%3B+yes", optInOnly)
+	time.Sleep(3 * time.Second)
+	received := func() int64 {
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		return tc.received
+	}
+	got := received()
+	// The high-water mark (256 KiB) plus at most one read of the session.
+	if got > 512<<10 {
 		t.Errorf("a client that acknowledged nothing received %d bytes: no flow control", got)
 	}
 	if got == 0 {
 		t.Fatalf("no output at all")
 	}
+	time.Sleep(time.Second)
+	if again := received(); again != got {
+		t.Errorf("output went on without acknowledgements: %d bytes, then %d", got, again)
+	}
 	tc.ackAll()
 	waitFor(t, 10*time.Second, "output to resume after acknowledging", func() bool {
-		tc.mu.Lock()
-		defer tc.mu.Unlock()
-		return tc.received > got
+		return received() > got
 	})
 
-	flood := s.openTerminal("tiny", "", true)
+	flood := s.openTerminal("tiny", "", autoAck)
 	flood.send("yes\n")
 	time.Sleep(time.Second)
 	start := time.Now()
@@ -285,23 +323,84 @@ func TestTerminalSlowReader(t *testing.T) {
 	}
 }
 
-// TestTerminalBulk: 16 MiB through the terminal with a client that acknowledges
-// as it goes arrive whole and promptly (a lost acknowledgement stalls this for good).
+// TestTerminalPlainClient: a websocket client that knows nothing of
+// acknowledgements (websocat, a script) gets every byte of a large output, paced
+// by TCP alone. Before acknowledgements were opt-in it stalled for good after
+// 256 KiB.
+func TestTerminalPlainClient(t *testing.T) {
+	s := startServer(t, "")
+	s.importTar("tiny", tinyRootfs(t))
+	// base64 of 4 MiB of zeros is 5592406 "A"s and "==", in 76-column lines.
+	const size, wantA = 4 << 20, (4<<20)/3*4 + 2
+	c, _, err := s.dialTerminal("tiny", "command="+url.QueryEscape(fmt.Sprintf("head -c %d /dev/zero | base64", size)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var as, total int64
+	exit := -1
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			kind, r, err := c.NextReader()
+			if err != nil {
+				done <- err
+				return
+			}
+			if kind == websocket.TextMessage {
+				var ctl struct {
+					Type string
+					Code *int
+				}
+				msg, _ := io.ReadAll(r)
+				if json.Unmarshal(msg, &ctl) == nil && ctl.Type == "exit" && ctl.Code != nil {
+					exit = *ctl.Code
+				}
+				continue
+			}
+			for {
+				n, err := r.Read(buf)
+				atomic.AddInt64(&total, int64(n))
+				atomic.AddInt64(&as, int64(bytes.Count(buf[:n], []byte("A"))))
+				if err != nil {
+					break
+				}
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		c.Close()
+		<-done
+		t.Fatalf("the output did not get through in 60 s: %d bytes arrived (%d of %d \"A\"s)", atomic.LoadInt64(&total), atomic.LoadInt64(&as), wantA)
+	}
+	if as != wantA || exit != 0 {
+		t.Errorf("received %d bytes with %d \"A\"s, exit %d; want %d \"A\"s and exit 0", total, as, exit, wantA)
+	}
+}
+
+// TestTerminalBulk: 16 MiB through the terminal arrive whole and promptly, both
+// to a client that acknowledges as it goes (a lost acknowledgement stalls this
+// for good) and to one that sends no acknowledgements at all.
 func TestTerminalBulk(t *testing.T) {
 	s := startServer(t, "")
 	s.importTar("tiny", tinyRootfs(t))
-	tc := s.openTerminal("tiny", "command=head+-c+16777216+/dev/zero", true)
-	select {
-	case <-tc.done:
-	case <-time.After(30 * time.Second):
+	for _, mode := range []ackMode{autoAck, noAcks} {
+		tc := s.openTerminal("tiny", "command=head+-c+16777216+/dev/zero", mode)
+		select {
+		case <-tc.done:
+		case <-time.After(30 * time.Second):
+			tc.mu.Lock()
+			got := tc.received
+			tc.mu.Unlock()
+			t.Fatalf("%v: 16 MiB did not get through in 30 s: %d bytes arrived", mode, got)
+		}
 		tc.mu.Lock()
-		got := tc.received
+		if want := int64(16 << 20); tc.received < want || tc.exit == nil || *tc.exit != 0 {
+			t.Errorf("%v: received %d bytes, exit %v; want %d bytes and exit 0", mode, tc.received, tc.exit, want)
+		}
 		tc.mu.Unlock()
-		t.Fatalf("16 MiB did not get through in 30 s: %d bytes arrived", got)
-	}
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if want := int64(16 << 20); tc.received < want || tc.exit == nil || *tc.exit != 0 {
-		t.Errorf("received %d bytes, exit %v; want %d bytes and exit 0", tc.received, tc.exit, want)
 	}
 }

@@ -15,10 +15,26 @@ import (
 	"github.com/subsys-dev/subsys/vmm/agent"
 )
 
-// Terminal flow control, as ttyd does it: the browser acknowledges the bytes it
-// has rendered; above highWater unacknowledged bytes the server stops reading the
-// session, the agent's window fills, the agent stops reading the pty and the
-// program blocks. Memory per terminal stays bounded by these windows.
+// Terminal flow control. Every client gets every byte, and memory per terminal
+// stays bounded, in one of two ways:
+//
+//   - By default output is paced by the websocket's own TCP connection: the
+//     server's writes block while the client's receive window is full, the server
+//     stops reading the session, the agent's window fills, the agent stops reading
+//     the pty and the program blocks. This is what a client that knows nothing of
+//     acknowledgements (websocat, a script) gets, and it never stalls.
+//   - A client that sends an ack frame opts in to acknowledgement pacing, as ttyd
+//     does it: it acknowledges the bytes it has consumed (for the dashboard, the
+//     bytes xterm.js has rendered), and above highWater unacknowledged bytes the
+//     server stops reading the session. Kernel socket buffers can hold megabytes
+//     that a browser still has to render; this bounds what is queued in front of
+//     a Ctrl-C's prompt to highWater. The dashboard opts in with
+//     {"type":"ack","bytes":0} as its first frame, so it is paced from its first
+//     byte.
+//
+// Acknowledgements count the bytes of binary frames since the socket opened,
+// whenever the first one comes: a client that opts in late owes acks for what
+// it received before.
 const (
 	// 256 KiB is a fraction of a second of xterm.js rendering even on a slow
 	// machine, so Ctrl-C in a flood shows its prompt at once; it is still far more
@@ -199,11 +215,14 @@ func (s *Server) handleTerminal(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// flow counts bytes sent and not yet acknowledged by the browser.
+// flow counts bytes sent and not yet acknowledged by the client, and holds the
+// sender back once the client has opted in to acknowledgements and is more than
+// highWater behind.
 type flow struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	unacked int64
+	acking  bool // the client has sent an ack frame: acks pace the output
 	closed  bool
 }
 
@@ -213,8 +232,10 @@ func (f *flow) sent(n int) {
 	f.mu.Unlock()
 }
 
+// ack records an acknowledgement; the first one opts the client in.
 func (f *flow) ack(n int64) {
 	f.mu.Lock()
+	f.acking = true
 	f.unacked = max(f.unacked-n, 0)
 	if f.unacked <= lowWater {
 		f.cond.Broadcast()
@@ -222,11 +243,13 @@ func (f *flow) ack(n int64) {
 	f.mu.Unlock()
 }
 
-// wait blocks while the browser is more than highWater behind; false when closed.
+// wait blocks while an acknowledging client is more than highWater behind;
+// false when closed. A client that never acknowledges is never held here: the
+// blocking websocket write paces it instead.
 func (f *flow) wait() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.unacked >= highWater {
+	if f.acking && f.unacked >= highWater {
 		for f.unacked > lowWater && !f.closed {
 			f.cond.Wait()
 		}
@@ -278,7 +301,7 @@ func (s *Server) serveTerminal(ctx context.Context, conn *wsConn, id string, att
 		}
 	}()
 
-	// Browser → session.
+	// Client → session.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -314,7 +337,8 @@ func (s *Server) serveTerminal(ctx context.Context, conn *wsConn, id string, att
 		}
 	}()
 
-	// Session → browser, paced by acknowledgements.
+	// Session → client, paced by acknowledgements when the client sends them and
+	// by the blocking write (TCP backpressure) always.
 	outDone := make(chan struct{})
 	wg.Add(1)
 	go func() {

@@ -3,7 +3,9 @@
 // frames JSON control. Output is acknowledged once xterm has rendered it
 // ({"type":"ack","bytes":N}), so a flood (`yes`) cannot outrun the page: the
 // server stops reading the pty while too much is unacknowledged, and Ctrl-C
-// (a plain 0x03 byte) stays a few frames away from the shell.
+// (a plain 0x03 byte) stays a few frames away from the shell. Acknowledging is
+// opt-in (a client that sends none is paced by TCP alone): the page opts in with
+// {"type":"ack","bytes":0} as its first frame.
 //
 // Sessions outlive the page: the id is kept in the URL (?session=ID) and in
 // sessionStorage, and a reload reattaches; the server replays recent output.
@@ -360,6 +362,11 @@ export class TermSession {
     this.queue = [];
     let gotSession = false;
     const reattach = !!this.sessionId;
+    // The opt-in goes first, so acks pace the output from (almost) its first
+    // byte and socket buffers cannot queue megabytes in front of a Ctrl-C. The
+    // server counts every byte since the socket opened, so bytes that arrive
+    // before it reads the opt-in are acknowledged like the rest.
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'ack', bytes: 0 }));
 
     ws.onmessage = (e) => {
       if (gen !== this.gen) return;
