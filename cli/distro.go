@@ -51,30 +51,30 @@ func newListCmd(g *globals) *cobra.Command {
 			}
 			if len(list) == 0 {
 				if running {
-					fmt.Println("There are no running distros.")
+					fmt.Fprintln(stdout, "There are no running distros.")
 				} else {
-					fmt.Println("There are no installed distros. Import one with: subsys import NAME TARBALL")
+					fmt.Fprintln(stdout, "There are no installed distros. Import one with: subsys import NAME TARBALL")
 				}
 				return nil
 			}
 			if !verbose {
 				for _, d := range list {
 					if d.Default {
-						fmt.Printf("%s (Default)\n", d.Name)
+						fmt.Fprintf(stdout, "%s (Default)\n", sanitize(d.Name))
 					} else {
-						fmt.Println(d.Name)
+						fmt.Fprintln(stdout, sanitize(d.Name))
 					}
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 4, ' ', 0)
+			tw := tabwriter.NewWriter(stdout, 0, 4, 4, ' ', 0)
 			fmt.Fprintln(tw, "  NAME\tSTATE\tVERSION")
 			for _, d := range list {
 				mark := " "
 				if d.Default {
 					mark = "*"
 				}
-				fmt.Fprintf(tw, "%s %s\t%s\t%d\n", mark, d.Name, d.State, d.Version)
+				row(tw, mark+" "+d.Name, d.State, d.Version)
 			}
 			return tw.Flush()
 		}),
@@ -125,26 +125,22 @@ func newImportCmd(g *globals) *cobra.Command {
 			if location != "" {
 				abs, err := filepath.Abs(location)
 				if err != nil {
-					return err
+					return fmt.Errorf("--location %s: %w", location, err)
 				}
 				q.Set("location", abs)
 			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url("/distros", q), io.NopCloser(io.TeeReader(in, bar)))
+			req, err := c.request(ctx, http.MethodPost, "/distros", q, io.NopCloser(io.TeeReader(in, bar)))
 			if err != nil {
 				return err
 			}
 			req.ContentLength = size // -1: unknown, sent chunked
-			req.Header.Set("Authorization", "Bearer "+c.token)
 			req.Header.Set("Content-Type", "application/octet-stream")
-			resp, err := c.http.Do(req)
+			resp, err := c.send(req)
 			if err != nil {
+				bar.Exit()
 				return fmt.Errorf("import %s: %w", name, err)
 			}
 			defer resp.Body.Close()
-			if resp.StatusCode >= 300 {
-				bar.Exit()
-				return fmt.Errorf("import %s: %w", name, decodeAPIError(resp))
-			}
 			var op operation
 			if err := jsonDecode(resp.Body, &op); err != nil {
 				return err
@@ -154,7 +150,7 @@ func newImportCmd(g *globals) *cobra.Command {
 				return err
 			}
 			bar.Finish()
-			fmt.Fprintf(os.Stderr, "Imported %s.\n", name)
+			fmt.Fprintf(stderr, "Imported %s.\n", sanitize(name))
 			return nil
 		}),
 	}
@@ -187,19 +183,17 @@ func newExportCmd(g *globals) *cobra.Command {
 			if format == "" {
 				format = formatFromName(dst)
 			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/distros/"+url.PathEscape(name)+"/export", url.Values{"format": {format}}), nil)
+			// POST: an export does work (and a GET that does work is what a
+			// cross-site page could trigger); the body stays empty.
+			req, err := c.request(ctx, http.MethodPost, distroPath(name)+"/export", url.Values{"format": {format}}, nil)
 			if err != nil {
 				return err
 			}
-			req.Header.Set("Authorization", "Bearer "+c.token)
-			resp, err := c.http.Do(req)
+			resp, err := c.send(req)
 			if err != nil {
 				return fmt.Errorf("export %s: %w", name, err)
 			}
 			defer resp.Body.Close()
-			if resp.StatusCode >= 300 {
-				return fmt.Errorf("export %s: %w", name, decodeAPIError(resp))
-			}
 			var out io.Writer = os.Stdout
 			var tmp *os.File
 			if dst != "-" {
@@ -221,18 +215,18 @@ func newExportCmd(g *globals) *cobra.Command {
 			bar.Finish()
 			if tmp != nil {
 				if err := tmp.Sync(); err != nil {
-					return err
+					return fmt.Errorf("export %s: %w", name, err)
 				}
 				if err := tmp.Close(); err != nil {
-					return err
+					return fmt.Errorf("export %s: %w", name, err)
 				}
 				if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-					return err
+					return fmt.Errorf("export %s: %w", name, err)
 				}
 				if err := os.Rename(tmp.Name(), dst); err != nil {
 					return fmt.Errorf("export %s: %w", name, err)
 				}
-				fmt.Fprintf(os.Stderr, "Exported %s to %s.\n", name, dst)
+				fmt.Fprintf(stderr, "Exported %s to %s.\n", sanitize(name), sanitize(dst))
 			}
 			return nil
 		}),
@@ -264,7 +258,7 @@ func newUnregisterCmd(g *globals) *cobra.Command {
 		if err := c.json(ctx, http.MethodDelete, distroPath(a[0]), nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "Unregistered %s.\n", a[0])
+		fmt.Fprintf(stderr, "Unregistered %s.\n", sanitize(a[0]))
 		return nil
 	})
 }
@@ -300,7 +294,7 @@ func newCloneCmd(g *globals) *cobra.Command {
 			return err
 		}
 		bar.Finish()
-		fmt.Fprintf(os.Stderr, "Cloned %s to %s.\n", a[0], a[1])
+		fmt.Fprintf(stderr, "Cloned %s to %s.\n", sanitize(a[0]), sanitize(a[1]))
 		return nil
 	})
 }
@@ -320,7 +314,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 		if def == "" {
 			def = "(none)"
 		}
-		fmt.Printf("Server: %s (version %s)\nDefault distro: %s\nDistros: %d, running: %d\n", c.base, st.Version, def, st.Distros, st.Running)
+		fmt.Fprintf(stdout, "Server: %s (version %s)\nDefault distro: %s\nDistros: %d, running: %d\n",
+			sanitize(c.where()), sanitize(st.Version), sanitize(def), st.Distros, st.Running)
 		return nil
 	})
 }
@@ -328,9 +323,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 func newVersionCmd(b Build, g *globals) *cobra.Command {
 	return &cobra.Command{Use: "version", Short: "Show the versions of this program and of the server", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Printf("subsys version: %s\n", b.Version)
+			fmt.Fprintf(stdout, "subsys version: %s\n", b.Version)
 			c, err := g.client()
 			if err != nil {
+				fmt.Fprintf(stdout, "server: %s\n", sanitize(err.Error()))
 				return nil
 			}
 			var v struct {
@@ -341,10 +337,15 @@ func newVersionCmd(b Build, g *globals) *cobra.Command {
 				if errors.As(err, &ae) {
 					return err
 				}
-				fmt.Println("server: not reachable")
+				var nr *notRunningError
+				if errors.As(err, &nr) {
+					fmt.Fprintln(stdout, "server: not running")
+				} else {
+					fmt.Fprintln(stdout, "server: not reachable:", sanitize(err.Error()))
+				}
 				return nil
 			}
-			fmt.Printf("server version: %s\n", v.Version)
+			fmt.Fprintf(stdout, "server version: %s\n", sanitize(v.Version))
 			return nil
 		}}
 }

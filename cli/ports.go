@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -87,18 +86,20 @@ func newPortsCmd(g *globals) *cobra.Command {
 				return printJSON(ps)
 			}
 			if len(ps) == 0 {
-				fmt.Printf("No program in %s is listening on a port.\n", args[0])
+				fmt.Fprintf(stdout, "No program in %s is listening on a port.\n", sanitize(args[0]))
 				return nil
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(tw, "PROTO\tADDRESS\tPORT\tPROCESS\tREACH\tALLOW\tCONNS\tIN\tOUT")
 			for _, p := range ps {
+				// The process name is whatever a program in the distro called
+				// itself: row sanitizes every cell.
 				proc := p.Process
 				if p.PID != 0 {
 					proc = fmt.Sprintf("%s (%d)", p.Process, p.PID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Proto, p.Address, p.Port, proc,
-					stateText(p.State, p.Error), allowText(p.Allow), p.Connections, bytesText(p.BytesIn), bytesText(p.BytesOut))
+				row(tw, p.Proto, p.Address, p.Port, proc, stateText(p.State, p.Error), allowText(p.Allow),
+					p.Connections, bytesText(p.BytesIn), bytesText(p.BytesOut))
 			}
 			return tw.Flush()
 		}),
@@ -160,7 +161,8 @@ connections. --allow limits LAN clients to source prefixes (CIDR, comma-separate
 			if err := c.json(ctx, http.MethodPut, path, body, &p); err != nil {
 				return err
 			}
-			fmt.Printf("%s port %d of %s: %s (allow %s)\n", p.Proto, p.Port, args[0], stateText(p.State, p.Error), allowText(p.Allow))
+			fmt.Fprintf(stdout, "%s port %d of %s: %s (allow %s)\n", sanitize(p.Proto), p.Port, sanitize(args[0]),
+				sanitize(stateText(p.State, p.Error)), sanitize(allowText(p.Allow)))
 			if p.State == "conflict" || p.State == "error" {
 				return exitError{code: 1}
 			}
@@ -211,7 +213,8 @@ func newPortProxyCmd(g *globals) *cobra.Command {
 			if err := c.json(ctx, http.MethodPost, "/portproxy", in, &r); err != nil {
 				return err
 			}
-			fmt.Printf("rule %s: %s %s:%d -> %s:%d (%s)\n", r.ID, r.Proto, r.ListenAddress, r.ListenPort, r.ConnectAddress, r.ConnectPort, r.State)
+			fmt.Fprintf(stdout, "rule %s: %s %s -> %s (%s)\n", sanitize(r.ID), sanitize(r.Proto),
+				sanitize(hostPort(r.ListenAddress, r.ListenPort)), sanitize(hostPort(r.ConnectAddress, r.ConnectPort)), sanitize(stateText(r.State, r.Error)))
 			return nil
 		}),
 	}
@@ -237,14 +240,13 @@ func newPortProxyCmd(g *globals) *cobra.Command {
 				return printJSON(rs)
 			}
 			if len(rs) == 0 {
-				fmt.Println("There are no portproxy rules. Add one with: subsys portproxy add --listen-port P --connect-port Q")
+				fmt.Fprintln(stdout, "There are no portproxy rules. Add one with: subsys portproxy add --listen-port P --connect-port Q")
 				return nil
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(tw, "ID\tPROTO\tLISTEN\tCONNECT\tALLOW\tSTATE\tCONNS\tIN\tOUT")
 			for _, r := range rs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Proto,
-					hostPort(r.ListenAddress, r.ListenPort), hostPort(r.ConnectAddress, r.ConnectPort),
+				row(tw, r.ID, r.Proto, hostPort(r.ListenAddress, r.ListenPort), hostPort(r.ConnectAddress, r.ConnectPort),
 					allowText(r.Allow), stateText(r.State, r.Error), r.Connections, bytesText(uint64(r.BytesIn)), bytesText(uint64(r.BytesOut)))
 			}
 			return tw.Flush()
@@ -285,8 +287,14 @@ func bytesText(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// printJSON prints v as indented JSON, escaped for a terminal (see escapeJSON).
 func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	if _, err := stdout.Write(append(escapeJSON(b), '\n')); err != nil {
+		return fmt.Errorf("print JSON: %w", err)
+	}
+	return nil
 }

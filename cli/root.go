@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -42,16 +43,28 @@ func Main(b Build) int {
 	case errors.As(err, &ee):
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "subsys:", err)
+	// Errors quote the server, and through it distros: sanitized like everything
+	// else the CLI prints (sanitize leaves clean text as it is).
+	fmt.Fprintln(os.Stderr, "subsys:", sanitize(err.Error()))
 	return 1
 }
 
-// globals are the flags every client verb shares.
+// globals are the flags every verb shares.
 type globals struct {
-	data  string
-	url   string
-	token string
+	// data is the data directory, absolute once the command line is parsed.
+	data string
+	// dataSet is whether --data was given.
+	dataSet bool
+	// url is --url: the server over TCP instead of the socket.
+	url string
 }
+
+// Output of the verbs' messages and tables (not of data they pass through, as
+// from `run` or `export -`); tests swap them.
+var (
+	stdout io.Writer = os.Stdout
+	stderr io.Writer = os.Stderr
+)
 
 func newRoot(b Build) *cobra.Command {
 	g := &globals{}
@@ -60,15 +73,28 @@ func newRoot(b Build) *cobra.Command {
 		Short:         "Run and manage Linux distributions, like WSL, from a browser, a REST API or this command line",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// The data directory is absolute from here on, for every verb: serve
+		// records paths under it, and a client's messages name its socket.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			abs, err := filepath.Abs(g.data)
+			if err != nil {
+				return fmt.Errorf("--data %s: %w", g.data, err)
+			}
+			g.data, g.dataSet = abs, cmd.Flags().Changed("data")
+			return nil
+		},
 	}
-	root.PersistentFlags().StringVar(&g.data, "data", DefaultDataDir(), "data directory (holds the token and the server's address)")
-	root.PersistentFlags().StringVar(&g.url, "url", "", "server URL (default: $SUBSYS_URL, else the one the server recorded in the data directory)")
+	// A verb with a PersistentPreRunE of its own runs it after the root's, not
+	// instead of it.
+	cobra.EnableTraverseRunHooks = true
+	root.PersistentFlags().StringVar(&g.data, "data", DefaultDataDir(), "data directory (holds the server's socket "+SocketName+" and its token)")
+	root.PersistentFlags().StringVar(&g.url, "url", "", "reach the server at this URL with a token (default: $SUBSYS_URL; if neither is set, its unix socket in the data directory)")
 	root.AddCommand(
 		newServeCmd(b, g),
 		newListCmd(g), newImportCmd(g), newExportCmd(g), newRunCmd(g), newShellCmd(g),
 		newTerminateCmd(g), newShutdownCmd(g), newUnregisterCmd(g), newSetDefaultCmd(g),
 		newCloneCmd(g), newRenameCmd(g), newSetUserCmd(g), newStatusCmd(g), newVersionCmd(b, g),
-		newPortsCmd(g), newExposeCmd(g), newPortProxyCmd(g),
+		newPortsCmd(g), newExposeCmd(g), newPortProxyCmd(g), newDashboardCmd(g), newTokenCmd(g),
 	)
 	return root
 }

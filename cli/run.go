@@ -3,10 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -97,15 +97,9 @@ func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error 
 		}
 	}
 	tty := term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
-	u, _ := url.Parse(c.url(distroPath(name)+"/exec/ws", nil))
-	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
-	hdr := http.Header{"Authorization": {"Bearer " + c.token}}
-	conn, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), hdr)
+	conn, err := c.dialWS(ctx, distroPath(name)+"/exec/ws")
 	if err != nil {
-		if resp != nil {
-			return decodeAPIError(resp)
-		}
-		return fmt.Errorf("cannot reach the subsys server at %s: %w", c.base, err)
+		return err
 	}
 	defer conn.Close()
 	var wmu sync.Mutex
@@ -129,7 +123,7 @@ func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error 
 	}
 	b, _ := json.Marshal(start)
 	if err := send(websocket.TextMessage, b); err != nil {
-		return err
+		return fmt.Errorf("run: send the command: %w", err)
 	}
 	// Wait for "started" (or an error) before touching the terminal.
 	for {
@@ -143,7 +137,7 @@ func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error 
 		var ctl control
 		json.Unmarshal(msg, &ctl)
 		if ctl.Type == "error" && ctl.Error != nil {
-			return fmt.Errorf("%s", ctl.Error.Message)
+			return errors.New(sanitize(ctl.Error.Message))
 		}
 		if ctl.Type == "started" {
 			break
@@ -229,7 +223,7 @@ func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error 
 			return nil
 		case "error":
 			if ctl.Error != nil {
-				return fmt.Errorf("%s", ctl.Error.Message)
+				return errors.New(sanitize(ctl.Error.Message))
 			}
 		}
 	}

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+)
+
+func newTokenCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Manage the API token browsers and remote scripts log in with",
+	}
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Replace the API token; every browser session ends",
+		Long: `Replace the API token in the data directory (mode 0600) with a new random one.
+The old token stops working at once and every browser session made with it ends;
+` + "`subsys dashboard`" + ` prints a login URL with the new one. When the server is not
+running, the token file is rewritten here, and the server uses it when it starts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var r struct {
+				TokenFile string `json:"token_file"`
+			}
+			err = c.json(cmd.Context(), http.MethodPost, "/token/rotate", nil, &r)
+			var nr *notRunningError
+			switch {
+			case errors.As(err, &nr):
+				// Nothing listens on the socket: the token is the file's alone.
+				path, err := rotateTokenFile(filepath.Dir(nr.socket))
+				if err != nil {
+					return fmt.Errorf("rotate the token: %w", err)
+				}
+				fmt.Fprintf(stdout, "The subsys server is not running: wrote a new token to %s; the server uses it when it starts.\n", sanitize(path))
+			case err != nil:
+				return fmt.Errorf("rotate the token: %w", err)
+			default:
+				fmt.Fprintf(stdout, "Replaced the token: the new one is in %s.\n", sanitize(r.TokenFile))
+			}
+			fmt.Fprintln(stdout, "The old token no longer works, and every browser session has ended. To log in again: subsys dashboard")
+			if c.socket == "" {
+				fmt.Fprintln(stdout, "This client used the old token (SUBSYS_TOKEN or the token file): give it the new one.")
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(rotate)
+	return cmd
+}
+
+// rotateTokenFile replaces dir/token with a new random token (32 bytes as 64
+// hex characters and a newline, mode 0600), atomically: a server starting at
+// the same time reads the old token or the new one, never half of one.
+func rotateTokenFile(dir string) (string, error) {
+	raw := make([]byte, 32)
+	rand.Read(raw) // never fails (crypto/rand since Go 1.24)
+	path := filepath.Join(dir, "token")
+	f, err := os.CreateTemp(dir, ".token-*") // mode 0600
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name()) // after the rename, a no-op
+	if _, err := f.WriteString(hex.EncodeToString(raw) + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync() // the rename itself survives a crash
+		d.Close()
+	}
+	return path, nil
+}
