@@ -11,10 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
-	"strings"
 	"os/user"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,6 +147,7 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	openDataDirToGroup(dataDir, log)
 	token, err := loadToken(dataDir)
 	if err != nil {
 		return err
@@ -213,6 +214,28 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 		ln = tlsListener(ln, o.tlsCert, o.tlsKey)
 	}
 	return srv.Serve(ctx, ln, sock)
+}
+
+// openDataDirToGroup lets members of the subsys group reach the socket: the
+// data directory becomes 0710 with that group (search, no listing), so they
+// can open subsys.sock by name and nothing else — the token stays 0600 and
+// every other entry 0700. Without the group it stays 0700.
+func openDataDirToGroup(dataDir string, log *slog.Logger) {
+	g, err := user.LookupGroup(server.PeerGroup)
+	if err != nil {
+		return
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return
+	}
+	if err := os.Chown(dataDir, -1, gid); err != nil {
+		log.Warn("data directory stays root-only", "group", server.PeerGroup, "err", err)
+		return
+	}
+	if err := os.Chmod(dataDir, 0o710); err != nil {
+		log.Warn("data directory stays root-only", "group", server.PeerGroup, "err", err)
+	}
 }
 
 // SocketName is the CLI's unix socket in the data directory.

@@ -9,6 +9,13 @@ import { restoreTerminals, terminals } from './terminal';
 await loginFromURL();
 connectEvents();
 loadSettings();
+// A login URL opened in a tab that is already here changes only the fragment.
+window.addEventListener('hashchange', async () => {
+  if (await loginFromURL()) {
+    connectEvents();
+    loadSettings();
+  }
+});
 // Terminals this browser tab had open before a reload: reattach once we know
 // which distros run (a session cannot outlive its distro).
 restoreTerminals();

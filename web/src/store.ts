@@ -179,7 +179,7 @@ export const isLive = () => live.get().conn.state === 'live';
 
 let source: EventSource | null = null;
 let retryTimer = 0;
-let retryDelay = 1000;
+let retryDelay = 5000;
 
 function parse<T>(e: Event): T | null {
   try {
@@ -215,7 +215,7 @@ export async function connectEvents() {
     const s = parse<{ distros: Distro[] | null; operations: Operation[] | null }>(e);
     if (!s) return;
     replaceAll(s.distros ?? [], s.operations ?? []);
-    retryDelay = 1000;
+    retryDelay = 5000;
     failures = 0;
     setConn({ state: 'live' });
   });
@@ -258,16 +258,20 @@ async function streamFailed(e: unknown) {
   }
   failures++;
   const c = live.get().conn;
-  if (failures < 3 || !(e === null || e instanceof ApiError)) {
-    // A drop (server restart, network): the indicator says reconnecting.
+  if (failures < DIAGNOSE_AFTER || !(e === null || e instanceof ApiError)) {
+    // A drop (server restart, network): the indicator says reconnecting, and
+    // the snapshot of the next connection brings the state up to date.
     if (c.state !== 'reconnecting') setConn({ state: 'reconnecting', since: Date.now() });
   } else {
     await diagnose();
     if (live.get().conn.state === 'unauthorized') return;
   }
-  retryTimer = window.setTimeout(connectEvents, failures < 3 ? 300 : retryDelay);
-  if (failures >= 3) retryDelay = Math.min(retryDelay * 2, 30_000);
+  retryTimer = window.setTimeout(connectEvents, Math.min(250 * 2 ** (failures - 1), retryDelay));
+  if (failures >= DIAGNOSE_AFTER) retryDelay = Math.min(retryDelay * 2, 30_000);
 }
+
+/** Failed connections in a row (a few seconds of backing off) before asking the plain API why. */
+const DIAGNOSE_AFTER = 5;
 
 /** The stream fails again and again: ask the plain API why, and show it. */
 async function diagnose() {
