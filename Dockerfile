@@ -1,5 +1,7 @@
 # subsys in a container. Build: docker build -t subsys .
 # Run:  docker run --privileged --pid=host -p 127.0.0.1:7070:7070 -v subsys-data:/var/lib/subsys subsys
+# Login: docker exec <container> subsys dashboard   (prints the browser login URL; the CLI
+#        in the container reaches the server over /var/lib/subsys/subsys.sock)
 #
 # Version 1 distros are namespaces on the host kernel: the server must be able to
 # create mount, PID, UTS and IPC namespaces, mount proc/sysfs/devpts/tmpfs, bind-mount
