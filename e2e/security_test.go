@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -166,5 +167,47 @@ func TestBrowserSessionOverHTTP(t *testing.T) {
 	}
 	if code, _ := curl(t, "-H", auth, api+"/distros"); code != 401 {
 		t.Errorf("session after logout: %d, want 401", code)
+	}
+}
+
+// TestSocketRefusesOtherUsers: the CLI's socket admits root and the subsys
+// group only. With the data directory opened up so that the socket itself is
+// reachable, a process of another user (nobody) gets 403 from the peer check,
+// while root over the same socket gets 200 — the probe can see success.
+func TestSocketRefusesOtherUsers(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatal("needs setpriv (util-linux)")
+	}
+	s := startServer(t, "")
+	sock := s.data + "/subsys.sock"
+	get := func(asNobody bool) (int, string) {
+		args := []string{"-s", "--unix-socket", sock, "-w", "\n%{http_code}", "http://localhost/api/v1/distros"}
+		cmd := exec.Command("curl", args...)
+		if asNobody {
+			cmd = exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "curl"}, args...)...)
+		}
+		out, _ := cmd.CombinedOutput()
+		s := strings.TrimRight(string(out), "\n")
+		i := strings.LastIndexByte(s, '\n')
+		var code int
+		fmt.Sscan(s[i+1:], &code)
+		return code, s
+	}
+	if code, out := get(false); code != 200 {
+		t.Fatalf("root over the socket: %d %s", code, out)
+	}
+	// Reachable by path (the directory is 0700 or 0710 normally, which alone
+	// keeps nobody out; open it so that the peer check is what is tested).
+	for _, d := range []string{s.data, filepath.Dir(s.data)} { // t.TempDir's parent is 0700 too
+		if err := exec.Command("chmod", "0711", d).Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := exec.Command("chmod", "0666", sock).Run(); err != nil {
+		t.Fatal(err)
+	}
+	code, out := get(true)
+	if code != 403 || !strings.Contains(out, "forbidden_peer") {
+		t.Fatalf("nobody over the socket: %d %s, want 403 forbidden_peer", code, out)
 	}
 }
