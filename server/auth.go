@@ -80,18 +80,31 @@ type authState struct {
 	// sessions caches the sessions seen since start: id hash → last use. The
 	// database is the record; the cache saves a query per request.
 	sessions map[string]*sessionEntry
-	tickets  map[string]time.Time // ticket hash → expiry
-	now      func() time.Time
+	tickets  map[string]ticketEntry // by ticket hash
+	// rotated is closed (and replaced) when the token is rotated: long-lived
+	// requests (event streams, websockets) made with the old credentials end.
+	rotated chan struct{}
+	now     func() time.Time
 }
 
 type sessionEntry struct {
 	lastUsed    time.Time
 	lastWritten time.Time
+	// ended is closed when the session ends (logout, expiry), so that its
+	// open websockets and event streams end with it.
+	ended chan struct{}
+}
+
+type ticketEntry struct {
+	expires time.Time
+	// ended is the ended channel of the session that fetched the ticket (nil
+	// for the token): what the ticket opens lives no longer than its session.
+	ended chan struct{}
 }
 
 func newAuthState(token, tokenFile string, idle time.Duration, db SessionStore) *authState {
 	return &authState{token: token, tokenFile: tokenFile, idle: idle, db: db,
-		sessions: map[string]*sessionEntry{}, tickets: map[string]time.Time{}, now: time.Now}
+		sessions: map[string]*sessionEntry{}, tickets: map[string]ticketEntry{}, rotated: make(chan struct{}), now: time.Now}
 }
 
 func hashSecret(s string) string {
@@ -129,15 +142,16 @@ func (a *authState) login(ctx context.Context, userAgent string) (string, error)
 		}
 	}
 	a.mu.Lock()
-	a.sessions[hashSecret(secret)] = &sessionEntry{lastUsed: now, lastWritten: now}
+	a.sessions[hashSecret(secret)] = &sessionEntry{lastUsed: now, lastWritten: now, ended: make(chan struct{})}
 	a.mu.Unlock()
 	return secret, nil
 }
 
-// session reports whether secret is a live session, and records its use.
-func (a *authState) session(ctx context.Context, secret string) bool {
+// session reports whether secret is a live session, and records its use. It
+// returns the session's ended channel.
+func (a *authState) session(ctx context.Context, secret string) (chan struct{}, bool) {
 	if !strings.HasPrefix(secret, "subsys_session_") {
-		return false
+		return nil, false
 	}
 	id := hashSecret(secret)
 	a.mu.Lock()
@@ -149,13 +163,13 @@ func (a *authState) session(ctx context.Context, secret string) bool {
 		// Made before this server started: ask the database, which also knows
 		// whether it was made with the current token.
 		if a.db == nil {
-			return false
+			return nil, false
 		}
 		s, err := a.db.GetSession(ctx, id)
 		if err != nil || s.TokenHash != tokenHash {
-			return false
+			return nil, false
 		}
-		e = &sessionEntry{lastUsed: s.LastUsedAt, lastWritten: s.LastUsedAt}
+		e = &sessionEntry{lastUsed: s.LastUsedAt, lastWritten: s.LastUsedAt, ended: make(chan struct{})}
 		a.mu.Lock()
 		if cur, ok := a.sessions[id]; ok {
 			e = cur
@@ -166,12 +180,15 @@ func (a *authState) session(ctx context.Context, secret string) bool {
 	}
 	a.mu.Lock()
 	if now.Sub(e.lastUsed) > a.idle {
-		delete(a.sessions, id)
+		if _, ok := a.sessions[id]; ok {
+			delete(a.sessions, id)
+			close(e.ended)
+		}
 		a.mu.Unlock()
 		if a.db != nil {
 			a.db.DeleteSession(context.WithoutCancel(ctx), id)
 		}
-		return false
+		return nil, false
 	}
 	e.lastUsed = now
 	write := now.Sub(e.lastWritten) >= sessionTouchEvery
@@ -182,14 +199,17 @@ func (a *authState) session(ctx context.Context, secret string) bool {
 	if write && a.db != nil {
 		a.db.TouchSession(context.WithoutCancel(ctx), id, now)
 	}
-	return true
+	return e.ended, true
 }
 
 // logout ends the session with this secret.
 func (a *authState) logout(ctx context.Context, secret string) error {
 	id := hashSecret(secret)
 	a.mu.Lock()
-	delete(a.sessions, id)
+	if e, ok := a.sessions[id]; ok {
+		delete(a.sessions, id)
+		close(e.ended)
+	}
 	a.mu.Unlock()
 	if a.db != nil {
 		return a.db.DeleteSession(ctx, id)
@@ -197,33 +217,45 @@ func (a *authState) logout(ctx context.Context, secret string) error {
 	return nil
 }
 
-// newTicket returns a ticket good for one request within ticketTTL.
-func (a *authState) newTicket() (string, time.Time) {
+// newTicket returns a ticket good for one request within ticketTTL; what it
+// opens ends when ended (the fetching session's) is closed.
+func (a *authState) newTicket(ended chan struct{}) (string, time.Time) {
 	t := randomSecret("subsys_ticket_")
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	for k, exp := range a.tickets { // drop the expired ones: the map stays small
-		if now.After(exp) {
+	for k, e := range a.tickets { // drop the expired ones: the map stays small
+		if now.After(e.expires) {
 			delete(a.tickets, k)
 		}
 	}
 	exp := now.Add(ticketTTL)
-	a.tickets[hashSecret(t)] = exp
+	a.tickets[hashSecret(t)] = ticketEntry{expires: exp, ended: ended}
 	return t, exp
 }
 
-// useTicket spends a ticket: true once, for a ticket that has not expired.
-func (a *authState) useTicket(t string) bool {
+// useTicket spends a ticket: true once, for a ticket that has not expired. It
+// returns the ended channel the ticket carries.
+func (a *authState) useTicket(t string) (chan struct{}, bool) {
 	if t == "" {
-		return false
+		return nil, false
 	}
 	id := hashSecret(t)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	exp, ok := a.tickets[id]
+	e, ok := a.tickets[id]
 	delete(a.tickets, id)
-	return ok && !a.now().After(exp)
+	if !ok || a.now().After(e.expires) {
+		return nil, false
+	}
+	if e.ended != nil {
+		select {
+		case <-e.ended: // its session ended since
+			return nil, false
+		default:
+		}
+	}
+	return e.ended, true
 }
 
 // rotate replaces the token, writes it to the token file, and ends every
@@ -238,8 +270,13 @@ func (a *authState) rotate(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	a.token = tok
+	for _, e := range a.sessions {
+		close(e.ended)
+	}
 	a.sessions = map[string]*sessionEntry{}
-	a.tickets = map[string]time.Time{}
+	a.tickets = map[string]ticketEntry{}
+	close(a.rotated)
+	a.rotated = make(chan struct{})
 	now := a.now()
 	a.mu.Unlock()
 	if a.db != nil {
@@ -335,6 +372,7 @@ func ticketRoute(r *http.Request) bool {
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		kind := credNone
+		var ended chan struct{} // closed when this credential ends
 		if p, ok := peerOf(r.Context()); ok {
 			if !s.peerAllowed(p) {
 				s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: "forbidden_peer",
@@ -343,14 +381,15 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 			kind = credPeer
 		} else if b := bearer(r); b != "" {
-			switch {
-			case s.auth.isToken(b):
+			if s.auth.isToken(b) {
 				kind = credToken
-			case s.auth.session(r.Context(), b):
-				kind = credSession
+			} else if e, ok := s.auth.session(r.Context(), b); ok {
+				kind, ended = credSession, e
 			}
-		} else if ticketRoute(r) && s.auth.useTicket(r.URL.Query().Get("ticket")) {
-			kind = credTicket
+		} else if ticketRoute(r) {
+			if e, ok := s.auth.useTicket(r.URL.Query().Get("ticket")); ok {
+				kind, ended = credTicket, e
+			}
 		}
 		if kind == credNone {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="subsys"`)
@@ -358,7 +397,26 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				Msg: "missing, wrong or expired credential: send Authorization: Bearer <token from the data directory>, or sign in to the dashboard again"})
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), credKey{}, kind)))
+		ctx := context.WithValue(r.Context(), credKey{}, kind)
+		if ticketRoute(r) && kind != credPeer {
+			// A websocket or event stream lives on: it ends when its session
+			// does, or when the token is rotated.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+			s.auth.mu.Lock()
+			rotated := s.auth.rotated
+			s.auth.mu.Unlock()
+			go func() {
+				select {
+				case <-ended: // nil (the token): never
+				case <-rotated:
+				case <-ctx.Done():
+				}
+				cancel()
+			}()
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -429,7 +487,11 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
 // handleTicket hands out a single-use ticket for a websocket, the event stream
 // or an export download.
 func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) error {
-	t, exp := s.auth.newTicket()
+	var ended chan struct{}
+	if credOf(r) == credSession {
+		ended, _ = s.auth.session(r.Context(), bearer(r))
+	}
+	t, exp := s.auth.newTicket(ended)
 	writeJSON(w, http.StatusCreated, map[string]any{"ticket": t, "expires_at": exp.UTC()})
 	return nil
 }

@@ -261,3 +261,62 @@ func TestUnixPeers(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+// TestStreamsEndWithTheirCredential: an event stream or websocket opened with a
+// ticket ends when the session that fetched the ticket logs out, and every one
+// ends when the token is rotated; one that is not ended keeps running (so the
+// probe could see a stream stay open).
+func TestStreamsEndWithTheirCredential(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	s := New(Config{Token: "secret", TokenFile: tokenFile})
+	// A stand-in for a long-lived handler: it runs until its request's context
+	// ends, behind the real authentication.
+	type stream struct{ started, done chan struct{} }
+	open := func(ticket string) stream {
+		st := stream{make(chan struct{}), make(chan struct{})}
+		h := s.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(st.started)
+			<-r.Context().Done()
+		}))
+		go func() {
+			defer close(st.done)
+			r := httptest.NewRequest("GET", "/api/v1/events?ticket="+ticket, nil)
+			h.ServeHTTP(httptest.NewRecorder(), r)
+		}()
+		select {
+		case <-st.started:
+		case <-st.done:
+			t.Fatal("the stream was refused")
+		case <-time.After(5 * time.Second):
+			t.Fatal("the stream did not start")
+		}
+		return st
+	}
+	ended := func(st stream) bool {
+		select {
+		case <-st.done:
+			return true
+		case <-time.After(2 * time.Second):
+			return false
+		}
+	}
+	sesA, sesB := loginSession(t, s, "secret"), loginSession(t, s, "secret")
+	a, b := open(newTicket(t, s, sesA)), open(newTicket(t, s, sesB))
+	if w := call(t, s, "POST", "/api/v1/logout", bearerHdr(sesA)); w.Code != 204 {
+		t.Fatalf("logout: %d", w.Code)
+	}
+	if !ended(a) {
+		t.Error("a stream of a logged-out session is still open")
+	}
+	if ended(b) {
+		t.Fatal("another session's stream ended with the logout")
+	}
+	tok := open(newTicket(t, s, "secret"))
+	if w := call(t, s, "POST", "/api/v1/token/rotate", bearerHdr("secret")); w.Code != 200 {
+		t.Fatalf("rotate: %d %s", w.Code, w.Body)
+	}
+	if !ended(b) || !ended(tok) {
+		t.Error("streams are still open after the token was rotated")
+	}
+}
