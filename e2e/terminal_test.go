@@ -325,8 +325,9 @@ func TestTerminalSlowReader(t *testing.T) {
 
 // TestTerminalPlainClient: a websocket client that knows nothing of
 // acknowledgements (websocat, a script) gets every byte of a large output, paced
-// by TCP alone. Before acknowledgements were opt-in it stalled for good after
-// 256 KiB.
+// by TCP alone (before acknowledgements were opt-in it stalled for good after
+// 256 KiB), and one that stops reading holds the program back without the
+// server buffering its output.
 func TestTerminalPlainClient(t *testing.T) {
 	s := startServer(t, "")
 	s.importTar("tiny", tinyRootfs(t))
@@ -378,6 +379,32 @@ func TestTerminalPlainClient(t *testing.T) {
 	}
 	if as != wantA || exit != 0 {
 		t.Errorf("received %d bytes with %d \"A\"s, exit %d; want %d \"A\"s and exit 0", total, as, exit, wantA)
+	}
+
+	// A plain client that stops reading holds a flood back: the server's write
+	// blocks, it stops reading the session, and nothing piles up in its memory.
+	// Reading again lets the flood go on.
+	flood, _, err := s.dialTerminal("tiny", "command=base64+/dev/zero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	if _, _, err := flood.ReadMessage(); err != nil { // the session frame
+		t.Fatal(err)
+	}
+	before := vmRSS(s.cmd.Process.Pid)
+	time.Sleep(3 * time.Second)
+	if grew := vmRSS(s.cmd.Process.Pid) - before; grew > 32<<20 {
+		t.Errorf("the server grew by %d MiB while a client read nothing of a flood", grew>>20)
+	}
+	var got int64
+	flood.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for got < 16<<20 {
+		_, msg, err := flood.ReadMessage()
+		if err != nil {
+			t.Fatalf("reading the flood again after %d bytes: %v", got, err)
+		}
+		got += int64(len(msg))
 	}
 }
 
