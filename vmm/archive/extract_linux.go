@@ -30,9 +30,9 @@ var syncAtEnd = true
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
-// Extract reads a tarball, plain or compressed with gzip, zstd or xz (detected
-// from its first bytes, never from a name), into dest, which must be an
-// existing empty directory, and returns what it read.
+// Extract reads a tarball, plain or compressed (detected from its first
+// bytes, never from a name), into dest, which must be an existing empty
+// directory, and returns what it read.
 //
 // Every write goes through a directory handle opened inside dest: os.Root for
 // paths of several components, which follows symlinks only while they stay
@@ -41,14 +41,26 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 // hard link can never create, replace or link a file outside dest; such
 // entries fail with ErrUnsafe. On any error the caller removes dest.
 //
+// The archive is read as GNU tar reads it (see tarReader): a header that GNU
+// tar, bsdtar, Python or archive/tar would read differently is ErrCorrupt,
+// naming the entry and the field, so that what `tar -tvf` shows is what is
+// installed. A single zero block, or the end of the input, ends the archive
+// as it does for GNU tar. An archive with no entries is ErrFormat.
+//
 // Names are taken as relative to dest ("x" and "./x"); absolute names, ".."
 // components and NUL bytes are ErrUnsafe, as are relative symlink targets that
 // climb above dest. Owners (numeric ids; the distro's own /etc/passwd is what
-// counts) are applied only when running as root; device nodes that cannot be
-// created (EPERM) and extended attributes the file system refuses are skipped
-// with a warning. Directory modes and times are applied at the end, so a
-// read-only directory does not stop its later entries. Limits bound the number
-// of entries and the sum of their sizes (ErrLimit). A truncated or damaged
+// counts) are applied only when running as root. Device nodes are made only
+// under dev/, and only when permitted; the others are skipped and counted
+// (Stats.SkippedDevices). Extended attributes the file system refuses are
+// skipped with a warning (Stats.Warnings). Directory modes and times are
+// applied at the end, so a read-only directory does not stop its later
+// entries. Sparse files are written with their holes as holes.
+//
+// Limits bound the number of entries and the data they hold (ErrLimit), and
+// keep free space on dest's file system: when an import would go below the
+// reserve, or the file system is full, the error is an
+// *InsufficientStorageError (ErrInsufficientStorage). A truncated or damaged
 // archive is ErrCorrupt; an empty input or one that is not a tarball is
 // ErrFormat. Cancelling ctx stops Extract between entries and inside large
 // files. The data is synced to disk (syncfs) before Extract returns.
@@ -71,6 +83,10 @@ func Extract(ctx context.Context, r io.Reader, dest string, lim Limits) (Stats, 
 	var st unix.Stat_t
 	if err := unix.Fstat(rootFd, &st); err != nil {
 		return Stats{}, fmt.Errorf("stat destination: %w", err)
+	}
+	space, err := newSpaceGuard(rootFd, dest, lim)
+	if err != nil {
+		return Stats{}, err
 	}
 
 	d, err := openTar(r)
@@ -95,13 +111,21 @@ func Extract(ctx context.Context, r io.Reader, dest string, lim Limits) (Stats, 
 		// New entries take the group of a setgid parent; only dest can be one
 		// while extracting, since directory modes are applied at the end.
 		destSetgid: st.Mode&unix.S_ISGID != 0,
+		space:      space,
 		log:        slog.Default(),
 	}
+	x.tr = newTarReader(d, x.note)
 	defer x.closeDirs()
-	defer x.flushWarnings()
+	stats := func() Stats {
+		x.stats.Warnings = append(x.warningLines(), d.Warnings()...)
+		return x.stats
+	}
 
-	if err := x.run(tar.NewReader(d)); err != nil {
-		return x.stats, err
+	if err := x.run(); err != nil {
+		return stats(), err
+	}
+	if x.made == 0 {
+		return stats(), fmt.Errorf("%w: the archive holds no files", ErrFormat)
 	}
 	// Read what follows the end-of-archive blocks (usually a few KiB of
 	// padding) so that the decoder reaches the gzip CRC or the xz and zstd
@@ -110,21 +134,25 @@ func Extract(ctx context.Context, r io.Reader, dest string, lim Limits) (Stats, 
 	// A plain tarball has no checksum, so there is nothing to read for.
 	if d.kind != "tar" {
 		if _, err := io.CopyN(io.Discard, d, maxTrailer); err != nil && err != io.EOF {
-			return x.stats, x.readError(err, "at the end of the archive")
+			return stats(), x.tr.readErr(err, x.tr.off, "the end of the archive")
 		}
 	}
 	if err := x.finishDirs(); err != nil {
-		return x.stats, err
+		return stats(), err
 	}
 	// One syncfs instead of an fsync per file: the caller renames the tree into
 	// place next, and must not publish a distro whose files are still in cache.
 	if !syncAtEnd {
-		return x.stats, nil
+		return stats(), nil
 	}
 	if err := unix.Syncfs(rootFd); err != nil {
-		return x.stats, fmt.Errorf("sync %s: %w", dest, err)
+		if isNoSpace(err) {
+			// Delayed allocation: the file system found it full only now.
+			return stats(), x.space.full(0, err)
+		}
+		return stats(), fmt.Errorf("sync %s: %w", dest, err)
 	}
-	return x.stats, nil
+	return stats(), nil
 }
 
 // dirHandle is an open directory inside the destination. f is set when the
@@ -158,39 +186,47 @@ type extractor struct {
 	euid, egid int
 	destSetgid bool
 	stats      Stats
-	implicit   int    // directories made for entries whose parents were missing
-	last       string // name of the last entry read, for errors between entries
+	tr         *tarReader
+	space      *spaceGuard
+	implicit   int // directories made for entries whose parents were missing
+	made       int // entries applied to dest: files, directories, links, nodes
 	log        *slog.Logger
-	warnings   map[string]int
+	warnings   map[string]*warning
+	notes      []string // warnings about the archive as a whole, in order
 }
 
-func (x *extractor) run(tr *tar.Reader) error {
+// warning counts one kind of problem that did not fail the import.
+type warning struct {
+	n     int
+	first string // the first entry it happened to
+	err   error
+}
+
+func (x *extractor) run() error {
 	for {
 		if err := x.ctx.Err(); err != nil {
 			return fmt.Errorf("extract: %w", err)
 		}
-		hdr, err := tr.Next()
+		e, err := x.tr.next()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return x.readError(err, "")
+			return err
 		}
 		x.stats.Entries++
 		if x.stats.Entries > x.lim.MaxEntries {
-			return &EntryError{hdr.Name, fmt.Sprintf("more than %d entries", x.lim.MaxEntries), ErrLimit}
+			return &EntryError{e.Name, fmt.Sprintf("more than %d entries", x.lim.MaxEntries), ErrLimit}
 		}
-		if hdr.Size < 0 {
-			return &EntryError{hdr.Name, "negative size", ErrCorrupt}
+		// The data the archive holds, which is what a file allocates: a
+		// sparse file's holes are not in it and are not written.
+		if e.data > x.lim.MaxExpandedBytes-x.stats.Bytes {
+			return &EntryError{e.Name, fmt.Sprintf("expands to more than %d bytes", x.lim.MaxExpandedBytes), ErrLimit}
 		}
-		if hdr.Size > x.lim.MaxExpandedBytes-x.stats.Bytes {
-			return &EntryError{hdr.Name, fmt.Sprintf("expands to more than %d bytes", x.lim.MaxExpandedBytes), ErrLimit}
-		}
-		x.stats.Bytes += hdr.Size
-		if err := x.entry(tr, hdr); err != nil {
+		x.stats.Bytes += e.data
+		if err := x.entry(e); err != nil {
 			return err
 		}
-		x.last = hdr.Name
 		if len(x.dirs) > maxCachedDirs {
 			x.closeDirs()
 		}
@@ -200,28 +236,6 @@ func (x *extractor) run(tr *tar.Reader) error {
 // errTooMany reports that implicit directories pushed the entry count over
 // MaxEntries.
 var errTooMany = errors.New("too many entries")
-
-// readError classifies an error of the tar reader between entries; where
-// says where it happened, "" for after the last entry read.
-func (x *extractor) readError(err error, where string) error {
-	switch {
-	case where != "":
-	case x.last == "":
-		where = "at the first entry"
-	default:
-		where = fmt.Sprintf("after entry %q", x.last)
-	}
-	var se *sourceError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Errorf("read archive %s: %w", where, se.err)
-	case errors.Is(err, ErrCorrupt):
-		return fmt.Errorf("%s: %w", where, err)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Errorf("%w: archive is truncated %s", ErrCorrupt, where)
-	}
-	return fmt.Errorf("%w: %s: %v", ErrCorrupt, where, err)
-}
 
 // dataError classifies an error while reading an entry's data.
 func dataError(name string, err error) error {
@@ -241,10 +255,17 @@ func dataError(name string, err error) error {
 
 // fsError classifies an error of the file system for entry name: escapes
 // refused by os.Root are ErrUnsafe; what the archive's own shape causes (a
-// parent that is a file, a missing link target, a loop) is ErrCorrupt; the
-// rest (a full disk, say) is the host's and passed through.
-func fsError(name, what string, err error) error {
+// parent that is a file, a missing link target, a loop) is ErrCorrupt; a full
+// file system is an *InsufficientStorageError that names it; the rest is the
+// host's and passed through.
+func (x *extractor) fsError(name, what string, err error) error {
 	switch {
+	case errors.Is(err, ErrInsufficientStorage):
+		return &EntryError{name, what, err}
+	case isNoSpace(err):
+		return &EntryError{name, what, x.space.full(0, err)}
+	case errors.Is(err, unix.EFBIG):
+		return &EntryError{name, what + ": larger than the file system allows", fmt.Errorf("%w: %v", ErrLimit, err)}
 	case errors.Is(err, errTooMany):
 		return &EntryError{name, what + ": too many implicit directories", ErrLimit}
 	case isEscape(err):
@@ -257,14 +278,25 @@ func fsError(name, what string, err error) error {
 	return &EntryError{name, what, err}
 }
 
-func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
+func (x *extractor) entry(e *tarEntry) error {
+	hdr := e.Header
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
-		return nil // archive/tar has already applied it
-	case tar.TypeDir, tar.TypeReg, '\x00', tar.TypeCont, tar.TypeGNUSparse,
-		tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return nil // its records change nothing that Extract uses (see globalRefused)
+	case 'V':
+		return nil // a GNU volume label: a name for the archive, not a file
+	case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse:
+		if strings.HasSuffix(hdr.Name, "/") {
+			// As GNU tar extracts it (tarReader made sure it has no data).
+			hdr.Typeflag = tar.TypeDir
+		}
+	case 'D':
+		// A GNU dumpdir (incremental archives): a directory, and the list
+		// of its files as data, which only tar itself uses.
+		hdr.Typeflag = tar.TypeDir
+	case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 	default:
-		x.warn("skipped entry of unknown type", hdr.Name, fmt.Errorf("type %q", hdr.Typeflag))
+		x.warn("skipped entries of unknown type", hdr.Name, fmt.Errorf("type %q", hdr.Typeflag))
 		return nil
 	}
 	name, why := cleanName(hdr.Name)
@@ -287,7 +319,7 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		return x.mknod(hdr, name)
 	}
-	return x.file(tr, hdr, name)
+	return x.file(e, name)
 }
 
 func splitPath(p string) (dir, base string) {
@@ -299,12 +331,16 @@ func splitPath(p string) (dir, base string) {
 }
 
 // dir returns an open handle of directory p (a cleaned path, "" for dest),
-// opening and caching it and its parents. A component that is a symlink is
-// resolved by os.Root, which refuses to leave dest; every other component is
-// opened with openat(parent, component, O_NOFOLLOW) from a cached parent, so
-// an entry costs one system call for its directory instead of one per
-// component. With create, missing directories are made (archives may omit
-// parents), with the default mode tar uses for them.
+// opening it from the deepest cached ancestor one component at a time. A
+// component that is a symlink is resolved by os.Root, which refuses to leave
+// dest; every other component is opened with openat(parent, component,
+// O_NOFOLLOW), so an entry costs one system call for its directory instead
+// of one per component. With create, missing directories are made (archives
+// may omit parents), with the default mode tar uses for them.
+//
+// The handles opened on the way are cached while the cache has room and
+// closed otherwise, so a deep name (up to PATH_MAX, some 2,000 levels) holds
+// no more than maxCachedDirs descriptors, plus the one returned.
 func (x *extractor) dir(p string, create bool) (int, error) {
 	if p == "" {
 		return x.rootFd, nil
@@ -312,21 +348,60 @@ func (x *extractor) dir(p string, create bool) (int, error) {
 	if h, ok := x.dirs[p]; ok {
 		return h.fd, nil
 	}
-	parent, base := splitPath(p)
-	pfd, err := x.dir(parent, create)
-	if err != nil {
-		return -1, err
+	fd, i := x.rootFd, 0
+	for j := strings.LastIndexByte(p, '/'); j > 0; j = strings.LastIndexByte(p[:j], '/') {
+		if h, ok := x.dirs[p[:j]]; ok {
+			fd, i = h.fd, j+1
+			break
+		}
 	}
+	var owned *dirHandle // an uncached handle on the way, closed when passed
+	defer func() {
+		if owned != nil {
+			x.closeHandle(*owned)
+		}
+	}()
+	for {
+		sub := p
+		if k := strings.IndexByte(p[i:], '/'); k >= 0 {
+			sub = p[:i+k]
+		}
+		h, err := x.openDir(fd, sub, p[i:len(sub)], create)
+		if owned != nil {
+			x.closeHandle(*owned)
+			owned = nil
+		}
+		if err != nil {
+			return -1, err
+		}
+		if sub == p || len(x.dirs) < maxCachedDirs {
+			x.dirs[sub] = h
+		} else {
+			owned = &h
+		}
+		if sub == p {
+			return h.fd, nil
+		}
+		fd, i = h.fd, len(sub)+1
+	}
+}
+
+// openDir opens directory sub (a cleaned path) whose last component base is
+// in the directory pfd; see dir.
+func (x *extractor) openDir(pfd int, sub, base string, create bool) (dirHandle, error) {
 	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(pfd, base, flags, 0)
 	if err == unix.ENOENT && create {
 		// Directories the archive does not list count against MaxEntries
 		// too, or one long name could make thousands of them.
 		if x.implicit++; x.stats.Entries+x.implicit > x.lim.MaxEntries {
-			return -1, &os.PathError{Op: "mkdirat", Path: p, Err: errTooMany}
+			return dirHandle{}, &os.PathError{Op: "mkdirat", Path: sub, Err: errTooMany}
+		}
+		if err := x.space.use(x.space.bsize, 0); err != nil {
+			return dirHandle{}, err
 		}
 		if err := unix.Mkdirat(pfd, base, 0o755); err != nil && err != unix.EEXIST {
-			return -1, &os.PathError{Op: "mkdirat", Path: p, Err: err}
+			return dirHandle{}, &os.PathError{Op: "mkdirat", Path: sub, Err: err}
 		}
 		fd, err = unix.Openat(pfd, base, flags, 0)
 	}
@@ -335,19 +410,16 @@ func (x *extractor) dir(p string, create bool) (int, error) {
 		// ENOTDIR) or a file: os.Root follows a symlink as long as it stays
 		// inside dest, fails with "path escapes from parent" otherwise, and
 		// with ENOTDIR for a file.
-		f, err := x.root.OpenFile(p, os.O_RDONLY|unix.O_DIRECTORY, 0)
+		f, err := x.root.OpenFile(sub, os.O_RDONLY|unix.O_DIRECTORY, 0)
 		if err != nil {
-			return -1, err
+			return dirHandle{}, err
 		}
-		h := dirHandle{fd: int(f.Fd()), f: f}
-		x.dirs[p] = h
-		return h.fd, nil
+		return dirHandle{fd: int(f.Fd()), f: f}, nil
 	}
 	if err != nil {
-		return -1, &os.PathError{Op: "openat", Path: p, Err: err}
+		return dirHandle{}, &os.PathError{Op: "openat", Path: sub, Err: err}
 	}
-	x.dirs[p] = dirHandle{fd: fd}
-	return fd, nil
+	return dirHandle{fd: fd}, nil
 }
 
 // parent returns the handle of the directory that holds name and name's
@@ -356,7 +428,7 @@ func (x *extractor) parent(hdr *tar.Header, name string) (int, string, error) {
 	dir, base := splitPath(name)
 	pfd, err := x.dir(dir, true)
 	if err != nil {
-		return -1, "", fsError(hdr.Name, "open parent directory", err)
+		return -1, "", x.fsError(hdr.Name, "open parent directory", err)
 	}
 	return pfd, base, nil
 }
@@ -422,6 +494,9 @@ func (x *extractor) mkdir(hdr *tar.Header, name string) error {
 		if err != nil {
 			return err
 		}
+		if err := x.space.use(x.space.bsize, 0); err != nil {
+			return &EntryError{hdr.Name, "create directory", err}
+		}
 		// 0700 while extracting, so later entries can be written into it even
 		// when the archive says read-only; finishDirs applies the real mode.
 		err = unix.Mkdirat(pfd, base, 0o700)
@@ -436,9 +511,10 @@ func (x *extractor) mkdir(hdr *tar.Header, name string) error {
 			}
 		}
 		if err != nil {
-			return fsError(hdr.Name, "create directory", err)
+			return x.fsError(hdr.Name, "create directory", err)
 		}
 	}
+	x.made++
 	m := x.meta[name]
 	if m == nil {
 		m = &dirMeta{name: name}
@@ -459,7 +535,8 @@ func (x *extractor) mkdir(hdr *tar.Header, name string) error {
 	return nil
 }
 
-func (x *extractor) file(tr *tar.Reader, hdr *tar.Header, name string) error {
+func (x *extractor) file(e *tarEntry, name string) error {
+	hdr := e.Header
 	pfd, base, err := x.parent(hdr, name)
 	if err != nil {
 		return err
@@ -471,34 +548,54 @@ func (x *extractor) file(tr *tar.Reader, hdr *tar.Header, name string) error {
 		return err
 	})
 	if err != nil {
-		return fsError(hdr.Name, "create file", err)
+		return x.fsError(hdr.Name, "create file", err)
 	}
-	err = x.copyData(fd, tr, hdr)
+	x.made++
+	x.stats.ApparentBytes += hdr.Size
+	err = x.copyData(fd, e)
 	if err == nil {
 		err = x.setMeta(fd, hdr, uint32(hdr.Mode&0o7777), hdr.Uid, hdr.Gid, hdr.AccessTime, hdr.ModTime, hdr.PAXRecords)
 	}
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
-		err = &EntryError{hdr.Name, "write file", cerr}
+		err = x.fsError(hdr.Name, "write file", cerr)
 	}
 	return err
 }
 
-// copyData copies the entry's data to fd in chunks of the pooled buffer,
-// checking ctx between chunks so that cancelling a large import is prompt.
-func (x *extractor) copyData(fd int, tr *tar.Reader, hdr *tar.Header) error {
-	for left := hdr.Size; left > 0; {
-		if err := x.ctx.Err(); err != nil {
-			return &EntryError{hdr.Name, "extract", err}
+// copyData writes the entry's data to fd in chunks of the pooled buffer,
+// checking ctx between chunks so that cancelling a large import is prompt,
+// and the free space before each. A sparse file's fragments go to their
+// offsets and the file is then cut to its size, so its holes are never
+// written and take no space, as with `tar --sparse -x`.
+func (x *extractor) copyData(fd int, e *tarEntry) error {
+	frags := e.sparse
+	if frags == nil {
+		frags = []fragment{{0, e.data}}
+	}
+	left := e.data // still to write, for InsufficientStorageError.Needed
+	for _, f := range frags {
+		for done := int64(0); done < f.n; {
+			if err := x.ctx.Err(); err != nil {
+				return &EntryError{e.Name, "extract", err}
+			}
+			chunk := x.buf[:min(int64(len(x.buf)), f.n-done)]
+			if err := x.space.use(x.space.blocks(int64(len(chunk))), left); err != nil {
+				return &EntryError{e.Name, "write file", err}
+			}
+			if _, err := io.ReadFull(x.tr, chunk); err != nil {
+				return dataError(e.Name, err)
+			}
+			if err := pwriteAll(fd, chunk, f.off+done); err != nil {
+				return x.fsError(e.Name, "write file", err)
+			}
+			done += int64(len(chunk))
+			left -= int64(len(chunk))
 		}
-		chunk := x.buf[:min(int64(len(x.buf)), left)]
-		n, err := io.ReadFull(tr, chunk)
-		if err != nil {
-			return dataError(hdr.Name, err)
+	}
+	if e.sparse != nil {
+		if err := unix.Ftruncate(fd, e.Size); err != nil {
+			return x.fsError(e.Name, "set the size of sparse file", err)
 		}
-		if err := writeAll(fd, chunk[:n]); err != nil {
-			return &EntryError{hdr.Name, "write file", err}
-		}
-		left -= int64(n)
 	}
 	return nil
 }
@@ -576,8 +673,9 @@ func (x *extractor) symlink(hdr *tar.Header, name string) error {
 		return err
 	}
 	if err := x.create(pfd, base, name, func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) }); err != nil {
-		return fsError(hdr.Name, "create symlink", err)
+		return x.fsError(hdr.Name, "create symlink", err)
 	}
+	x.made++
 	return x.setMetaAt(pfd, base, hdr, true)
 }
 
@@ -598,11 +696,19 @@ func (x *extractor) link(hdr *tar.Header, name string) error {
 	tdir, tbase := splitPath(target)
 	tfd, err := x.dir(tdir, false)
 	if err != nil {
-		return fsError(hdr.Name, fmt.Sprintf("hard link target %q", hdr.Linkname), err)
+		return x.fsError(hdr.Name, fmt.Sprintf("hard link target %q", hdr.Linkname), err)
 	}
 	pfd, base, err := x.parent(hdr, name)
 	if err != nil {
 		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(tfd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil &&
+		(st.Mode&unix.S_IFMT == unix.S_IFCHR || st.Mode&unix.S_IFMT == unix.S_IFBLK) && !x.inDev(pfd, name) {
+		// A second name for a node of dev/ is a device node outside it.
+		x.stats.SkippedDevices++
+		x.warn("skipped device nodes outside /dev", hdr.Name, nil)
+		return nil
 	}
 	err = x.create(pfd, base, name, func() error { return unix.Linkat(tfd, tbase, pfd, base, 0) })
 	switch {
@@ -611,9 +717,34 @@ func (x *extractor) link(hdr *tar.Header, name string) error {
 	case err == unix.EPERM:
 		return &EntryError{hdr.Name, fmt.Sprintf("cannot hard link to %q (a directory?)", hdr.Linkname), ErrCorrupt}
 	case err != nil:
-		return fsError(hdr.Name, "create hard link", err)
+		return x.fsError(hdr.Name, "create hard link", err)
 	}
+	x.made++
 	return nil
+}
+
+// inDev reports whether entry name is in dev/ or below, reached through
+// directories alone (a symlink on the way, such as dev -> etc, does not
+// count), and pfd, the handle its parent was opened as, is that directory.
+func (x *extractor) inDev(pfd int, name string) bool {
+	dir, _ := splitPath(name)
+	if dir != "dev" && !strings.HasPrefix(dir, "dev/") {
+		return false
+	}
+	fd := x.rootFd
+	for c := range strings.SplitSeq(dir, "/") {
+		nfd, err := unix.Openat(fd, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if fd != x.rootFd {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return false
+		}
+		fd = nfd
+	}
+	defer unix.Close(fd)
+	var a, b unix.Stat_t
+	return unix.Fstat(fd, &a) == nil && unix.Fstat(pfd, &b) == nil && a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 func (x *extractor) mknod(hdr *tar.Header, name string) error {
@@ -630,17 +761,28 @@ func (x *extractor) mknod(hdr *tar.Header, name string) error {
 	default:
 		mode |= unix.S_IFIFO
 	}
+	device := hdr.Typeflag != tar.TypeFifo
+	if device && !x.inDev(pfd, name) {
+		// A device node elsewhere serves a distro nothing, and would give
+		// its users a way to a host device the distro's own /dev (a fresh
+		// mount at start) does not offer.
+		x.stats.SkippedDevices++
+		x.warn("skipped device nodes outside /dev", hdr.Name, nil)
+		return nil
+	}
 	dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
 	err = x.create(pfd, base, name, func() error { return unix.Mknodat(pfd, base, mode, int(dev)) })
-	if err == unix.EPERM {
+	if err == unix.EPERM && device {
 		// Not root, or in a user namespace: the distro's /dev is a fresh mount
 		// at start anyway, so a missing node in the tree is no loss.
-		x.warn("skipped device node", hdr.Name, err)
+		x.stats.SkippedDevices++
+		x.warn("skipped device nodes the kernel did not permit", hdr.Name, err)
 		return nil
 	}
 	if err != nil {
-		return fsError(hdr.Name, "create device node", err)
+		return x.fsError(hdr.Name, "create device node", err)
 	}
+	x.made++
 	return x.setMetaAt(pfd, base, hdr, false)
 }
 
@@ -676,7 +818,7 @@ func (x *extractor) finishDirs() error {
 			pfd, err := x.dir(dir, false)
 			if err != nil {
 				if isEscape(err) {
-					return fsError(m.name, "open directory", err)
+					return x.fsError(m.name, "open directory", err)
 				}
 				continue
 			}
@@ -700,22 +842,46 @@ func (x *extractor) finishDirs() error {
 	return nil
 }
 
-// warn logs a problem that does not fail the import; after a few of one kind
-// it only counts them, and flushWarnings logs the totals.
+// warn records a problem with entry name that does not fail the import, for
+// Stats.Warnings, and logs the first few of each kind.
 func (x *extractor) warn(msg, name string, err error) {
 	if x.warnings == nil {
-		x.warnings = make(map[string]int)
+		x.warnings = make(map[string]*warning)
 	}
-	x.warnings[msg]++
-	if x.warnings[msg] <= 3 {
+	w := x.warnings[msg]
+	if w == nil {
+		w = &warning{first: name, err: err}
+		x.warnings[msg] = w
+	}
+	w.n++
+	if w.n <= 3 {
 		x.log.Warn("archive: "+msg, "entry", name, "err", err)
 	}
 }
 
-func (x *extractor) flushWarnings() {
-	for msg, n := range x.warnings {
-		if n > 3 {
-			x.log.Warn("archive: "+msg, "count", n)
-		}
+// note records a warning about the archive as a whole.
+func (x *extractor) note(msg string) {
+	if !slices.Contains(x.notes, msg) {
+		x.notes = append(x.notes, msg)
+		x.log.Warn("archive: " + msg)
 	}
+}
+
+// warningLines returns the warnings for Stats: the notes, then one line per
+// kind of entry warning with its count and first entry, sorted.
+func (x *extractor) warningLines() []string {
+	lines := slices.Clone(x.notes)
+	var kinds []string
+	for msg, w := range x.warnings {
+		line := fmt.Sprintf("%s: %q", msg, w.first)
+		if w.n > 1 {
+			line = fmt.Sprintf("%s: %d entries, the first %q", msg, w.n, w.first)
+		}
+		if w.err != nil {
+			line += fmt.Sprintf(" (%v)", w.err)
+		}
+		kinds = append(kinds, line)
+	}
+	slices.Sort(kinds)
+	return append(lines, kinds...)
 }

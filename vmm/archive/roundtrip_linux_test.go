@@ -136,7 +136,7 @@ func buildTree(t *testing.T, root string) (skipped []string) {
 	for i := range big {
 		big[i] = byte(rnd.Uint32())
 	}
-	for _, d := range []string{"a", "a/b", "empty", "ro", "sticky", "sgid", "deep/er/than/that"} {
+	for _, d := range []string{"a", "a/b", "empty", "ro", "sticky", "sgid", "deep/er/than/that", "dev"} {
 		must(os.MkdirAll(filepath.Join(root, d), 0o755))
 	}
 	files := map[string]struct {
@@ -168,15 +168,15 @@ func buildTree(t *testing.T, root string) (skipped []string) {
 	must(unix.Mkfifo(filepath.Join(root, "fifo"), 0o600))
 	must(os.Chmod(filepath.Join(root, "fifo"), 0o620))
 	if isRoot {
-		must(unix.Mknod(filepath.Join(root, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
-		must(unix.Mknod(filepath.Join(root, "loop9"), unix.S_IFBLK|0o660, int(unix.Mkdev(7, 9))))
+		must(unix.Mknod(filepath.Join(root, "dev/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+		must(unix.Mknod(filepath.Join(root, "dev/loop9"), unix.S_IFBLK|0o660, int(unix.Mkdev(7, 9))))
 		must(os.Lchown(filepath.Join(root, "a/file"), 1234, 5678))
 		must(os.Lchown(filepath.Join(root, "a/rel"), 42, 43))
 		must(os.Lchown(filepath.Join(root, "a/b"), 7, 8))
 		must(os.Lchown(filepath.Join(root, "fifo"), 9, 10))
 		must(os.Lchown(filepath.Join(root, "sgidfile"), 0, 50)) // chown clears setgid: restore it
 		must(unix.Chmod(filepath.Join(root, "sgidfile"), 0o2711))
-		must(unix.Chmod(filepath.Join(root, "null"), 0o666))
+		must(unix.Chmod(filepath.Join(root, "dev/null"), 0o666))
 		must(unix.Setxattr(filepath.Join(root, "a/b/exec"), "security.capability", capNetBindService(), 0))
 	} else {
 		skipped = append(skipped, "ownership and devices and security.capability (not root)")

@@ -2,7 +2,11 @@ package archive
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -47,21 +51,6 @@ func procPath(dirfd int, base string) string {
 	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + base
 }
 
-// writeAll writes b to fd, retrying short writes.
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
-}
-
 // isEscape reports whether err is os.Root refusing a path that leaves the
 // root (through "..", or a symlink that is absolute or climbs out). os.Root
 // does not export that error, so match its text, which is stable since Go 1.24.
@@ -72,4 +61,164 @@ func isEscape(err error) bool {
 		}
 	}
 	return false
+}
+
+// pwriteAll writes b to fd at offset off, retrying short writes.
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return err
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+// isNoSpace reports whether err says a file system is full: no blocks or
+// inodes left (ENOSPC), or the user's quota spent (EDQUOT).
+func isNoSpace(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+}
+
+// spaceCheckEvery is how much an import may write, by its own count, between
+// two looks at the file system's free space (others write to it too).
+const spaceCheckEvery = 64 << 20
+
+// spaceGuard keeps an import from taking the last free space of its file
+// system: it counts what the import allocates and asks the file system
+// (fstatfs) every spaceCheckEvery bytes, and at every step once the count
+// says the reserve is near, so that it stops before the reserve is touched.
+type spaceGuard struct {
+	fd      int    // the destination directory, for fstatfs
+	path    string // its name, for errors
+	reserve int64  // free space to leave
+	free    int64  // free space at the last look, less what was written since
+	since   int64  // written since the last look
+	bsize   int64  // the file system's block size, the unit of allocation
+	off     bool   // no reserve: only ENOSPC and EDQUOT stop an import
+}
+
+// newSpaceGuard looks at the file system of the directory fd (named path)
+// once, and fails at once if its free space is below the reserve.
+func newSpaceGuard(fd int, path string, lim Limits) (*spaceGuard, error) {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		return nil, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	g := &spaceGuard{fd: fd, path: path, bsize: max(fs.Bsize, 512), off: lim.ReserveBytes < 0 && lim.ReservePercent < 0}
+	g.reserve = lim.reserve(int64(fs.Blocks) * fs.Bsize)
+	g.free = int64(fs.Bavail) * fs.Bsize
+	if g.free < g.reserve {
+		return nil, g.error(0, nil)
+	}
+	return g, nil
+}
+
+// blocks returns n rounded up to whole blocks, which is what n bytes of data
+// take.
+func (g *spaceGuard) blocks(n int64) int64 {
+	return (n + g.bsize - 1) / g.bsize * g.bsize
+}
+
+// use accounts for n bytes the import is about to allocate, and returns an
+// *InsufficientStorageError if they would leave less than the reserve free.
+// needed is what the entry being written still needs in all, for the error.
+func (g *spaceGuard) use(n, needed int64) error {
+	if g.off {
+		return nil
+	}
+	if g.since+n >= spaceCheckEvery || g.free-n < g.reserve {
+		var fs unix.Statfs_t
+		if err := unix.Fstatfs(g.fd, &fs); err == nil {
+			g.free, g.since = int64(fs.Bavail)*fs.Bsize, 0
+		}
+	}
+	if g.free-n < g.reserve {
+		return g.error(needed, nil)
+	}
+	g.free -= n
+	g.since += n
+	return nil
+}
+
+// full explains err, the file system's ENOSPC or EDQUOT.
+func (g *spaceGuard) full(needed int64, err error) *InsufficientStorageError {
+	var fs unix.Statfs_t
+	if unix.Fstatfs(g.fd, &fs) == nil {
+		g.free = int64(fs.Bavail) * fs.Bsize
+	}
+	return g.error(needed, err)
+}
+
+func (g *spaceGuard) error(needed int64, err error) *InsufficientStorageError {
+	e := &InsufficientStorageError{Path: g.path, Free: max(g.free, 0), Needed: needed, Reserve: g.reserve, Err: err}
+	e.MountPoint, e.FSType = mountOf(g.fd)
+	return e
+}
+
+// mountOf returns the mount point and file system type of the file system
+// that holds the open directory fd, from /proc/self/mountinfo: the mount
+// with fd's device whose mount point is the longest prefix of fd's path.
+// Both are "" if they cannot be found.
+func mountOf(fd int) (mountPoint, fsType string) {
+	path, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return "", ""
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return "", ""
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", ""
+	}
+	devID := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	var bestDev, best, bestType, anyBest, anyType string
+	for line := range strings.Lines(string(data)) {
+		// id parent major:minor root mount-point options... - type source super
+		f := strings.Fields(line)
+		sep := slices.Index(f, "-")
+		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if mp != "/" && path != mp && !strings.HasPrefix(path, mp+"/") {
+			continue
+		}
+		if f[2] == devID && len(mp) >= len(bestDev) {
+			bestDev, best, bestType = mp, mp, f[sep+1]
+		}
+		if len(mp) >= len(anyBest) {
+			anyBest, anyType = mp, f[sep+1]
+		}
+	}
+	if best != "" {
+		return best, bestType
+	}
+	// btrfs subvolumes report another device than their mount.
+	return anyBest, anyType
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
@@ -22,27 +23,17 @@ import (
 // several links are written once and then as hard links; device nodes and
 // fifos are kept and sockets skipped.
 //
-// The walk goes through handles opened inside src: os.Root opens src, and
-// every later open is openat(parent, name, O_NOFOLLOW) on one component, so a
-// symlink that a running distro swaps in mid-walk is never followed and cannot
-// make the server read a host file. A file that shrinks while it is read is
-// padded with zeros, as GNU tar does. Write does not close w.
+// The walk goes by file descriptor (see Walk): every open is openat(parent,
+// name, O_NOFOLLOW) on one component, so a symlink that a running distro
+// swaps in mid-walk is never followed and cannot make the server read a host
+// file, and however deep the tree, the walk holds a bounded number of
+// descriptors. A file that shrinks while it is read is padded with zeros, as
+// GNU tar does. Write does not close w.
 func Write(ctx context.Context, w io.Writer, src string, f Format) error {
 	cw, closeFn, err := compressor(w, f)
 	if err != nil {
 		return err
 	}
-	root, err := os.OpenRoot(src)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", src, err)
-	}
-	defer root.Close()
-	top, err := root.OpenFile(".", os.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", src, err)
-	}
-	defer top.Close()
-
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	e := &exporter{
@@ -52,15 +43,15 @@ func Write(ctx context.Context, w io.Writer, src string, f Format) error {
 		buf:   *bp,
 		log:   slog.Default(),
 	}
-	fd := int(top.Fd())
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("stat %s: %w", src, err)
-	}
-	if err := e.header("./", &st, tar.TypeDir, "", e.xattrsFd(fd)); err != nil {
-		return err
-	}
-	if err := e.walk(fd, "./"); err != nil {
+	opt := WalkOptions{Sorted: true, Changed: func(path string, err error) {
+		// Swapped for a symlink or removed between stat and open: the
+		// distro is changing under us. Skip it rather than follow anything.
+		e.log.Warn("archive: skipped entry that changed during export", "entry", "./"+path, "err", err)
+	}}
+	if err := Walk(ctx, src, opt, e.entry); err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("export: %w", err)
+		}
 		return err
 	}
 	if err := e.tw.Close(); err != nil {
@@ -82,82 +73,40 @@ type exporter struct {
 	log   *slog.Logger
 }
 
-// walk writes the entries of the directory open as dirfd, whose archive name
-// is prefix ("./" or "./usr/"), in name order so that exports are
-// reproducible.
-func (e *exporter) walk(dirfd int, prefix string) error {
-	// Read the names through a duplicate so that closing the *os.File used
-	// for reading does not close dirfd, which the caller owns.
-	dup, err := unix.Dup(dirfd)
-	if err != nil {
-		return fmt.Errorf("read directory %q: %w", prefix, err)
-	}
-	df := os.NewFile(uintptr(dup), prefix)
-	names, err := df.Readdirnames(-1)
-	df.Close()
-	if err != nil {
-		return fmt.Errorf("read directory %q: %w", prefix, err)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		if err := e.ctx.Err(); err != nil {
-			return fmt.Errorf("export: %w", err)
-		}
-		if err := e.entry(dirfd, prefix, name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (e *exporter) entry(dirfd int, prefix, name string) error {
-	aname := prefix + name
-	var st unix.Stat_t
-	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil // removed by the running distro since we listed it
-		}
-		return fmt.Errorf("stat %q: %w", aname, err)
-	}
+// entry writes the entry Walk visits.
+func (e *exporter) entry(we *WalkEntry) error {
+	aname := "./" + we.Path
+	st := &we.Stat
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return e.openError(aname, err)
+		if we.Path != "" {
+			aname += "/"
 		}
-		defer unix.Close(fd)
-		// Describe what was opened, not what was stat'ed a moment before.
-		if err := unix.Fstat(fd, &st); err != nil {
-			return fmt.Errorf("stat %q: %w", aname, err)
-		}
-		if err := e.header(aname+"/", &st, tar.TypeDir, "", e.xattrsFd(fd)); err != nil {
-			return err
-		}
-		return e.walk(fd, aname+"/")
+		return e.header(aname, st, tar.TypeDir, "", e.xattrsFd(we.Fd))
 	case unix.S_IFREG:
 		key := devIno{st.Dev, st.Ino}
 		if st.Nlink > 1 {
 			if first, ok := e.links[key]; ok {
-				return e.header(aname, &st, tar.TypeLink, first, nil)
+				return e.header(aname, st, tar.TypeLink, first, nil)
 			}
 		}
-		written, err := e.file(dirfd, name, aname)
+		written, err := e.file(we.Dir, we.Name, aname)
 		if written && st.Nlink > 1 {
 			e.links[key] = aname
 		}
 		return err
 	case unix.S_IFLNK:
-		target, err := readlinkat(dirfd, name)
+		target, err := readlinkat(we.Dir, we.Name)
 		if err != nil {
 			return fmt.Errorf("read symlink %q: %w", aname, err)
 		}
-		return e.header(aname, &st, tar.TypeSymlink, target, e.xattrsAt(dirfd, name))
+		return e.header(aname, st, tar.TypeSymlink, target, e.xattrsAt(we.Dir, we.Name))
 	case unix.S_IFCHR:
-		return e.header(aname, &st, tar.TypeChar, "", e.xattrsAt(dirfd, name))
+		return e.header(aname, st, tar.TypeChar, "", e.xattrsAt(we.Dir, we.Name))
 	case unix.S_IFBLK:
-		return e.header(aname, &st, tar.TypeBlock, "", e.xattrsAt(dirfd, name))
+		return e.header(aname, st, tar.TypeBlock, "", e.xattrsAt(we.Dir, we.Name))
 	case unix.S_IFIFO:
-		return e.header(aname, &st, tar.TypeFifo, "", e.xattrsAt(dirfd, name))
+		return e.header(aname, st, tar.TypeFifo, "", e.xattrsAt(we.Dir, we.Name))
 	}
 	e.log.Warn("archive: skipped socket", "entry", aname)
 	return nil
@@ -200,7 +149,7 @@ func (e *exporter) file(dirfd int, name, aname string) (written bool, err error)
 	left := st.Size
 	for left > 0 {
 		if err := e.ctx.Err(); err != nil {
-			return true, fmt.Errorf("export: %w", err)
+			return true, err
 		}
 		chunk := e.buf[:min(int64(len(e.buf)), left)]
 		n, err := io.ReadFull(f, chunk)
@@ -333,4 +282,238 @@ func readlinkat(dirfd int, name string) (string, error) {
 			return string(b[:n]), nil
 		}
 	}
+}
+
+// maxWalkFds bounds the directory descriptors a Walk holds at once, besides
+// the root's: the levels above the deepest maxWalkFds are closed, and
+// reopened one at a time through ".." when the walk climbs back to them.
+var maxWalkFds = 32
+
+// WalkEntry is one entry of a tree, as Walk hands it to its function.
+type WalkEntry struct {
+	// Path is the entry's path below the root, slash-separated; "" for the
+	// root itself.
+	Path string
+	// Dir is the open directory that holds the entry and Name its name in
+	// it, for *at system calls (never following a symlink in Name). Dir is
+	// -1 for the root. It is valid only during the call.
+	Dir  int
+	Name string
+	// Stat is the entry's lstat; for a directory, the fstat of the
+	// directory as Walk opened it.
+	Stat unix.Stat_t
+	// Fd is, for a directory, its own descriptor (opened with O_NOFOLLOW),
+	// valid only during the call; -1 for other entries.
+	Fd int
+}
+
+// WalkOptions tune Walk.
+type WalkOptions struct {
+	// Sorted visits each directory's entries in name order (exports are
+	// then reproducible); otherwise in the order the file system lists them.
+	Sorted bool
+	// OneFileSystem leaves out directories on another file system than
+	// the root's (mount points), with all below them, as du -x does.
+	OneFileSystem bool
+	// Changed, if set, hears of each entry that disappeared or changed its
+	// type between being listed and being opened (a running distro changes
+	// its tree at will); Walk skips those.
+	Changed func(path string, err error)
+}
+
+// errMoved reports that a directory was moved out from under the walk.
+var errMoved = errors.New("directory moved during the walk")
+
+// walkFrame is one directory on the walk's path from the root.
+type walkFrame struct {
+	fd       int // -1 while released (see maxWalkFds)
+	dev, ino uint64
+	path     string
+	names    []string
+	next     int
+}
+
+// Walk calls fn for the directory root and every entry below it, a
+// directory before its entries, depth first. It walks by file descriptor, as
+// a tree that a running distro may change at will must be walked by a
+// server running as root: every entry is reached with fstatat and openat on
+// one name relative to its open parent, with O_NOFOLLOW, so no symlink is
+// ever followed (a symlink is an entry like any other), and however deep
+// the tree (a distro can make one deeper than PATH_MAX), Walk holds at most
+// a few dozen descriptors: the directories above the deepest levels are
+// closed and reopened through "..", checked by device and inode, when the
+// walk climbs back. A directory moved while the walk is inside it stops the
+// walk with an error.
+//
+// If fn returns fs.SkipDir for a directory, Walk does not enter it; any
+// other error stops the walk and is returned. Cancelling ctx stops it too.
+func Walk(ctx context.Context, root string, opt WalkOptions, fn func(*WalkEntry) error) error {
+	const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	// The root itself is the server's own path: follow symlinks to it.
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", root, err)
+	}
+	stack := []walkFrame{{fd: fd}}
+	defer func() {
+		for _, f := range stack {
+			if f.fd >= 0 {
+				unix.Close(f.fd)
+			}
+		}
+	}()
+	e := &WalkEntry{Dir: -1, Name: ".", Fd: fd}
+	if err := unix.Fstat(fd, &e.Stat); err != nil {
+		return fmt.Errorf("stat %s: %w", root, err)
+	}
+	rootDev := e.Stat.Dev
+	stack[0].dev, stack[0].ino = e.Stat.Dev, e.Stat.Ino
+	if err := fn(e); err != nil {
+		if err == fs.SkipDir {
+			return nil
+		}
+		return err
+	}
+	if stack[0].names, err = readNames(fd, opt.Sorted); err != nil {
+		return fmt.Errorf("read directory %s: %w", root, err)
+	}
+	changed := func(path string, err error) {
+		if opt.Changed != nil {
+			opt.Changed(path, err)
+		}
+	}
+	low := 1 // stack[low:] are open; stack[1:low] are released
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		top := &stack[len(stack)-1]
+		if top.next == len(top.names) {
+			child := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if n := len(stack); n > 0 && stack[n-1].fd < 0 {
+				// Climb back to a released parent through "..", which is
+				// never a symlink, and make sure it is the same directory.
+				pfd, err := unix.Openat(child.fd, "..", dirFlags, 0)
+				var st unix.Stat_t
+				if err == nil {
+					if err = unix.Fstat(pfd, &st); err == nil && (st.Dev != stack[n-1].dev || st.Ino != stack[n-1].ino) {
+						err = errMoved
+					}
+				}
+				if err != nil {
+					if pfd >= 0 {
+						unix.Close(pfd)
+					}
+					unix.Close(child.fd)
+					return fmt.Errorf("walk %s: climb back to %q: %w", root, stack[n-1].path, err)
+				}
+				stack[n-1].fd = pfd
+				low = n - 1
+			}
+			unix.Close(child.fd)
+			continue
+		}
+		name := top.names[top.next]
+		top.next++
+		path := name
+		if top.path != "" {
+			path = top.path + "/" + name
+		}
+		e := &WalkEntry{Path: path, Dir: top.fd, Name: name, Fd: -1}
+		if err := unix.Fstatat(top.fd, name, &e.Stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if err == unix.ENOENT {
+				changed(path, err)
+				continue
+			}
+			return fmt.Errorf("stat %q: %w", path, err)
+		}
+		if e.Stat.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if err := fn(e); err != nil && err != fs.SkipDir {
+				return err
+			}
+			continue
+		}
+		if opt.OneFileSystem && e.Stat.Dev != rootDev {
+			continue
+		}
+		cfd, err := unix.Openat(top.fd, name, dirFlags, 0)
+		if err != nil {
+			if err == unix.ELOOP || err == unix.ENOTDIR || err == unix.ENOENT {
+				changed(path, err)
+				continue
+			}
+			return fmt.Errorf("open %q: %w", path, err)
+		}
+		// Describe what was opened, not what was stat'ed a moment before.
+		if err := unix.Fstat(cfd, &e.Stat); err != nil {
+			unix.Close(cfd)
+			return fmt.Errorf("stat %q: %w", path, err)
+		}
+		if opt.OneFileSystem && e.Stat.Dev != rootDev {
+			unix.Close(cfd)
+			continue
+		}
+		e.Fd = cfd
+		err = fn(e)
+		var names []string
+		if err == nil {
+			if names, err = readNames(cfd, opt.Sorted); err != nil {
+				err = fmt.Errorf("read directory %q: %w", path, err)
+			}
+		}
+		if err != nil {
+			unix.Close(cfd)
+			if err == fs.SkipDir {
+				continue
+			}
+			return err
+		}
+		stack = append(stack, walkFrame{fd: cfd, dev: e.Stat.Dev, ino: e.Stat.Ino, path: path, names: names})
+		if len(stack)-low > maxWalkFds {
+			unix.Close(stack[low].fd)
+			stack[low].fd = -1
+			low++
+		}
+	}
+	return nil
+}
+
+// readNames lists the directory open as fd, through a duplicate so that
+// closing the *os.File used for reading leaves fd open.
+func readNames(fd int, sorted bool) ([]string, error) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	df := os.NewFile(uintptr(dup), "")
+	names, err := df.Readdirnames(-1)
+	df.Close()
+	if sorted {
+		slices.Sort(names)
+	}
+	return names, err
+}
+
+// DiskUsage adds up the space the tree at root takes on root's file system,
+// like du -sx, walking it as Walk does (by file descriptor, never following a
+// symlink, with a bounded number of descriptors), so that it is safe on the
+// tree of a running distro. What vanishes during the walk is not counted.
+func DiskUsage(ctx context.Context, root string) (Usage, error) {
+	var u Usage
+	seen := make(map[devIno]bool)
+	err := Walk(ctx, root, WalkOptions{OneFileSystem: true}, func(e *WalkEntry) error {
+		if e.Stat.Nlink > 1 && e.Stat.Mode&unix.S_IFMT != unix.S_IFDIR {
+			k := devIno{e.Stat.Dev, e.Stat.Ino}
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+		}
+		u.Bytes += e.Stat.Blocks * 512
+		u.Apparent += e.Stat.Size
+		u.Entries++
+		return nil
+	})
+	return u, err
 }
