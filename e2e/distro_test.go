@@ -6,9 +6,13 @@ import (
 	"encoding/base64"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // TestDistroLifecycle walks one distro through the REST API: import, list, exec
@@ -120,7 +124,7 @@ func TestDistroLifecycle(t *testing.T) {
 
 	// Export in every format and import each back.
 	for _, f := range []string{"tar", "tar.gz", "tar.zst", "tar.xz"} {
-		st, raw := s.api("GET", "/distros/tiny/export?format="+f, nil, nil)
+		st, raw := s.api("POST", "/distros/tiny/export?format="+f, nil, nil)
 		if st != 200 {
 			t.Fatalf("export %s = %d %s", f, st, raw)
 		}
@@ -133,7 +137,7 @@ func TestDistroLifecycle(t *testing.T) {
 			t.Errorf("unregister %s = %d %s", name, st, raw)
 		}
 	}
-	if st, raw := s.api("GET", "/distros/tiny/export?format=zip", nil, nil); st != 400 {
+	if st, raw := s.api("POST", "/distros/tiny/export?format=zip", nil, nil); st != 400 {
 		t.Errorf("export format zip = %d %s, want 400", st, raw)
 	}
 
@@ -371,5 +375,181 @@ func TestSecurityChecks(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(s.data, "token"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("token file mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+}
+
+// TestImportLocationSafety: a distro's files are out of reach of the host's
+// other users. A custom location is made with mode 0700 (as the data
+// directory's distros are), so no host user runs its setuid programs or opens
+// its device nodes; a location that another user could swap (a directory of
+// theirs above it) is refused with 400 and leaves nothing behind.
+func TestImportLocationSafety(t *testing.T) {
+	s := startServer(t, "")
+	base := t.TempDir()
+	os.Chmod(base, 0o755)
+	loc := filepath.Join(base, "vms", "custom")
+	var op operation
+	if st, raw := s.api("POST", "/distros?name=located&location="+loc, tinyRootfs(t), &op); st != 202 {
+		t.Fatalf("import with location = %d %s", st, raw)
+	}
+	s.waitOp(op.ID)
+	s.importTar("inside", tinyRootfs(t))
+	var d distro
+	s.api("GET", "/distros/inside", nil, &d)
+	for _, p := range []string{loc, d.Location, filepath.Join(s.data, "distros")} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, %v; want 0700, so host users cannot reach the distro", p, fi.Mode().Perm(), err)
+		}
+	}
+
+	home := filepath.Join(base, "home")
+	os.Mkdir(home, 0o755)
+	os.Chown(home, 1000, 1000)
+	var e apiErr
+	st, raw := s.api("POST", "/distros?name=swappable&location="+filepath.Join(home, "distro"), tinyRootfs(t), &e)
+	if st != 400 || e.Error.Code != "invalid" || !strings.Contains(e.Error.Message, home) || !strings.Contains(e.Error.Message, "uid 1000") {
+		t.Errorf("import under a user's directory = %d %s, want 400 naming %s and its owner", st, raw, home)
+	}
+	if st, _ := s.api("GET", "/distros/swappable", nil, nil); st != 404 {
+		t.Errorf("refused import left a distro")
+	}
+	if _, err := os.Lstat(filepath.Join(home, "distro")); !os.IsNotExist(err) {
+		t.Errorf("refused import left its location: %v", err)
+	}
+}
+
+// TestImportDiskFull: an import onto a file system too small for it answers
+// 507 insufficient_storage naming the file system and its free space (it was
+// 500 internal), and leaves nothing behind: no distro, no files, no staging.
+func TestImportDiskFull(t *testing.T) {
+	s := startServer(t, "")
+	mnt := filepath.Join(t.TempDir(), "small")
+	os.Mkdir(mnt, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", mnt).CombinedOutput(); err != nil {
+		testenv.SkipOrFailf(t, "mount tmpfs: %v: %s", err, out)
+	}
+	defer exec.Command("umount", "-l", mnt).Run()
+	big := tarOf(t, tarEntry{tar.Header{Name: "big", Typeflag: tar.TypeReg}, strings.Repeat("subsys", 8<<20/6)})
+	var e apiErr
+	st, raw := s.api("POST", "/distros?name=big&location="+filepath.Join(mnt, "distro"), big, &e)
+	if st != http.StatusInsufficientStorage || e.Error.Code != "insufficient_storage" || !strings.Contains(e.Error.Message, mnt) || !strings.Contains(e.Error.Message, "free") {
+		t.Fatalf("import onto a full file system = %d %s, want 507 insufficient_storage naming %s and its free space", st, raw, mnt)
+	}
+	if st, _ := s.api("GET", "/distros/big", nil, nil); st != 404 {
+		t.Errorf("failed import left a distro")
+	}
+	if entries, _ := os.ReadDir(mnt); len(entries) != 0 {
+		t.Errorf("failed import left files: %v", entries)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(s.data, "tmp")); len(entries) != 0 {
+		t.Errorf("failed import left staging: %v", entries)
+	}
+}
+
+// TestImportUnregisterCycles: an import that has succeeded for its client has
+// let go of the distro, so a DELETE right after it is never busy (it was in 2
+// of 200); and import/start/unregister cycles leave nothing in the data
+// directory: no distro, staging or run file (every cycle left run/<id>.log).
+func TestImportUnregisterCycles(t *testing.T) {
+	s := startServer(t, "")
+	tarball := tinyRootfs(t)
+	const cycles = 60
+	for i := range cycles {
+		var op operation
+		if st, raw := s.api("POST", "/distros?name=cycle", tarball, &op); st != 202 {
+			t.Fatalf("cycle %d: import = %d %s", i, st, raw)
+		}
+		s.waitOp(op.ID)
+		if i%10 == 0 {
+			s.sh("cycle", "true") // starts it: the agent writes its log
+		}
+		if st, raw := s.api("DELETE", "/distros/cycle", nil, nil); st != 204 {
+			t.Fatalf("cycle %d: unregister right after the import succeeded = %d %s", i, st, raw)
+		}
+	}
+	for _, dir := range []string{"distros", "tmp", "run"} {
+		entries, _ := os.ReadDir(filepath.Join(s.data, dir))
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if len(names) != 0 {
+			t.Errorf("%s/ after %d import/unregister cycles holds %v", dir, cycles, names)
+		}
+	}
+}
+
+// TestImportResultSkippedDevices: the import operation says how many device
+// nodes it did not make (those outside /dev), and warns of them.
+func TestImportResultSkippedDevices(t *testing.T) {
+	s := startServer(t, "")
+	tarball := tarOf(t,
+		tarEntry{tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}, ""},
+		tarEntry{tar.Header{Name: "etc/hda", Typeflag: tar.TypeBlock, Mode: 0o600, Devmajor: 3, Devminor: 0}, ""},
+		tarEntry{tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg}, "root:x:0:0:root:/root:/bin/sh\n"},
+	)
+	var op struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+		Result *struct {
+			Entries        int      `json:"entries"`
+			SkippedDevices int      `json:"skipped_devices"`
+			Warnings       []string `json:"warnings"`
+		} `json:"result"`
+	}
+	if st, raw := s.api("POST", "/distros?name=devs", tarball, &op); st != 202 {
+		t.Fatalf("import = %d %s", st, raw)
+	}
+	s.waitOp(op.ID)
+	if st, raw := s.api("GET", "/operations/"+op.ID, nil, &op); st != 200 || op.Result == nil {
+		t.Fatalf("GET operation = %d %s, want a result", st, raw)
+	}
+	if r := op.Result; r.Entries != 3 || r.SkippedDevices != 1 || len(r.Warnings) == 0 {
+		t.Errorf("import result = %+v, want 3 entries, 1 skipped device node and a warning", *r)
+	}
+}
+
+// TestRelativeDataDir: `subsys serve --data mydata` (a relative path) starts
+// distros; every start failed with "fork/exec mydata/bin/…/subsys-agent: no
+// such file" before, since the agent runs in /.
+func TestRelativeDataDir(t *testing.T) {
+	requireRoot(t)
+	cwd := t.TempDir()
+	s := &server{t: t, data: filepath.Join(cwd, "mydata"), addr: freePort(t), log: &bytes.Buffer{}, level: "debug"}
+	s.url = "http://" + s.addr
+	s.cmd = exec.Command(subsysBin, "serve", "--data", "mydata", "--listen", s.addr, "--log-level", s.level)
+	s.cmd.Dir = cwd
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if os.Getenv("SUBSYS_BIN") == "" {
+		s.cmd.Env = append(os.Environ(), "SUBSYS_AGENT="+filepath.Join(filepath.Dir(subsysBin), "subsys-agent"))
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.api("POST", "/shutdown", nil, nil)
+		s.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.log.String())
+		}
+	})
+	waitFor(t, 20*time.Second, "the server", func() bool {
+		b, err := os.ReadFile(filepath.Join(s.data, "token"))
+		if err != nil {
+			return false
+		}
+		s.token = strings.TrimSpace(string(b))
+		st, _ := s.api("GET", "/version", nil, nil)
+		return st == 200
+	})
+	s.importTar("rel", tinyRootfs(t))
+	if res := s.sh("rel", "echo started"); res.Stdout != "started\n" {
+		t.Errorf("exec in a distro of a relative data directory = %+v", res)
+	}
+	var d distro
+	s.api("GET", "/distros/rel", nil, &d)
+	if !filepath.IsAbs(d.Location) {
+		t.Errorf("location %q is relative", d.Location)
 	}
 }

@@ -59,6 +59,9 @@ func classify(err error) (int, string, string) {
 		return http.StatusConflict, "busy", err.Error()
 	case errors.Is(err, vmm.ErrInvalid):
 		return http.StatusBadRequest, "invalid", err.Error()
+	case errors.Is(err, vmm.ErrInsufficientStorage):
+		// The message names the file system and its free space.
+		return http.StatusInsufficientStorage, "insufficient_storage", err.Error()
 	case errors.Is(err, vmm.ErrUnsupported):
 		return http.StatusNotImplemented, "unsupported", err.Error()
 	case errors.Is(err, agent.ErrUserNotFound):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,7 +95,7 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op}, op.bodyDone)
+		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op}, op.bodyDone, op)
 		if file != nil {
 			file.Close()
 		}
@@ -104,10 +105,12 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 }
 
 // reserve validates the location, records the distro as Installing and makes its
-// empty staging directory.
+// empty staging directory. A location of the user's is made safe first
+// (prepareLocation): mode 0700 under parents only root can change.
 func (m *Manager) reserve(ctx context.Context, name string, version int, location, user string) (store.Distro, string, error) {
 	id := uuid.NewString()
 	var staging string
+	created := false
 	if location == "" {
 		location = filepath.Join(m.cfg.distrosDir(), id)
 		staging = filepath.Join(m.cfg.tmpDir(), id)
@@ -115,24 +118,29 @@ func (m *Manager) reserve(ctx context.Context, name string, version int, locatio
 		if !filepath.IsAbs(location) {
 			return store.Distro{}, "", fmt.Errorf("%w: location %q must be an absolute path", ErrInvalid, location)
 		}
-		location = filepath.Clean(location)
-		if entries, err := os.ReadDir(location); err == nil && len(entries) > 0 {
-			return store.Distro{}, "", fmt.Errorf("%w: location %s is not empty", ErrInvalid, location)
-		} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return store.Distro{}, "", fmt.Errorf("%w: location %s: %v", ErrInvalid, location, err)
+		real, made, err := prepareLocation(filepath.Clean(location))
+		if err != nil {
+			return store.Distro{}, "", err
 		}
+		location, created = real, made
 		staging = filepath.Join(location, stagingName)
 	}
 	d := store.Distro{ID: id, Name: name, Version: version, State: string(StateInstalling), Location: location, DefaultUser: user}
 	if err := m.cfg.Store.CreateDistro(ctx, d); err != nil {
+		if created {
+			os.Remove(location)
+		}
 		if errors.Is(err, store.ErrNameTaken) {
 			return d, "", fmt.Errorf("%w: a distro named %q already exists", ErrExists, name)
 		}
 		return d, "", err
 	}
-	if err := os.MkdirAll(staging, 0o755); err != nil {
+	// The staging directory becomes the distro's / (0755, as any /, unless the
+	// archive says otherwise); what keeps host users out is the 0700 directory
+	// it is in (tmp/, then distros/<id> or the location).
+	if err := os.Mkdir(staging, 0o755); err != nil {
 		m.unreserve(d)
-		return d, "", fmt.Errorf("create staging directory: %w", err)
+		return d, "", noSpace(fmt.Errorf("create staging directory: %w", err))
 	}
 	return d, staging, nil
 }
@@ -148,8 +156,11 @@ func (m *Manager) unreserve(d store.Distro) {
 }
 
 // populate extracts src into staging, moves it into place and marks the distro
-// Stopped. On any failure nothing of the distro remains.
-func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, src io.Reader, bodyDone chan struct{}) (err error) {
+// Stopped, recording what it read in op's result. On any failure nothing of
+// the distro remains. The import keeps the settings' reserve free on the
+// file system it writes to, and fails with ErrInsufficientStorage when it
+// would go below it or the file system is full.
+func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, src io.Reader, bodyDone chan struct{}, op *Operation) (err error) {
 	defer func() {
 		if bodyDone != nil {
 			close(bodyDone)
@@ -159,14 +170,20 @@ func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, 
 			err = fmt.Errorf("import %s: %w", d.Name, err)
 		}
 	}()
-	if _, err := archive.Extract(ctx, src, staging, m.cfg.Limits); err != nil {
+	settings, err := m.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	stats, err := archive.Extract(ctx, src, staging, settings.limits(m.cfg.Limits))
+	op.setResult(OperationResult{Entries: stats.Entries, Bytes: stats.Bytes, SkippedDevices: stats.SkippedDevices, Warnings: stats.Warnings})
+	if err != nil {
 		return mapArchiveErr(err)
 	}
 	// The body is fully read: the uploader can have its answer while we finish.
 	close(bodyDone)
 	bodyDone = nil
-	if err := os.MkdirAll(d.Location, 0o755); err != nil {
-		return err
+	if err := os.Mkdir(d.Location, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return noSpace(err)
 	}
 	if err := os.Rename(staging, filepath.Join(d.Location, "rootfs")); err != nil {
 		return fmt.Errorf("move into place: %w", err)
@@ -180,12 +197,24 @@ func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, 
 	return m.fixDefault(context.WithoutCancel(ctx))
 }
 
+// mapArchiveErr maps the archive package's sentinels to vmm's.
 func mapArchiveErr(err error) error {
 	switch {
+	case errors.Is(err, archive.ErrInsufficientStorage):
+		return fmt.Errorf("%w: %w", ErrInsufficientStorage, err)
 	case errors.Is(err, archive.ErrLimit):
 		return fmt.Errorf("%w: %w", ErrTooLarge, err)
 	case errors.Is(err, archive.ErrUnsafe), errors.Is(err, archive.ErrFormat), errors.Is(err, archive.ErrCorrupt):
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return err
+}
+
+// noSpace marks err as ErrInsufficientStorage when it is a full file system
+// (ENOSPC, EDQUOT).
+func noSpace(err error) error {
+	if isNoSpace(err) {
+		return fmt.Errorf("%w: %w", ErrInsufficientStorage, err)
 	}
 	return err
 }
@@ -282,8 +311,10 @@ func (m *Manager) Clone(ctx context.Context, name, newName string) (*Operation, 
 	go func() {
 		defer m.wg.Done()
 		defer stop()
-		err := m.populate(opCtx, d, staging, pr, make(chan struct{}))
+		err := m.populate(opCtx, d, staging, pr, make(chan struct{}), op)
 		pr.CloseWithError(errors.New("clone ended"))
+		// The clone has ended for clients only once its source is free too.
+		<-srcOp.Done()
 		m.endOperation(op, d.ID, err)
 	}()
 	return op, nil
@@ -323,7 +354,7 @@ func (m *Manager) ensureRunning(ctx context.Context, d store.Distro) (*agent.Cli
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", d.Name, err)
 	}
-	m.adopt(d.ID, c)
+	m.adopt(ctx, d, c)
 	if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateRunning)); err != nil {
 		return nil, err
 	}
@@ -353,6 +384,7 @@ func (m *Manager) terminate(ctx context.Context, d store.Distro) error {
 	m.mu.Lock()
 	c := m.clients[d.ID]
 	delete(m.clients, d.ID)
+	delete(m.outdated, d.ID)
 	m.mu.Unlock()
 	if c != nil {
 		defer c.Close()
@@ -387,6 +419,13 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Forgetter is implemented by backends that keep files of their own for a
+// distro beyond its run (an agent log, a cgroup, a disk cache): Forget removes
+// them once the distro is unregistered. The distro is stopped by then.
+type Forgetter interface {
+	Forget(ctx context.Context, s Spec) error
+}
+
 // Unregister terminates distro name and deletes it: its row and all its files.
 func (m *Manager) Unregister(ctx context.Context, name string) error {
 	d, err := m.row(ctx, name)
@@ -415,12 +454,20 @@ func (m *Manager) unregister(ctx context.Context, d store.Distro) error {
 		return err
 	}
 	m.removeFiles(d)
+	if f, ok := m.cfg.Backends[d.Version].(Forgetter); ok {
+		if err := f.Forget(ctx, m.spec(d)); err != nil {
+			m.log.Warn("cannot remove the distro's run files", "distro", d.Name, "err", err)
+		}
+	}
 	if err := m.cfg.Store.DeleteDistro(ctx, d.ID); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	delete(m.starts, d.ID)
 	m.mu.Unlock()
+	m.sampler.mu.Lock()
+	delete(m.sampler.states, d.ID)
+	m.sampler.mu.Unlock()
 	m.audit(ctx, "unregister", d.Name, "")
 	m.log.Info("distro unregistered", "distro", d.Name)
 	return m.fixDefault(ctx)

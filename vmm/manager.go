@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -42,11 +43,14 @@ const settingDefaultDistro = "default_distro"
 type Config struct {
 	// Store keeps the metadata. Required.
 	Store Store
-	// DataDir holds distros/ and tmp/. Required.
+	// DataDir holds distros/ and tmp/. Required; a relative path is made
+	// absolute (against the working directory when New runs).
 	DataDir string
 	// Backends runs distros, by version (1, 2). A version without one cannot be imported or started.
 	Backends map[int]Backend
 	// Limits bounds archive expansion; zero fields take archive's defaults.
+	// Its reserve fields are taken from the settings (import_reserve_bytes,
+	// import_reserve_percent) at each import.
 	Limits archive.Limits
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
@@ -64,8 +68,11 @@ type Manager struct {
 	ops     map[string]*Operation    // every operation since start, by id
 	locks   map[string]*Operation    // distro id → the operation holding it
 	clients map[string]*agent.Client // distro id → its running agent
-	starts  map[string]*sync.Mutex   // distro id → serialises start and stop
-	states  map[string]State         // distro id → transient state while an operation runs
+	// outdated holds, by distro id, why a running distro's agent is outdated
+	// (agentProblem); set by adopt, cleared when that agent goes.
+	outdated map[string]string
+	starts   map[string]*sync.Mutex // distro id → serialises start and stop
+	states   map[string]State       // distro id → transient state while an operation runs
 
 	events  eventBus
 	sampler sampler
@@ -78,14 +85,34 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("vmm: Config.DataDir is required")
+	}
+	// Every path derived from it is stored (a distro's location) or handed to
+	// processes that run elsewhere (the agent runs in /): it must not depend
+	// on the working directory.
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %q: %w", cfg.DataDir, err)
+	}
+	cfg.DataDir = dataDir
 	for _, dir := range []string{cfg.distrosDir(), cfg.tmpDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
+		// Distros' trees hold setuid programs and device nodes: only root
+		// may reach them. An older server, or a hand, may have opened these.
+		tightened, err := securePrivateDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
+		if tightened {
+			cfg.Logger.Warn("directory was open to other users; made it private (0700)", "path", dir)
+		}
 	}
 	mctx, stop := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, log: cfg.Logger, ctx: mctx, stop: stop,
-		ops: map[string]*Operation{}, locks: map[string]*Operation{}, clients: map[string]*agent.Client{},
+		ops: map[string]*Operation{}, locks: map[string]*Operation{}, clients: map[string]*agent.Client{}, outdated: map[string]string{},
 		starts: map[string]*sync.Mutex{}, states: map[string]State{},
 		events:  eventBus{subs: map[chan Event]struct{}{}, last: map[string]Distro{}, ops: map[string]OperationInfo{}},
 		sampler: sampler{states: map[string]*usageState{}}}
@@ -147,11 +174,12 @@ func (m *Manager) recover(ctx context.Context) error {
 			}
 			continue
 		}
+		m.checkLocation(d)
 		state := StateStopped
 		if b, ok := m.cfg.Backends[d.Version]; ok {
 			c, err := b.Connect(ctx, m.spec(d))
 			if err == nil {
-				m.adopt(d.ID, c)
+				m.adopt(ctx, d, c)
 				state = StateRunning
 			} else if !errors.Is(err, ErrNotRunning) {
 				m.log.Warn("cannot re-adopt distro", "distro", d.Name, "err", err)
@@ -167,6 +195,25 @@ func (m *Manager) recover(ctx context.Context) error {
 		}
 	}
 	return m.fixDefault(ctx)
+}
+
+// checkLocation makes an existing distro's directory private (0700) when it
+// is not, and warns when the directories above a location of the user's let
+// another user swap it.
+func (m *Manager) checkLocation(d store.Distro) {
+	tightened, err := securePrivateDir(d.Location)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		m.log.Warn("distro directory is not private", "distro", d.Name, "err", err)
+	case tightened:
+		m.log.Warn("distro directory was open to other users; made it private (0700)", "distro", d.Name, "path", d.Location)
+	}
+	if d.Location != filepath.Join(m.cfg.distrosDir(), d.ID) {
+		if why := unsafeParents(d.Location); why != "" {
+			m.log.Warn("another user can swap the distro's location: move the distro (export, unregister, import) to a safe place", "distro", d.Name, "path", d.Location, "why", why)
+		}
+	}
 }
 
 // removeFiles deletes a distro's files: its whole directory when it lives in the
@@ -196,14 +243,31 @@ func (m *Manager) spec(d store.Distro) Spec {
 	return Spec{ID: d.ID, Name: d.Name, RootFS: filepath.Join(d.Location, "rootfs")}
 }
 
-// adopt records a live agent for distro id and watches it: when it goes away on
-// its own (killed, crashed) the distro is marked Stopped.
-func (m *Manager) adopt(id string, c *agent.Client) {
+// adopt records a live agent for distro d and watches it: when it goes away on
+// its own (killed, crashed) the distro is marked Stopped. An agent that speaks
+// another protocol version than this server's (left running by an older
+// server) is kept, and the distro shows AgentOutdated until its next start.
+func (m *Manager) adopt(ctx context.Context, d store.Distro, c *agent.Client) {
+	id := d.ID
+	problem := ""
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	info, err := c.Hello(hctx)
+	cancel()
+	if err != nil {
+		m.log.Warn("adopted agent does not say hello", "distro", d.Name, "err", err)
+	} else if problem = agentProblem(info); problem != "" {
+		m.log.Warn("distro runs an outdated agent", "distro", d.Name, "agent_protocol", info.Protocol, "agent_version", info.Version, "protocol", agent.ProtocolVersion)
+	}
 	m.mu.Lock()
 	if old := m.clients[id]; old != nil && old != c {
 		old.Close()
 	}
 	m.clients[id] = c
+	if problem != "" {
+		m.outdated[id] = problem
+	} else {
+		delete(m.outdated, id)
+	}
 	m.mu.Unlock()
 	m.wg.Add(1)
 	go func() {
@@ -217,6 +281,7 @@ func (m *Manager) adopt(id string, c *agent.Client) {
 		gone := m.clients[id] == c
 		if gone {
 			delete(m.clients, id)
+			delete(m.outdated, id)
 		}
 		m.mu.Unlock()
 		if gone {
@@ -228,6 +293,21 @@ func (m *Manager) adopt(id string, c *agent.Client) {
 			m.publishChanges(ctx)
 		}
 	}()
+}
+
+// agentProblem says why an agent that answered hello with info cannot serve
+// this server as it is, or "" when it can. Agents of another protocol
+// version (ProtocolVersion changes with the wire format) are outdated.
+func agentProblem(info agent.Info) string {
+	if info.Protocol == agent.ProtocolVersion {
+		return ""
+	}
+	v := info.Version
+	if len(v) > 64 {
+		v = v[:64]
+	}
+	return fmt.Sprintf("the distro runs an agent of protocol version %d (build %q) and this server speaks version %d: terminate the distro and start it again to give it the new agent",
+		info.Protocol, v, agent.ProtocolVersion)
 }
 
 func (m *Manager) client(id string) *agent.Client {
@@ -267,9 +347,14 @@ func (m *Manager) view(d store.Distro, defaultID string) Distro {
 			state = StateRunning
 		}
 	}
+	problem := m.outdated[d.ID]
+	if state != StateRunning {
+		problem = ""
+	}
 	m.mu.Unlock()
 	v := Distro{Name: d.Name, ID: d.ID, Version: d.Version, State: state, Default: d.ID == defaultID,
-		Location: d.Location, DefaultUser: d.DefaultUser, CreatedAt: d.CreatedAt}
+		Location: d.Location, DefaultUser: d.DefaultUser, CreatedAt: d.CreatedAt,
+		AgentOutdated: problem != "", Message: problem}
 	m.usageOf(&v)
 	return v
 }
@@ -397,13 +482,15 @@ func (m *Manager) beginOperation(kind string, d store.Distro, state State) (*Ope
 	return op, ctx, nil
 }
 
-// endOperation records the result and releases the lock.
+// endOperation records the result, releases the distro's lock and only then
+// ends the operation for everyone who waits on it or polls it (WaitOperation,
+// GET /operations/{id}, the events stream): a client told the operation ended
+// can act on the distro at once, and never finds it still held.
 func (m *Manager) endOperation(op *Operation, distroID string, err error) {
 	if err != nil && errors.Is(err, context.Canceled) && m.ctx.Err() == nil {
 		err = fmt.Errorf("cancelled: %w", err)
 	}
-	op.finish(err)
-	info := op.Info()
+	info := op.final(err)
 	if serr := m.cfg.Store.SaveOperation(context.Background(), store.Operation{ID: info.ID, Kind: info.Kind, Distro: info.Distro,
 		Status: info.Status, Done: info.Progress.Done, Total: info.Progress.Total, Error: info.Error, CreatedAt: info.CreatedAt}); serr != nil {
 		m.log.Warn("cannot save operation result", "op", op.id, "err", serr)
@@ -414,6 +501,7 @@ func (m *Manager) endOperation(op *Operation, distroID string, err error) {
 		delete(m.states, distroID)
 	}
 	m.mu.Unlock()
+	op.finish(err)
 	m.publishOperation(op)
 	m.publishChanges(m.ctx)
 	if err != nil {

@@ -37,6 +37,24 @@ type OperationInfo struct {
 	Progress  Progress  `json:"progress"`
 	Error     string    `json:"error"`
 	CreatedAt time.Time `json:"created_at"`
+	// Result says what an import or clone made, once it has ended (also when
+	// it failed, as far as it got); nil for other kinds. It is kept in memory
+	// only: an operation read back after a server restart has none. Snapshots
+	// share it: read it, never change it.
+	Result *OperationResult `json:"result,omitempty"`
+}
+
+// OperationResult is what an import or clone read from its archive.
+type OperationResult struct {
+	// Entries and Bytes count the archive's entries and the sum of their sizes.
+	Entries int   `json:"entries"`
+	Bytes   int64 `json:"bytes"`
+	// SkippedDevices counts device nodes the server could not create (in a
+	// user namespace, or not as root); a distro's /dev is a fresh mount at
+	// start, so this is usually no loss.
+	SkippedDevices int `json:"skipped_devices"`
+	// Warnings are problems that did not fail the operation, for people.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Operation is a long-running piece of work with live progress. Its owner calls
@@ -54,6 +72,7 @@ type Operation struct {
 	status string
 	err    string
 	cause  error
+	result *OperationResult
 }
 
 func newOperation(id, kind, distro string, cancel context.CancelFunc) *Operation {
@@ -82,10 +101,48 @@ func (o *Operation) Err() error {
 func (o *Operation) Info() OperationInfo {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return OperationInfo{ID: o.id, Kind: o.kind, Distro: o.distro, Status: o.status,
-		Progress: Progress{Done: o.done.Load(), Total: o.total.Load()}, Error: o.err, CreatedAt: o.created}
+	return o.infoLocked()
 }
 
+func (o *Operation) infoLocked() OperationInfo {
+	info := OperationInfo{ID: o.id, Kind: o.kind, Distro: o.distro, Status: o.status,
+		Progress: Progress{Done: o.done.Load(), Total: o.total.Load()}, Error: o.err, CreatedAt: o.created}
+	// Shared, not copied: a result is never changed once set, and snapshots
+	// stay comparable with == (the event stream sends only changes).
+	info.Result = o.result
+	return info
+}
+
+// setResult records what the operation made; Info shows it from then on. r
+// must not be changed afterwards.
+func (o *Operation) setResult(r OperationResult) {
+	o.mu.Lock()
+	o.result = &r
+	o.mu.Unlock()
+}
+
+// final returns the snapshot the operation will show once it has ended with
+// err, without ending it: the manager saves it before it lets go of the
+// distro, and only then calls finish.
+func (o *Operation) final(err error) OperationInfo {
+	o.mu.Lock()
+	info := o.infoLocked()
+	o.mu.Unlock()
+	if err != nil {
+		info.Status, info.Error = StatusFailure, err.Error()
+	} else {
+		info.Status = StatusSuccess
+		if info.Progress.Total > 0 {
+			info.Progress.Done = info.Progress.Total
+		}
+	}
+	return info
+}
+
+// finish ends the operation with err: from now on Info shows the result and
+// Done is closed. The manager calls it last, once the distro's lock is
+// released and the record saved, so a client told the operation ended can
+// act on the distro at once.
 func (o *Operation) finish(err error) {
 	o.mu.Lock()
 	if err != nil {

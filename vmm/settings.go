@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/subsys-dev/subsys/store"
+	"github.com/subsys-dev/subsys/vmm/archive"
 )
 
 // Settings are the server-wide preferences kept in SQLite.
@@ -24,6 +25,14 @@ type Settings struct {
 	// the LAN: "off" (it does not, whatever its bind address) or "follow-bind"
 	// (WSL 1's behaviour: it does when bound to a non-loopback address).
 	V1LANDefault string `json:"v1_lan_default"`
+	// ImportReserveBytes and ImportReservePercent are the free space an import
+	// (or clone) leaves on the file system it writes to: the smaller of the
+	// two applies (1 GiB and 5 % of the file system's size), so a small file
+	// system is not held to 1 GiB and a large one not to 5 %. An import that
+	// would go below it fails with 507 insufficient_storage, and leaves
+	// nothing behind. Either set to 0 turns the reserve off.
+	ImportReserveBytes   int64 `json:"import_reserve_bytes"`
+	ImportReservePercent int   `json:"import_reserve_percent"`
 }
 
 // SettingsUpdate changes some settings; nil fields stay.
@@ -33,17 +42,32 @@ type SettingsUpdate struct {
 	ScrollbackBytes *int    `json:"scrollback_bytes,omitempty"`
 	SessionTimeoutS *int    `json:"session_timeout_s,omitempty"`
 	V1LANDefault    *string `json:"v1_lan_default,omitempty"`
+	// ImportReserveBytes and ImportReservePercent: see Settings.
+	ImportReserveBytes   *int64 `json:"import_reserve_bytes,omitempty"`
+	ImportReservePercent *int   `json:"import_reserve_percent,omitempty"`
 }
 
 // DefaultSettings are the settings of a new installation.
-var DefaultSettings = Settings{DefaultVersion: 1, DefaultUser: "root", ScrollbackBytes: 1 << 20, SessionTimeoutS: 300, V1LANDefault: "off"}
+var DefaultSettings = Settings{DefaultVersion: 1, DefaultUser: "root", ScrollbackBytes: 1 << 20, SessionTimeoutS: 300, V1LANDefault: "off",
+	ImportReserveBytes: 1 << 30, ImportReservePercent: 5}
+
+// limits returns lim with the import reserve of s (archive's Limits leave a
+// bound out when it is negative, where s turns it off with 0).
+func (s Settings) limits(lim archive.Limits) archive.Limits {
+	lim.ReserveBytes, lim.ReservePercent = s.ImportReserveBytes, s.ImportReservePercent
+	if s.ImportReserveBytes <= 0 || s.ImportReservePercent <= 0 {
+		lim.ReserveBytes, lim.ReservePercent = -1, -1
+	}
+	return lim
+}
 
 const settingsPrefix = "setting."
 
 // Settings returns the current settings.
 func (m *Manager) Settings(ctx context.Context) (Settings, error) {
 	s := DefaultSettings
-	ints := map[string]*int{"default_version": &s.DefaultVersion, "scrollback_bytes": &s.ScrollbackBytes, "session_timeout_s": &s.SessionTimeoutS}
+	ints := map[string]*int{"default_version": &s.DefaultVersion, "scrollback_bytes": &s.ScrollbackBytes, "session_timeout_s": &s.SessionTimeoutS,
+		"import_reserve_percent": &s.ImportReservePercent}
 	for k, p := range ints {
 		v, err := m.cfg.Store.Setting(ctx, settingsPrefix+k)
 		if errors.Is(err, store.ErrNotFound) {
@@ -55,6 +79,13 @@ func (m *Manager) Settings(ctx context.Context) (Settings, error) {
 		if n, err := strconv.Atoi(v); err == nil {
 			*p = n
 		}
+	}
+	if v, err := m.cfg.Store.Setting(ctx, settingsPrefix+"import_reserve_bytes"); err == nil {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			s.ImportReserveBytes = n
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return s, err
 	}
 	strs := map[string]*string{"default_user": &s.DefaultUser, "v1_lan_default": &s.V1LANDefault}
 	for k, p := range strs {
@@ -89,6 +120,12 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	if u.V1LANDefault != nil && *u.V1LANDefault != "off" && *u.V1LANDefault != "follow-bind" {
 		return Settings{}, fmt.Errorf("%w: v1_lan_default must be off or follow-bind", ErrInvalid)
 	}
+	if u.ImportReserveBytes != nil && *u.ImportReserveBytes < 0 {
+		return Settings{}, fmt.Errorf("%w: import_reserve_bytes must not be negative", ErrInvalid)
+	}
+	if u.ImportReservePercent != nil && (*u.ImportReservePercent < 0 || *u.ImportReservePercent > 50) {
+		return Settings{}, fmt.Errorf("%w: import_reserve_percent must be between 0 and 50", ErrInvalid)
+	}
 	set := func(k, v string) error { return m.cfg.Store.SetSetting(ctx, settingsPrefix+k, v) }
 	var err error
 	if u.DefaultVersion != nil {
@@ -105,6 +142,12 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	}
 	if u.V1LANDefault != nil {
 		err = errors.Join(err, set("v1_lan_default", *u.V1LANDefault))
+	}
+	if u.ImportReserveBytes != nil {
+		err = errors.Join(err, set("import_reserve_bytes", strconv.FormatInt(*u.ImportReserveBytes, 10)))
+	}
+	if u.ImportReservePercent != nil {
+		err = errors.Join(err, set("import_reserve_percent", strconv.Itoa(*u.ImportReservePercent)))
 	}
 	if err != nil {
 		return Settings{}, err

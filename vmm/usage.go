@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/subsys-dev/subsys/vmm/archive"
 )
 
 // Usage is what a running distro's processes use right now.
@@ -151,4 +153,17 @@ func (m *Manager) usageOf(v *Distro) {
 		last := st.history[len(st.history)-1]
 		v.MemoryBytes, v.CPUPercent = last.MemoryBytes, last.CPUPercent
 	}
+}
+
+// diskUsage is the space the tree at root takes on its file system (sparse
+// files count what they use, hard links once); 0 when it cannot be told. A
+// running distro changes its tree at will while the server, as root, walks
+// it: a directory swapped for a symlink to / must not lead the walk to the
+// host. So it walks as archive.DiskUsage does: by file descriptor, never
+// following a symlink, on root's file system only, with a bounded number of
+// descriptors however deep the tree. What vanishes during the walk, or what
+// a directory moved mid-walk hides, is not counted.
+func diskUsage(ctx context.Context, root string) int64 {
+	u, _ := archive.DiskUsage(ctx, root)
+	return u.Bytes
 }

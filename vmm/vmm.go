@@ -40,6 +40,12 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrUnsupported: no backend for the requested distro version on this host.
 	ErrUnsupported = errors.New("unsupported")
+	// ErrInsufficientStorage: the file system of a new distro has too little
+	// free space: an import filled it, or would have gone below the reserve
+	// (Settings.ImportReserveBytes). From an import, the error also wraps an
+	// *archive.InsufficientStorageError, whose text names the file system
+	// and its free space.
+	ErrInsufficientStorage = errors.New("insufficient storage")
 )
 
 // namePattern is the one rule for distro names, from DESIGN.md's security model.
@@ -79,6 +85,13 @@ type Distro struct {
 	// MemoryBytes and CPUPercent are the latest sample of a running distro's use.
 	MemoryBytes int64   `json:"memory_bytes"`
 	CPUPercent  float64 `json:"cpu_percent"`
+	// AgentOutdated says the running distro's agent speaks another protocol
+	// version than this server (it was started by an older or newer subsys);
+	// the distro keeps running, and gets this server's agent at its next start.
+	AgentOutdated bool `json:"agent_outdated,omitempty"`
+	// Message says, for people, what needs attention (why AgentOutdated is set
+	// and what to do); empty when nothing does.
+	Message string `json:"message,omitempty"`
 }
 
 // sortDistros orders distros by name, as List does.

@@ -59,17 +59,23 @@ type child struct {
 	done chan struct{}
 }
 
-var _ vmm.Backend = (*Backend)(nil)
+var (
+	_ vmm.Backend   = (*Backend)(nil)
+	_ vmm.Forgetter = (*Backend)(nil)
+)
 
 // New returns a Backend. It starts nothing.
 func New(cfg Config) *Backend {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	// The agent runs with / as its working directory.
-	if cfg.RunDir != "" {
-		if dir, err := filepath.Abs(cfg.RunDir); err == nil {
-			cfg.RunDir = dir
+	// The agent runs with / as its working directory, and is exec'd by a path
+	// that must not depend on the server's: both are made absolute here.
+	for _, p := range []*string{&cfg.RunDir, &cfg.AgentPath} {
+		if *p != "" {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
 		}
 	}
 	b := &Backend{
@@ -228,6 +234,33 @@ func (b *Backend) Stop(ctx context.Context, s vmm.Spec) error {
 		}
 	}
 	return nil
+}
+
+// Forget removes what the backend keeps of a distro that is gone for good
+// (unregistered): its agent log, and the socket, pid file and cgroup that a
+// stop leaves none of already. The distro must be stopped.
+func (b *Backend) Forget(ctx context.Context, s vmm.Spec) error {
+	if err := b.check(s); err != nil {
+		return err
+	}
+	unlock := b.lock(s.ID)
+	sock, pidFile, logFile := b.paths(s.ID)
+	var errs []error
+	for _, f := range []string{sock, pidFile, logFile} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("forget distro %q: %w", s.Name, err))
+		}
+	}
+	if b.cg != nil {
+		if err := b.cg.remove(s.ID); err != nil {
+			errs = append(errs, fmt.Errorf("forget distro %q: %w", s.Name, err))
+		}
+	}
+	unlock()
+	b.mu.Lock()
+	delete(b.locks, s.ID)
+	b.mu.Unlock()
+	return errors.Join(errs...)
 }
 
 func (b *Backend) check(s vmm.Spec) error {

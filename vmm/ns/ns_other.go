@@ -33,6 +33,11 @@ func (b *Backend) Stop(ctx context.Context, s vmm.Spec) error {
 	return errors.ErrUnsupported
 }
 
+// Forget returns errors.ErrUnsupported.
+func (b *Backend) Forget(ctx context.Context, s vmm.Spec) error {
+	return errors.ErrUnsupported
+}
+
 // DistroCgroup reports no cgroup: there are no version 1 distros here.
 func (b *Backend) DistroCgroup() (id uint64, level uint32, ok bool) { return 0, 0, false }
 
