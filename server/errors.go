@@ -8,6 +8,7 @@ import (
 
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/agent"
+	"github.com/subsys-dev/subsys/vmm/archive"
 )
 
 // httpError is an error with what the client should see. Msg goes to the client;
@@ -57,6 +58,10 @@ func classify(err error) (int, string, string) {
 		return http.StatusConflict, "already_exists", err.Error()
 	case errors.Is(err, vmm.ErrBusy):
 		return http.StatusConflict, "busy", err.Error()
+	case errors.Is(err, archive.ErrFormat), errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnsafe):
+		// Before vmm.ErrInvalid, which wraps these: a client can tell a bad
+		// archive from a bad request.
+		return http.StatusBadRequest, "invalid_archive", err.Error()
 	case errors.Is(err, vmm.ErrInvalid):
 		return http.StatusBadRequest, "invalid", err.Error()
 	case errors.Is(err, vmm.ErrInsufficientStorage):

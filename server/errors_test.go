@@ -29,6 +29,9 @@ func TestClassifyErrors(t *testing.T) {
 		{"disk full", fmt.Errorf("import d: %w: %w", vmm.ErrInsufficientStorage, full), http.StatusInsufficientStorage, "insufficient_storage", "/srv (ext4)"},
 		{"reserve reached", fmt.Errorf("import d: %w: %w", vmm.ErrInsufficientStorage, reserve), http.StatusInsufficientStorage, "insufficient_storage", "reserve"},
 		{"cancelled", fmt.Errorf("import: %w", context.Canceled), http.StatusConflict, "cancelled", ""},
+		{"xz bomb", fmt.Errorf("%w: %w: xz data needs a 4.0 GiB dictionary", vmm.ErrInvalid, archive.ErrFormat), http.StatusBadRequest, "invalid_archive", "4.0 GiB"},
+		{"damaged", fmt.Errorf("%w: %w: gzip data fails its checksum", vmm.ErrInvalid, archive.ErrCorrupt), http.StatusBadRequest, "invalid_archive", "checksum"},
+		{"escape", fmt.Errorf("%w: %w: ../x", vmm.ErrInvalid, archive.ErrUnsafe), http.StatusBadRequest, "invalid_archive", "../x"},
 		{"other", errors.New("boom"), http.StatusInternalServerError, "internal", "boom"},
 	}
 	for _, tc := range tests {
