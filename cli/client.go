@@ -319,6 +319,10 @@ type distro struct {
 	Default     bool   `json:"default"`
 	Location    string `json:"location"`
 	DefaultUser string `json:"default_user"`
+	// AgentOutdated: the distro runs an agent of another protocol version
+	// (from before an upgrade); Message says what to do.
+	AgentOutdated bool   `json:"agent_outdated"`
+	Message       string `json:"message"`
 }
 
 func jsonDecode(r io.Reader, v any) error {

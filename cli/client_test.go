@@ -482,3 +482,25 @@ func TestRedirectPage(t *testing.T) {
 		t.Errorf("page = %s, want the URL escaped in the refresh", b)
 	}
 }
+
+// TestListOutdatedAgent: list -v says which running distro has an agent from
+// before an upgrade, and what to do, escaping the server's words.
+func TestListOutdatedAgent(t *testing.T) {
+	dir := t.TempDir()
+	serveSocket(t, dir, func(w http.ResponseWriter, r *http.Request) {
+		writeJSONReply(w, 200, []distro{
+			{Name: "old", State: "Running", Version: 1, AgentOutdated: true, Message: "agent speaks protocol 0\x1b[2J; terminate and start it"},
+			{Name: "new", State: "Running", Version: 1},
+		})
+	})
+	out, errOut, err := runCLI(t, "--data", dir, "list", "-v")
+	if err != nil {
+		t.Fatalf("list -v: %v", err)
+	}
+	if !strings.Contains(out, "old") || !strings.Contains(errOut, "note: old: agent speaks protocol 0") {
+		t.Errorf("list -v = %q / %q, want a note on old", out, errOut)
+	}
+	if strings.Contains(errOut, "new:") || strings.ContainsRune(errOut, 0x1b) {
+		t.Errorf("notes %q: only old, with escapes neutralized", errOut)
+	}
+}

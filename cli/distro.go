@@ -76,7 +76,15 @@ func newListCmd(g *globals) *cobra.Command {
 				}
 				row(tw, mark+" "+d.Name, d.State, d.Version)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, d := range list {
+				if d.AgentOutdated || d.Message != "" {
+					fmt.Fprintf(stderr, "note: %s: %s\n", sanitize(d.Name), sanitize(d.Message))
+				}
+			}
+			return nil
 		}),
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show state and version")

@@ -22,6 +22,10 @@ export interface Distro {
   disk_bytes?: number;
   memory_bytes?: number;
   cpu_percent?: number;
+  /** The running agent speaks another protocol version (from before an upgrade). */
+  agent_outdated?: boolean;
+  /** What the server has to say about this distro (e.g. how to get the new agent). */
+  message?: string;
 }
 
 export interface Operation {

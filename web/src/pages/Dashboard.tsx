@@ -152,6 +152,11 @@ function DistroRow({ d }: { d: Distro }) {
       </td>
       <td data-label="State">
         <StateBadge state={d.state} />
+        {d.agent_outdated && (
+          <span class="badge badge-warn" title={d.message}>
+            agent outdated
+          </span>
+        )}
       </td>
       <td data-label="Disk" class="num">
         {d.disk_bytes ? bytes(d.disk_bytes) : '—'}

@@ -75,6 +75,7 @@ function DistroView({ d }: { d: Distro }) {
           <h1>{d.name}</h1>
           <VersionBadge version={d.version} />
           <StateBadge state={d.state} />
+          {d.agent_outdated && <span class="badge badge-warn">agent outdated</span>}
           {d.default && (
             <span class="badge badge-default">
               <Icon name="star" size={12} />
@@ -82,6 +83,11 @@ function DistroView({ d }: { d: Distro }) {
             </span>
           )}
         </div>
+        {d.message && (
+          <p class="notice" role="status">
+            {d.message}
+          </p>
+        )}
         <div class="page-actions">
           {d.state === 'Running' ? (
             <button type="button" class="btn" disabled={pending} onClick={run(() => terminateDistro(d))}>
