@@ -142,7 +142,7 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
             class="sr-only"
             type="file"
             name="tarball"
-            accept=".tar,.tar.gz,.tgz,.tar.zst,.tzst,.tar.xz,.txz,application/x-tar,application/gzip,application/zstd,application/x-xz"
+            accept=".tar,.tar.gz,.tgz,.tar.bz2,.tbz2,.tar.zst,.tzst,.tar.xz,.txz,application/x-tar,application/gzip,application/x-bzip2,application/zstd,application/x-xz"
             disabled={working}
             onChange={(e) => pick((e.target as HTMLInputElement).files?.[0])}
           />
@@ -157,7 +157,7 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
             <span>
               <strong>Drop a root file system tarball here</strong> or click to choose one.
               <br />
-              <span class="muted small">tar, tar.gz, tar.zst or tar.xz — for example from an OCI image export or mmdebstrap.</span>
+              <span class="muted small">tar, tar.gz, tar.bz2, tar.zst or tar.xz — for example from an OCI image export or mmdebstrap.</span>
             </span>
           )}
         </label>
