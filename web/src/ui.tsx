@@ -166,23 +166,32 @@ export function MenuLink({ icon, children, href, download }: { icon?: string; ch
 
 // ---- modal dialogs ------------------------------------------------------------
 
-/** A native modal <dialog>: focus moves in, Escape closes, the page behind is inert. */
+/**
+ * A native modal <dialog>: focus moves in, Escape closes, the page behind is inert.
+ * It opens when it mounts and closes when it unmounts, never in between: a
+ * re-render (every server event re-renders the page behind it) that closed and
+ * reopened it would move focus back to its autofocus element — from Cancel to
+ * a destructive confirm button, say — under the user's fingers.
+ */
 export function Modal({ title, onClose, children, wide, labelId }: { title: string; onClose: () => void; children: ComponentChildren; wide?: boolean; labelId?: string }) {
   const ref = useRef<HTMLDialogElement>(null);
   const [id] = useState(() => labelId ?? `dlg-${++menuSeq}`);
+  // The latest onClose, for Escape: callers pass a new function every render.
+  const closeRef = useRef(onClose);
+  closeRef.current = onClose;
   useLayoutEffect(() => {
     const d = ref.current!;
     if (!d.open) d.showModal();
     const onCancel = (e: Event) => {
       e.preventDefault();
-      onClose();
+      closeRef.current();
     };
     d.addEventListener('cancel', onCancel);
     return () => {
       d.removeEventListener('cancel', onCancel);
       if (d.open) d.close();
     };
-  }, [onClose]);
+  }, []);
   return (
     <dialog ref={ref} class={`modal${wide ? ' modal-wide' : ''}`} aria-labelledby={id}>
       <header class="modal-head">
@@ -214,6 +223,8 @@ type Ask =
       danger?: boolean;
       action: () => Promise<unknown>;
       resolve: (ok: boolean) => void;
+      /** Tells one question from the next (see AskHost). */
+      id: number;
     }
   | {
       kind: 'prompt';
@@ -225,31 +236,38 @@ type Ask =
       validate?: (v: string) => string;
       action: (v: string) => Promise<unknown>;
       resolve: (ok: boolean) => void;
+      id: number;
     };
 
 const asks = new Store<Ask | null>(null);
+let askSeq = 0;
 
 type Without<T, K extends keyof any> = T extends any ? Omit<T, K> : never;
 
-function ask(a: Without<Ask, 'resolve'>): Promise<boolean> {
-  return new Promise((resolve) => asks.set({ ...a, resolve } as Ask));
+function ask(a: Without<Ask, 'resolve' | 'id'>): Promise<boolean> {
+  return new Promise((resolve) => asks.set({ ...a, resolve, id: ++askSeq } as Ask));
 }
 
 /** Asks, then runs action; an error from action shows in the dialog, which stays open. */
-export const confirmAction = (a: Without<Extract<Ask, { kind: 'confirm' }>, 'resolve' | 'kind'>) => ask({ kind: 'confirm', ...a });
-export const promptAction = (a: Without<Extract<Ask, { kind: 'prompt' }>, 'resolve' | 'kind'>) => ask({ kind: 'prompt', ...a });
+export const confirmAction = (a: Without<Extract<Ask, { kind: 'confirm' }>, 'resolve' | 'kind' | 'id'>) => ask({ kind: 'confirm', ...a });
+export const promptAction = (a: Without<Extract<Ask, { kind: 'prompt' }>, 'resolve' | 'kind' | 'id'>) => ask({ kind: 'prompt', ...a });
 
+/**
+ * Shows the current question. Each question gets a dialog of its own (keyed by
+ * its id) whose state starts from the question at the render that opens it.
+ * Seeding one long-lived dialog's state in an effect left a frame in which the
+ * input showed the previous question's value, and the effect, running after
+ * that frame, overwrote or appended to what had been typed in it.
+ */
 export function AskHost() {
   const a = useStore(asks);
-  const [value, setValue] = useState('');
+  return a ? <AskDialog key={a.id} a={a} /> : null;
+}
+
+function AskDialog({ a }: { a: Ask }) {
+  const [value, setValue] = useState(a.kind === 'prompt' ? a.initial : '');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
-  useEffect(() => {
-    setValue(a?.kind === 'prompt' ? a.initial : '');
-    setError('');
-    setBusy(false);
-  }, [a]);
-  if (!a) return null;
   const close = (ok: boolean) => {
     asks.set(null);
     a.resolve(ok);
