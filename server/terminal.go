@@ -22,7 +22,9 @@ import (
 //     server's writes block while the client's receive window is full, the server
 //     stops reading the session, the agent's window fills, the agent stops reading
 //     the pty and the program blocks. This is what a client that knows nothing of
-//     acknowledgements (websocat, a script) gets, and it never stalls.
+//     acknowledgements (websocat, a script) gets, and it never stalls. One that
+//     reads nothing for 30 s is taken for gone (send's write deadline ends the
+//     socket); the session lives on to be reattached.
 //   - A client that sends an ack frame opts in to acknowledgement pacing, as ttyd
 //     does it: it acknowledges the bytes it has consumed (for the dashboard, the
 //     bytes xterm.js has rendered), and above highWater unacknowledged bytes the
