@@ -616,6 +616,8 @@ type tarReader struct {
 	last   string // name of the last entry returned, for errors
 	done   bool
 	warn   func(string)
+	src    headerSource
+	meta   []byte // reused for each entry's header blocks
 }
 
 func newTarReader(r io.Reader, warn func(string)) *tarReader {
@@ -675,8 +677,8 @@ func (t *tarReader) skip() error {
 		t.remain = 0
 	}
 	if t.pad > 0 {
-		n, err := io.CopyN(io.Discard, t.r, t.pad)
-		t.off += n
+		n, err := io.ReadFull(t.r, t.blk[:t.pad])
+		t.off += int64(n)
 		t.pad = 0
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 			// The data is whole; only its padding is missing. Accept it,
@@ -703,9 +705,9 @@ func (t *tarReader) readBlock() error {
 // readSpecial reads the data of an extended header, a long name or a global
 // header whose header block is in t.blk, and returns the block and the data
 // (padded) together, as archive/tar reads them back.
-func (t *tarReader) readSpecial(off int64, name string, size int64) ([]byte, error) {
+func (t *tarReader) readSpecial(off int64, size int64) ([]byte, error) {
 	if size > maxSpecial {
-		return nil, &EntryError{name, fmt.Sprintf("header at offset %d: an extended header of %d bytes, more than %d", off, size, maxSpecial), ErrCorrupt}
+		return nil, &EntryError{blockName(t.blk[:]), fmt.Sprintf("header at offset %d: an extended header of %d bytes, more than %d", off, size, maxSpecial), ErrCorrupt}
 	}
 	buf := make([]byte, blockSize+size+blockPadding(size))
 	copy(buf, t.blk[:])
@@ -719,20 +721,28 @@ func (t *tarReader) readSpecial(off int64, name string, size int64) ([]byte, err
 
 func blockPadding(n int64) int64 { return -n & (blockSize - 1) }
 
-// capture reads from r on behalf of archive/tar and keeps what it read: the
-// sparse map that GNU's PAX sparse format 1.0 puts before a file's data.
-type capture struct {
-	r   io.Reader
-	buf []byte
+// headerSource feeds archive/tar the header blocks of one entry, meta, and
+// after them the start of the entry's data from r, keeping what it read of
+// that: the sparse map that GNU's PAX sparse format 1.0 puts before a file's
+// data. It is reused from entry to entry, its buffers with it.
+type headerSource struct {
+	r    io.Reader
+	meta []byte // header blocks not yet read
+	buf  []byte // what was read from r
 }
 
-func (c *capture) Read(p []byte) (int, error) {
-	if len(c.buf) >= maxSpecial+blockSize {
+func (s *headerSource) Read(p []byte) (int, error) {
+	if len(s.meta) > 0 {
+		n := copy(p, s.meta)
+		s.meta = s.meta[n:]
+		return n, nil
+	}
+	if len(s.buf) >= maxSpecial+blockSize {
 		return 0, fmt.Errorf("%w: sparse map longer than %d bytes", ErrCorrupt, maxSpecial)
 	}
-	p = p[:min(len(p), maxSpecial+blockSize-len(c.buf))]
-	n, err := c.r.Read(p)
-	c.buf = append(c.buf, p[:n]...)
+	p = p[:min(len(p), maxSpecial+blockSize-len(s.buf))]
+	n, err := s.r.Read(p)
+	s.buf = append(s.buf, p[:n]...)
 	return n, err
 }
 
@@ -752,7 +762,7 @@ func (t *tarReader) next() (*tarEntry, error) {
 	// earlier one for GNU tar and archive/tar alike.
 	var pax, long, longLink []byte
 	start := t.off
-	var meta []byte
+	meta := t.meta[:0]
 	var sparseBlocks [][]byte // the old GNU sparse map: header and extension blocks
 	for {
 		off := t.off
@@ -771,9 +781,8 @@ func (t *tarReader) next() (*tarEntry, error) {
 		if why := checkChecksum(t.blk[:]); why != "" {
 			return nil, fmt.Errorf("%w: no valid tar header %s: %s", ErrCorrupt, t.where(off), why)
 		}
-		name := blockName(t.blk[:])
 		if why := checkHeader(t.blk[:]); why != "" {
-			return nil, &EntryError{name, fmt.Sprintf("header at offset %d: %s", off, why), ErrCorrupt}
+			return nil, &EntryError{blockName(t.blk[:]), fmt.Sprintf("header at offset %d: %s", off, why), ErrCorrupt}
 		}
 		size, _ := numericField(fieldSize.of(t.blk[:]))
 		typ := t.blk[typeOffset]
@@ -782,9 +791,9 @@ func (t *tarReader) next() (*tarEntry, error) {
 			if typ == tar.TypeXGlobalHeader && (pax != nil || long != nil || longLink != nil) {
 				// GNU tar keeps the extended header for the entry after
 				// the global one, archive/tar drops it.
-				return nil, &EntryError{name, fmt.Sprintf("header at offset %d: a global header between an extended header and its entry, which tar readers disagree on", off), ErrCorrupt}
+				return nil, &EntryError{blockName(t.blk[:]), fmt.Sprintf("header at offset %d: a global header between an extended header and its entry, which tar readers disagree on", off), ErrCorrupt}
 			}
-			buf, err := t.readSpecial(off, name, size)
+			buf, err := t.readSpecial(off, size)
 			if err != nil {
 				return nil, err
 			}
@@ -804,18 +813,18 @@ func (t *tarReader) next() (*tarEntry, error) {
 		case 'X':
 			// Solaris' extended header: GNU tar applies its records (a
 			// size among them) to the next entry, archive/tar does not.
-			return nil, &EntryError{name, fmt.Sprintf("header at offset %d: a Solaris extended header (type 'X'), which tar readers disagree on", off), ErrCorrupt}
+			return nil, &EntryError{blockName(t.blk[:]), fmt.Sprintf("header at offset %d: a Solaris extended header (type 'X'), which tar readers disagree on", off), ErrCorrupt}
 		case tar.TypeGNUSparse:
 			sparseBlocks = append(sparseBlocks, slices.Clone(t.blk[:]))
 			for ext := t.blk[gnuExtended] != 0; ext; ext = t.blk[extExtended] != 0 {
 				if len(sparseBlocks)*blockSize > maxSpecial {
-					return nil, &EntryError{name, fmt.Sprintf("header at offset %d: sparse map longer than %d bytes", off, maxSpecial), ErrCorrupt}
+					return nil, &EntryError{blockName(sparseBlocks[0]), fmt.Sprintf("header at offset %d: sparse map longer than %d bytes", off, maxSpecial), ErrCorrupt}
 				}
 				if err := t.readBlock(); err != nil {
-					return nil, t.readErr(err, t.off, fmt.Sprintf("the sparse map of %q", name))
+					return nil, t.readErr(err, t.off, fmt.Sprintf("the sparse map of %q", blockName(sparseBlocks[0])))
 				}
 				if why := checkSparseSlots(t.blk[:], extSparseSlots); why != "" {
-					return nil, &EntryError{name, fmt.Sprintf("sparse map block at offset %d: %s", t.off-blockSize, why), ErrCorrupt}
+					return nil, &EntryError{blockName(sparseBlocks[0]), fmt.Sprintf("sparse map block at offset %d: %s", t.off-blockSize, why), ErrCorrupt}
 				}
 				sparseBlocks = append(sparseBlocks, slices.Clone(t.blk[:]))
 			}
@@ -830,7 +839,10 @@ func (t *tarReader) next() (*tarEntry, error) {
 				meta = append(meta, t.blk[:]...)
 			}
 		}
-		e, err := t.decode(start, name, meta, pax != nil, long, longLink, sparseBlocks, size)
+		e, err := t.decode(start, meta, pax != nil, long, longLink, sparseBlocks, size)
+		if typ != tar.TypeXGlobalHeader {
+			t.meta = meta[:0]
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -858,10 +870,20 @@ func (t *tarReader) end(off int64) error {
 // decode has archive/tar decode the header blocks of one entry, meta, and
 // checks what it made of them. hdrSize is the size field of the entry's own
 // header block.
-func (t *tarReader) decode(start int64, name string, meta []byte, pax bool, long, longLink []byte, sparseBlocks [][]byte, hdrSize int64) (*tarEntry, error) {
-	mr := bytes.NewReader(meta)
-	c := &capture{r: t.r}
-	hdr, err := tar.NewReader(io.MultiReader(mr, c)).Next()
+func (t *tarReader) decode(start int64, meta []byte, pax bool, long, longLink []byte, sparseBlocks [][]byte, hdrSize int64) (*tarEntry, error) {
+	// The name the entry's own header block gives, for errors.
+	name := func() string {
+		if len(sparseBlocks) > 0 {
+			return blockName(sparseBlocks[0])
+		}
+		if meta[typeOffset] == tar.TypeXGlobalHeader {
+			return blockName(meta)
+		}
+		return blockName(meta[len(meta)-blockSize:])
+	}
+	t.src = headerSource{r: t.r, meta: meta, buf: t.src.buf[:0]}
+	c := &t.src
+	hdr, err := tar.NewReader(c).Next()
 	t.off += int64(len(c.buf))
 	if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
 		var se *sourceError
@@ -880,28 +902,28 @@ func (t *tarReader) decode(start int64, name string, meta []byte, pax bool, long
 			what = "the global PAX header"
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-			return nil, fmt.Errorf("%w: the archive is truncated in the sparse map of %q (header at offset %d)", ErrCorrupt, name, start)
+			return nil, fmt.Errorf("%w: the archive is truncated in the sparse map of %q (header at offset %d)", ErrCorrupt, name(), start)
 		}
 		why := fmt.Sprintf("header at offset %d: %s is malformed", start, what)
 		if !errors.Is(err, tar.ErrHeader) {
 			why += fmt.Sprintf(" (%v)", err)
 		}
-		return nil, &EntryError{name, why, ErrCorrupt}
+		return nil, &EntryError{name(), why, ErrCorrupt}
 	}
 	left := 0
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		left = int(blockPadding(hdrSize)) // archive/tar returns before the padding
 	}
-	if mr.Len() != left || (len(c.buf) > 0 && !isSparse1(hdr)) {
+	if len(c.meta) != left || (len(c.buf) > 0 && !isSparse1(hdr)) {
 		// Cannot happen unless this file and archive/tar frame a header
 		// differently; refuse rather than guess which is right.
-		return nil, &EntryError{hdr.Name, fmt.Sprintf("header at offset %d: archive/tar framed it differently (%d bytes left, %d read ahead)", start, mr.Len(), len(c.buf)), ErrCorrupt}
+		return nil, &EntryError{hdr.Name, fmt.Sprintf("header at offset %d: archive/tar framed it differently (%d bytes left, %d read ahead)", start, len(c.meta), len(c.buf)), ErrCorrupt}
 	}
 	e := &tarEntry{Header: hdr, offset: start}
 	fail := func(why string) error {
 		n := hdr.Name
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
-			n = name // not what a path record in it says
+			n = name() // not what a path record in it says
 		}
 		return &EntryError{n, fmt.Sprintf("header at offset %d: %s", start, why), ErrCorrupt}
 	}
