@@ -15,7 +15,7 @@ import { Terminal, type ITheme } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import { WebglAddon } from '@xterm/addon-webgl';
 import '@xterm/xterm/css/xterm.css';
-import { api, distroPath } from './api';
+import { api, ApiError, distroPath, ticket } from './api';
 import { distroByName, live, settings, Store } from './store';
 
 export type TermStatus =
@@ -353,6 +353,15 @@ export class TermSession {
       if (this.opts.cwd) q.set('cwd', this.opts.cwd);
       if (this.opts.command) q.set('command', this.opts.command);
     }
+    // A websocket cannot send our header: it presents a single-use ticket.
+    try {
+      q.set('ticket', await ticket());
+    } catch (e) {
+      if (gen !== this.gen) return;
+      if (e instanceof ApiError && e.status === 401) return this.end('Signed out: sign in again to reattach.');
+      q.set('ticket', '');
+    }
+    if (gen !== this.gen) return;
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${distroPath(this.distro)}/terminal?${q}`;
     const ws = new WebSocket(url);
     ws.binaryType = 'arraybuffer';

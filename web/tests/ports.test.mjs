@@ -43,7 +43,7 @@ before(async () => {
   page = ctx.pages()[0] ?? (await ctx.newPage());
   page.setDefaultTimeout(15_000);
   problems = watchPage(page);
-  await page.goto(`${srv.base}/login?token=${encodeURIComponent(srv.token)}`);
+  await page.goto(srv.loginURL);
   await page.locator('.conn-ok').waitFor();
 });
 
