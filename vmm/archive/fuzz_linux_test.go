@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fuzzHost is a fixed sentinel directory that seed archives aim at with
@@ -60,6 +62,18 @@ func FuzzExtract(f *testing.F) {
 			t.Errorf("Extract = %v, want an error wrapping a sentinel", err)
 		}
 		s.check(t)
+		// What Extract made: device nodes only under dev/, and no more
+		// allocated than the data limit, a sparse file's holes being holes.
+		u, werr := DiskUsage(ctx, s.dest)
+		if werr == nil && u.Bytes > 4<<20+u.Entries*8<<10 {
+			t.Errorf("the tree allocates %d bytes for %d entries, over the 4 MiB limit", u.Bytes, u.Entries)
+		}
+		Walk(ctx, s.dest, WalkOptions{}, func(e *WalkEntry) error {
+			if m := e.Stat.Mode & unix.S_IFMT; (m == unix.S_IFCHR || m == unix.S_IFBLK) && !strings.HasPrefix(e.Path, "dev/") {
+				t.Errorf("device node %q outside dev/", e.Path)
+			}
+			return nil
+		})
 		ents, err := os.ReadDir(fuzzHost)
 		if err != nil || len(ents) != 1 {
 			t.Errorf("%s holds %d entries (%v), want only the secret: something escaped", fuzzHost, len(ents), err)
