@@ -944,21 +944,29 @@ func (t *tarReader) decode(start int64, meta []byte, pax bool, long, longLink []
 	if s := hdr.PAXRecords["size"]; s != "" {
 		e.data, _ = strconv.ParseInt(s, 10, 64) // checked by checkEntry
 	}
-	switch hdr.Typeflag {
-	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	// The type as written: archive/tar has made a directory of a '\x00'
+	// entry named with a trailing slash.
+	typ := meta[len(meta)-blockSize+typeOffset]
+	if len(sparseBlocks) > 0 {
+		typ = sparseBlocks[0][typeOffset]
+	}
+	switch {
+	case (typ == 0 || typ == tar.TypeReg || typ == tar.TypeCont || typ == tar.TypeGNUSparse) && strings.HasSuffix(hdr.Name, "/"):
+		if e.data != 0 {
+			// GNU tar extracts a file named with a trailing slash as a
+			// directory and reads no data, but skips the data when
+			// listing; archive/tar reads it, or not, by the type.
+			return nil, fail(fmt.Sprintf("a file named as a directory with %d bytes of data, which tar readers disagree on", e.data))
+		}
+	case hdr.Typeflag == tar.TypeLink, hdr.Typeflag == tar.TypeSymlink, hdr.Typeflag == tar.TypeChar,
+		hdr.Typeflag == tar.TypeBlock, hdr.Typeflag == tar.TypeFifo:
 		if e.data != 0 {
 			// archive/tar reads no data for these; GNU tar skips it when
 			// listing but not when extracting.
 			return nil, fail(fmt.Sprintf("a %s with %d bytes of data, which tar readers disagree on", typeName(hdr.Typeflag), e.data))
 		}
-	case tar.TypeDir:
+	case hdr.Typeflag == tar.TypeDir:
 		e.data = 0 // GNU tar and archive/tar both read no data for a directory
-	case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse:
-		if strings.HasSuffix(hdr.Name, "/") && e.data != 0 {
-			// GNU tar extracts a file named with a trailing slash as a
-			// directory and reads no data, but skips the data when listing.
-			return nil, fail(fmt.Sprintf("a file named as a directory with %d bytes of data, which tar readers disagree on", e.data))
-		}
 	}
 	if e.sparse, err = sparseMap(hdr, sparseBlocks, c.buf); err != nil {
 		return nil, fail(err.Error())

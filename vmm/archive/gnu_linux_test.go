@@ -60,6 +60,16 @@ func (h raw) block() []byte {
 	return b
 }
 
+// withType sets the type flag of header block b, even to NUL, and its
+// checksum.
+func withType(b []byte, typ byte) []byte {
+	b[typeOffset] = typ
+	copy(b[148:156], "        ")
+	sum, _ := checksums(b)
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
 // blocks concatenates header blocks and data (padded to whole blocks).
 func blocks(parts ...any) []byte {
 	var out []byte
@@ -238,6 +248,8 @@ func differentialCases() []struct {
 		{"GNU long name and PAX path", blocks(
 			raw{name: "././@LongLink", typ: tar.TypeGNULongName, size: oct(9, 12)}, "longname\x00",
 			pax(tar.TypeXHeader, "path", "paxname"), raw{name: "a"}, zeroBlocks), "t", "longname", "names"},
+		{"old-style directory with data", blocks(
+			withType(raw{name: "v/", size: oct(512, 12)}.block(), 0), hidden, zeroBlocks), "t", "v/", "directory"},
 		{"file named as a directory with data", blocks(
 			raw{name: "v/", size: oct(512, 12)}, hidden, zeroBlocks), "x", "v/", "directory"},
 	}
