@@ -69,7 +69,7 @@ type Limits struct {
 	// before the space free to unprivileged users (df's "Avail") would fall
 	// below the smaller of ReserveBytes and ReservePercent % of the file
 	// system's size, so that an import never fills the disk the host and
-	// other distros live on. Defaults 1 GiB and 5 (on a 8 GiB disk the
+	// other distros live on. Defaults 1 GiB and 5 (on an 8 GiB disk the
 	// reserve is 410 MiB; on a 1 TiB disk, 1 GiB). A negative field leaves
 	// that bound out; with both negative only a full file system (ENOSPC,
 	// EDQUOT) stops Extract, with the same error.
