@@ -46,12 +46,14 @@ type OperationInfo struct {
 
 // OperationResult is what an import or clone read from its archive.
 type OperationResult struct {
-	// Entries and Bytes count the archive's entries and the sum of their sizes.
+	// Entries counts the archive's entries; Bytes the file data written, as
+	// allocated on disk (a sparse file's holes are not counted).
 	Entries int   `json:"entries"`
 	Bytes   int64 `json:"bytes"`
-	// SkippedDevices counts device nodes the server could not create (in a
-	// user namespace, or not as root); a distro's /dev is a fresh mount at
-	// start, so this is usually no loss.
+	// SkippedDevices counts character and block device nodes not created:
+	// those outside /dev (which would let a host user reach a device through
+	// the distro's tree), and any the server could not create (not as root).
+	// A distro's /dev is a fresh mount at start, so this is usually no loss.
 	SkippedDevices int `json:"skipped_devices"`
 	// Warnings are problems that did not fail the operation, for people.
 	Warnings []string `json:"warnings,omitempty"`
