@@ -331,7 +331,8 @@ func TestSecurityChecks(t *testing.T) {
 		{"websocket from another origin", "GET", "/api/v1/distros/x/exec/ws", "", map[string]string{"Authorization": auth["Authorization"], "Origin": "http://evil.example", "Upgrade": "websocket", "Connection": "Upgrade"}, "", 403},
 		{"websocket without token", "GET", "/api/v1/distros/x/exec/ws", "", map[string]string{"Upgrade": "websocket", "Connection": "Upgrade"}, "", 401},
 		{"huge JSON body", "POST", "/api/v1/distros/x/exec", "", map[string]string{"Authorization": auth["Authorization"], "Content-Type": "application/json"}, `{"argv":["` + strings.Repeat("a", 2<<20) + `"]}`, 413},
-		{"bad login token", "GET", "/login?token=nope", "", nil, "", 401},
+		{"bad login token", "POST", "/api/v1/login", "", map[string]string{"Authorization": "Bearer nope"}, "", 401},
+		{"the token as a cookie", "GET", "/api/v1/distros", "", map[string]string{"Cookie": "subsys_token=" + s.token}, "", 401},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -347,30 +348,20 @@ func TestSecurityChecks(t *testing.T) {
 			}
 		})
 	}
-	// The login URL trades the token for an HttpOnly, SameSite=Strict cookie, then
-	// the cookie works alone.
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(s.url + "/login?token=" + s.token)
-	if err != nil {
-		t.Fatal(err)
+	// The token is traded for a session of the browser's own, which then works
+	// alone as a header; the old cookie login sets nothing.
+	var ses struct {
+		Session string `json:"session"`
 	}
-	resp.Body.Close()
-	cookies := resp.Cookies()
-	if resp.StatusCode != http.StatusSeeOther || len(cookies) != 1 || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode {
-		t.Fatalf("login = %d cookies %+v, want 303 with one HttpOnly SameSite=Strict cookie", resp.StatusCode, cookies)
+	if st, raw := s.api("POST", "/login", nil, &ses); st != 200 || ses.Session == "" || ses.Session == s.token {
+		t.Fatalf("login = %d %s, want a session that is not the token", st, raw)
 	}
-	if loc := resp.Header.Get("Location"); strings.Contains(loc, "token") {
-		t.Errorf("login redirects to %q, which still carries the token", loc)
-	}
-	req, _ := http.NewRequest("GET", s.url+"/api/v1/distros", nil)
-	req.AddCookie(cookies[0])
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := do("GET", "/api/v1/distros", "", map[string]string{"Authorization": "Bearer " + ses.Session}, "")
 	if resp.StatusCode != 200 {
-		t.Errorf("request with the login cookie = %d, want 200", resp.StatusCode)
+		t.Errorf("request with the session = %d, want 200", resp.StatusCode)
+	}
+	if resp := do("GET", "/login?token="+s.token, "", nil, ""); len(resp.Cookies()) != 0 {
+		t.Errorf("GET /login?token= sets cookies %v", resp.Cookies())
 	}
 	fi, err := os.Stat(filepath.Join(s.data, "token"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
