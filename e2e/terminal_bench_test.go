@@ -26,7 +26,7 @@ const benchFileSize = 128 << 20
 // one that opts in and acknowledges every 32 KiB as the dashboard does. Both
 // read as the pty side does, discarding what they read (see drainTerminal), and
 // both sides are timed from the first output byte to the last, so the session's
-// start (and attachFirst's pause) is not counted. It also prints the CPU time
+// start is not counted. It also prints the CPU time
 // each part spent per run, to show where the time goes.
 func BenchmarkTerminalThroughput(b *testing.B) {
 	s := startServer(b, "")
@@ -57,7 +57,7 @@ func BenchmarkTerminalThroughput(b *testing.B) {
 	for i := 0; i < 5; i++ {
 		for _, m := range modes {
 			srv0, ag0, cat0, self0 := cpuSeconds(s.cmd.Process.Pid), cpuSeconds(agentPID), childrenCPUSeconds(agentPID), cpuSeconds(os.Getpid())
-			n, exit, start := drainTerminal(b, s, "cols=200&rows=50&command="+url.QueryEscape(attachFirst+"cat /tmp/big"), m.ack)
+			n, exit, start := drainTerminal(b, s, "cols=200&rows=50&command="+url.QueryEscape("cat /tmp/big"), m.ack)
 			wsT := time.Since(start)
 			if n < benchFileSize || exit != 0 {
 				b.Fatalf("%s: websocket delivered %d bytes and exit %d, want ≥ %d bytes and exit 0", m.name, n, exit, benchFileSize)

@@ -16,13 +16,6 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// attachFirst goes before a terminal command that writes more than the
-// session's scrollback (1 MiB) at once. The server opens a new session and then
-// attaches to it; what the program writes in between is kept in the scrollback
-// only, so a fast program would lose all but its last 1 MiB to a loaded machine.
-// Waiting a moment lets the attachment come first.
-const attachFirst = "sleep 1; "
-
 // ackMode is how a test client uses the terminal's acknowledgements.
 type ackMode int
 
@@ -340,7 +333,7 @@ func TestTerminalPlainClient(t *testing.T) {
 	s.importTar("tiny", tinyRootfs(t))
 	// base64 of 4 MiB of zeros is 5592406 "A"s and "==", in 76-column lines.
 	const size, wantA = 4 << 20, (4<<20)/3*4 + 2
-	c, _, err := s.dialTerminal("tiny", "command="+url.QueryEscape(attachFirst+fmt.Sprintf("head -c %d /dev/zero | base64", size)))
+	c, _, err := s.dialTerminal("tiny", "command="+url.QueryEscape(fmt.Sprintf("head -c %d /dev/zero | base64", size)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +415,7 @@ func TestTerminalBulk(t *testing.T) {
 	s := startServer(t, "")
 	s.importTar("tiny", tinyRootfs(t))
 	for _, mode := range []ackMode{autoAck, noAcks} {
-		tc := s.openTerminal("tiny", "command="+url.QueryEscape(attachFirst+"head -c 16777216 /dev/zero"), mode)
+		tc := s.openTerminal("tiny", "command="+url.QueryEscape("head -c 16777216 /dev/zero"), mode)
 		select {
 		case <-tc.done:
 		case <-time.After(30 * time.Second):

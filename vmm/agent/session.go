@@ -52,6 +52,10 @@ type session struct {
 	stopped  chan struct{} // closed by supervise: the pump must end now
 	pumpDone chan struct{} // closed by pump
 	gone     chan struct{} // closed by supervise when all is released
+	// readable is closed (by letRead) when the pump may start reading the
+	// terminal: see pump.
+	readable chan struct{}
+	readOnce sync.Once
 
 	inMu sync.Mutex // serializes input from overlapping attachments
 
@@ -122,6 +126,7 @@ func (s *Server) openSession(req SessionRequest) (*session, error) {
 		stopped:  make(chan struct{}),
 		pumpDone: make(chan struct{}),
 		gone:     make(chan struct{}),
+		readable: make(chan struct{}),
 		ring:     newRing(req.Scrollback),
 		cols:     req.Cols, rows: req.Rows,
 		detachedAt: now,
@@ -185,6 +190,9 @@ func (s *Server) removeSession(sess *session) {
 	sess.mu.Lock()
 	sess.removed = true
 	sess.mu.Unlock()
+	// No attachment can come any more: nothing is gained by holding the
+	// output back, and reading lets the program see its end.
+	sess.letRead()
 }
 
 func (s *Server) handleListSessions(st *yamux.Stream) {
@@ -253,6 +261,12 @@ func (sess *session) info() SessionInfo {
 		info.ExitCode, info.Signal = sess.status.Code, sess.status.Signal
 	}
 	return info
+}
+
+// letRead lets the pump start reading the terminal. Only the first call
+// counts.
+func (sess *session) letRead() {
+	sess.readOnce.Do(func() { close(sess.readable) })
 }
 
 // notify wakes supervise to look at the attachment again.
@@ -335,6 +349,12 @@ func (sess *session) supervise(ctx context.Context, srv *Server) {
 			sess.procExited, sess.status = true, st
 			sess.mu.Unlock()
 			close(sess.procDone)
+			// What the program left in the terminal is bounded by the
+			// kernel's pty buffer (some 64 KiB), well within a scrollback, so
+			// the ring can keep it for a later attach, and reading it lets the
+			// session's exit show without one. (A background child that goes
+			// on writing is read into the ring as a detached session is.)
+			sess.letRead()
 			sess.kick()
 			if removed {
 				// Leftover output of a killed session gets a moment, not
@@ -377,13 +397,23 @@ func (sess *session) supervise(ctx context.Context, srv *Server) {
 	}
 }
 
-// pump reads the terminal for the whole session. With an attachment it reads
-// only as much as the attachment's window allows, so a client that stops
-// reading stops the program; without one it reads freely into the ring. At
-// the program's exit it reads what is left, then ends the attachment with the
-// exit status.
+// pump reads the terminal for the whole session. It starts at the first
+// attachment: the server opens a session and attaches right after, and
+// output read in between would only reach the ring, whose bound would drop
+// all but the tail of a program that writes a lot at once (cat of a big
+// file). Until then the program blocks on a full terminal. (It also starts
+// when no attachment can come, or the program has exited: see letRead.)
+// With an attachment it reads only as much as the attachment's window
+// allows, so a client that stops reading stops the program; without one (once
+// the first has gone) it reads freely into the ring. At the program's exit it
+// reads what is left, then ends the attachment with the exit status.
 func (sess *session) pump() {
 	defer close(sess.pumpDone)
+	select {
+	case <-sess.readable:
+	case <-sess.stopped:
+		return
+	}
 	buf := make([]byte, dataChunk)
 	var served *sessionAttachment // the attachment that has had its replay
 	for {
@@ -508,6 +538,7 @@ func (sess *session) attach(att *sessionAttachment) (exited, ok bool) {
 	sess.att, sess.detachedAt = att, time.Time{}
 	exited = sess.exited
 	sess.mu.Unlock()
+	sess.letRead() // after att is in place, so the pump's first read is for it
 	sess.notify()
 	if old != nil {
 		sess.log.Info("session taken over by a new attachment")

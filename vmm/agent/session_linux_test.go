@@ -322,13 +322,61 @@ func TestSessionNewConnection(t *testing.T) {
 	}
 }
 
+// TestSessionFirstAttachGetsAll: the server opens a session and only then
+// attaches to it. What the program writes in between must wait in the
+// terminal, not pass through the scrollback, or a fast program loses all but
+// its last scrollback's worth before the first client sees a byte. The pause
+// stands for a loaded machine between the two requests; without it the
+// program races the attach.
+func TestSessionFirstAttachGetsAll(t *testing.T) {
+	c, _ := startServer(t)
+	// seq's lines with the terminal's \r\n: about 4.7 MiB, written at once,
+	// past the 1 MiB scrollback.
+	const lines = 600000
+	var want strings.Builder
+	for i := 1; i <= lines; i++ {
+		want.WriteString(strconv.Itoa(i))
+		want.WriteString("\r\n")
+	}
+	for _, pause := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run("pause "+pause.String(), func(t *testing.T) {
+			info := openSession(t, c, SessionRequest{ExecRequest: ExecRequest{Argv: []string{"seq", strconv.Itoa(lines)}}})
+			time.Sleep(pause)
+			tm := attach(t, c, info.ID)
+			select {
+			case <-tm.copied:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("output did not end in 30 s: %d bytes", len(tm.out.String()))
+			}
+			if st, err := tm.Wait(); err != nil || st != (ExitStatus{}) {
+				t.Errorf("Wait = %+v, %v, want exit 0", st, err)
+			}
+			if got := tm.out.String(); got != want.String() {
+				i := 0
+				for i < min(len(got), want.Len()) && got[i] == want.String()[i] {
+					i++
+				}
+				t.Errorf("got %d bytes, want %d; they differ from byte %d: %.40q", len(got), want.Len(), i, got[i:])
+			}
+		})
+	}
+}
+
 func TestSessionScrollbackBound(t *testing.T) {
 	c, s := startServer(t)
 	const scrollback, flood = 64 << 10, 5 << 20
+	// The flood comes once a first attachment has come and gone: before the
+	// first attach the program is held back instead (see
+	// TestSessionFirstAttachGetsAll).
 	info := openSession(t, c, SessionRequest{Scrollback: scrollback, ExecRequest: ExecRequest{
-		Argv: []string{"sh", "-c", "head -c " + strconv.Itoa(flood) + " /dev/zero | tr '\\0' x; echo; echo END; exec sleep 100"}}})
+		Argv: []string{"sh", "-c", "read go; head -c " + strconv.Itoa(flood) + " /dev/zero | tr '\\0' x; echo; echo END; exec sleep 100"}}})
 	sess := agentSession(t, s, info.ID)
-	waitFor(t, func() bool { total, _, _ := ringStats(sess); return total >= flood })
+	first := attach(t, c, info.ID)
+	first.typeIn(t, "go\n")
+	first.expect(t, "go\r\n")
+	first.Close()
+	// All of it: the echo of go, the flood and the end.
+	waitFor(t, func() bool { total, _, _ := ringStats(sess); return total >= int64(len("go\r\n")+flood+len("\r\nEND\r\n")) })
 	total, held, capacity := ringStats(sess)
 	if held > scrollback || capacity > scrollback {
 		t.Errorf("after %d bytes of output the ring holds %d bytes in %d, want at most %d", total, held, capacity, scrollback)
