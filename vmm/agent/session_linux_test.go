@@ -376,7 +376,10 @@ func TestSessionScrollbackBound(t *testing.T) {
 	first.expect(t, "go\r\n")
 	first.Close()
 	// All of it: the echo of go, the flood and the end.
-	waitFor(t, func() bool { total, _, _ := ringStats(sess); return total >= int64(len("go\r\n")+flood+len("\r\nEND\r\n")) })
+	waitFor(t, func() bool {
+		total, _, _ := ringStats(sess)
+		return total >= int64(len("go\r\n")+flood+len("\r\nEND\r\n"))
+	})
 	total, held, capacity := ringStats(sess)
 	if held > scrollback || capacity > scrollback {
 		t.Errorf("after %d bytes of output the ring holds %d bytes in %d, want at most %d", total, held, capacity, scrollback)
