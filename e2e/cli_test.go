@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // TestCLI drives the verbs a WSL user knows through bin/subsys.
@@ -220,7 +222,7 @@ func (tr *trap) check(t *testing.T, token string) {
 // socket. The token file is there to read: nothing may carry it off.
 func TestCLINoTCPFallback(t *testing.T) {
 	if subsysBin == "" {
-		t.Skip("needs bin/subsys: set SUBSYS_BIN, or run as root to build it")
+		testenv.SkipOrFail(t, "needs bin/subsys: set SUBSYS_BIN, or run as root to build it")
 	}
 	data := t.TempDir()
 	token := "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // raw is a tar header block built byte by byte, so that tests can write what
@@ -108,7 +110,7 @@ func requireGNUTar(t *testing.T) {
 	t.Helper()
 	out, err := exec.Command("tar", "--version").Output()
 	if err != nil || !bytes.Contains(out, []byte("GNU tar")) {
-		t.Skipf("GNU tar is not installed (%v); it is the reference these tests compare with", err)
+		testenv.SkipOrFailf(t, "GNU tar is not installed (%v); it is the reference these tests compare with", err)
 	}
 }
 

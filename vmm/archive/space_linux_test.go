@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // smallFS mounts a tmpfs with options opts (size=8m, nr_inodes=…) in a
@@ -19,11 +21,11 @@ import (
 func smallFS(t *testing.T, opts string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
+		testenv.SkipOrFail(t, "mounting a small tmpfs needs root")
 	}
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
+		testenv.SkipOrFailf(t, "mount tmpfs: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	return dir
