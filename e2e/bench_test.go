@@ -9,6 +9,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // median of durations.
@@ -67,7 +69,7 @@ func BenchmarkImport(b *testing.B) {
 func BenchmarkExecStart(b *testing.B) {
 	tarball := debianTarball(b)
 	if _, err := exec.LookPath("runc"); err != nil {
-		b.Skip("runc not installed: make deps")
+		testenv.SkipOrFail(b, "runc not installed: make deps")
 	}
 	s := startServer(b, "")
 	var op operation

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // BenchmarkPortProxyIperf3: iperf3 through a portproxy rule of a running subsys
@@ -25,7 +27,7 @@ import (
 func BenchmarkPortProxyIperf3(b *testing.B) {
 	for _, tool := range []string{"iperf3", "socat"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			b.Skipf("needs %s: %v", tool, err)
+			testenv.SkipOrFailf(b, "needs %s: %v", tool, err)
 		}
 	}
 	s := startServerLevel(b, "", "info")
