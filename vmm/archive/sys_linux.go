@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unsafe"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -173,28 +173,22 @@ func mountOf(fd int) (mountPoint, fsType string) {
 	if unix.Fstat(fd, &st) != nil {
 		return "", ""
 	}
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return "", ""
 	}
-	devID := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	major, minor := int(unix.Major(st.Dev)), int(unix.Minor(st.Dev))
 	var bestDev, best, bestType, anyBest, anyType string
-	for line := range strings.Lines(string(data)) {
-		// id parent major:minor root mount-point options... - type source super
-		f := strings.Fields(line)
-		sep := slices.Index(f, "-")
-		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
-			continue
-		}
-		mp := unescapeMount(f[4])
+	for _, m := range mounts {
+		mp := m.Mountpoint
 		if mp != "/" && path != mp && !strings.HasPrefix(path, mp+"/") {
 			continue
 		}
-		if f[2] == devID && len(mp) >= len(bestDev) {
-			bestDev, best, bestType = mp, mp, f[sep+1]
+		if m.Major == major && m.Minor == minor && len(mp) >= len(bestDev) {
+			bestDev, best, bestType = mp, mp, m.FSType
 		}
 		if len(mp) >= len(anyBest) {
-			anyBest, anyType = mp, f[sep+1]
+			anyBest, anyType = mp, m.FSType
 		}
 	}
 	if best != "" {
@@ -202,23 +196,4 @@ func mountOf(fd int) (mountPoint, fsType string) {
 	}
 	// btrfs subvolumes report another device than their mount.
 	return anyBest, anyType
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

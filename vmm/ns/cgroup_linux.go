@@ -1,7 +1,6 @@
 package ns
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // cgroupParent is the cgroup v2 directory that holds one cgroup per running
@@ -56,42 +57,14 @@ func openCgroupParent(name string) (*cgroupParent, error) {
 // cgroup2Mount finds the first cgroup2 mount in a mountinfo table: its mount
 // point and the hierarchy path it shows.
 func cgroup2Mount(r io.Reader) (mount, root string, err error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		// 36 35 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 1 || g[0] != "cgroup2" {
-			continue
-		}
-		return unescapeMountinfo(f[4]), unescapeMountinfo(f[3]), nil
+	mounts, err := mountinfo.GetMountsFromReader(r, mountinfo.FSTypeFilter("cgroup2"))
+	if err != nil {
+		return "", "", fmt.Errorf("read mountinfo: %w", err)
 	}
-	if err := sc.Err(); err != nil {
-		return "", "", err
+	if len(mounts) == 0 {
+		return "", "", errors.New("no cgroup2 file system is mounted")
 	}
-	return "", "", errors.New("no cgroup2 file system is mounted")
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space, …).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return mounts[0].Mountpoint, mounts[0].Root, nil
 }
 
 // path is the distro's cgroup as /proc/PID/cgroup and nftables name it,
