@@ -8,9 +8,10 @@ import (
 
 const module = "github.com/subsys-dev/subsys"
 
-// TestDependencyDirection keeps the arrows of DESIGN.md pointing one way: nothing
-// imports server or cli; store imports only migrations; vmm and netmgr never reach
-// server; web and migrations import nothing of subsys.
+// TestDependencyDirection keeps the import arrows of ARCHITECTURE.md pointing one
+// way: no package below cli reaches cli, and none but cli reaches server; vmm and
+// vmm/ns never reach netmgr; store reaches none of vmm, netmgr or web; vmm/agent,
+// vmm/archive, web and migrations reach none of store, vmm, netmgr, server or cli.
 func TestDependencyDirection(t *testing.T) {
 	forbidden := map[string][]string{
 		"store":       {"server", "vmm", "netmgr", "cli", "web"},

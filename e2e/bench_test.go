@@ -27,7 +27,7 @@ func timeIt(f func()) time.Duration {
 }
 
 // BenchmarkImport: wall time of `subsys import` of the Debian tarball vs `tar -xf`
-// of the same file into the same disk, measured in the same run (issue 2; goal ≤ 1.25).
+// of the same file into the same disk, measured in the same run (goal: ratio ≤ 1.25).
 func BenchmarkImport(b *testing.B) {
 	tarball := debianTarball(b)
 	fi, _ := os.Stat(tarball)
@@ -65,7 +65,7 @@ func BenchmarkImport(b *testing.B) {
 
 // BenchmarkExecStart: POST exec {argv:["true"]} on a running distro and on a
 // stopped one (cold) vs `runc run` of the same root file system running true
-// (issue 2; goals: running ≤ 0.5×, cold ≤ 1.5×).
+// (goals: running ≤ 0.5×, cold ≤ 1.5× of runc).
 func BenchmarkExecStart(b *testing.B) {
 	tarball := debianTarball(b)
 	if _, err := exec.LookPath("runc"); err != nil {

@@ -21,7 +21,7 @@ import (
 
 // BenchmarkPortProxyIperf3: iperf3 through a portproxy rule of a running subsys
 // server, vs iperf3 direct on loopback, vs through `socat TCP-LISTEN:P,fork
-// TCP:127.0.0.1:Q`, in the same run (issue 4; goals ≥ 0.75× direct, ≥ 2× socat).
+// TCP:127.0.0.1:Q`, in the same run (goals: ≥ 0.75× direct, ≥ 2× socat).
 // The three take turns, several rounds, so that a change in the machine's load
 // hits them alike; the median of each is compared.
 func BenchmarkPortProxyIperf3(b *testing.B) {
@@ -98,7 +98,7 @@ func BenchmarkPortProxyIperf3(b *testing.B) {
 
 // BenchmarkPortProxyConnect: new connections per second (connect, one byte
 // each way, close) through a portproxy rule vs directly to the same echo server,
-// same run (issue 4; goal ≥ 0.5× direct).
+// same run (goal: ≥ 0.5× direct).
 func BenchmarkPortProxyConnect(b *testing.B) {
 	s := startServerLevel(b, "", "info")
 	ps := freePorts(b, 2)

@@ -21,7 +21,7 @@ const benchFileSize = 128 << 20
 
 // BenchmarkTerminalThroughput: bytes/s of `cat` of a 128 MiB text file through the
 // terminal websocket to a Go client, vs the same cat through a local pty
-// (`script -qfc "cat FILE" /dev/null`), same run (issue 3; goal ≥ 0.8), for both
+// (`script -qfc "cat FILE" /dev/null`), same run (goal: ≥ 0.8 of it), for both
 // kinds of client: a plain one that sends no acknowledgements (paced by TCP) and
 // one that opts in and acknowledges every 32 KiB as the dashboard does. Both
 // read as the pty side does, discarding what they read (see drainTerminal), and
@@ -216,7 +216,7 @@ func medianF(v []float64) float64 {
 
 // BenchmarkTerminalEcho: keystroke echo latency through the websocket, 1000
 // keystrokes into `cat` on a pty (the line discipline echoes each one): p50, p99
-// (issue 3; goal p99 ≤ 1 ms on loopback).
+// (goal: p99 ≤ 1 ms on loopback).
 func BenchmarkTerminalEcho(b *testing.B) {
 	s := startServer(b, "")
 	s.importTar("tiny", tinyRootfs(b))
@@ -253,7 +253,7 @@ func BenchmarkTerminalEcho(b *testing.B) {
 }
 
 // BenchmarkTerminalFloodMemory: server RSS during a 60 s `yes` flood into a
-// client that reads slowly (issue 3; goal ≤ 100 MiB).
+// client that reads slowly (goal: ≤ 100 MiB).
 func BenchmarkTerminalFloodMemory(b *testing.B) {
 	s := startServer(b, "")
 	s.importTar("tiny", tinyRootfs(b))

@@ -3,7 +3,7 @@
 // the security checks every request passes (Host allow-list, Origin check, a
 // credential that is never ambient — see auth.go —, body limits, security
 // headers). It serves TCP listeners for browsers and scripts and the unix socket
-// the CLI uses. main imports it; nothing imports server.
+// the CLI uses. cli imports it, to build and run it in serve; nothing else does.
 package server
 
 import (

@@ -1,8 +1,8 @@
 // Package store keeps subsys's metadata in one SQLite file: distros, long-running
-// operations, server settings, per-port exposure settings, portproxy rules and the
-// audit log. It is imported by vmm, netmgr and
-// server; it imports only migrations. The schema lives in migrations/ and is applied
-// by pressly/goose when the database opens.
+// operations, server settings, per-port exposure settings, portproxy rules, browser
+// sessions and the audit log. It is imported by cli (which opens it), vmm, netmgr
+// and server; it imports only migrations. The schema lives in migrations/ and is
+// applied by pressly/goose when the database opens.
 package store
 
 import (

@@ -17,8 +17,9 @@ type Spec struct {
 	RootFS string
 }
 
-// Backend runs distros of one version. Implementations live in vmm/ns (version 1),
-// vmm/qemu and vmm/hcs (version 2); main wires them into a Manager.
+// Backend runs distros of one version. The one implementation is vmm/ns
+// (version 1); version 2 (a utility VM) has none yet. cli's serve wires the
+// backends into a Manager (Config.Backends).
 type Backend interface {
 	// Start boots the distro, or adopts it when it already runs, and returns a
 	// connected agent client.

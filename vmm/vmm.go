@@ -1,7 +1,8 @@
 // Package vmm owns the life of distros: import, start, exec, terminate, export,
 // clone, rename, unregister, and the long-running operations that some of these are.
 // It keeps the metadata in store and runs distros through one Backend per version
-// (vmm/ns for version 1). server imports vmm; vmm never imports server.
+// (vmm/ns for version 1). cli builds the Manager, server drives it, and vmm/ns
+// implements its Backend; vmm imports none of them, nor netmgr.
 package vmm
 
 import (
@@ -48,7 +49,10 @@ var (
 	ErrInsufficientStorage = errors.New("insufficient storage")
 )
 
-// namePattern is the one rule for distro names, from DESIGN.md's security model.
+// namePattern is the one rule for distro names. A name becomes the distro's
+// hostname, a URL path segment and text in terminals and tables, so it holds
+// only letters, digits, '.', '_' and '-', and starts with a letter or digit, so
+// it is never "." or "..", nor taken for a flag.
 var namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
 
 // ValidateName reports whether name is a valid distro name.

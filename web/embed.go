@@ -1,4 +1,4 @@
-// Package web holds the browser dashboard (issue 3): its TypeScript source, built
+// Package web holds the browser dashboard: its TypeScript source, built
 // by Vite into dist/, is embedded here so that one binary is the whole install.
 // server imports it; it imports nothing of subsys.
 package web

@@ -22,8 +22,10 @@
 // frame when another attachment takes the session over.
 //
 // The client side (Dial, NewClient, Client, Process) is plain Go and builds on every
-// platform; it is imported by the vmm backends. The agent side (Server, RunInit)
-// works on Linux only. Nothing but vmm and its backends should import this package.
+// platform; vmm and vmm/ns use it, and server too, for terminal sessions and the
+// exec types. The agent side (Server, RunInit) works on Linux only; the program
+// cmd/subsys-agent runs it. The package imports nothing of subsys, so the agent
+// program carries no server code.
 package agent
 
 import (

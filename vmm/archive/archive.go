@@ -3,8 +3,9 @@
 // Extract writes only through directory handles confined to the destination, so
 // no entry, symlink or hard link can create, replace or link a file outside it.
 //
-// The backends (vmm/ns, vmm/qemu, vmm/hcs) import it for import, export and
-// clone; it imports nothing from this module.
+// vmm imports it for import, export, clone and disk usage, and server for the
+// export formats and to map its errors to HTTP statuses; it imports nothing
+// from this module.
 package archive
 
 import (

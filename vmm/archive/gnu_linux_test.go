@@ -217,10 +217,10 @@ func differentialCases() []struct {
 		entry string
 		why   string
 	}{
-		// The attack of the finding: GNU tar lists an empty "a" and a
-		// harmless README; archive/tar reads a 512-byte "a" (the README's
-		// header) and then a root-owned setuid "hidden", which GNU tar
-		// takes for the README's data.
+		// The attack: GNU tar lists an empty "a" and a harmless README;
+		// archive/tar reads a 512-byte "a" (the README's header) and then
+		// a root-owned setuid "hidden", which GNU tar takes for the
+		// README's data.
 		{"size with leading NULs", blocks(
 			raw{name: "a", size: "\x00\x00\x00\x00\x00\x00\x00\x001000"},
 			raw{name: "README", size: oct(1024, 12)},
@@ -293,9 +293,9 @@ func TestGNUDifferential(t *testing.T) {
 	}
 }
 
-// TestGNUAttackListing is the finding itself, step by step: `tar -tvf` shows
-// an empty "a" and a README, while archive/tar reads a 512-byte "a" and a
-// hidden setuid root file.
+// TestGNUAttackListing walks through the first of differentialCases step by
+// step: `tar -tvf` shows an empty "a" and a README, while archive/tar reads a
+// 512-byte "a" and a hidden setuid root file.
 func TestGNUAttackListing(t *testing.T) {
 	requireGNUTar(t)
 	data := differentialCases()[0].data

@@ -50,9 +50,9 @@ func sparseTarball(t *testing.T, size int64, args ...string) []byte {
 	return out.Bytes()
 }
 
-// TestExtractSparse imports the finding's archive: a few hundred bytes of
-// tar.gz holding a GNU sparse file with a 6 GiB hole. The hole must stay a
-// hole, and count nothing against the expansion limit.
+// TestExtractSparse imports a sparse-file bomb: a few hundred bytes of tar.gz
+// holding a GNU sparse file with a 6 GiB hole. The hole must stay a hole, and
+// count nothing against the expansion limit.
 func TestExtractSparse(t *testing.T) {
 	const size = 6 << 30
 	for _, format := range [][]string{

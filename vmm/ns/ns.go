@@ -2,7 +2,7 @@
 // PID, UTS and IPC namespaces on the host kernel, with the static agent
 // (vmm/agent/cmd/subsys-agent) as the distro's PID 1, and shares the host's
 // network. It works on Linux only; elsewhere every method returns
-// errors.ErrUnsupported. Only main (to wire it into vmm) should import it.
+// errors.ErrUnsupported. Only cli imports it, to wire it into vmm in serve.
 package ns
 
 import "log/slog"

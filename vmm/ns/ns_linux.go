@@ -33,8 +33,8 @@ const (
 	maxSocketPath = 107
 )
 
-// idPattern is the DESIGN's name rule; ids name files in RunDir, so nothing
-// else may pass.
+// idPattern is the distro name rule (vmm.ValidateName's); ids name files in
+// RunDir, so nothing else may pass.
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
 
 // Backend runs version 1 distros. It is safe for concurrent use; calls for the

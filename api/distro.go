@@ -1,0 +1,113 @@
+package api
+
+import "time"
+
+// DistroState is what a distro is doing, in the words `wsl -l -v` users know.
+type DistroState string
+
+// The states a distro can be in.
+const (
+	StateInstalling   DistroState = "Installing"
+	StateStopped      DistroState = "Stopped"
+	StateRunning      DistroState = "Running"
+	StateExporting    DistroState = "Exporting"
+	StateConverting   DistroState = "Converting"
+	StateUninstalling DistroState = "Uninstalling"
+)
+
+// Distro is one distro as GET /distros and GET /distros/{name} answer it (and
+// the start, terminate and PATCH replies, and the `distro` event).
+type Distro struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	// Version is 1 (shared kernel) or 2 (utility VM).
+	Version int         `json:"version"`
+	State   DistroState `json:"state"`
+	// Default marks the distro `run` uses when none is named.
+	Default bool `json:"default"`
+	// Location is the directory of the distro's files on the server.
+	Location string `json:"location"`
+	// DefaultUser is the user commands run as when a request names none.
+	DefaultUser string    `json:"default_user"`
+	CreatedAt   time.Time `json:"created_at"`
+	// DiskBytes is the space the distro's files take, measured every minute.
+	DiskBytes int64 `json:"disk_bytes"`
+	// MemoryBytes and CPUPercent are the latest sample of a running distro's
+	// use (100 % is one core).
+	MemoryBytes int64   `json:"memory_bytes"`
+	CPUPercent  float64 `json:"cpu_percent"`
+	// AgentOutdated says the running distro's agent speaks another protocol
+	// version than the server; it gets the server's at its next start.
+	AgentOutdated bool `json:"agent_outdated,omitempty"`
+	// Message says, for people, what needs attention and what to do.
+	Message string `json:"message,omitempty"`
+}
+
+// DistroUpdate is the body of PATCH /distros/{name}: nil fields stay as they are.
+type DistroUpdate struct {
+	// Name renames the distro.
+	Name *string `json:"name,omitempty"`
+	// Default, when true, makes the distro the default one.
+	Default *bool `json:"default,omitempty"`
+	// DefaultUser sets the user commands run as by default.
+	DefaultUser *string `json:"default_user,omitempty"`
+}
+
+// ImportRequest is the JSON form of POST /distros: import a tarball that is
+// already on the server. (An upload sends the tarball as the body instead,
+// with name, version and location in the query.)
+type ImportRequest struct {
+	// Name of the new distro.
+	Name string `json:"name"`
+	// Version is 1 or 2; 0 means the settings' default_version.
+	Version int `json:"version,omitempty"`
+	// Location is an absolute directory on the server for the distro's files;
+	// empty means the data directory.
+	Location string `json:"location,omitempty"`
+	// Source names the tarball.
+	Source ImportSource `json:"source"`
+}
+
+// ImportSource is where the server finds the tarball of an ImportRequest.
+type ImportSource struct {
+	// Path is the tarball's path on the server.
+	Path string `json:"path"`
+}
+
+// CloneRequest is the body of POST /distros/{name}/clone.
+type CloneRequest struct {
+	// Name of the copy.
+	Name string `json:"name"`
+}
+
+// Version is the reply of GET /version.
+type Version struct {
+	Version string `json:"version"`
+}
+
+// Status is the reply of GET /status.
+type Status struct {
+	// Version of the server.
+	Version string `json:"version"`
+	// Distros and Running count the distros, and those running.
+	Distros int `json:"distros"`
+	Running int `json:"running"`
+	// Default names the default distro; empty when there is none.
+	Default string `json:"default"`
+}
+
+// Metrics is the reply of GET /distros/{name}/metrics: the distro's CPU and
+// memory over the last 10 minutes, oldest first.
+type Metrics struct {
+	// IntervalS is the seconds between samples.
+	IntervalS int      `json:"interval_s"`
+	Samples   []Sample `json:"samples"`
+}
+
+// Sample is one point of Metrics.
+type Sample struct {
+	T time.Time `json:"t"`
+	// CPUPercent is the CPU use over the interval (100 is one core).
+	CPUPercent  float64 `json:"cpu_percent"`
+	MemoryBytes int64   `json:"memory_bytes"`
+}
