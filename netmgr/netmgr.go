@@ -2,12 +2,13 @@
 // sock_diag dump attributed to processes through /proc), the TCP and UDP proxy that
 // localhost forwarding, LAN exposure and portproxy rules are made of, and the
 // portproxy rule manager, the PortManager that exposes distro ports to the LAN per
-// port, and the nftables firewall that keeps LAN-off ports off. server imports it.
+// port, and the nftables firewall that keeps LAN-off ports off. cli (which starts
+// it in serve) and server import it.
 // Rules and settings persist through the RuleStore and PortStore interfaces it
 // declares; DBStore implements them on store, the only other subsys package it
 // imports. It never imports server, cli or web. Version 1 distros share the host's
-// network namespace, so their ports are host ports already; version 2 distros are
-// reached through a dial function (ProxyConfig.Dial).
+// network namespace, so their ports are host ports already; version 2 distros
+// (planned) will be reached through a dial function (ProxyConfig.Dial).
 package netmgr
 
 import (
