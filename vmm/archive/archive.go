@@ -59,7 +59,7 @@ func ParseFormat(s string) (Format, error) {
 type Limits struct {
 	// MaxExpandedBytes caps the data the entries write, as allocated on
 	// disk: a sparse file counts the data it holds, not its holes. Default
-	// 256 GiB, the default maximum size of a version 2 disk.
+	// 256 GiB, the default maximum size planned for a version 2 disk.
 	MaxExpandedBytes int64
 	// MaxEntries caps the number of entries (headers) in the archive plus
 	// the directories Extract makes for entries whose parents it does not
