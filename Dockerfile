@@ -9,7 +9,7 @@
 # CAP_SETGID, CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER and CAP_KILL, with the default
 # seccomp and AppArmor profiles relaxed (they refuse mount and pivot_root). --privileged
 # is the simple way to get all of it. /mnt/host in a distro is then the container's
-# root; add -v /:/host:rslave and SUBSYS_HOST_ROOT later if the real host is wanted.
+# root (bind-mounting the real host's root there is not supported yet).
 #
 # Ports: a distro's ports are the container's. For them to be the host's (and for
 # the network manager's LAN toggles, firewall table and portproxy rules to act on the

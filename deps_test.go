@@ -33,7 +33,7 @@ func TestDependencyDirection(t *testing.T) {
 		for _, b := range bad {
 			for _, d := range deps {
 				if d == module+"/"+b {
-					t.Errorf("%s depends on %s, against DESIGN.md's dependency direction", pkg, b)
+					t.Errorf("%s depends on %s, against the dependency direction in ARCHITECTURE.md", pkg, b)
 				}
 			}
 		}
