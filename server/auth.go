@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/store"
 )
 
@@ -375,7 +376,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		var ended chan struct{} // closed when this credential ends
 		if p, ok := peerOf(r.Context()); ok {
 			if !s.peerAllowed(p) {
-				s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: "forbidden_peer",
+				s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: api.CodeForbiddenPeer,
 					Msg: fmt.Sprintf("uid %d may not use subsys: only root and members of the %q group may", p.UID, PeerGroup)})
 				return
 			}
@@ -393,7 +394,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		if kind == credNone {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="subsys"`)
-			s.writeError(w, r, &httpError{Status: http.StatusUnauthorized, Code: "unauthorized",
+			s.writeError(w, r, &httpError{Status: http.StatusUnauthorized, Code: api.CodeUnauthorized,
 				Msg: "missing, wrong or expired credential: send Authorization: Bearer <token from the data directory>, or sign in to the dashboard again"})
 			return
 		}
@@ -425,7 +426,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 func (s *Server) adminOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if k := credOf(r); k != credToken && k != credPeer {
-			s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: "forbidden",
+			s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: api.CodeForbidden,
 				Msg: "this needs the API token or the CLI's socket, not a browser session"})
 			return
 		}
@@ -439,7 +440,7 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 func (s *Server) requireUpgrade(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || !headerHasToken(r.Header, "Connection", "upgrade") {
-			s.writeError(w, r, &httpError{Status: http.StatusBadRequest, Code: "websocket_required",
+			s.writeError(w, r, &httpError{Status: http.StatusBadRequest, Code: api.CodeWebsocketRequired,
 				Msg: "this path is a websocket: connect with a websocket client (Upgrade: websocket)"})
 			return
 		}
@@ -463,13 +464,13 @@ func headerHasToken(h http.Header, name, tok string) bool {
 // session. Only the token will do: a session cannot make more sessions.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if credOf(r) != credToken {
-		return &httpError{Status: http.StatusForbidden, Code: "forbidden", Msg: "log in with the API token"}
+		return &httpError{Status: http.StatusForbidden, Code: api.CodeForbidden, Msg: "log in with the API token"}
 	}
 	secret, err := s.auth.login(r.Context(), r.UserAgent())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"session": secret, "idle_timeout_s": int(s.auth.idle / time.Second)})
+	writeJSON(w, http.StatusOK, api.Login{Session: secret, IdleTimeoutS: int(s.auth.idle / time.Second)})
 	return nil
 }
 
@@ -492,7 +493,7 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) error {
 		ended, _ = s.auth.session(r.Context(), bearer(r))
 	}
 	t, exp := s.auth.newTicket(ended)
-	writeJSON(w, http.StatusCreated, map[string]any{"ticket": t, "expires_at": exp.UTC()})
+	writeJSON(w, http.StatusCreated, api.Ticket{Ticket: t, ExpiresAt: exp.UTC()})
 	return nil
 }
 
@@ -500,12 +501,12 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) error {
 // (a fragment is never sent to a server, logged by one, or put in a Referer).
 func (s *Server) handleDashboardURL(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.PublicURL == "" {
-		return &httpError{Status: http.StatusNotFound, Code: "no_dashboard", Msg: "this server has no TCP listener for browsers"}
+		return &httpError{Status: http.StatusNotFound, Code: api.CodeNoDashboard, Msg: "this server has no TCP listener for browsers"}
 	}
 	s.auth.mu.Lock()
 	tok := s.auth.token
 	s.auth.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]string{"url": strings.TrimSuffix(s.cfg.PublicURL, "/") + "/#token=" + tok})
+	writeJSON(w, http.StatusOK, api.Dashboard{URL: strings.TrimSuffix(s.cfg.PublicURL, "/") + "/#token=" + tok})
 	return nil
 }
 
@@ -515,6 +516,6 @@ func (s *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	s.log.Info("token rotated; every browser session ended", "token_file", s.auth.tokenFile)
-	writeJSON(w, http.StatusOK, map[string]string{"token_file": s.auth.tokenFile})
+	writeJSON(w, http.StatusOK, api.TokenRotation{TokenFile: s.auth.tokenFile})
 	return nil
 }

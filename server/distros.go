@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/archive"
 )
@@ -25,7 +26,7 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &httpError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Msg: fmt.Sprintf("request body over %d bytes", mbe.Limit)}
+			return &httpError{Status: http.StatusRequestEntityTooLarge, Code: api.CodeTooLarge, Msg: fmt.Sprintf("request body over %d bytes", mbe.Limit)}
 		}
 		return badRequest("bad JSON body: "+err.Error(), nil)
 	}
@@ -44,7 +45,7 @@ func (s *Server) handleListDistros(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, list)
+	writeJSON(w, http.StatusOK, apiDistros(list))
 	return nil
 }
 
@@ -53,18 +54,8 @@ func (s *Server) handleGetDistro(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, apiDistro(d))
 	return nil
-}
-
-// importBody is the JSON form of POST /distros: a tarball already on the server.
-type importBody struct {
-	Name     string `json:"name"`
-	Version  int    `json:"version"`
-	Location string `json:"location"`
-	Source   struct {
-		Path string `json:"path"`
-	} `json:"source"`
 }
 
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
@@ -72,7 +63,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var req vmm.ImportRequest
 	if ct == "application/json" {
-		var b importBody
+		var b api.ImportRequest
 		if err := s.decodeJSON(w, r, &b); err != nil {
 			return err
 		}
@@ -91,7 +82,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 			req.Version = n
 		}
 		if r.ContentLength > s.cfg.MaxUploadBytes {
-			return &httpError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Msg: fmt.Sprintf("upload over %d bytes", s.cfg.MaxUploadBytes)}
+			return &httpError{Status: http.StatusRequestEntityTooLarge, Code: api.CodeTooLarge, Msg: fmt.Sprintf("upload over %d bytes", s.cfg.MaxUploadBytes)}
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxUploadBytes)
 		req.Body, req.Size = r.Body, max(r.ContentLength, 0)
@@ -114,21 +105,21 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	w.Header().Set("Location", "/api/v1/operations/"+op.ID())
-	writeJSON(w, http.StatusAccepted, op.Info())
+	writeJSON(w, http.StatusAccepted, apiOperation(op.Info()))
 	return nil
 }
 
 func (s *Server) handleUpdateDistro(w http.ResponseWriter, r *http.Request) error {
 	r = actorCtx(r)
-	var u vmm.Update
+	var u api.DistroUpdate
 	if err := s.decodeJSON(w, r, &u); err != nil {
 		return err
 	}
-	d, err := s.cfg.Manager.Update(r.Context(), chi.URLParam(r, "name"), u)
+	d, err := s.cfg.Manager.Update(r.Context(), chi.URLParam(r, "name"), vmmUpdate(u))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, apiDistro(d))
 	return nil
 }
 
@@ -147,7 +138,7 @@ func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, apiDistro(d))
 	return nil
 }
 
@@ -161,7 +152,7 @@ func (s *Server) handleTerminate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, apiDistro(d))
 	return nil
 }
 
@@ -176,9 +167,7 @@ func (s *Server) handleShutdown(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) handleClone(w http.ResponseWriter, r *http.Request) error {
 	r = actorCtx(r)
-	var b struct {
-		Name string `json:"name"`
-	}
+	var b api.CloneRequest
 	if err := s.decodeJSON(w, r, &b); err != nil {
 		return err
 	}
@@ -187,7 +176,7 @@ func (s *Server) handleClone(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/operations/"+op.ID())
-	writeJSON(w, http.StatusAccepted, op.Info())
+	writeJSON(w, http.StatusAccepted, apiOperation(op.Info()))
 	return nil
 }
 
@@ -253,7 +242,7 @@ func (s *Server) handleGetOperation(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, apiOperation(info))
 	return nil
 }
 
@@ -263,12 +252,12 @@ func (s *Server) handleCancelOperation(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, apiOperation(info))
 	return nil
 }
 
 func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"version": s.cfg.Version})
+	writeJSON(w, http.StatusOK, api.Version{Version: s.cfg.Version})
 	return nil
 }
 
@@ -286,7 +275,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 			def = d.Name
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"version": s.cfg.Version, "distros": len(list), "running": running, "default": def})
+	writeJSON(w, http.StatusOK, api.Status{Version: s.cfg.Version, Distros: len(list), Running: running, Default: def})
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/agent"
 	"github.com/subsys-dev/subsys/vmm/archive"
@@ -29,14 +30,6 @@ func (e *httpError) Error() string {
 
 func (e *httpError) Unwrap() error { return e.Err }
 
-// errorBody is the one JSON shape of every error reply.
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 // classify maps an error to the status and code the client sees.
 func classify(err error) (int, string, string) {
 	var he *httpError
@@ -49,32 +42,32 @@ func classify(err error) (int, string, string) {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe), errors.Is(err, vmm.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge, "too_large", err.Error()
+		return http.StatusRequestEntityTooLarge, api.CodeTooLarge, err.Error()
 	case errors.Is(err, context.Canceled):
-		return http.StatusConflict, "cancelled", err.Error()
+		return http.StatusConflict, api.CodeCancelled, err.Error()
 	case errors.Is(err, vmm.ErrNotFound):
-		return http.StatusNotFound, "not_found", err.Error()
+		return http.StatusNotFound, api.CodeNotFound, err.Error()
 	case errors.Is(err, vmm.ErrExists):
-		return http.StatusConflict, "already_exists", err.Error()
+		return http.StatusConflict, api.CodeAlreadyExists, err.Error()
 	case errors.Is(err, vmm.ErrBusy):
-		return http.StatusConflict, "busy", err.Error()
+		return http.StatusConflict, api.CodeBusy, err.Error()
 	case errors.Is(err, archive.ErrFormat), errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnsafe):
 		// Before vmm.ErrInvalid, which wraps these: a client can tell a bad
 		// archive from a bad request.
-		return http.StatusBadRequest, "invalid_archive", err.Error()
+		return http.StatusBadRequest, api.CodeInvalidArchive, err.Error()
 	case errors.Is(err, vmm.ErrInvalid):
-		return http.StatusBadRequest, "invalid", err.Error()
+		return http.StatusBadRequest, api.CodeInvalid, err.Error()
 	case errors.Is(err, vmm.ErrInsufficientStorage):
 		// The message names the file system and its free space.
-		return http.StatusInsufficientStorage, "insufficient_storage", err.Error()
+		return http.StatusInsufficientStorage, api.CodeInsufficientStorage, err.Error()
 	case errors.Is(err, vmm.ErrUnsupported):
-		return http.StatusNotImplemented, "unsupported", err.Error()
+		return http.StatusNotImplemented, api.CodeUnsupported, err.Error()
 	case errors.Is(err, agent.ErrUserNotFound):
-		return http.StatusBadRequest, "user_not_found", err.Error()
+		return http.StatusBadRequest, api.CodeUserNotFound, err.Error()
 	case errors.Is(err, agent.ErrNoSuchFile):
-		return http.StatusBadRequest, "not_found_in_distro", err.Error()
+		return http.StatusBadRequest, api.CodeNotFoundInDistro, err.Error()
 	}
-	return http.StatusInternalServerError, "internal", "internal error: " + err.Error()
+	return http.StatusInternalServerError, api.CodeInternal, "internal error: " + err.Error()
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -84,9 +77,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	var body errorBody
-	body.Error.Code, body.Error.Message = code, msg
-	writeJSON(w, status, body)
+	writeJSON(w, status, api.ErrorBody{Error: api.Error{Code: code, Message: msg}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -107,5 +98,5 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 }
 
 func badRequest(msg string, err error) error {
-	return &httpError{Status: http.StatusBadRequest, Code: "invalid", Msg: msg, Err: err}
+	return &httpError{Status: http.StatusBadRequest, Code: api.CodeInvalid, Msg: msg, Err: err}
 }

@@ -8,8 +8,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/netmgr"
-	"github.com/subsys-dev/subsys/vmm"
 )
 
 // sseKeepalive is how often an idle event stream sends a comment, so proxies and
@@ -50,7 +50,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		return rc.Flush()
 	}
 	fmt.Fprintf(w, "retry: 1000\n\n")
-	if err := send("snapshot", snap); err != nil {
+	if err := send(string(api.EventSnapshot), apiSnapshot(snap)); err != nil {
 		return nil
 	}
 	tick := time.NewTicker(sseKeepalive)
@@ -67,7 +67,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 			if !ok {
 				return nil // fell behind: the client reconnects and starts afresh
 			}
-			if send("ports", e) != nil {
+			if send(string(api.EventPorts), apiPortsEvent(e)) != nil {
 				return nil
 			}
 		case e, ok := <-events:
@@ -77,11 +77,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 			var err error
 			switch e.Type {
 			case "distro":
-				err = send("distro", e.Distro)
+				err = send(string(api.EventDistro), apiDistro(*e.Distro))
 			case "distro-removed":
-				err = send("distro-removed", e.Removed)
+				err = send(string(api.EventDistroRemoved), apiRemoved(*e.Removed))
 			case "operation":
-				err = send("operation", e.Operation)
+				err = send(string(api.EventOperation), apiOperation(*e.Operation))
 			}
 			if err != nil {
 				return nil
@@ -95,7 +95,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, m)
+	writeJSON(w, http.StatusOK, apiMetrics(m))
 	return nil
 }
 
@@ -104,20 +104,20 @@ func (s *Server) handleGetSettings(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, apiSettings(st))
 	return nil
 }
 
 func (s *Server) handlePutSettings(w http.ResponseWriter, r *http.Request) error {
 	r = actorCtx(r)
-	var u vmm.SettingsUpdate
+	var u api.SettingsUpdate
 	if err := s.decodeJSON(w, r, &u); err != nil {
 		return err
 	}
-	st, err := s.cfg.Manager.UpdateSettings(r.Context(), u)
+	st, err := s.cfg.Manager.UpdateSettings(r.Context(), vmmSettingsUpdate(u))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, apiSettings(st))
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"sync"
@@ -15,38 +14,9 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/vmm/agent"
 )
-
-// ExecRequest is the body of POST /distros/{name}/exec.
-type ExecRequest struct {
-	Argv []string `json:"argv"`
-	User string   `json:"user,omitempty"`
-	Cwd  string   `json:"cwd,omitempty"`
-	Env  []string `json:"env,omitempty"`
-	// Stdin is base64; it is written to the process and then closed.
-	Stdin string `json:"stdin,omitempty"`
-	// TimeoutS kills the process after that many seconds (0: no limit).
-	TimeoutS float64 `json:"timeout_s,omitempty"`
-	// OutputEncoding "base64" forces base64 output; by default output is sent as a
-	// string when it is valid UTF-8 and as base64 otherwise.
-	OutputEncoding string `json:"output_encoding,omitempty"`
-}
-
-// ExecResult is the reply of POST /distros/{name}/exec.
-type ExecResult struct {
-	ExitCode int    `json:"exit_code"`
-	Signal   string `json:"signal,omitempty"`
-	Stdout   string `json:"stdout"`
-	Stderr   string `json:"stderr"`
-	// StdoutEncoding and StderrEncoding say how Stdout and Stderr are encoded:
-	// "utf-8" or "base64" (binary output, or when asked for).
-	StdoutEncoding string `json:"stdout_encoding"`
-	StderrEncoding string `json:"stderr_encoding"`
-	// Truncated is true when either stream went over the cap and was cut.
-	Truncated bool `json:"truncated"`
-	TimedOut  bool `json:"timed_out,omitempty"`
-}
 
 // cappedBuffer keeps the first max bytes written and counts the rest, so that a
 // chatty process is drained (never blocked) without growing memory.
@@ -67,21 +37,21 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 
 func encodeOutput(b []byte, force bool) (string, string) {
 	if !force && utf8.Valid(b) {
-		return string(b), "utf-8"
+		return string(b), api.EncodingUTF8
 	}
-	return base64.StdEncoding.EncodeToString(b), "base64"
+	return base64.StdEncoding.EncodeToString(b), api.EncodingBase64
 }
 
 func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) error {
 	r = actorCtx(r)
-	var req ExecRequest
+	var req api.ExecRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
 	if len(req.Argv) == 0 {
 		return badRequest("argv must name a command", nil)
 	}
-	if req.OutputEncoding != "" && req.OutputEncoding != "base64" && req.OutputEncoding != "utf-8" {
+	if req.OutputEncoding != "" && req.OutputEncoding != api.EncodingBase64 && req.OutputEncoding != api.EncodingUTF8 {
 		return badRequest("output_encoding must be utf-8 or base64", nil)
 	}
 	stdin, err := base64.StdEncoding.DecodeString(req.Stdin)
@@ -140,64 +110,12 @@ func (s *Server) handleExec(w http.ResponseWriter, r *http.Request) error {
 	if res.err != nil {
 		return res.err
 	}
-	force := req.OutputEncoding == "base64"
-	reply := ExecResult{ExitCode: res.st.Code, Signal: res.st.Signal, Truncated: out.truncated || errb.truncated, TimedOut: timedOut}
+	force := req.OutputEncoding == api.EncodingBase64
+	reply := api.ExecResult{ExitCode: res.st.Code, Signal: res.st.Signal, Truncated: out.truncated || errb.truncated, TimedOut: timedOut}
 	reply.Stdout, reply.StdoutEncoding = encodeOutput(out.buf.Bytes(), force)
 	reply.Stderr, reply.StderrEncoding = encodeOutput(errb.buf.Bytes(), force)
 	writeJSON(w, http.StatusOK, reply)
 	return nil
-}
-
-// Stream channel bytes: the first byte of every binary websocket frame.
-const (
-	ChannelStdin  = 0
-	ChannelStdout = 1
-	ChannelStderr = 2
-)
-
-// maxControlFrame bounds text (JSON control) frames; larger ones are refused.
-const maxControlFrame = 64 << 10
-
-// StreamStart is the first text frame a client sends on /exec/ws.
-type StreamStart struct {
-	Argv  []string `json:"argv"`
-	User  string   `json:"user,omitempty"`
-	Cwd   string   `json:"cwd,omitempty"`
-	Env   []string `json:"env,omitempty"`
-	TTY   bool     `json:"tty,omitempty"`
-	Login bool     `json:"login,omitempty"`
-	Cols  uint16   `json:"cols,omitempty"`
-	Rows  uint16   `json:"rows,omitempty"`
-}
-
-// Control is a JSON text frame on /exec/ws, in either direction.
-type Control struct {
-	Type   string `json:"type"` // client: eof, resize, signal; server: started, exit, error
-	Cols   uint16 `json:"cols,omitempty"`
-	Rows   uint16 `json:"rows,omitempty"`
-	Name   string `json:"name,omitempty"`
-	Code   int    `json:"code,omitempty"`
-	Signal string `json:"signal,omitempty"`
-	Error  *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error,omitempty"`
-}
-
-// ParseControl decodes one client control frame, refusing oversized or unknown ones.
-func ParseControl(b []byte) (Control, error) {
-	var c Control
-	if len(b) > maxControlFrame {
-		return c, errors.New("control frame too large")
-	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, err
-	}
-	switch c.Type {
-	case "eof", "resize", "signal":
-		return c, nil
-	}
-	return c, errors.New("unknown control frame type " + c.Type)
 }
 
 var upgrader = websocket.Upgrader{
@@ -245,12 +163,7 @@ func (s *Server) handleExecStream(w http.ResponseWriter, r *http.Request) error 
 
 	fail := func(err error) {
 		_, code, msg := classify(err)
-		ctl := Control{Type: "error"}
-		ctl.Error = &struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		}{code, msg}
-		c.sendJSON(ctl)
+		c.sendJSON(api.Control{Type: api.ControlError, Error: &api.Error{Code: code, Message: msg}})
 	}
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	kind, first, err := c.ReadMessage()
@@ -258,8 +171,8 @@ func (s *Server) handleExecStream(w http.ResponseWriter, r *http.Request) error 
 		return nil
 	}
 	c.SetReadDeadline(time.Time{})
-	var start StreamStart
-	if kind != websocket.TextMessage || len(first) > maxControlFrame || json.Unmarshal(first, &start) != nil {
+	var start api.ExecStart
+	if kind != websocket.TextMessage || len(first) > api.MaxControlFrame || json.Unmarshal(first, &start) != nil {
 		fail(badRequest("the first frame must be a JSON start request", nil))
 		return nil
 	}
@@ -273,7 +186,7 @@ func (s *Server) handleExecStream(w http.ResponseWriter, r *http.Request) error 
 		return nil
 	}
 	defer p.Close()
-	c.sendJSON(Control{Type: "started"})
+	c.sendJSON(api.Control{Type: api.ControlStarted})
 
 	var pumps sync.WaitGroup
 	pump := func(ch byte, src io.Reader) {
@@ -294,8 +207,8 @@ func (s *Server) handleExecStream(w http.ResponseWriter, r *http.Request) error 
 		}
 	}
 	pumps.Add(2)
-	go pump(ChannelStdout, p.Stdout())
-	go pump(ChannelStderr, p.Stderr())
+	go pump(api.ChannelStdout, p.Stdout())
+	go pump(api.ChannelStderr, p.Stderr())
 
 	// Reader: stdin and control frames from the client. It ends when the socket
 	// closes; that is the client leaving, so the process is killed.
@@ -310,25 +223,27 @@ func (s *Server) handleExecStream(w http.ResponseWriter, r *http.Request) error 
 				return
 			}
 			if kind == websocket.BinaryMessage {
-				if len(msg) > 0 && msg[0] == ChannelStdin {
+				if len(msg) > 0 && msg[0] == api.ChannelStdin {
 					if _, err := stdin.Write(msg[1:]); err != nil {
 						s.log.Debug("stdin write failed", "err", err)
 					}
 				}
 				continue
 			}
-			ctl, err := ParseControl(msg)
+			ctl, err := api.ParseControl(msg)
 			if err != nil {
 				s.log.Info("bad control frame", "err", err)
 				continue
 			}
 			switch ctl.Type {
-			case "eof":
+			case api.ControlEOF:
 				stdin.Close()
-			case "resize":
+			case api.ControlResize:
 				p.Resize(ctl.Cols, ctl.Rows)
-			case "signal":
+			case api.ControlSignal:
 				p.Signal(ctl.Name)
+			case api.ControlAck:
+				// Output here is paced by TCP alone: nothing to acknowledge.
 			}
 		}
 	}()
@@ -345,7 +260,12 @@ func (s *Server) handleExecStream(w http.ResponseWriter, r *http.Request) error 
 		if res.err != nil {
 			fail(res.err)
 		} else {
-			c.sendJSON(Control{Type: "exit", Code: res.st.Code, Signal: res.st.Signal})
+			exit := api.Control{Type: api.ControlExit, Signal: res.st.Signal}
+			if res.st.Code != 0 {
+				// exec's exit frame has always left a code of 0 out.
+				exit.Code = &res.st.Code
+			}
+			c.sendJSON(exit)
 		}
 		c.mu.Lock()
 		c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))

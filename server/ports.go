@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/netmgr"
 )
 
@@ -16,7 +17,7 @@ import (
 // manager knows it by.
 func (s *Server) portsDistro(r *http.Request) (netmgr.Distro, error) {
 	if s.cfg.Ports == nil {
-		return netmgr.Distro{}, &httpError{Status: http.StatusNotImplemented, Code: "unsupported", Msg: "the network manager is not running"}
+		return netmgr.Distro{}, &httpError{Status: http.StatusNotImplemented, Code: api.CodeUnsupported, Msg: "the network manager is not running"}
 	}
 	d, err := s.cfg.Manager.Get(r.Context(), chi.URLParam(r, "name"))
 	if err != nil {
@@ -32,21 +33,12 @@ func (s *Server) handleListPorts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ports := s.cfg.Ports.Ports(d.ID)
+	ports := apiPorts(s.cfg.Ports.Ports(d.ID))
 	if ports == nil {
-		ports = []netmgr.Port{}
+		ports = []api.Port{}
 	}
 	writeJSON(w, http.StatusOK, ports)
 	return nil
-}
-
-// portBody is the JSON of PUT /distros/{name}/ports/{proto}/{port}; absent
-// fields stay as they are.
-type portBody struct {
-	LAN        *bool     `json:"lan"`
-	Allow      *[]string `json:"allow"`
-	LANAddress *string   `json:"lan_address"`
-	Localhost  *bool     `json:"localhost"`
 }
 
 // handlePutPort answers PUT /distros/{name}/ports/{proto}/{port}: it stores the
@@ -62,7 +54,7 @@ func (s *Server) handlePutPort(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var body portBody
+	var body api.PortUpdate
 	if err := s.decodeJSON(w, r, &body); err != nil {
 		return err
 	}
@@ -89,7 +81,7 @@ func (s *Server) handlePutPort(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.cfg.Manager.Audit(r.Context(), "port", d.Name, k.Proto+"/"+strconv.Itoa(int(k.Port)))
-	writeJSON(w, http.StatusOK, ports[0])
+	writeJSON(w, http.StatusOK, apiPort(ports[0]))
 	return nil
 }
 
@@ -106,20 +98,9 @@ func portKey(proto, port string) (netmgr.PortKey, error) {
 	return netmgr.PortKey{Proto: proto, Port: uint16(n)}, nil
 }
 
-// ruleBody is the JSON of POST /portproxy.
-type ruleBody struct {
-	ID             string   `json:"id"`
-	Proto          string   `json:"proto"`
-	ListenAddress  string   `json:"listen_address"`
-	ListenPort     int      `json:"listen_port"`
-	ConnectAddress string   `json:"connect_address"`
-	ConnectPort    int      `json:"connect_port"`
-	Allow          []string `json:"allow"`
-}
-
 func (s *Server) portProxy() (*netmgr.Manager, error) {
 	if s.cfg.PortProxy == nil {
-		return nil, &httpError{Status: http.StatusNotImplemented, Code: "unsupported", Msg: "the network manager is not running"}
+		return nil, &httpError{Status: http.StatusNotImplemented, Code: api.CodeUnsupported, Msg: "the network manager is not running"}
 	}
 	return s.cfg.PortProxy, nil
 }
@@ -132,7 +113,7 @@ func (s *Server) handleAddRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var b ruleBody
+	var b api.RuleRequest
 	if err := s.decodeJSON(w, r, &b); err != nil {
 		return err
 	}
@@ -166,7 +147,7 @@ func (s *Server) handleAddRule(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.cfg.Manager.Audit(r.Context(), "portproxy-add", st.ID, st.Proto+" "+st.Listen().String()+" -> "+st.Target())
-	writeJSON(w, http.StatusCreated, ruleJSON(st))
+	writeJSON(w, http.StatusCreated, apiRule(st))
 	return nil
 }
 
@@ -176,10 +157,9 @@ func (s *Server) handleListRules(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list := pm.List()
-	out := make([]netmgr.RuleStatus, len(list))
-	for i, st := range list {
-		out[i] = ruleJSON(st)
+	out := apiRules(pm.List())
+	if out == nil {
+		out = []api.Rule{}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -195,7 +175,7 @@ func (s *Server) handleGetRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ruleJSON(st))
+	writeJSON(w, http.StatusOK, apiRule(st))
 	return nil
 }
 
@@ -216,26 +196,17 @@ func (s *Server) handleDeleteRule(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-// ruleJSON gives a rule an empty allow list instead of none, as the API
-// promises arrays.
-func ruleJSON(st netmgr.RuleStatus) netmgr.RuleStatus {
-	if st.Allow == nil {
-		st.Allow = []netip.Prefix{}
-	}
-	return st
-}
-
 // classifyNet maps netmgr's errors to statuses; classify calls it.
 func classifyNet(err error) (int, string, bool) {
 	switch {
 	case errors.Is(err, netmgr.ErrPortInUse):
-		return http.StatusConflict, "port_in_use", true
+		return http.StatusConflict, api.CodePortInUse, true
 	case errors.Is(err, netmgr.ErrDuplicate):
-		return http.StatusConflict, "duplicate_rule", true
+		return http.StatusConflict, api.CodeDuplicateRule, true
 	case errors.Is(err, netmgr.ErrInvalid):
-		return http.StatusBadRequest, "invalid", true
+		return http.StatusBadRequest, api.CodeInvalid, true
 	case errors.Is(err, netmgr.ErrNotFound):
-		return http.StatusNotFound, "not_found", true
+		return http.StatusNotFound, api.CodeNotFound, true
 	}
 	return 0, "", false
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/subsys-dev/subsys/api"
 )
 
 func (s *Server) securityHeaders(next http.Handler) http.Handler {
@@ -55,7 +57,7 @@ func (s *Server) checkHost(next http.Handler) http.Handler {
 		// A unix-socket peer cannot be a rebound browser: its Host is whatever
 		// the CLI wrote, and the kernel vouches for who it is.
 		if _, unix := peerOf(r.Context()); !unix && !AllowedHost(r.Host, s.cfg.AllowedHosts) {
-			s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: "forbidden_host",
+			s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: api.CodeForbiddenHost,
 				Msg: "host " + r.Host + " is not an allowed name for this server"})
 			return
 		}
@@ -72,11 +74,11 @@ func (s *Server) checkOrigin(next http.Handler) http.Handler {
 		safe := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
 		if !safe || upgrade {
 			if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-				s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: "forbidden_origin", Msg: "cross-site request refused"})
+				s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: api.CodeForbiddenOrigin, Msg: "cross-site request refused"})
 				return
 			}
 			if o := r.Header.Get("Origin"); o != "" && !s.sameOrigin(o, r.Host) {
-				s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: "forbidden_origin", Msg: "origin " + o + " is not allowed"})
+				s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: api.CodeForbiddenOrigin, Msg: "origin " + o + " is not allowed"})
 				return
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/vmm"
 )
 
@@ -59,44 +60,6 @@ func FuzzAllowedHost(f *testing.F) {
 	})
 }
 
-func TestParseControl(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Control
-		wantErr bool
-	}{
-		{`{"type":"resize","cols":80,"rows":24}`, Control{Type: "resize", Cols: 80, Rows: 24}, false},
-		{`{"type":"signal","name":"INT"}`, Control{Type: "signal", Name: "INT"}, false},
-		{`{"type":"eof"}`, Control{Type: "eof"}, false},
-		{`{"type":"exit"}`, Control{}, true},
-		{`{"type":"resize","cols":70000}`, Control{}, true},
-		{`not json`, Control{}, true},
-		{`{"type":"eof","pad":"` + strings.Repeat("x", maxControlFrame) + `"}`, Control{}, true},
-	}
-	for _, tc := range tests {
-		got, err := ParseControl([]byte(tc.in))
-		if (err != nil) != tc.wantErr {
-			t.Errorf("ParseControl(%.40q) error = %v, want error %v", tc.in, err, tc.wantErr)
-			continue
-		}
-		if !tc.wantErr && (got.Type != tc.want.Type || got.Cols != tc.want.Cols || got.Rows != tc.want.Rows || got.Name != tc.want.Name) {
-			t.Errorf("ParseControl(%q) = %+v, want %+v", tc.in, got, tc.want)
-		}
-	}
-}
-
-func FuzzParseControl(f *testing.F) {
-	f.Add([]byte(`{"type":"resize","cols":80,"rows":24}`))
-	f.Add([]byte(`{"type":"signal","name":"INT"}`))
-	f.Add([]byte(`{}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := ParseControl(b)
-		if err == nil && c.Type != "eof" && c.Type != "resize" && c.Type != "signal" {
-			t.Errorf("ParseControl accepted type %q", c.Type)
-		}
-	})
-}
-
 // FuzzDecodeExec feeds arbitrary bodies to the exec request decoder: it must
 // answer with an error or a request, never panic, and never accept trailing data.
 func FuzzDecodeExec(f *testing.F) {
@@ -108,7 +71,7 @@ func FuzzDecodeExec(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
 		w := httptest.NewRecorder()
-		var req ExecRequest
+		var req api.ExecRequest
 		if err := s.decodeJSON(w, r, &req); err == nil {
 			if !json.Valid([]byte(strings.TrimSpace(body))) {
 				t.Errorf("decodeJSON accepted invalid JSON %q", body)
@@ -170,7 +133,7 @@ func TestMiddleware(t *testing.T) {
 				t.Fatalf("status = %d, want %d (%s)", w.Code, tc.want, w.Body)
 			}
 			if w.Code >= 400 {
-				var body errorBody
+				var body api.ErrorBody
 				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error.Code == "" || body.Error.Message == "" {
 					t.Errorf("error body %q is not the JSON error shape", w.Body)
 				}

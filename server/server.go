@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/netmgr"
 	"github.com/subsys-dev/subsys/vmm"
 )
@@ -149,10 +150,10 @@ func (s *Server) routes() http.Handler {
 			r.Get("/operations/{id}", s.handle(s.handleGetOperation))
 			r.Delete("/operations/{id}", s.handle(s.handleCancelOperation))
 			r.NotFound(s.handle(func(w http.ResponseWriter, r *http.Request) error {
-				return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: "no such API path: " + r.URL.Path}
+				return &httpError{Status: http.StatusNotFound, Code: api.CodeNotFound, Msg: "no such API path: " + r.URL.Path}
 			}))
 			r.MethodNotAllowed(s.handle(func(w http.ResponseWriter, r *http.Request) error {
-				return &httpError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Msg: r.Method + " is not allowed on " + r.URL.Path}
+				return &httpError{Status: http.StatusMethodNotAllowed, Code: api.CodeMethodNotAllowed, Msg: r.Method + " is not allowed on " + r.URL.Path}
 			}))
 		})
 	})

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/vmm/agent"
 )
 
@@ -47,71 +47,19 @@ const (
 	terminalTimeout = 30 * time.Second // no pong for this long: the socket is dead
 )
 
-// TerminalControl is a JSON text frame of the terminal websocket.
-type TerminalControl struct {
-	Type  string `json:"type"` // client: resize, signal, ack; server: session, exit, error
-	ID    string `json:"id,omitempty"`
-	Cols  uint16 `json:"cols,omitempty"`
-	Rows  uint16 `json:"rows,omitempty"`
-	Name  string `json:"name,omitempty"`
-	Bytes int64  `json:"bytes,omitempty"`
-	Code  *int   `json:"code,omitempty"`
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error,omitempty"`
-}
-
-// ParseTerminalControl decodes one client control frame of the terminal
-// websocket, refusing oversized and unknown ones.
-func ParseTerminalControl(b []byte) (TerminalControl, error) {
-	var c TerminalControl
-	if len(b) > maxControlFrame {
-		return c, errors.New("control frame over 64 KiB")
-	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, err
-	}
-	switch c.Type {
-	case "resize", "signal":
-		return c, nil
-	case "ack":
-		if c.Bytes < 0 {
-			return c, errors.New("negative ack")
-		}
-		return c, nil
-	}
-	return c, errors.New("unknown control frame type " + strconv.Quote(c.Type))
-}
-
-// TerminalSession is one terminal session as the API lists it.
-type TerminalSession struct {
-	ID        string    `json:"id"`
-	Argv      []string  `json:"argv"`
-	User      string    `json:"user"`
-	PID       int       `json:"pid"`
-	Cols      uint16    `json:"cols"`
-	Rows      uint16    `json:"rows"`
-	Attached  bool      `json:"attached"`
-	CreatedAt time.Time `json:"created_at"`
-	Exited    bool      `json:"exited"`
-	ExitCode  int       `json:"exit_code"`
-}
-
 func (s *Server) handleListTerminals(w http.ResponseWriter, r *http.Request) error {
 	c, err := s.cfg.Manager.RunningAgent(r.Context(), chi.URLParam(r, "name"))
 	if err != nil {
 		return err
 	}
-	out := []TerminalSession{}
+	out := []api.TerminalSession{}
 	if c != nil {
 		list, err := c.Sessions(r.Context())
 		if err != nil {
 			return err
 		}
 		for _, si := range list {
-			out = append(out, TerminalSession{ID: si.ID, Argv: si.Argv, User: si.User, PID: si.PID, Cols: si.Cols, Rows: si.Rows,
-				Attached: si.Attached, CreatedAt: si.CreatedAt, Exited: si.Exited, ExitCode: si.ExitCode})
+			out = append(out, apiSession(si))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -125,7 +73,7 @@ func (s *Server) handleKillTerminal(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	if c == nil {
-		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: "the distro is not running, so it has no terminal sessions"}
+		return &httpError{Status: http.StatusNotFound, Code: api.CodeNotFound, Msg: "the distro is not running, so it has no terminal sessions"}
 	}
 	if err := c.KillSession(r.Context(), chi.URLParam(r, "id")); err != nil {
 		return err
@@ -165,7 +113,7 @@ func (s *Server) handleTerminal(w http.ResponseWriter, r *http.Request) error {
 		// Reattaching never starts a distro: a stopped one has no sessions.
 		c, err = s.cfg.Manager.RunningAgent(r.Context(), chi.URLParam(r, "name"))
 		if err == nil && c == nil {
-			return &httpError{Status: http.StatusNotFound, Code: "session_not_found", Msg: "no terminal session " + strconv.Quote(id) + ": the distro is not running"}
+			return &httpError{Status: http.StatusNotFound, Code: api.CodeSessionNotFound, Msg: "no terminal session " + strconv.Quote(id) + ": the distro is not running"}
 		}
 	} else {
 		c, err = s.cfg.Manager.Agent(r.Context(), chi.URLParam(r, "name"))
@@ -198,7 +146,7 @@ func (s *Server) handleTerminal(w http.ResponseWriter, r *http.Request) error {
 	}
 	att, err := c.AttachSession(r.Context(), id)
 	if errors.Is(err, agent.ErrSessionNotFound) {
-		return &httpError{Status: http.StatusNotFound, Code: "session_not_found", Msg: "no terminal session " + strconv.Quote(id) + " (it ended or timed out)", Err: err}
+		return &httpError{Status: http.StatusNotFound, Code: api.CodeSessionNotFound, Msg: "no terminal session " + strconv.Quote(id) + " (it ended or timed out)", Err: err}
 	}
 	if err != nil {
 		return err
@@ -273,7 +221,7 @@ func (s *Server) serveTerminal(ctx context.Context, conn *wsConn, id string, att
 	fl.cond = sync.NewCond(&fl.mu)
 	defer fl.close()
 	conn.SetReadLimit(1 << 20)
-	if err := conn.sendJSON(TerminalControl{Type: "session", ID: id}); err != nil {
+	if err := conn.sendJSON(api.Control{Type: api.ControlSession, ID: id}); err != nil {
 		return
 	}
 	var wg sync.WaitGroup
@@ -320,7 +268,12 @@ func (s *Server) serveTerminal(ctx context.Context, conn *wsConn, id string, att
 				}
 				continue
 			}
-			ctl, err := ParseTerminalControl(msg)
+			ctl, err := api.ParseControl(msg)
+			if err == nil && ctl.Type == api.ControlEOF {
+				// A terminal's input ends with the program (^D is a
+				// keystroke): eof has no meaning here and is refused.
+				err = errors.New("eof is not a terminal control frame")
+			}
 			if err != nil {
 				s.log.Info("terminal control refused", "session", id, "err", err)
 				conn.mu.Lock()
@@ -329,11 +282,11 @@ func (s *Server) serveTerminal(ctx context.Context, conn *wsConn, id string, att
 				return
 			}
 			switch ctl.Type {
-			case "resize":
+			case api.ControlResize:
 				att.Resize(ctl.Cols, ctl.Rows)
-			case "signal":
+			case api.ControlSignal:
 				att.Signal(ctl.Name)
-			case "ack":
+			case api.ControlAck:
 				fl.ack(ctl.Bytes)
 			}
 		}
@@ -375,7 +328,7 @@ func (s *Server) serveTerminal(ctx context.Context, conn *wsConn, id string, att
 	if err == nil {
 		<-outDone
 		code := st.Code
-		conn.sendJSON(TerminalControl{Type: "exit", Code: &code})
+		conn.sendJSON(api.Control{Type: api.ControlExit, Code: &code})
 		conn.mu.Lock()
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "exited"), time.Now().Add(time.Second))
 		conn.mu.Unlock()
