@@ -149,7 +149,9 @@ func (m *Manager) reserve(ctx context.Context, name string, version int, locatio
 func (m *Manager) unreserve(d store.Distro) {
 	ctx := context.WithoutCancel(m.ctx)
 	m.removeFiles(d)
-	os.RemoveAll(filepath.Join(m.cfg.tmpDir(), d.ID))
+	if err := archive.RemoveAll(filepath.Join(m.cfg.tmpDir(), d.ID)); err != nil {
+		m.log.Warn("cannot remove failed import's staging files", "distro", d.Name, "err", err)
+	}
 	if err := m.cfg.Store.DeleteDistro(ctx, d.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		m.log.Warn("cannot remove failed distro row", "distro", d.Name, "err", err)
 	}

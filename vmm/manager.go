@@ -156,7 +156,9 @@ func (m *Manager) recover(ctx context.Context) error {
 	for _, e := range entries {
 		p := filepath.Join(m.cfg.tmpDir(), e.Name())
 		m.log.Info("removing leftover staging entry", "path", p)
-		if err := os.RemoveAll(p); err != nil {
+		// A half-imported tree is the distro's work: archive.RemoveAll
+		// holds a bounded number of descriptors however deep it is.
+		if err := archive.RemoveAll(p); err != nil {
 			m.log.Warn("cannot remove leftover staging entry", "path", p, "err", err)
 		}
 	}
@@ -226,7 +228,9 @@ func (m *Manager) removeFiles(d store.Distro) {
 		paths = []string{filepath.Join(d.Location, "rootfs"), filepath.Join(d.Location, stagingName)}
 	}
 	for _, p := range paths {
-		if err := os.RemoveAll(p); err != nil {
+		// Not os.RemoveAll: it holds a descriptor per level, and a distro
+		// can make a tree deeper than the server's RLIMIT_NOFILE.
+		if err := archive.RemoveAll(p); err != nil {
 			m.log.Warn("cannot remove distro files", "distro", d.Name, "path", p, "err", err)
 		}
 	}
