@@ -280,7 +280,7 @@ func listenSocket(path string, log *slog.Logger) (net.Listener, error) {
 // startNetwork starts the network manager: the port manager that exposes distro
 // ports (with the nftables firewall when this process may use it) and the
 // portproxy rules. Both run until ctx ends; wait returns when they have stopped.
-func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Backend, log *slog.Logger) (*netmgr.PortManager, *netmgr.Manager, func()) {
+func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Backend, log *slog.Logger) (*netmgr.PortManager, *netmgr.PortProxy, func()) {
 	fw, err := netmgr.OpenFirewall(ctx, log)
 	if err != nil {
 		log.Warn("no firewall: version 1 ports bound to every address reach the LAN whatever their setting", "err", err)
@@ -318,7 +318,7 @@ func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Ba
 			return st.V1LANDefault
 		},
 	})
-	rules := netmgr.New(netmgr.Config{Store: dbs, Logger: log.With("component", "portproxy")})
+	rules := netmgr.NewPortProxy(netmgr.PortProxyConfig{Store: dbs, Logger: log.With("component", "portproxy")})
 	if err := rules.Load(ctx); err != nil {
 		log.Warn("portproxy rules not loaded", "err", err)
 	}

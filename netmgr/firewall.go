@@ -57,6 +57,7 @@ func keyString(k PortKey) string { return fmt.Sprintf("%s/%d", k.Proto, k.Port) 
 // source port), as the kernel saw them: a GRO or GSO batch counts as one
 // packet with its payloads summed.
 type PortCounter struct {
+	// BytesIn counts the packets to the port; BytesOut those from it.
 	BytesIn, BytesOut uint64
 }
 

@@ -1,9 +1,9 @@
 // Package netmgr owns networking for distros: listening-port discovery (a netlink
 // sock_diag dump attributed to processes through /proc), the TCP and UDP proxy that
-// localhost forwarding, LAN exposure and portproxy rules are made of, and the
-// portproxy rule manager, the PortManager that exposes distro ports to the LAN per
-// port, and the nftables firewall that keeps LAN-off ports off. cli (which starts
-// it in serve) and server import it.
+// localhost forwarding, LAN exposure and portproxy rules are made of, the PortProxy
+// that runs portproxy rules, the PortManager that exposes distro ports to the LAN
+// per port, and the nftables firewall that keeps LAN-off ports off. cli (which
+// starts it in serve) and server import it.
 // Rules and settings persist through the RuleStore and PortStore interfaces it
 // declares; DBStore implements them on store, the only other subsys package it
 // imports. It never imports server, cli or web. Version 1 distros share the host's
@@ -30,7 +30,7 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrNotFound: no rule by that id.
 	ErrNotFound = errors.New("not found")
-	// ErrClosed: the proxy or manager was closed.
+	// ErrClosed: the PortProxy or the Firewall was closed.
 	ErrClosed = errors.New("closed")
 )
 

@@ -11,11 +11,12 @@ import (
 // DBStore keeps portproxy rules (RuleStore) and per-port settings (PortStore)
 // in subsys's SQLite database.
 type DBStore struct {
+	// DB is the open database.
 	DB *store.DB
 }
 
 // Rules returns every stored portproxy rule. A row that no longer parses is
-// returned with what could be read, so that the Manager reports it in state
+// returned with what could be read, so that the PortProxy reports it in state
 // error instead of hiding it.
 func (s DBStore) Rules(ctx context.Context) ([]Rule, error) {
 	rows, err := s.DB.PortProxyRules(ctx)

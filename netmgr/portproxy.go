@@ -21,7 +21,7 @@ import (
 // Rule is a portproxy rule, netsh-style: connections (TCP) or datagrams (UDP) to
 // ListenAddress:ListenPort are forwarded to ConnectAddress:ConnectPort.
 type Rule struct {
-	// ID names the rule; the Manager picks one when it is empty.
+	// ID names the rule; the PortProxy picks one when it is empty.
 	ID string `json:"id"`
 	// Proto is "tcp" or "udp".
 	Proto string `json:"proto"`
@@ -69,7 +69,7 @@ func (r Rule) Normalize() Rule {
 }
 
 // Validate checks a normalized rule; errors wrap ErrInvalid and say which field
-// is wrong. An empty ID is valid (the Manager assigns one).
+// is wrong. An empty ID is valid (the PortProxy assigns one).
 func (r Rule) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
@@ -135,9 +135,9 @@ func (r Rule) overlaps(o Rule) bool {
 	return a == b || (a.Is4() == b.Is4() && (a.IsUnspecified() || b.IsUnspecified()))
 }
 
-// RuleStore keeps portproxy rules across restarts; server gives the Manager one
-// backed by SQLite. Rules are stored as the Manager passes them (normalized, with
-// an ID).
+// RuleStore keeps portproxy rules across restarts; server gives the PortProxy
+// one backed by SQLite. Rules are stored as the PortProxy passes them
+// (normalized, with an ID).
 type RuleStore interface {
 	// Rules returns every stored rule.
 	Rules(ctx context.Context) ([]Rule, error)
@@ -152,7 +152,7 @@ const (
 	// StateActive: the rule's proxy is listening.
 	StateActive = "active"
 	// StateConflict: the listen port is taken; RuleStatus.Error names the
-	// holder. The Manager retries while Run runs.
+	// holder. The PortProxy retries while Run runs.
 	StateConflict = "conflict"
 	// StateError: the proxy could not start for another reason (address not on
 	// this host, permission); retried like a conflict.
@@ -169,8 +169,8 @@ type RuleStatus struct {
 	Stats
 }
 
-// Config configures a Manager.
-type Config struct {
+// PortProxyConfig configures a PortProxy.
+type PortProxyConfig struct {
 	// Store keeps rules across restarts. Default: none (rules live in memory).
 	Store RuleStore
 	// Logger receives rule changes at Info. Default slog.Default().
@@ -183,9 +183,11 @@ type Config struct {
 	RetryInterval time.Duration
 }
 
-// Manager runs one Proxy per portproxy rule.
-type Manager struct {
-	cfg Config
+// PortProxy runs the portproxy rules: one Proxy per rule. A rule whose listen
+// port is taken stays in state conflict and is started once the port is free
+// (while Run runs), so a restart never loses a rule to a port briefly held.
+type PortProxy struct {
+	cfg PortProxyConfig
 	log *slog.Logger
 
 	mu     sync.Mutex
@@ -200,22 +202,22 @@ type managed struct {
 	err   error // why proxy is nil
 }
 
-// New returns a Manager; Load or Run starts the stored rules.
-func New(cfg Config) *Manager {
+// NewPortProxy returns a PortProxy; Load or Run starts the stored rules.
+func NewPortProxy(cfg PortProxyConfig) *PortProxy {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = 5 * time.Second
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, rules: make(map[string]*managed)}
+	return &PortProxy{cfg: cfg, log: cfg.Logger, rules: make(map[string]*managed)}
 }
 
 // Add validates r, starts its proxy and stores it, and returns its status. An
 // empty ID gets a random one. A rule with the same ID, or that overlaps another
 // rule's listen address, gives ErrDuplicate; a port held by something else gives
 // a *PortInUseError (ErrPortInUse) naming the holder; neither is stored.
-func (m *Manager) Add(ctx context.Context, r Rule) (RuleStatus, error) {
+func (m *PortProxy) Add(ctx context.Context, r Rule) (RuleStatus, error) {
 	r = r.Normalize()
 	if r.ID == "" {
 		r.ID = newID()
@@ -256,7 +258,7 @@ func (m *Manager) Add(ctx context.Context, r Rule) (RuleStatus, error) {
 }
 
 // start opens the proxy of r.
-func (m *Manager) start(r Rule) (*Proxy, error) {
+func (m *PortProxy) start(r Rule) (*Proxy, error) {
 	return NewProxy(ProxyConfig{
 		Proto:       r.Proto,
 		Listen:      r.Listen(),
@@ -269,7 +271,7 @@ func (m *Manager) start(r Rule) (*Proxy, error) {
 
 // Delete removes the rule from the store, then stops its proxy, cutting its live
 // connections. An unknown ID gives ErrNotFound.
-func (m *Manager) Delete(ctx context.Context, id string) error {
+func (m *PortProxy) Delete(ctx context.Context, id string) error {
 	m.mu.Lock()
 	mr, ok := m.rules[id]
 	m.mu.Unlock()
@@ -297,7 +299,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 }
 
 // Get returns one rule's status, or ErrNotFound.
-func (m *Manager) Get(id string) (RuleStatus, error) {
+func (m *PortProxy) Get(id string) (RuleStatus, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	mr, ok := m.rules[id]
@@ -308,7 +310,7 @@ func (m *Manager) Get(id string) (RuleStatus, error) {
 }
 
 // List returns every rule's status, ordered by protocol, listen port and address.
-func (m *Manager) List() []RuleStatus {
+func (m *PortProxy) List() []RuleStatus {
 	m.mu.Lock()
 	out := make([]RuleStatus, 0, len(m.rules))
 	for _, mr := range m.rules {
@@ -329,7 +331,7 @@ func (m *Manager) List() []RuleStatus {
 // Load reads the store and starts every stored rule not yet known. A rule whose
 // port is taken, or that cannot start for another reason, is kept in state
 // conflict or error (Run retries it); only a failing store is an error.
-func (m *Manager) Load(ctx context.Context) error {
+func (m *PortProxy) Load(ctx context.Context) error {
 	if m.cfg.Store == nil {
 		return nil
 	}
@@ -371,7 +373,7 @@ func (m *Manager) Load(ctx context.Context) error {
 
 // Run loads the stored rules, then retries the rules that could not start every
 // RetryInterval until ctx ends; then it stops every proxy (Close) and returns.
-func (m *Manager) Run(ctx context.Context) error {
+func (m *PortProxy) Run(ctx context.Context) error {
 	if err := m.Load(ctx); err != nil {
 		return err
 	}
@@ -388,7 +390,7 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // retry tries once more to start the rules that are not active.
-func (m *Manager) retry() {
+func (m *PortProxy) retry() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -409,7 +411,7 @@ func (m *Manager) retry() {
 }
 
 // Close stops every proxy, cutting live connections; the rules stay stored.
-func (m *Manager) Close() error {
+func (m *PortProxy) Close() error {
 	m.mu.Lock()
 	m.closed = true
 	var ps []*Proxy
@@ -428,7 +430,7 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// status reports mr; the caller holds the Manager's lock.
+// status reports mr; the caller holds the PortProxy's lock.
 func (mr *managed) status() RuleStatus {
 	s := RuleStatus{Rule: mr.rule, State: StateActive}
 	if mr.proxy != nil {

@@ -158,14 +158,14 @@ func freePort(t *testing.T, proto string) uint16 {
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
-func TestManager(t *testing.T) {
+func TestPortProxy(t *testing.T) {
 	ctx := context.Background()
 	srv := newTCPServer(t, lo4, echo)
 	usrv := udpEcho(t, lo4, "")
 	target := srv.ln.Addr().(*net.TCPAddr).AddrPort()
 	utarget := usrv.LocalAddr().(*net.UDPAddr).AddrPort()
 	st := newMemStore()
-	m := New(Config{Store: st})
+	m := NewPortProxy(PortProxyConfig{Store: st})
 	defer m.Close()
 
 	port := freePort(t, TCP)
@@ -285,7 +285,7 @@ func TestManager(t *testing.T) {
 
 // TestManagerRun: stored rules start on Run; one whose port is taken is a
 // conflict naming the holder, and starts once the port is free.
-func TestManagerRun(t *testing.T) {
+func TestPortProxyRun(t *testing.T) {
 	srv := newTCPServer(t, lo4, echo)
 	target := srv.ln.Addr().(*net.TCPAddr).AddrPort()
 	held, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -299,7 +299,7 @@ func TestManagerRun(t *testing.T) {
 	st.rules["b"] = Rule{ID: "b", Proto: TCP, ListenAddress: lo4, ListenPort: hport, ConnectAddress: "127.0.0.1", ConnectPort: target.Port()}
 	st.rules["bad"] = Rule{ID: "bad", Proto: "icmp", ListenAddress: lo4, ListenPort: 1, ConnectAddress: "127.0.0.1", ConnectPort: 1}
 
-	m := New(Config{Store: st, RetryInterval: 20 * time.Millisecond})
+	m := NewPortProxy(PortProxyConfig{Store: st, RetryInterval: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -343,10 +343,10 @@ func TestManagerRun(t *testing.T) {
 	}
 }
 
-func TestManagerLoadError(t *testing.T) {
+func TestPortProxyLoadError(t *testing.T) {
 	st := newMemStore()
 	st.fail = errors.New("locked")
-	m := New(Config{Store: st})
+	m := NewPortProxy(PortProxyConfig{Store: st})
 	defer m.Close()
 	if err := m.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "locked") {
 		t.Fatalf("Run with a failing store = %v", err)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -51,7 +50,9 @@ const conflictRetry = 2 * time.Second
 
 // Distro is a running distro whose ports the PortManager watches.
 type Distro struct {
-	ID   string
+	// ID is the distro's id, by which its settings are stored.
+	ID string
+	// Name is the distro's name, as PortsEvent reports it.
 	Name string
 	// PIDNamespace names the distro's processes (see PIDNamespace); sockets
 	// that they hold are the distro's ports. Empty: the distro's ports are not
@@ -83,35 +84,52 @@ var DefaultPortSetting = PortSetting{Localhost: true}
 
 // PortUpdate changes some fields of a PortSetting; nil fields stay.
 type PortUpdate struct {
-	LAN        *bool
-	Allow      *[]netip.Prefix
+	// LAN, when set, replaces PortSetting.LAN.
+	LAN *bool
+	// Allow, when set, replaces PortSetting.Allow (normalized).
+	Allow *[]netip.Prefix
+	// LANAddress, when set, replaces PortSetting.LANAddress; the zero Addr
+	// means every address again.
 	LANAddress *netip.Addr
-	Localhost  *bool
+	// Localhost, when set, replaces PortSetting.Localhost.
+	Localhost *bool
 }
 
 // PortKey names a port: protocol and number.
 type PortKey struct {
+	// Proto is "tcp" or "udp".
 	Proto string
-	Port  uint16
+	// Port is 1-65535.
+	Port uint16
 }
 
 // PortStore keeps per-port settings across restarts, by distro id.
 type PortStore interface {
+	// PortSettings returns every stored setting, by distro id and port.
 	PortSettings(ctx context.Context) (map[string]map[PortKey]PortSetting, error)
+	// PutPortSetting stores the setting of one port of a distro, replacing
+	// the one stored before.
 	PutPortSetting(ctx context.Context, distroID string, k PortKey, s PortSetting) error
 }
 
 // Port is one listening port of a distro, how it is exposed, and its counters.
 type Port struct {
+	// Proto is "tcp" or "udp".
 	Proto string `json:"proto"`
-	Port  uint16 `json:"port"`
+	// Port is the port number.
+	Port uint16 `json:"port"`
 	// Address is the bind address; 0.0.0.0 or :: mean every address.
 	Address netip.Addr `json:"address"`
-	Process string     `json:"process"`
-	PID     int        `json:"pid"`
+	// Process and PID name the process holding the socket; "" and 0 when
+	// none was found, and for a closed port.
+	Process string `json:"process"`
+	PID     int    `json:"pid"`
+	// PortSetting is the port's setting; its LAN is the effective one (the
+	// follow-bind default when the port has no setting of its own).
 	PortSetting
 	// State is PortLocal, PortLAN, PortConflict, PortError or PortClosed.
 	State string `json:"state"`
+	// Error says why the state is PortConflict or PortError.
 	Error string `json:"error,omitempty"`
 	// Connections counts live TCP connections to the port (UDP: flows through
 	// subsys's LAN proxy).
@@ -140,7 +158,9 @@ type PortsConfig struct {
 	// HostAddresses lists the host's own unicast addresses; default: every
 	// interface address (see hostAddresses).
 	HostAddresses func() ([]netip.Addr, error)
-	Logger        *slog.Logger
+	// Logger receives exposure changes at Info and failures at Warn; default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // PortManager discovers the listening ports of running version 1 distros and
@@ -371,17 +391,7 @@ func (m *PortManager) Set(ctx context.Context, d Distro, k PortKey, u PortUpdate
 	if err := m.Rescan(ctx); err != nil {
 		return nil, err
 	}
-	var out []Port
-	for _, p := range m.Ports(d.ID) {
-		if p.Proto == k.Proto && p.Port == k.Port {
-			out = append(out, p)
-		}
-	}
-	if len(out) == 0 {
-		out = []Port{{Proto: k.Proto, Port: k.Port, PortSetting: next, State: PortClosed}}
-		out[0].Allow = nonNilAllow(out[0].Allow)
-	}
-	return out, nil
+	return portsOf(m.Ports(d.ID), k, next), nil
 }
 
 // Validate checks a setting: at most MaxAllow valid prefixes, and a LAN address
@@ -428,8 +438,9 @@ func ParsePrefixes(list []string) ([]netip.Prefix, error) {
 	return normalizeAllow(out), nil
 }
 
-// scan is one pass: discover, decide, apply, publish. Errors are logged; the
-// next pass tries again.
+// scan is one pass: discover and plan (look, planScan), apply the plan
+// (applyProxies, applyFirewall, cutConnections), and report it (report).
+// Errors are logged; the next pass tries again.
 func (m *PortManager) scan(ctx context.Context) {
 	plan, running, hostAddrs, ok := m.look(ctx)
 	if !ok {
@@ -438,7 +449,7 @@ func (m *PortManager) scan(ctx context.Context) {
 	m.applyProxies(plan)
 	fwErr := m.applyFirewall(ctx, plan)
 	var conns []Socket
-	if hasTCP(plan) {
+	if plan.hasTCP() {
 		// One dump serves both the cut and the connection counts.
 		var err error
 		if conns, err = Connections(ctx); err != nil {
@@ -549,484 +560,8 @@ func (m *PortManager) discover(ctx context.Context, distros []Distro) (map[strin
 	return out, nil
 }
 
-// portPlan is what one scan decided for one listening socket of a distro.
-type portPlan struct {
-	distroID string
-	l        Listener
-	set      PortSetting
-	lan      bool // effective: the setting, or the follow-bind default
-	proxies  []proxyKey
-	err      error // why the port is not exposed as asked
-}
-
-// scanPlan is the whole scan's decision.
-type scanPlan struct {
-	ports   []*portPlan
-	proxies map[proxyKey]lanProxy
-	rules   []FirewallRule
-}
-
-// plan decides, for every listening socket, which LAN listeners and firewall
-// rules it needs.
-func (m *PortManager) plan(listeners map[string][]Listener, hostAddrs []netip.Addr, followBind bool) *scanPlan {
-	m.mu.Lock()
-	settings := make(map[string]map[PortKey]PortSetting, len(m.settings))
-	for id, ps := range m.settings {
-		settings[id] = ps
-	}
-	m.mu.Unlock()
-	sp := &scanPlan{proxies: map[proxyKey]lanProxy{}}
-	ruleIdx := map[PortKey]int{}
-	ids := make([]string, 0, len(listeners))
-	for id := range listeners {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		for _, l := range listeners[id] {
-			k := PortKey{l.Proto, l.Port}
-			set, configured := settings[id][k]
-			if !configured {
-				set = DefaultPortSetting
-			}
-			addr := l.Address.Unmap()
-			pp := &portPlan{distroID: id, l: l, set: set, lan: set.LAN}
-			if !configured && followBind && !addr.IsLoopback() {
-				pp.lan = true
-			}
-			rule := FirewallRule{Proto: l.Proto, Port: l.Port, Family: familyOf(addr)}
-			if addr.IsLoopback() {
-				// Only subsys's proxies carry LAN traffic to it; count the loopback leg.
-				rule.LoopbackOnlyCount = true
-				if pp.lan {
-					for _, a := range hostAddrs {
-						if a.IsLoopback() || a.IsLinkLocalUnicast() || (set.LANAddress.IsValid() && a != set.LANAddress) {
-							continue
-						}
-						pk := proxyKey{l.Proto, netip.AddrPortFrom(a, l.Port)}
-						if prev, taken := sp.proxies[pk]; taken && prev.target.Addr().Is4() == addr.Is4() {
-							continue // a same-family target got it first
-						}
-						sp.proxies[pk] = lanProxy{distroID: id, target: netip.AddrPortFrom(addr, l.Port), allow: prefixList(set.Allow)}
-						pp.proxies = append(pp.proxies, pk)
-					}
-					if len(pp.proxies) == 0 {
-						if set.LANAddress.IsValid() {
-							pp.err = fmt.Errorf("lan_address %s is not an address of this host", set.LANAddress)
-						} else {
-							pp.err = errors.New("this host has no LAN address")
-						}
-					}
-				}
-			} else {
-				rule.Drop = !pp.lan
-				if pp.lan {
-					rule.Allow = set.Allow
-					rule.Dest = set.LANAddress
-					if d := set.LANAddress; d.IsValid() && rule.Family != 0 && d.Is4() != (rule.Family == 4) {
-						// No packet of the socket's family goes to that address.
-						rule.Drop, rule.Dest = true, netip.Addr{}
-						pp.err = fmt.Errorf("lan_address %s is not of the family of the bind address %s", d, addr)
-					}
-				}
-			}
-			if i, ok := ruleIdx[k]; ok {
-				// Several sockets on one port (0.0.0.0 and [::], say): one
-				// rule for both families, and the stricter decision wins.
-				sp.rules[i] = mergeRules(sp.rules[i], rule)
-			} else {
-				ruleIdx[k] = len(sp.rules)
-				sp.rules = append(sp.rules, rule)
-			}
-			sp.ports = append(sp.ports, pp)
-		}
-	}
-	return sp
-}
-
-// mergeRules combines the rules of two sockets on one port (0.0.0.0 and [::],
-// or two distros on two addresses): both families when they differ, and the
-// stricter of the two filters, so that a merge never opens what either rule
-// keeps shut: a drop when either drops, the prefixes both allow, the lan
-// address both name.
-func mergeRules(a, b FirewallRule) FirewallRule {
-	if a.Family != b.Family {
-		a.Family = 0
-	}
-	a.LoopbackOnlyCount = a.LoopbackOnlyCount && b.LoopbackOnlyCount
-	if b.Drop {
-		a.Drop = true
-	}
-	switch {
-	case len(a.Allow) == 0:
-		a.Allow = b.Allow
-	case len(b.Allow) > 0:
-		a.Allow = intersectPrefixes(a.Allow, b.Allow)
-		if len(a.Allow) == 0 {
-			a.Drop = true
-		}
-	}
-	switch {
-	case !a.Dest.IsValid():
-		a.Dest = b.Dest
-	case b.Dest.IsValid() && b.Dest != a.Dest:
-		a.Drop = true
-	}
-	if a.Drop {
-		a.Allow, a.Dest = nil, netip.Addr{}
-	}
-	return a
-}
-
-// intersectPrefixes returns the prefixes that lie in both lists: of each pair
-// that overlaps, the narrower.
-func intersectPrefixes(a, b []netip.Prefix) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range a {
-		for _, q := range b {
-			switch {
-			case p.Bits() >= q.Bits() && q.Contains(p.Addr()):
-				out = append(out, p)
-			case q.Bits() > p.Bits() && p.Contains(q.Addr()):
-				out = append(out, q)
-			}
-		}
-	}
-	return normalizeAllow(out)
-}
-
-// familyOf is a bind address's firewall family: 4, 6, or 0 for the IPv6
-// wildcard, which takes IPv4 clients too unless IPV6_V6ONLY is set.
-func familyOf(a netip.Addr) int {
-	switch {
-	case a.Is4():
-		return 4
-	case a.IsUnspecified():
-		return 0
-	default:
-		return 6
-	}
-}
-
-// applyProxies closes the LAN listeners the plan no longer wants (cutting
-// their connections) and opens the new ones. A listener whose address is taken
-// is retried after conflictRetry.
-func (m *PortManager) applyProxies(sp *scanPlan) {
-	for k, lp := range m.proxies {
-		want, ok := sp.proxies[k]
-		if ok && want.target == lp.target && want.allow == lp.allow && want.distroID == lp.distroID {
-			continue
-		}
-		_ = lp.proxy.Close()
-		delete(m.proxies, k)
-		m.log.Info("LAN listener closed", "proto", k.proto, "listen", k.listen.String())
-	}
-	for k := range m.retryAt {
-		if _, ok := sp.proxies[k]; !ok {
-			delete(m.retryAt, k)
-			delete(m.proxyErrs, k)
-		}
-	}
-	now := time.Now()
-	for k, want := range sp.proxies {
-		if _, ok := m.proxies[k]; ok {
-			continue
-		}
-		if t, ok := m.retryAt[k]; ok && now.Before(t) {
-			continue
-		}
-		allow, _ := ParsePrefixes(strings.Split(want.allow, ","))
-		p, err := NewProxy(ProxyConfig{
-			Proto:  k.proto,
-			Listen: k.listen,
-			Target: want.target.String(),
-			Allow:  allow,
-			Logger: m.log.With("distro", want.distroID),
-		})
-		if err != nil {
-			if _, seen := m.retryAt[k]; !seen {
-				m.log.Warn("LAN listener not opened", "proto", k.proto, "listen", k.listen.String(), "err", err)
-			}
-			m.retryAt[k] = now.Add(conflictRetry)
-			m.proxyErrs[k] = err
-			continue
-		}
-		delete(m.retryAt, k)
-		delete(m.proxyErrs, k)
-		want.proxy = p
-		lp := want
-		m.proxies[k] = &lp
-		m.log.Info("LAN listener opened", "proto", k.proto, "listen", k.listen.String(), "target", want.target.String())
-	}
-}
-
-// applyFirewall hands the plan's rules to the firewall.
-func (m *PortManager) applyFirewall(ctx context.Context, sp *scanPlan) error {
-	if m.cfg.Firewall == nil {
-		return ErrFirewallUnavailable
-	}
-	if err := m.cfg.Firewall.Apply(ctx, sp.rules); err != nil {
-		m.log.Warn("apply firewall rules", "err", err)
-		return err
-	}
-	return nil
-}
-
-// cutConnections aborts the live TCP connections to distro ports bound to
-// every address that their rule no longer admits: from a LAN host while LAN is
-// off, from outside the allowlist, or to another address than lan_address.
-// Enforcing on every scan, not only on a toggle, also cuts a connection that
-// slipped in before the port was first seen.
-func (m *PortManager) cutConnections(ctx context.Context, sp *scanPlan, hostAddrs []netip.Addr, conns []Socket) {
-	if m.cfg.Firewall == nil {
-		return
-	}
-	rules := map[uint16][]FirewallRule{}
-	for _, r := range sp.rules {
-		if r.Proto == TCP && !r.LoopbackOnlyCount && (r.Drop || len(r.Allow) > 0 || r.Dest.IsValid()) {
-			rules[r.Port] = append(rules[r.Port], r)
-		}
-	}
-	if len(rules) == 0 {
-		return
-	}
-	local := map[netip.Addr]bool{}
-	for _, a := range hostAddrs {
-		local[a.Unmap()] = true
-	}
-	// The distros' bind addresses by port: a connection to another address
-	// on the same port number is a host program's, not theirs to cut.
-	binds := map[uint16][]netip.Addr{}
-	for _, pp := range sp.ports {
-		if pp.l.Proto == TCP && !pp.l.Address.Unmap().IsLoopback() {
-			binds[pp.l.Port] = append(binds[pp.l.Port], pp.l.Address.Unmap())
-		}
-	}
-	var cut []Socket
-	for _, c := range conns {
-		remote := c.Remote.Addr().Unmap()
-		if remote.IsLoopback() || local[remote] {
-			continue // from this host: never LAN traffic
-		}
-		if !boundTo(binds[c.Local.Port()], c.Local.Addr().Unmap()) {
-			continue
-		}
-		for _, r := range rules[c.Local.Port()] {
-			if r.admits(remote, c.Local.Addr().Unmap()) {
-				continue
-			}
-			if r.Family == 4 && !remote.Is4() || r.Family == 6 && remote.Is4() {
-				continue
-			}
-			cut = append(cut, c)
-			break
-		}
-	}
-	if len(cut) == 0 {
-		return
-	}
-	n, err := DestroySockets(ctx, cut)
-	if err != nil {
-		m.log.Warn("cut connections", "err", err)
-	}
-	if n > 0 {
-		m.log.Info("cut connections no longer allowed", "count", n)
-	}
-}
-
-// boundTo reports whether a connection to local address a belongs to a socket
-// bound to one of binds: the same address, or the wildcard of its family (the
-// IPv6 wildcard takes IPv4 too).
-func boundTo(binds []netip.Addr, a netip.Addr) bool {
-	for _, b := range binds {
-		if b == a || b.IsUnspecified() && (b.Is6() || a.Is4()) {
-			return true
-		}
-	}
-	return false
-}
-
-// admits reports whether a LAN packet from src to dst passes r.
-func (r FirewallRule) admits(src, dst netip.Addr) bool {
-	if r.Drop {
-		return false
-	}
-	if r.Dest.IsValid() && dst != r.Dest {
-		return false
-	}
-	if len(r.Allow) == 0 {
-		return true
-	}
-	for _, p := range r.Allow {
-		if p.Contains(src) {
-			return true
-		}
-	}
-	return false
-}
-
-// report turns the plan into Ports with states and counters, stores them for
-// Ports, and publishes a PortsEvent for each distro whose ports changed.
-func (m *PortManager) report(ctx context.Context, sp *scanPlan, running map[string]Distro, fwErr error, conns []Socket) {
-	var counters map[PortKey]PortCounter
-	if fwErr == nil && len(sp.rules) > 0 {
-		var err error
-		if counters, err = m.cfg.Firewall.Counters(ctx); err != nil {
-			m.log.Warn("read firewall counters", "err", err)
-		}
-	}
-	byDistro := map[string][]Port{}
-	for _, pp := range sp.ports {
-		p := Port{
-			Proto: pp.l.Proto, Port: pp.l.Port, Address: pp.l.Address.Unmap(), Process: pp.l.Process, PID: pp.l.PID,
-			PortSetting: pp.set, State: PortLocal,
-		}
-		p.LAN = pp.lan
-		p.Allow = nonNilAllow(p.Allow)
-		var errs []string
-		if pp.err != nil {
-			errs = append(errs, pp.err.Error())
-		}
-		var stats Stats
-		opened := 0
-		conflict := false
-		for _, k := range pp.proxies {
-			if lp, ok := m.proxies[k]; ok {
-				stats = stats.Add(lp.proxy.Stats())
-				opened++
-			} else if e, ok := m.proxyErrs[k]; ok {
-				if errors.Is(e, ErrPortInUse) {
-					conflict = true
-				}
-				errs = append(errs, e.Error())
-			}
-		}
-		loop := p.Address.IsLoopback()
-		switch {
-		case conflict:
-			p.State = PortConflict
-		case len(errs) > 0:
-			p.State = PortError
-		case !loop && fwErr != nil && (!pp.lan || len(pp.set.Allow) > 0 || pp.set.LANAddress.IsValid()):
-			p.State = PortError
-			errs = append(errs, "no firewall ("+fwErr.Error()+"): the port is reachable from the LAN whatever its setting")
-		case pp.lan && (opened > 0 || !loop):
-			p.State = PortLAN
-		}
-		if pp.lan && p.State == PortLocal {
-			p.State = PortError
-		}
-		p.Error = strings.Join(errs, "; ")
-		if c, ok := counters[PortKey{p.Proto, p.Port}]; ok {
-			p.BytesIn, p.BytesOut = c.BytesIn, c.BytesOut
-		} else {
-			p.BytesIn, p.BytesOut = uint64(stats.BytesIn), uint64(stats.BytesOut)
-		}
-		if p.Proto == TCP {
-			for _, c := range conns {
-				if c.Local.Port() == p.Port && (p.Address.IsUnspecified() || c.Local.Addr().Unmap() == p.Address) {
-					p.Connections++
-				}
-			}
-		} else {
-			p.Connections = stats.Connections
-		}
-		byDistro[pp.distroID] = append(byDistro[pp.distroID], p)
-	}
-	m.mu.Lock()
-	m.ports = byDistro
-	m.mu.Unlock()
-	for id, d := range running {
-		m.distros[id] = d
-	}
-	for id, d := range m.distros {
-		ps := byDistro[id]
-		if ps == nil {
-			ps = []Port{}
-		}
-		prev, had := m.published[id]
-		if had && !reflect.DeepEqual(prev, ps) || !had && len(ps) > 0 {
-			m.publish(PortsEvent{Distro: d.Name, ID: d.ID, Ports: clonePorts(ps)})
-		}
-		if _, ok := running[id]; ok {
-			m.published[id] = ps
-		} else {
-			// Stopped: told once (above) that it has no ports, then forgotten.
-			delete(m.distros, id)
-			delete(m.published, id)
-		}
-	}
-}
-
-func hasTCP(sp *scanPlan) bool {
-	for _, pp := range sp.ports {
-		if pp.l.Proto == TCP {
-			return true
-		}
-	}
-	return false
-}
-
-// PortsEvent says that a distro's ports, or their counters, changed.
-type PortsEvent struct {
-	Distro string `json:"distro"`
-	ID     string `json:"id"`
-	Ports  []Port `json:"ports"`
-}
-
-// eventBuffer is how many events may wait for a slow subscriber; one that falls
-// further behind loses its channel (closed) and must subscribe again.
-const eventBuffer = 64
-
-// Subscribe returns a channel of PortsEvents and the function that ends the
-// subscription. The channel is closed when the subscriber falls behind.
-func (m *PortManager) Subscribe() (<-chan PortsEvent, func()) {
-	ch := make(chan PortsEvent, eventBuffer)
-	m.mu.Lock()
-	m.subs[ch] = struct{}{}
-	m.mu.Unlock()
-	return ch, func() {
-		m.mu.Lock()
-		if _, ok := m.subs[ch]; ok {
-			delete(m.subs, ch)
-			close(ch)
-		}
-		m.mu.Unlock()
-	}
-}
-
-// publish sends e to every subscriber without waiting.
-func (m *PortManager) publish(e PortsEvent) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for ch := range m.subs {
-		select {
-		case ch <- e:
-		default:
-			delete(m.subs, ch)
-			close(ch)
-		}
-	}
-}
-
-// closeProxies stops every LAN listener.
-func (m *PortManager) closeProxies() {
-	var wg sync.WaitGroup
-	for k, lp := range m.proxies {
-		wg.Go(func() { _ = lp.proxy.Close() })
-		delete(m.proxies, k)
-	}
-	wg.Wait()
-}
-
-func clonePorts(ps []Port) []Port {
-	out := slices.Clone(ps)
-	for i := range out {
-		out[i].Allow = slices.Clone(out[i].Allow)
-	}
-	return out
-}
-
+// nonNilAllow returns a, or an empty list for nil, so that JSON shows [] and
+// not null.
 func nonNilAllow(a []netip.Prefix) []netip.Prefix {
 	if a == nil {
 		return []netip.Prefix{}
@@ -1054,6 +589,8 @@ func normalizeAllow(in []netip.Prefix) []netip.Prefix {
 	return slices.Compact(out)
 }
 
+// prefixList formats prefixes as "a/n,b/m": for logs, and to compare the
+// allowlists of two LAN listeners.
 func prefixList(ps []netip.Prefix) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
@@ -1062,6 +599,7 @@ func prefixList(ps []netip.Prefix) string {
 	return strings.Join(s, ",")
 }
 
+// addrString formats a, or "" for the zero Addr (every address).
 func addrString(a netip.Addr) string {
 	if !a.IsValid() {
 		return ""

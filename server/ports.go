@@ -98,7 +98,7 @@ func portKey(proto, port string) (netmgr.PortKey, error) {
 	return netmgr.PortKey{Proto: proto, Port: uint16(n)}, nil
 }
 
-func (s *Server) portProxy() (*netmgr.Manager, error) {
+func (s *Server) portProxy() (*netmgr.PortProxy, error) {
 	if s.cfg.PortProxy == nil {
 		return nil, &httpError{Status: http.StatusNotImplemented, Code: api.CodeUnsupported, Msg: "the network manager is not running"}
 	}

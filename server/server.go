@@ -36,7 +36,7 @@ type Config struct {
 	// nil answers 501 there.
 	Ports *netmgr.PortManager
 	// PortProxy runs portproxy rules; nil answers 501 on /portproxy.
-	PortProxy *netmgr.Manager
+	PortProxy *netmgr.PortProxy
 	// Token is the API token: it authorizes everything and is traded for
 	// browser sessions. Required.
 	Token string
