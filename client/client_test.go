@@ -253,7 +253,10 @@ func TestRequests(t *testing.T) {
 		{func() error { return c.Shutdown(ctx) }, seen{"POST", "/api/v1/shutdown", ""}},
 		{func() error { _, err := c.Exec(ctx, "a", api.ExecRequest{Argv: []string{"id"}}); return err }, seen{"POST", "/api/v1/distros/a/exec", `{"argv":["id"]}`}},
 		{func() error { _, err := c.Ports(ctx, "a"); return err }, seen{"GET", "/api/v1/distros/a/ports", ""}},
-		{func() error { _, err := c.SetPort(ctx, "a", "TCP", 80, api.PortUpdate{LAN: &yes, Allow: &[]string{}}); return err },
+		{func() error {
+			_, err := c.SetPort(ctx, "a", "TCP", 80, api.PortUpdate{LAN: &yes, Allow: &[]string{}})
+			return err
+		},
 			seen{"PUT", "/api/v1/distros/a/ports/tcp/80", `{"lan":true,"allow":[]}`}},
 		{func() error { _, err := c.PortProxyRules(ctx); return err }, seen{"GET", "/api/v1/portproxy", ""}},
 		{func() error {
