@@ -19,6 +19,9 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/spf13/cobra"
+
+	"github.com/subsys-dev/subsys/api"
+	"github.com/subsys-dev/subsys/client"
 )
 
 // fake is a stand-in for `subsys serve` that records what reaches it.
@@ -114,7 +117,7 @@ func TestSocketClient(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "token"), []byte("secret-token-secret-token-secret\n"), 0o600)
 	f := serveSocket(t, dir, func(w http.ResponseWriter, r *http.Request) {
-		writeJSONReply(w, 200, []distro{{Name: "debian", State: "Running", Version: 1, Default: true}, {Name: "alpine", State: "Stopped", Version: 1}})
+		writeJSONReply(w, 200, []api.Distro{{Name: "debian", State: "Running", Version: 1, Default: true}, {Name: "alpine", State: "Stopped", Version: 1}})
 	})
 	out, _, err := runCLI(t, "--data", dir, "list", "-v")
 	if err != nil {
@@ -170,7 +173,7 @@ func TestNoServerNoFallback(t *testing.T) {
 		}
 		for _, args := range verbs {
 			out, _, err := runCLI(t, append([]string{"--data", dir}, args...)...)
-			var nr *notRunningError
+			var nr *client.NotRunningError
 			if !errors.As(err, &nr) {
 				t.Errorf("stale socket %v: subsys %s = %v, want the server is not running", stale, strings.Join(args, " "), err)
 				continue
@@ -206,7 +209,7 @@ func TestURLClient(t *testing.T) {
 		mu.Lock()
 		got = append(got, r.Header.Get("Authorization"))
 		mu.Unlock()
-		writeJSONReply(w, 200, []distro{{Name: "debian"}})
+		writeJSONReply(w, 200, []api.Distro{{Name: "debian"}})
 	}))
 	defer srv.Close()
 	dir := t.TempDir()
@@ -259,17 +262,17 @@ func TestHostileStrings(t *testing.T) {
 	serveSocket(t, dir, func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/api/v1/distros" && r.Method == "GET":
-			writeJSONReply(w, 200, []distro{{Name: evil, State: evil, Default: true}})
+			writeJSONReply(w, 200, []api.Distro{{Name: evil, State: api.DistroState(evil), Default: true}})
 		case strings.HasSuffix(r.URL.Path, "/ports") && r.Method == "GET":
-			writeJSONReply(w, 200, []port{{Proto: "tcp", Port: 8080, Address: evil, Process: evil, PID: 7, State: "error", Error: evil, Allow: []string{evil}}})
+			writeJSONReply(w, 200, []api.Port{{Proto: "tcp", Port: 8080, Address: evil, Process: evil, PID: 7, State: "error", Error: evil, Allow: []string{evil}}})
 		case r.URL.Path == "/api/v1/portproxy" && r.Method == "GET":
-			writeJSONReply(w, 200, []rule{{ID: evil, Proto: evil, ListenAddress: evil, ConnectAddress: evil, State: evil}})
+			writeJSONReply(w, 200, []api.Rule{{ID: evil, Proto: evil, ListenAddress: evil, ConnectAddress: evil, State: evil}})
 		case strings.HasSuffix(r.URL.Path, "/ports/tcp/80"):
-			writeJSONReply(w, 200, port{Proto: evil, Port: 80, State: "error", Error: evil})
+			writeJSONReply(w, 200, api.Port{Proto: evil, Port: 80, State: "error", Error: evil})
 		case r.URL.Path == "/api/v1/status":
 			writeJSONReply(w, 200, map[string]any{"version": evil, "default": evil})
 		case strings.HasSuffix(r.URL.Path, "/clone"):
-			writeJSONReply(w, 202, operation{ID: "op1", Kind: evil, Distro: evil, Status: "failure", Error: evil})
+			writeJSONReply(w, 202, api.Operation{ID: "op1", Kind: evil, Distro: evil, Status: "failure", Error: evil})
 		case r.URL.Path == "/api/v1/version":
 			writeJSONReply(w, 200, map[string]string{"version": evil})
 		default:
@@ -488,7 +491,7 @@ func TestRedirectPage(t *testing.T) {
 func TestListOutdatedAgent(t *testing.T) {
 	dir := t.TempDir()
 	serveSocket(t, dir, func(w http.ResponseWriter, r *http.Request) {
-		writeJSONReply(w, 200, []distro{
+		writeJSONReply(w, 200, []api.Distro{
 			{Name: "old", State: "Running", Version: 1, AgentOutdated: true, Message: "agent speaks protocol 0\x1b[2J; terminate and start it"},
 			{Name: "new", State: "Running", Version: 1},
 		})
@@ -502,5 +505,34 @@ func TestListOutdatedAgent(t *testing.T) {
 	}
 	if strings.Contains(errOut, "new:") || strings.ContainsRune(errOut, 0x1b) {
 		t.Errorf("notes %q: only old, with escapes neutralized", errOut)
+	}
+}
+
+// TestRunErrors: a command the server cannot start says why, sanitized, and a
+// stream that breaks says it was run's.
+func TestRunErrors(t *testing.T) {
+	dir := t.TempDir()
+	serveSocket(t, dir, func(w http.ResponseWriter, r *http.Request) {
+		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, start, _ := conn.ReadMessage()
+		if strings.Contains(string(start), "bob") {
+			conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"error","error":{"code":"user_not_found","message":"no user \u001b[2Jbob"}}`))
+			return
+		}
+		conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"started"}`))
+		// …and the socket drops.
+	})
+	_, _, err := runCLI(t, "--data", dir, "run", "-d", "deb", "-u", "bob", "--", "true")
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Code != api.CodeUserNotFound || err.Error() != `no user \x1b[2Jbob` {
+		t.Errorf("run as bob = %v, want the server's message, escaped", err)
+	}
+	_, _, err = runCLI(t, "--data", dir, "run", "-d", "deb", "--", "true")
+	if err == nil || !strings.HasPrefix(err.Error(), "run: connection lost") {
+		t.Errorf("run on a dropped socket = %v, want run: connection lost", err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/subsys-dev/subsys/client"
 )
 
 func newDashboardCmd(g *globals) *cobra.Command {
@@ -24,14 +25,12 @@ func newDashboardCmd(g *globals) *cobra.Command {
 session (DISPLAY or WAYLAND_DISPLAY set) it also opens in the default browser,
 unless --no-browser. The URL carries the token: treat it as a password.`,
 		Args: cobra.NoArgs,
-		RunE: withClient(g, func(ctx context.Context, c *client, _ []string) error {
-			var d struct {
-				URL string `json:"url"`
-			}
-			if err := c.json(ctx, http.MethodGet, "/dashboard", nil, &d); err != nil {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, _ []string) error {
+			raw, err := c.DashboardURL(ctx)
+			if err != nil {
 				return fmt.Errorf("dashboard: %w", err)
 			}
-			u, err := loginURL(d.URL)
+			u, err := loginURL(raw)
 			if err != nil {
 				return fmt.Errorf("dashboard: %w", err)
 			}

@@ -5,26 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/subsys-dev/subsys/api"
+	"github.com/subsys-dev/subsys/client"
 )
 
-func withClient(g *globals, f func(ctx context.Context, c *client, args []string) error) func(*cobra.Command, []string) error {
+// withClient runs a verb with a client of the server; what it returns is shown
+// sanitized.
+func withClient(g *globals, f func(ctx context.Context, c *client.Client, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		c, err := g.client()
 		if err != nil {
-			return err
+			return shown(err)
 		}
-		return f(cmd.Context(), c, args)
+		return shown(f(cmd.Context(), c, args))
 	}
 }
 
@@ -35,15 +37,15 @@ func newListCmd(g *globals) *cobra.Command {
 		Aliases: []string{"ls", "l"},
 		Short:   "List distros (like wsl -l -v)",
 		Args:    cobra.NoArgs,
-		RunE: withClient(g, func(ctx context.Context, c *client, _ []string) error {
-			var list []distro
-			if err := c.json(ctx, http.MethodGet, "/distros", nil, &list); err != nil {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, _ []string) error {
+			list, err := c.List(ctx)
+			if err != nil {
 				return err
 			}
 			if running {
 				kept := list[:0]
 				for _, d := range list {
-					if d.State == "Running" {
+					if d.State == api.StateRunning {
 						kept = append(kept, d)
 					}
 				}
@@ -113,7 +115,7 @@ func newImportCmd(g *globals) *cobra.Command {
 		Use:   "import NAME TARBALL|-",
 		Short: "Import a root file system tarball (tar, tar.gz, tar.xz, tar.zst) as a new distro",
 		Args:  cobra.ExactArgs(2),
-		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
 			name, src := args[0], args[1]
 			var in io.Reader = os.Stdin
 			size := int64(-1)
@@ -129,31 +131,15 @@ func newImportCmd(g *globals) *cobra.Command {
 				in = f
 			}
 			bar := newBar(size, "importing "+name)
-			q := url.Values{"name": {name}, "version": {strconv.Itoa(version)}}
+			opt := client.ImportOptions{Version: version, Size: size, OnUpload: func(n int64) { bar.Set64(n) }}
 			if location != "" {
 				abs, err := filepath.Abs(location)
 				if err != nil {
 					return fmt.Errorf("--location %s: %w", location, err)
 				}
-				q.Set("location", abs)
+				opt.Location = abs
 			}
-			req, err := c.request(ctx, http.MethodPost, "/distros", q, io.NopCloser(io.TeeReader(in, bar)))
-			if err != nil {
-				return err
-			}
-			req.ContentLength = size // -1: unknown, sent chunked
-			req.Header.Set("Content-Type", "application/octet-stream")
-			resp, err := c.send(req)
-			if err != nil {
-				bar.Exit()
-				return fmt.Errorf("import %s: %w", name, err)
-			}
-			defer resp.Body.Close()
-			var op operation
-			if err := jsonDecode(resp.Body, &op); err != nil {
-				return err
-			}
-			if _, err := c.wait(ctx, op, nil); err != nil {
+			if _, err := c.Import(ctx, name, in, opt); err != nil {
 				bar.Exit()
 				return err
 			}
@@ -186,22 +172,16 @@ func newExportCmd(g *globals) *cobra.Command {
 		Use:   "export NAME FILE|-",
 		Short: "Export a distro's root file system as a tarball",
 		Args:  cobra.ExactArgs(2),
-		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
 			name, dst := args[0], args[1]
 			if format == "" {
 				format = formatFromName(dst)
 			}
-			// POST: an export does work (and a GET that does work is what a
-			// cross-site page could trigger); the body stays empty.
-			req, err := c.request(ctx, http.MethodPost, distroPath(name)+"/export", url.Values{"format": {format}}, nil)
+			archive, err := c.Export(ctx, name, format)
 			if err != nil {
 				return err
 			}
-			resp, err := c.send(req)
-			if err != nil {
-				return fmt.Errorf("export %s: %w", name, err)
-			}
-			defer resp.Body.Close()
+			defer archive.Close()
 			var out io.Writer = os.Stdout
 			var tmp *os.File
 			if dst != "-" {
@@ -216,7 +196,7 @@ func newExportCmd(g *globals) *cobra.Command {
 				out = tmp
 			}
 			bar := newBar(-1, "exporting "+name)
-			if _, err := io.Copy(io.MultiWriter(out, bar), resp.Body); err != nil {
+			if _, err := io.Copy(io.MultiWriter(out, bar), archive); err != nil {
 				bar.Exit()
 				return fmt.Errorf("export %s: transfer broken: %w", name, err)
 			}
@@ -243,27 +223,26 @@ func newExportCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func simple(g *globals, use, short string, nargs int, run func(ctx context.Context, c *client, args []string) error) *cobra.Command {
+func simple(g *globals, use, short string, nargs int, run func(ctx context.Context, c *client.Client, args []string) error) *cobra.Command {
 	return &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(nargs), RunE: withClient(g, run)}
 }
 
-func distroPath(name string) string { return "/distros/" + url.PathEscape(name) }
-
 func newTerminateCmd(g *globals) *cobra.Command {
-	return simple(g, "terminate NAME", "Stop every process of a distro", 1, func(ctx context.Context, c *client, a []string) error {
-		return c.json(ctx, http.MethodPost, distroPath(a[0])+"/terminate", nil, nil)
+	return simple(g, "terminate NAME", "Stop every process of a distro", 1, func(ctx context.Context, c *client.Client, a []string) error {
+		_, err := c.Terminate(ctx, a[0])
+		return err
 	})
 }
 
 func newShutdownCmd(g *globals) *cobra.Command {
-	return simple(g, "shutdown", "Terminate every running distro", 0, func(ctx context.Context, c *client, a []string) error {
-		return c.json(ctx, http.MethodPost, "/shutdown", nil, nil)
+	return simple(g, "shutdown", "Terminate every running distro", 0, func(ctx context.Context, c *client.Client, a []string) error {
+		return c.Shutdown(ctx)
 	})
 }
 
 func newUnregisterCmd(g *globals) *cobra.Command {
-	return simple(g, "unregister NAME", "Delete a distro and all its files", 1, func(ctx context.Context, c *client, a []string) error {
-		if err := c.json(ctx, http.MethodDelete, distroPath(a[0]), nil, nil); err != nil {
+	return simple(g, "unregister NAME", "Delete a distro and all its files", 1, func(ctx context.Context, c *client.Client, a []string) error {
+		if err := c.Unregister(ctx, a[0]); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "Unregistered %s.\n", sanitize(a[0]))
@@ -272,31 +251,30 @@ func newUnregisterCmd(g *globals) *cobra.Command {
 }
 
 func newSetDefaultCmd(g *globals) *cobra.Command {
-	return simple(g, "set-default NAME", "Make a distro the default one", 1, func(ctx context.Context, c *client, a []string) error {
-		return c.json(ctx, http.MethodPatch, distroPath(a[0]), map[string]any{"default": true}, nil)
+	return simple(g, "set-default NAME", "Make a distro the default one", 1, func(ctx context.Context, c *client.Client, a []string) error {
+		_, err := c.SetDefault(ctx, a[0])
+		return err
 	})
 }
 
 func newRenameCmd(g *globals) *cobra.Command {
-	return simple(g, "rename NAME NEW", "Rename a distro", 2, func(ctx context.Context, c *client, a []string) error {
-		return c.json(ctx, http.MethodPatch, distroPath(a[0]), map[string]any{"name": a[1]}, nil)
+	return simple(g, "rename NAME NEW", "Rename a distro", 2, func(ctx context.Context, c *client.Client, a []string) error {
+		_, err := c.Rename(ctx, a[0], a[1])
+		return err
 	})
 }
 
 func newSetUserCmd(g *globals) *cobra.Command {
-	return simple(g, "set-user NAME USER", "Set the user commands run as by default", 2, func(ctx context.Context, c *client, a []string) error {
-		return c.json(ctx, http.MethodPatch, distroPath(a[0]), map[string]any{"default_user": a[1]}, nil)
+	return simple(g, "set-user NAME USER", "Set the user commands run as by default", 2, func(ctx context.Context, c *client.Client, a []string) error {
+		_, err := c.SetDefaultUser(ctx, a[0], a[1])
+		return err
 	})
 }
 
 func newCloneCmd(g *globals) *cobra.Command {
-	return simple(g, "clone NAME NEW", "Copy a distro into a new one", 2, func(ctx context.Context, c *client, a []string) error {
-		var op operation
-		if err := c.json(ctx, http.MethodPost, distroPath(a[0])+"/clone", map[string]string{"name": a[1]}, &op); err != nil {
-			return err
-		}
+	return simple(g, "clone NAME NEW", "Copy a distro into a new one", 2, func(ctx context.Context, c *client.Client, a []string) error {
 		bar := newBar(-1, "cloning "+a[0])
-		_, err := c.wait(ctx, op, func(o operation) { bar.Set64(o.Progress.Done) })
+		_, err := c.Clone(ctx, a[0], a[1], func(o api.Operation) { bar.Set64(o.Progress.Done) })
 		if err != nil {
 			bar.Exit()
 			return err
@@ -308,14 +286,9 @@ func newCloneCmd(g *globals) *cobra.Command {
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	return simple(g, "status", "Show the server's status", 0, func(ctx context.Context, c *client, a []string) error {
-		var st struct {
-			Version string `json:"version"`
-			Distros int    `json:"distros"`
-			Running int    `json:"running"`
-			Default string `json:"default"`
-		}
-		if err := c.json(ctx, http.MethodGet, "/status", nil, &st); err != nil {
+	return simple(g, "status", "Show the server's status", 0, func(ctx context.Context, c *client.Client, a []string) error {
+		st, err := c.Status(ctx)
+		if err != nil {
 			return err
 		}
 		def := st.Default
@@ -323,7 +296,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			def = "(none)"
 		}
 		fmt.Fprintf(stdout, "Server: %s (version %s)\nDefault distro: %s\nDistros: %d, running: %d\n",
-			sanitize(c.where()), sanitize(st.Version), sanitize(def), st.Distros, st.Running)
+			sanitize(c.Where()), sanitize(st.Version), sanitize(def), st.Distros, st.Running)
 		return nil
 	})
 }
@@ -337,15 +310,13 @@ func newVersionCmd(b Build, g *globals) *cobra.Command {
 				fmt.Fprintf(stdout, "server: %s\n", sanitize(err.Error()))
 				return nil
 			}
-			var v struct {
-				Version string `json:"version"`
-			}
-			if err := c.json(cmd.Context(), http.MethodGet, "/version", nil, &v); err != nil {
-				var ae *apiError
+			v, err := c.Version(cmd.Context())
+			if err != nil {
+				var ae *api.Error
 				if errors.As(err, &ae) {
-					return err
+					return shown(err)
 				}
-				var nr *notRunningError
+				var nr *client.NotRunningError
 				if errors.As(err, &nr) {
 					fmt.Fprintln(stdout, "server: not running")
 				} else {
@@ -353,7 +324,7 @@ func newVersionCmd(b Build, g *globals) *cobra.Command {
 				}
 				return nil
 			}
-			fmt.Fprintf(stdout, "server version: %s\n", sanitize(v.Version))
+			fmt.Fprintf(stdout, "server version: %s\n", sanitize(v))
 			return nil
 		}}
 }

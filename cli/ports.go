@@ -5,57 +5,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/subsys-dev/subsys/api"
+	"github.com/subsys-dev/subsys/client"
 )
-
-// port is a listening port as GET /distros/{name}/ports returns it.
-type port struct {
-	Proto       string   `json:"proto"`
-	Port        int      `json:"port"`
-	Address     string   `json:"address"`
-	Process     string   `json:"process"`
-	PID         int      `json:"pid"`
-	LAN         bool     `json:"lan"`
-	Allow       []string `json:"allow"`
-	LANAddress  string   `json:"lan_address"`
-	Localhost   bool     `json:"localhost"`
-	State       string   `json:"state"`
-	Error       string   `json:"error"`
-	Connections int64    `json:"connections"`
-	BytesIn     uint64   `json:"bytes_in"`
-	BytesOut    uint64   `json:"bytes_out"`
-}
-
-// rule is a portproxy rule as /portproxy returns it.
-type rule struct {
-	ID             string   `json:"id"`
-	Proto          string   `json:"proto"`
-	ListenAddress  string   `json:"listen_address"`
-	ListenPort     int      `json:"listen_port"`
-	ConnectAddress string   `json:"connect_address"`
-	ConnectPort    int      `json:"connect_port"`
-	Allow          []string `json:"allow"`
-	State          string   `json:"state"`
-	Error          string   `json:"error"`
-	Connections    int64    `json:"connections"`
-	BytesIn        int64    `json:"bytes_in"`
-	BytesOut       int64    `json:"bytes_out"`
-}
 
 // stateText says a port state in words.
 func stateText(state, errText string) string {
 	switch state {
-	case "local":
+	case api.PortLocal:
 		return "this host only"
-	case "lan":
+	case api.PortLAN:
 		return "LAN"
-	case "closed":
+	case api.PortClosed:
 		return "not listening (setting kept)"
 	}
 	if errText != "" {
@@ -77,9 +44,9 @@ func newPortsCmd(g *globals) *cobra.Command {
 		Use:   "ports NAME",
 		Short: "List the ports a distro listens on and who can reach them",
 		Args:  cobra.ExactArgs(1),
-		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
-			var ps []port
-			if err := c.json(ctx, http.MethodGet, distroPath(args[0])+"/ports", nil, &ps); err != nil {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
+			ps, err := c.Ports(ctx, args[0])
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -122,7 +89,7 @@ connections. --allow limits LAN clients to source prefixes (CIDR, comma-separate
 --allow "" allows any). The setting is kept and applied whenever the port listens.`,
 		Example: "  subsys expose web 8080 --lan --allow 192.168.1.0/24\n  subsys expose dns 53 --udp --no-lan",
 		Args:    cobra.ExactArgs(2),
-		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
 			n, err := strconv.ParseUint(args[1], 10, 16)
 			if err != nil || n == 0 {
 				return fmt.Errorf("port %q: want a number from 1 to 65535", args[1])
@@ -133,12 +100,12 @@ connections. --allow limits LAN clients to source prefixes (CIDR, comma-separate
 			if localhost && noLocalhost {
 				return errors.New("--localhost and --no-localhost contradict each other")
 			}
-			body := map[string]any{}
+			var u api.PortUpdate
 			if lan || noLAN {
-				body["lan"] = lan
+				u.LAN = &lan
 			}
 			if localhost || noLocalhost {
-				body["localhost"] = localhost
+				u.Localhost = &localhost
 			}
 			if cmd.Flags().Changed("allow") {
 				list := []string{}
@@ -147,23 +114,22 @@ connections. --allow limits LAN clients to source prefixes (CIDR, comma-separate
 						list = append(list, a)
 					}
 				}
-				body["allow"] = list
+				u.Allow = &list
 			}
 			if cmd.Flags().Changed("lan-address") {
-				body["lan_address"] = lanAddress
+				u.LANAddress = &lanAddress
 			}
-			proto := "tcp"
+			proto := api.TCP
 			if udp {
-				proto = "udp"
+				proto = api.UDP
 			}
-			var p port
-			path := distroPath(args[0]) + "/ports/" + proto + "/" + strconv.FormatUint(n, 10)
-			if err := c.json(ctx, http.MethodPut, path, body, &p); err != nil {
+			p, err := c.SetPort(ctx, args[0], proto, uint16(n), u)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "%s port %d of %s: %s (allow %s)\n", sanitize(p.Proto), p.Port, sanitize(args[0]),
 				sanitize(stateText(p.State, p.Error)), sanitize(allowText(p.Allow)))
-			if p.State == "conflict" || p.State == "error" {
+			if p.State == api.PortConflict || p.State == api.PortError {
 				return exitError{code: 1}
 			}
 			return nil
@@ -197,24 +163,21 @@ func newPortProxyCmd(g *globals) *cobra.Command {
 		Short:   "Add a rule: connections to --listen-address:--listen-port go to --connect-address:--connect-port",
 		Example: "  subsys portproxy add --listen-port 8081 --connect-address 127.0.0.1 --connect-port 8080\n  subsys portproxy add --udp --listen-port 5353 --connect-port 53 --allow 10.0.0.0/8",
 		Args:    cobra.NoArgs,
-		RunE: withClient(g, func(ctx context.Context, c *client, _ []string) error {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, _ []string) error {
 			if listenPort == 0 || connectPort == 0 {
 				return errors.New("--listen-port and --connect-port are required")
 			}
-			proto := "tcp"
+			proto := api.TCP
 			if udp {
-				proto = "udp"
+				proto = api.UDP
 			}
-			in := map[string]any{
-				"id": id, "proto": proto, "listen_address": listenAddr, "listen_port": listenPort,
-				"connect_address": connectAddr, "connect_port": connectPort, "allow": allow,
-			}
-			var r rule
-			if err := c.json(ctx, http.MethodPost, "/portproxy", in, &r); err != nil {
+			r, err := c.AddPortProxyRule(ctx, api.RuleRequest{ID: id, Proto: proto, ListenAddress: listenAddr, ListenPort: listenPort,
+				ConnectAddress: connectAddr, ConnectPort: connectPort, Allow: allow})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "rule %s: %s %s -> %s (%s)\n", sanitize(r.ID), sanitize(r.Proto),
-				sanitize(hostPort(r.ListenAddress, r.ListenPort)), sanitize(hostPort(r.ConnectAddress, r.ConnectPort)), sanitize(stateText(r.State, r.Error)))
+				sanitize(hostPort(r.ListenAddress, int(r.ListenPort))), sanitize(hostPort(r.ConnectAddress, int(r.ConnectPort))), sanitize(stateText(r.State, r.Error)))
 			return nil
 		}),
 	}
@@ -231,9 +194,9 @@ func newPortProxyCmd(g *globals) *cobra.Command {
 		Aliases: []string{"ls", "show"},
 		Short:   "List the rules with their state and counters",
 		Args:    cobra.NoArgs,
-		RunE: withClient(g, func(ctx context.Context, c *client, _ []string) error {
-			var rs []rule
-			if err := c.json(ctx, http.MethodGet, "/portproxy", nil, &rs); err != nil {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, _ []string) error {
+			rs, err := c.PortProxyRules(ctx)
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -246,7 +209,7 @@ func newPortProxyCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(tw, "ID\tPROTO\tLISTEN\tCONNECT\tALLOW\tSTATE\tCONNS\tIN\tOUT")
 			for _, r := range rs {
-				row(tw, r.ID, r.Proto, hostPort(r.ListenAddress, r.ListenPort), hostPort(r.ConnectAddress, r.ConnectPort),
+				row(tw, r.ID, r.Proto, hostPort(r.ListenAddress, int(r.ListenPort)), hostPort(r.ConnectAddress, int(r.ConnectPort)),
 					allowText(r.Allow), stateText(r.State, r.Error), r.Connections, bytesText(uint64(r.BytesIn)), bytesText(uint64(r.BytesOut)))
 			}
 			return tw.Flush()
@@ -258,8 +221,8 @@ func newPortProxyCmd(g *globals) *cobra.Command {
 		Aliases: []string{"rm", "remove"},
 		Short:   "Delete a rule; its listener closes and its connections are cut",
 		Args:    cobra.ExactArgs(1),
-		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
-			return c.json(ctx, http.MethodDelete, "/portproxy/"+url.PathEscape(args[0]), nil, nil)
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
+			return c.DeletePortProxyRule(ctx, args[0])
 		}),
 	}
 	cmd.AddCommand(add, list, del)

@@ -1,6 +1,7 @@
 // Package cli is the subsys command line: `serve` runs the server, every other verb
-// is a client of its REST API, with the verbs a WSL user knows (list, import,
-// export, run, terminate, shutdown, unregister, set-default, …). main calls Main.
+// is a thin user of package client over its REST API, with the verbs a WSL user
+// knows (list, import, export, run, terminate, shutdown, unregister, set-default,
+// …), printing what the server supplies through sanitize. main calls Main.
 package cli
 
 import (
@@ -14,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/subsys-dev/subsys/client"
 )
 
 // Build carries what main knows about the build.
@@ -100,14 +103,5 @@ func newRoot(b Build) *cobra.Command {
 }
 
 // DefaultDataDir is /var/lib/subsys for root, else $XDG_DATA_HOME/subsys
-// (~/.local/share/subsys).
-func DefaultDataDir() string {
-	if os.Geteuid() == 0 {
-		return "/var/lib/subsys"
-	}
-	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
-		return filepath.Join(x, "subsys")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".local", "share", "subsys")
-}
+// (~/.local/share/subsys): the server's and the client's default alike.
+func DefaultDataDir() string { return client.DefaultDataDir() }

@@ -2,27 +2,19 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 
-	"github.com/gorilla/websocket"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-)
 
-// The stream protocol of /exec/ws (see server/exec.go and openapi.yaml).
-const (
-	chanStdin  = 0
-	chanStdout = 1
-	chanStderr = 2
+	"github.com/subsys-dev/subsys/api"
+	"github.com/subsys-dev/subsys/client"
 )
 
 type runOpts struct {
@@ -35,7 +27,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run [-d NAME] [-u USER] [--cd DIR] [--] [CMD ARGS…]",
 		Short: "Run a command in a distro (the default one without -d); without a command, open a login shell",
-		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
 			o.login = len(args) == 0
 			return runStream(ctx, c, o, args)
 		}),
@@ -53,7 +45,7 @@ func newShellCmd(g *globals) *cobra.Command {
 		Use:   "shell [NAME]",
 		Short: "Open the user's login shell in a distro",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: withClient(g, func(ctx context.Context, c *client, args []string) error {
+		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
 			if len(args) == 1 {
 				o.distro = args[0]
 			}
@@ -65,26 +57,13 @@ func newShellCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-type control struct {
-	Type   string `json:"type"`
-	Cols   uint16 `json:"cols,omitempty"`
-	Rows   uint16 `json:"rows,omitempty"`
-	Name   string `json:"name,omitempty"`
-	Code   int    `json:"code,omitempty"`
-	Signal string `json:"signal,omitempty"`
-	Error  *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error,omitempty"`
-}
-
 // runStream runs argv over the streaming exec websocket and returns exitError
 // with the remote exit code.
-func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error {
+func runStream(ctx context.Context, c *client.Client, o *runOpts, argv []string) error {
 	name := o.distro
 	if name == "" {
-		var list []distro
-		if err := c.json(ctx, http.MethodGet, "/distros", nil, &list); err != nil {
+		list, err := c.List(ctx)
+		if err != nil {
 			return err
 		}
 		for _, d := range list {
@@ -97,52 +76,21 @@ func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error 
 		}
 	}
 	tty := term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
-	conn, err := c.dialWS(ctx, distroPath(name)+"/exec/ws")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	var wmu sync.Mutex
-	send := func(kind int, b []byte) error {
-		wmu.Lock()
-		defer wmu.Unlock()
-		return conn.WriteMessage(kind, b)
-	}
-	sendCtl := func(v control) error {
-		b, _ := json.Marshal(v)
-		return send(websocket.TextMessage, b)
-	}
-	start := map[string]any{"argv": argv, "user": o.user, "cwd": o.cwd, "tty": tty, "login": o.login}
+	start := api.ExecStart{Argv: argv, User: o.user, Cwd: o.cwd, TTY: tty, Login: o.login}
 	if tty {
 		if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
-			start["cols"], start["rows"] = w, h
+			start.Cols, start.Rows = uint16(w), uint16(h)
 		}
 		if os.Getenv("TERM") != "" {
-			start["env"] = []string{"TERM=" + os.Getenv("TERM")}
+			start.Env = []string{"TERM=" + os.Getenv("TERM")}
 		}
 	}
-	b, _ := json.Marshal(start)
-	if err := send(websocket.TextMessage, b); err != nil {
-		return fmt.Errorf("run: send the command: %w", err)
+	p, err := c.ExecStream(ctx, name, start)
+	if err != nil {
+		return runError(err)
 	}
-	// Wait for "started" (or an error) before touching the terminal.
-	for {
-		kind, msg, err := conn.ReadMessage()
-		if err != nil {
-			return fmt.Errorf("run: connection closed: %w", err)
-		}
-		if kind != websocket.TextMessage {
-			continue
-		}
-		var ctl control
-		json.Unmarshal(msg, &ctl)
-		if ctl.Type == "error" && ctl.Error != nil {
-			return errors.New(sanitize(ctl.Error.Message))
-		}
-		if ctl.Type == "started" {
-			break
-		}
-	}
+	defer p.Close()
+	// The command runs: only now is the terminal made raw.
 	if tty {
 		old, err := term.MakeRaw(int(os.Stdin.Fd()))
 		if err == nil {
@@ -166,11 +114,11 @@ func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error 
 			case s := <-sigs:
 				if s == resizeSignal {
 					if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
-						sendCtl(control{Type: "resize", Cols: uint16(w), Rows: uint16(h)})
+						p.Resize(uint16(w), uint16(h))
 					}
 					continue
 				}
-				sendCtl(control{Type: "signal", Name: strings.TrimPrefix(unixSignalName(s), "SIG")})
+				p.Signal(strings.TrimPrefix(unixSignalName(s), "SIG"))
 			case <-done:
 				return
 			}
@@ -178,55 +126,41 @@ func runStream(ctx context.Context, c *client, o *runOpts, argv []string) error 
 	}()
 	go func() {
 		buf := make([]byte, 32<<10)
-		buf[0] = chanStdin
 		for {
-			n, err := os.Stdin.Read(buf[1:])
+			n, err := os.Stdin.Read(buf)
 			if n > 0 {
-				if send(websocket.BinaryMessage, buf[:n+1]) != nil {
+				if _, err := p.Write(buf[:n]); err != nil {
 					return
 				}
 			}
 			if err != nil {
 				if err == io.EOF && !tty {
-					sendCtl(control{Type: "eof"})
+					p.CloseStdin()
 				}
 				return
 			}
 		}
 	}()
-	for {
-		kind, msg, err := conn.ReadMessage()
-		if err != nil {
-			return fmt.Errorf("run: connection lost: %w", err)
-		}
-		if kind == websocket.BinaryMessage {
-			if len(msg) == 0 {
-				continue
-			}
-			switch msg[0] {
-			case chanStdout:
-				os.Stdout.Write(msg[1:])
-			case chanStderr:
-				os.Stderr.Write(msg[1:])
-			}
-			continue
-		}
-		var ctl control
-		if json.Unmarshal(msg, &ctl) != nil {
-			continue
-		}
-		switch ctl.Type {
-		case "exit":
-			if ctl.Code != 0 {
-				return exitError{code: ctl.Code}
-			}
-			return nil
-		case "error":
-			if ctl.Error != nil {
-				return errors.New(sanitize(ctl.Error.Message))
-			}
-		}
+	st, err := p.Wait(os.Stdout, os.Stderr)
+	if err != nil {
+		return runError(err)
 	}
+	if st.Code != 0 {
+		return exitError{code: st.Code}
+	}
+	return nil
+}
+
+// runError says which verb lost its connection; an error the server sent
+// (the command could not start, the distro is unknown) speaks for itself.
+func runError(err error) error {
+	var ae *api.Error
+	var nr *client.NotRunningError
+	var ue *client.UnreachableError
+	if errors.As(err, &ae) || errors.As(err, &nr) || errors.As(err, &ue) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("run: %w", err)
 }
 
 func unixSignalName(s os.Signal) string {

@@ -5,11 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/subsys-dev/subsys/client"
 )
 
 func newTokenCmd(g *globals) *cobra.Command {
@@ -28,28 +29,25 @@ running, the token file is rewritten here, and the server uses it when it starts
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
-				return err
+				return shown(err)
 			}
-			var r struct {
-				TokenFile string `json:"token_file"`
-			}
-			err = c.json(cmd.Context(), http.MethodPost, "/token/rotate", nil, &r)
-			var nr *notRunningError
+			r, err := c.RotateToken(cmd.Context())
+			var nr *client.NotRunningError
 			switch {
 			case errors.As(err, &nr):
 				// Nothing listens on the socket: the token is the file's alone.
-				path, err := rotateTokenFile(filepath.Dir(nr.socket))
+				path, err := rotateTokenFile(filepath.Dir(nr.Socket))
 				if err != nil {
-					return fmt.Errorf("rotate the token: %w", err)
+					return shown(fmt.Errorf("rotate the token: %w", err))
 				}
 				fmt.Fprintf(stdout, "The subsys server is not running: wrote a new token to %s; the server uses it when it starts.\n", sanitize(path))
 			case err != nil:
-				return fmt.Errorf("rotate the token: %w", err)
+				return shown(fmt.Errorf("rotate the token: %w", err))
 			default:
 				fmt.Fprintf(stdout, "Replaced the token: the new one is in %s.\n", sanitize(r.TokenFile))
 			}
 			fmt.Fprintln(stdout, "The old token no longer works, and every browser session has ended. To log in again: subsys dashboard")
-			if c.socket == "" {
+			if c.Socket() == "" {
 				fmt.Fprintln(stdout, "This client used the old token (SUBSYS_TOKEN or the token file): give it the new one.")
 			}
 			return nil

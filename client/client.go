@@ -282,7 +282,29 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// reachError explains a failure to reach the server.
+// UnreachableError says that a request did not reach the server, or its
+// reply did not come back, for a reason other than NotRunningError's.
+type UnreachableError struct {
+	// Where is the server's socket or URL.
+	Where string
+	// Socket is whether Where is a socket.
+	Socket bool
+	// Err is why.
+	Err error
+}
+
+func (e *UnreachableError) Error() string {
+	if e.Socket {
+		return fmt.Sprintf("cannot reach the subsys server on %s: %v", e.Where, e.Err)
+	}
+	return fmt.Sprintf("cannot reach the subsys server at %s: %v (is it running?)", e.Where, e.Err)
+}
+
+// Unwrap returns why.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// reachError explains a failure to reach the server: *NotRunningError or
+// *UnreachableError.
 func (c *Client) reachError(err error) error {
 	var nr *NotRunningError
 	if errors.As(err, &nr) {
@@ -291,10 +313,7 @@ func (c *Client) reachError(err error) error {
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		err = ue.Err // drop `Get "http://localhost/api/v1/…":`
 	}
-	if c.socket != "" {
-		return fmt.Errorf("cannot reach the subsys server on %s: %w", c.socket, err)
-	}
-	return fmt.Errorf("cannot reach the subsys server at %s: %w (is it running?)", c.Where(), err)
+	return &UnreachableError{Where: c.Where(), Socket: c.socket != "", Err: err}
 }
 
 // decodeError turns a reply that is not 2xx into *api.Error: the API's JSON

@@ -14,8 +14,8 @@
 //
 // Every method takes a context. An error reply of the server is an
 // *api.Error (HTTP status, code, message), a failed operation an
-// *api.OperationError, and a server that is not running a *NotRunningError:
-// use errors.As. Messages may quote what a distro supplied (a process name, a
+// *api.OperationError, a server that is not running a *NotRunningError and
+// one that cannot be reached otherwise an *UnreachableError: use errors.As. Messages may quote what a distro supplied (a process name, a
 // file name): escape them before printing them on a terminal.
 //
 // A complete program, which imports a distro unless it is there, runs a
