@@ -34,11 +34,26 @@ type Snapshot struct {
 // again from a fresh snapshot, which is cheaper and simpler than an unbounded queue.
 const subscriberBuffer = 256
 
+// eventBus is the manager's subscribers and what they were last told.
 type eventBus struct {
+	// publish serializes publishChanges from its read of the distros to its
+	// last send, so that publishers send their snapshots in the order they
+	// read them: one that read the store earlier never sends after one that
+	// read it later (which would show subscribers an older state last, and
+	// leave last stale until the next change). It is taken before mu and
+	// held across a store query; mu is not, so subscribing and operation
+	// progress do not wait for the query.
+	publish sync.Mutex
+
 	mu   sync.Mutex
 	subs map[chan Event]struct{}
-	last map[string]Distro // what subscribers were last told, by id
-	ops  map[string]OperationInfo
+	last map[string]Distro        // what subscribers were last told, by id
+	ops  map[string]OperationInfo // running operations as last told, by id
+
+	// afterList, when set (by tests), runs in publishChanges between its
+	// read of the distros and its sends, with publishChanges's context: the
+	// point where a publisher that read older state could be overtaken.
+	afterList func(ctx context.Context)
 }
 
 // Subscribe returns the current snapshot and a channel of the changes after it.
@@ -85,9 +100,14 @@ func (m *Manager) send(e Event) {
 // what changed. Calling it after any change is cheap (one query) and can never
 // miss or double an event.
 func (m *Manager) publishChanges(ctx context.Context) {
+	m.events.publish.Lock()
+	defer m.events.publish.Unlock()
 	list, err := m.List(context.WithoutCancel(ctx))
 	if err != nil {
 		return
+	}
+	if m.events.afterList != nil {
+		m.events.afterList(ctx)
 	}
 	m.events.mu.Lock()
 	defer m.events.mu.Unlock()
@@ -111,10 +131,21 @@ func (m *Manager) publishChanges(ctx context.Context) {
 
 // publishOperation sends op's snapshot when it changed since the last one sent.
 func (m *Manager) publishOperation(op *Operation) {
-	info := op.Info()
 	m.events.mu.Lock()
 	defer m.events.mu.Unlock()
-	if old, ok := m.events.ops[info.ID]; ok && old == info {
+	// Read under the lock, for the reason publishChanges holds publish: a
+	// snapshot read earlier (by the progress ticker) must not be sent after
+	// a later one (the end, sent by endOperation).
+	info := op.Info()
+	old, ok := m.events.ops[info.ID]
+	if ok && old == info {
+		return
+	}
+	if !ok && info.Status != StatusRunning {
+		// Its end was sent already (beginOperation sends every operation
+		// as running before it can end, so one that is not tracked and
+		// has ended was told): the ticker and endOperation both publish
+		// an operation that ends, and it ends once.
 		return
 	}
 	if info.Status == StatusRunning {
@@ -137,7 +168,7 @@ func (m *Manager) runProgress(ctx context.Context) {
 		}
 		m.mu.Lock()
 		var running []*Operation
-		for _, op := range m.locks {
+		for _, op := range m.opsByDistro {
 			running = append(running, op)
 		}
 		m.mu.Unlock()

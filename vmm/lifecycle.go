@@ -262,7 +262,7 @@ func (m *Manager) installed(d store.Distro) error {
 	switch State(d.State) {
 	case StateInstalling, StateUninstalling:
 		m.mu.Lock()
-		held := m.locks[d.ID]
+		held := m.opsByDistro[d.ID]
 		m.mu.Unlock()
 		if held != nil {
 			return &BusyError{Distro: d.Name, Op: held.Info()}
@@ -505,7 +505,7 @@ func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, er
 		return Distro{}, err
 	}
 	m.mu.Lock()
-	held := m.locks[d.ID]
+	held := m.opsByDistro[d.ID]
 	m.mu.Unlock()
 	if held != nil && u.Name != nil {
 		return Distro{}, &BusyError{Distro: d.Name, Op: held.Info()}

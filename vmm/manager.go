@@ -64,10 +64,14 @@ type Manager struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
-	mu      sync.Mutex
-	ops     map[string]*Operation    // every operation since start, by id
-	locks   map[string]*Operation    // distro id → the operation holding it
-	clients map[string]*agent.Client // distro id → its running agent
+	mu  sync.Mutex
+	ops map[string]*Operation // every operation since start, by id
+	// opsByDistro holds, by distro id, the running operation that has the
+	// distro to itself, from beginOperation to endOperation: one at a time,
+	// so that a second operation or a rename meanwhile gets a BusyError
+	// naming the first. (Start and stop serialize on starts instead.)
+	opsByDistro map[string]*Operation
+	clients     map[string]*agent.Client // distro id → its running agent
 	// outdated holds, by distro id, why a running distro's agent is outdated
 	// (agentProblem); set by adopt, cleared when that agent goes.
 	outdated map[string]string
@@ -112,7 +116,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	mctx, stop := context.WithCancel(context.Background())
 	m := &Manager{cfg: cfg, log: cfg.Logger, ctx: mctx, stop: stop,
-		ops: map[string]*Operation{}, locks: map[string]*Operation{}, clients: map[string]*agent.Client{}, outdated: map[string]string{},
+		ops: map[string]*Operation{}, opsByDistro: map[string]*Operation{}, clients: map[string]*agent.Client{}, outdated: map[string]string{},
 		starts: map[string]*sync.Mutex{}, states: map[string]State{},
 		events:  eventBus{subs: map[chan Event]struct{}{}, last: map[string]Distro{}, ops: map[string]OperationInfo{}},
 		sampler: sampler{states: map[string]*usageState{}}}
@@ -462,12 +466,12 @@ func (m *Manager) beginOperation(kind string, d store.Distro, state State) (*Ope
 	ctx, cancel := context.WithCancel(m.ctx)
 	op := newOperation(uuid.NewString(), kind, d.Name, cancel)
 	m.mu.Lock()
-	if held := m.locks[d.ID]; held != nil {
+	if held := m.opsByDistro[d.ID]; held != nil {
 		m.mu.Unlock()
 		cancel()
 		return nil, nil, &BusyError{Distro: d.Name, Op: held.Info()}
 	}
-	m.locks[d.ID] = op
+	m.opsByDistro[d.ID] = op
 	m.ops[op.id] = op
 	if state != "" {
 		m.states[d.ID] = state
@@ -475,7 +479,7 @@ func (m *Manager) beginOperation(kind string, d store.Distro, state State) (*Ope
 	m.mu.Unlock()
 	if err := m.cfg.Store.SaveOperation(ctx, store.Operation{ID: op.id, Kind: kind, Distro: d.Name, Status: StatusRunning, CreatedAt: op.created}); err != nil {
 		m.mu.Lock()
-		delete(m.locks, d.ID)
+		delete(m.opsByDistro, d.ID)
 		delete(m.states, d.ID)
 		m.mu.Unlock()
 		cancel()
@@ -500,8 +504,8 @@ func (m *Manager) endOperation(op *Operation, distroID string, err error) {
 		m.log.Warn("cannot save operation result", "op", op.id, "err", serr)
 	}
 	m.mu.Lock()
-	if m.locks[distroID] == op {
-		delete(m.locks, distroID)
+	if m.opsByDistro[distroID] == op {
+		delete(m.opsByDistro, distroID)
 		delete(m.states, distroID)
 	}
 	m.mu.Unlock()
