@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
@@ -22,7 +23,7 @@ func TestDistroLifecycle(t *testing.T) {
 	s := startServer(t, "")
 	s.importTar("tiny", tinyRootfs(t))
 
-	var list []distro
+	var list []api.Distro
 	if st, raw := s.api("GET", "/distros", nil, &list); st != 200 || len(list) != 1 {
 		t.Fatalf("GET /distros = %d %s, want one distro", st, raw)
 	}
@@ -38,11 +39,11 @@ func TestDistroLifecycle(t *testing.T) {
 	}
 
 	// exec starts the distro.
-	res := s.exec("tiny", map[string]any{"argv": []string{"echo", "hello"}})
+	res := s.exec("tiny", api.ExecRequest{Argv: []string{"echo", "hello"}})
 	if res.ExitCode != 0 || res.Stdout != "hello\n" || res.StdoutEncoding != "utf-8" {
 		t.Errorf("exec echo = %+v, want hello", res)
 	}
-	var got distro
+	var got api.Distro
 	s.api("GET", "/distros/tiny", nil, &got)
 	if got.State != "Running" {
 		t.Errorf("state after exec = %s, want Running", got.State)
@@ -50,32 +51,32 @@ func TestDistroLifecycle(t *testing.T) {
 
 	tests := []struct {
 		name       string
-		req        map[string]any
+		req        api.ExecRequest
 		wantOut    string
 		wantErrOut string
 		wantCode   int
 	}{
-		{"hostname is the distro name", map[string]any{"argv": []string{"hostname"}}, "tiny\n", "", 0},
-		{"root by default", map[string]any{"argv": []string{"id", "-u"}}, "0\n", "", 0},
-		{"user by name", map[string]any{"argv": []string{"id", "-u"}, "user": "alice"}, "1000\n", "", 0},
-		{"user by uid", map[string]any{"argv": []string{"id", "-un"}, "user": "1000"}, "alice\n", "", 0},
-		{"supplementary groups", map[string]any{"argv": []string{"id", "-G"}, "user": "alice"}, "1000 50\n", "", 0},
-		{"home is the default cwd", map[string]any{"argv": []string{"pwd"}, "user": "alice"}, "/home/alice\n", "", 0},
-		{"cwd", map[string]any{"argv": []string{"pwd"}, "cwd": "/etc"}, "/etc\n", "", 0},
-		{"env", map[string]any{"argv": []string{"sh", "-c", "echo $FOO"}, "env": []string{"FOO=bar"}}, "bar\n", "", 0},
-		{"stdin", map[string]any{"argv": []string{"cat"}, "stdin": base64.StdEncoding.EncodeToString([]byte("from stdin"))}, "from stdin", "", 0},
-		{"exit code and stderr", map[string]any{"argv": []string{"sh", "-c", "echo oops >&2; exit 3"}}, "", "oops\n", 3},
-		{"pid 1 is the agent", map[string]any{"argv": []string{"sh", "-c", "cat /proc/1/comm"}}, "subsys-agent\n", "", 0},
-		{"only fds 0-2 are inherited", map[string]any{"argv": []string{"ls", "/proc/self/fd"}}, "0\n1\n2\n3\n", "", 0},
-		{"host root at /mnt/host", map[string]any{"argv": []string{"sh", "-c", "test -e /mnt/host/etc/os-release && echo yes"}}, "yes\n", "", 0},
-		{"dev nodes", map[string]any{"argv": []string{"sh", "-c", "head -c 4 /dev/zero | wc -c; test -c /dev/null && test -c /dev/urandom && test -e /dev/ptmx && test -d /dev/pts && test -d /dev/shm && echo ok"}}, "4\nok\n", "", 0},
-		{"killed by signal", map[string]any{"argv": []string{"sh", "-c", "kill -9 $$"}}, "", "", 137},
+		{"hostname is the distro name", api.ExecRequest{Argv: []string{"hostname"}}, "tiny\n", "", 0},
+		{"root by default", api.ExecRequest{Argv: []string{"id", "-u"}}, "0\n", "", 0},
+		{"user by name", api.ExecRequest{Argv: []string{"id", "-u"}, User: "alice"}, "1000\n", "", 0},
+		{"user by uid", api.ExecRequest{Argv: []string{"id", "-un"}, User: "1000"}, "alice\n", "", 0},
+		{"supplementary groups", api.ExecRequest{Argv: []string{"id", "-G"}, User: "alice"}, "1000 50\n", "", 0},
+		{"home is the default cwd", api.ExecRequest{Argv: []string{"pwd"}, User: "alice"}, "/home/alice\n", "", 0},
+		{"cwd", api.ExecRequest{Argv: []string{"pwd"}, Cwd: "/etc"}, "/etc\n", "", 0},
+		{"env", api.ExecRequest{Argv: []string{"sh", "-c", "echo $FOO"}, Env: []string{"FOO=bar"}}, "bar\n", "", 0},
+		{"stdin", api.ExecRequest{Argv: []string{"cat"}, Stdin: base64.StdEncoding.EncodeToString([]byte("from stdin"))}, "from stdin", "", 0},
+		{"exit code and stderr", api.ExecRequest{Argv: []string{"sh", "-c", "echo oops >&2; exit 3"}}, "", "oops\n", 3},
+		{"pid 1 is the agent", api.ExecRequest{Argv: []string{"sh", "-c", "cat /proc/1/comm"}}, "subsys-agent\n", "", 0},
+		{"only fds 0-2 are inherited", api.ExecRequest{Argv: []string{"ls", "/proc/self/fd"}}, "0\n1\n2\n3\n", "", 0},
+		{"host root at /mnt/host", api.ExecRequest{Argv: []string{"sh", "-c", "test -e /mnt/host/etc/os-release && echo yes"}}, "yes\n", "", 0},
+		{"dev nodes", api.ExecRequest{Argv: []string{"sh", "-c", "head -c 4 /dev/zero | wc -c; test -c /dev/null && test -c /dev/urandom && test -e /dev/ptmx && test -d /dev/pts && test -d /dev/shm && echo ok"}}, "4\nok\n", "", 0},
+		{"killed by signal", api.ExecRequest{Argv: []string{"sh", "-c", "kill -9 $$"}}, "", "", 137},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			res := s.exec("tiny", tc.req)
 			if res.Stdout != tc.wantOut || res.Stderr != tc.wantErrOut || res.ExitCode != tc.wantCode {
-				t.Errorf("exec %v = code %d out %q err %q; want code %d out %q err %q", tc.req["argv"], res.ExitCode, res.Stdout, res.Stderr, tc.wantCode, tc.wantOut, tc.wantErrOut)
+				t.Errorf("exec %v = code %d out %q err %q; want code %d out %q err %q", tc.req.Argv, res.ExitCode, res.Stdout, res.Stderr, tc.wantCode, tc.wantOut, tc.wantErrOut)
 			}
 		})
 	}
@@ -88,12 +89,12 @@ func TestDistroLifecycle(t *testing.T) {
 		t.Errorf("exec of a missing program = %d %s, want 400", st, raw)
 	}
 	// Binary output comes back as base64.
-	res = s.exec("tiny", map[string]any{"argv": []string{"sh", "-c", "printf '\\377\\000\\001'"}})
+	res = s.exec("tiny", api.ExecRequest{Argv: []string{"sh", "-c", "printf '\\377\\000\\001'"}})
 	if raw, _ := base64.StdEncoding.DecodeString(res.Stdout); res.StdoutEncoding != "base64" || !bytes.Equal(raw, []byte{0xff, 0, 1}) {
 		t.Errorf("binary output = %q (%s), want base64 of ff 00 01", res.Stdout, res.StdoutEncoding)
 	}
 	// A timeout kills the command.
-	res = s.exec("tiny", map[string]any{"argv": []string{"sleep", "30"}, "timeout_s": 0.5})
+	res = s.exec("tiny", api.ExecRequest{Argv: []string{"sleep", "30"}, TimeoutS: 0.5})
 	if !res.TimedOut || res.ExitCode != 137 {
 		t.Errorf("exec with timeout = %+v, want timed out, 137", res)
 	}
@@ -130,7 +131,7 @@ func TestDistroLifecycle(t *testing.T) {
 		}
 		name := "re-" + strings.ReplaceAll(f, ".", "")
 		s.importTar(name, raw)
-		if res := s.exec(name, map[string]any{"argv": []string{"cat", "/etc/passwd"}}); !strings.Contains(res.Stdout, "alice:x:1000") {
+		if res := s.exec(name, api.ExecRequest{Argv: []string{"cat", "/etc/passwd"}}); !strings.Contains(res.Stdout, "alice:x:1000") {
 			t.Errorf("re-imported %s: /etc/passwd = %q", f, res.Stdout)
 		}
 		if st, raw := s.api("DELETE", "/distros/"+name, nil, nil); st != 204 {
@@ -142,7 +143,7 @@ func TestDistroLifecycle(t *testing.T) {
 	}
 
 	// Clone, then change the clone without touching the original.
-	var op operation
+	var op api.Operation
 	if st, raw := s.api("POST", "/distros/tiny/clone", map[string]string{"name": "twin"}, &op); st != 202 {
 		t.Fatalf("clone = %d %s", st, raw)
 	}
@@ -159,7 +160,7 @@ func TestDistroLifecycle(t *testing.T) {
 	if st, raw := s.api("PATCH", "/distros/twin", map[string]any{"name": "twin2", "default_user": "alice"}, &got); st != 200 || got.Name != "twin2" || got.DefaultUser != "alice" {
 		t.Fatalf("PATCH = %d %s", st, raw)
 	}
-	if res := s.exec("twin2", map[string]any{"argv": []string{"id", "-un"}}); res.Stdout != "alice\n" {
+	if res := s.exec("twin2", api.ExecRequest{Argv: []string{"id", "-un"}}); res.Stdout != "alice\n" {
 		t.Errorf("default user not applied: %q", res.Stdout)
 	}
 	if st, raw := s.api("PATCH", "/distros/twin2", map[string]any{"default": true}, &got); st != 200 || !got.Default {
@@ -227,7 +228,7 @@ func TestImportErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var e apiErr
+			var e api.ErrorBody
 			st, raw := s.api("POST", "/distros?"+tc.query, tc.body, &e)
 			if st != tc.status || e.Error.Code == "" || e.Error.Message == "" {
 				t.Fatalf("import = %d %s, want %d with a JSON error", st, raw, tc.status)
@@ -237,7 +238,7 @@ func TestImportErrors(t *testing.T) {
 			}
 		})
 	}
-	var list []distro
+	var list []api.Distro
 	s.api("GET", "/distros", nil, &list)
 	if len(list) != 1 {
 		t.Errorf("failed imports left distros behind: %+v", list)
@@ -262,7 +263,7 @@ func TestImportErrors(t *testing.T) {
 	// Server-side path import, and its errors.
 	path := filepath.Join(t.TempDir(), "rootfs.tar.gz")
 	os.WriteFile(path, tinyRootfs(t), 0o644)
-	var op operation
+	var op api.Operation
 	if st, raw := s.api("POST", "/distros", map[string]any{"name": "frompath", "version": 1, "source": map[string]string{"path": path}}, &op); st != 202 {
 		t.Fatalf("path import = %d %s", st, raw)
 	}
@@ -350,9 +351,7 @@ func TestSecurityChecks(t *testing.T) {
 	}
 	// The token is traded for a session of the browser's own, which then works
 	// alone as a header; the old cookie login sets nothing.
-	var ses struct {
-		Session string `json:"session"`
-	}
+	var ses api.Login
 	if st, raw := s.api("POST", "/login", nil, &ses); st != 200 || ses.Session == "" || ses.Session == s.token {
 		t.Fatalf("login = %d %s, want a session that is not the token", st, raw)
 	}
@@ -379,13 +378,13 @@ func TestImportLocationSafety(t *testing.T) {
 	base := t.TempDir()
 	os.Chmod(base, 0o755)
 	loc := filepath.Join(base, "vms", "custom")
-	var op operation
+	var op api.Operation
 	if st, raw := s.api("POST", "/distros?name=located&location="+loc, tinyRootfs(t), &op); st != 202 {
 		t.Fatalf("import with location = %d %s", st, raw)
 	}
 	s.waitOp(op.ID)
 	s.importTar("inside", tinyRootfs(t))
-	var d distro
+	var d api.Distro
 	s.api("GET", "/distros/inside", nil, &d)
 	for _, p := range []string{loc, d.Location, filepath.Join(s.data, "distros")} {
 		fi, err := os.Stat(p)
@@ -397,7 +396,7 @@ func TestImportLocationSafety(t *testing.T) {
 	home := filepath.Join(base, "home")
 	os.Mkdir(home, 0o755)
 	os.Chown(home, 1000, 1000)
-	var e apiErr
+	var e api.ErrorBody
 	st, raw := s.api("POST", "/distros?name=swappable&location="+filepath.Join(home, "distro"), tinyRootfs(t), &e)
 	if st != 400 || e.Error.Code != "invalid" || !strings.Contains(e.Error.Message, home) || !strings.Contains(e.Error.Message, "uid 1000") {
 		t.Errorf("import under a user's directory = %d %s, want 400 naming %s and its owner", st, raw, home)
@@ -422,7 +421,7 @@ func TestImportDiskFull(t *testing.T) {
 	}
 	defer exec.Command("umount", "-l", mnt).Run()
 	big := tarOf(t, tarEntry{tar.Header{Name: "big", Typeflag: tar.TypeReg}, strings.Repeat("subsys", 8<<20/6)})
-	var e apiErr
+	var e api.ErrorBody
 	st, raw := s.api("POST", "/distros?name=big&location="+filepath.Join(mnt, "distro"), big, &e)
 	if st != http.StatusInsufficientStorage || e.Error.Code != "insufficient_storage" || !strings.Contains(e.Error.Message, mnt) || !strings.Contains(e.Error.Message, "free") {
 		t.Fatalf("import onto a full file system = %d %s, want 507 insufficient_storage naming %s and its free space", st, raw, mnt)
@@ -447,7 +446,7 @@ func TestImportUnregisterCycles(t *testing.T) {
 	tarball := tinyRootfs(t)
 	const cycles = 60
 	for i := range cycles {
-		var op operation
+		var op api.Operation
 		if st, raw := s.api("POST", "/distros?name=cycle", tarball, &op); st != 202 {
 			t.Fatalf("cycle %d: import = %d %s", i, st, raw)
 		}
@@ -480,15 +479,7 @@ func TestImportResultSkippedDevices(t *testing.T) {
 		tarEntry{tar.Header{Name: "etc/hda", Typeflag: tar.TypeBlock, Mode: 0o600, Devmajor: 3, Devminor: 0}, ""},
 		tarEntry{tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg}, "root:x:0:0:root:/root:/bin/sh\n"},
 	)
-	var op struct {
-		ID     string `json:"id"`
-		Status string `json:"status"`
-		Result *struct {
-			Entries        int      `json:"entries"`
-			SkippedDevices int      `json:"skipped_devices"`
-			Warnings       []string `json:"warnings"`
-		} `json:"result"`
-	}
+	var op api.Operation
 	if st, raw := s.api("POST", "/distros?name=devs", tarball, &op); st != 202 {
 		t.Fatalf("import = %d %s", st, raw)
 	}
@@ -538,7 +529,7 @@ func TestRelativeDataDir(t *testing.T) {
 	if res := s.sh("rel", "echo started"); res.Stdout != "started\n" {
 		t.Errorf("exec in a distro of a relative data directory = %+v", res)
 	}
-	var d distro
+	var d api.Distro
 	s.api("GET", "/distros/rel", nil, &d)
 	if !filepath.IsAbs(d.Location) {
 		t.Errorf("location %q is relative", d.Location)

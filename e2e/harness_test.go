@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subsys-dev/subsys/api"
+	"github.com/subsys-dev/subsys/client"
 	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
@@ -213,6 +215,50 @@ func (s *server) request(method, path string, body any, out any, hdr http.Header
 	return resp.StatusCode, raw
 }
 
+// client returns a Go client of s over TCP with the token, whose every JSON
+// reply is validated against openapi.yaml as api's are.
+func (s *server) client() *client.Client {
+	s.t.Helper()
+	c, err := client.New(client.Config{URL: s.url, Token: s.token, Transport: specChecker{t: s.t, next: http.DefaultTransport}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
+
+// socketClient returns a Go client of s over its unix socket, as the CLI
+// reaches it: no token.
+func (s *server) socketClient() *client.Client {
+	s.t.Helper()
+	c, err := client.New(client.Config{Socket: filepath.Join(s.data, client.SocketName)})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
+
+// specChecker is an http.RoundTripper that checks every JSON reply against
+// openapi.yaml on its way to the client.
+type specChecker struct {
+	t    testing.TB
+	next http.RoundTripper
+}
+
+func (sc specChecker) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := sc.next.RoundTrip(req)
+	if err != nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		return resp, err
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	checkAgainstSpec(sc.t, req, resp.StatusCode, resp.Header, raw)
+	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	return resp, nil
+}
+
 // cli runs bin/subsys as a client of s and returns stdout, stderr and the exit code.
 func (s *server) cli(stdin io.Reader, args ...string) (string, string, int) {
 	s.t.Helper()
@@ -230,51 +276,18 @@ func (s *server) cli(stdin io.Reader, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// operation mirrors the API's operation object.
-type operation struct {
-	ID       string `json:"id"`
-	Kind     string `json:"kind"`
-	Status   string `json:"status"`
-	Error    string `json:"error"`
-	Progress struct {
-		Done  int64 `json:"done"`
-		Total int64 `json:"total"`
-	} `json:"progress"`
-}
-
-// distro mirrors the API's distro object.
-type distro struct {
-	Name        string    `json:"name"`
-	ID          string    `json:"id"`
-	Version     int       `json:"version"`
-	State       string    `json:"state"`
-	Default     bool      `json:"default"`
-	Location    string    `json:"location"`
-	DefaultUser string    `json:"default_user"`
-	CreatedAt   time.Time `json:"created_at"`
-}
-
-type execResult struct {
-	ExitCode       int    `json:"exit_code"`
-	Signal         string `json:"signal"`
-	Stdout         string `json:"stdout"`
-	Stderr         string `json:"stderr"`
-	StdoutEncoding string `json:"stdout_encoding"`
-	Truncated      bool   `json:"truncated"`
-	TimedOut       bool   `json:"timed_out"`
-}
-
-type apiErr struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
+// The API's own types under the names older tests use; new code names
+// api's types directly.
+type (
+	operation = api.Operation
+	distro    = api.Distro
+	apiErr    = api.ErrorBody
+)
 
 // importTar uploads tarball as distro name and waits for the operation to succeed.
 func (s *server) importTar(name string, tarball []byte) {
 	s.t.Helper()
-	var op operation
+	var op api.Operation
 	st, raw := s.api("POST", "/distros?name="+name+"&version=1", tarball, &op)
 	if st != http.StatusAccepted {
 		s.t.Fatalf("import %s: status %d: %s", name, st, raw)
@@ -282,16 +295,16 @@ func (s *server) importTar(name string, tarball []byte) {
 	s.waitOp(op.ID)
 }
 
-func (s *server) waitOp(id string) operation {
+func (s *server) waitOp(id string) api.Operation {
 	s.t.Helper()
-	var op operation
+	var op api.Operation
 	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
 		if st, raw := s.api("GET", "/operations/"+id+"?wait=5", nil, &op); st != 200 {
 			s.t.Fatalf("operation %s: %d %s", id, st, raw)
 		}
-		if op.Status != "running" {
-			if op.Status != "success" {
+		if op.Status != api.StatusRunning {
+			if op.Status != api.StatusSuccess {
 				s.t.Fatalf("operation %s: %s: %s", id, op.Status, op.Error)
 			}
 			return op
@@ -301,18 +314,20 @@ func (s *server) waitOp(id string) operation {
 	return op
 }
 
-func (s *server) exec(name string, req map[string]any) execResult {
+// exec runs a command with POST …/exec: req is an api.ExecRequest, or a map
+// for a body the typed request cannot say.
+func (s *server) exec(name string, req any) api.ExecResult {
 	s.t.Helper()
-	var res execResult
+	var res api.ExecResult
 	if st, raw := s.api("POST", "/distros/"+name+"/exec", req, &res); st != 200 {
-		s.t.Fatalf("exec %v in %s: %d %s", req["argv"], name, st, raw)
+		s.t.Fatalf("exec %v in %s: %d %s", req, name, st, raw)
 	}
 	return res
 }
 
-func (s *server) sh(name, script string) execResult {
+func (s *server) sh(name, script string) api.ExecResult {
 	s.t.Helper()
-	return s.exec(name, map[string]any{"argv": []string{"/bin/sh", "-c", script}})
+	return s.exec(name, api.ExecRequest{Argv: []string{"/bin/sh", "-c", script}})
 }
 
 // busyboxApplets are linked into the tiny test root file system.

@@ -8,24 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/internal/lantest"
 )
-
-// apiRule is a portproxy rule as /portproxy returns it.
-type apiRule struct {
-	ID             string   `json:"id"`
-	Proto          string   `json:"proto"`
-	ListenAddress  string   `json:"listen_address"`
-	ListenPort     uint16   `json:"listen_port"`
-	ConnectAddress string   `json:"connect_address"`
-	ConnectPort    uint16   `json:"connect_port"`
-	Allow          []string `json:"allow"`
-	State          string   `json:"state"`
-	Error          string   `json:"error"`
-	Connections    int64    `json:"connections"`
-	Total          int64    `json:"total"`
-	BytesIn        int64    `json:"bytes_in"`
-}
 
 // TestPortProxy drives portproxy rules through the REST API and the CLI: TCP
 // and UDP echo from a LAN test host through rules on IPv4 and IPv6, 409s that
@@ -40,13 +25,13 @@ func TestPortProxy(t *testing.T) {
 	startTCPEcho(t, fmt.Sprintf("127.0.0.1:%d", echoPort))
 	startUDPEcho(t, fmt.Sprintf("127.0.0.1:%d", echoPort))
 
-	var r apiRule
-	st, raw := s.api("POST", "/portproxy", map[string]any{"listen_port": listenTCP, "connect_port": echoPort}, &r)
+	var r api.Rule
+	st, raw := s.api("POST", "/portproxy", api.RuleRequest{ListenPort: int(listenTCP), ConnectPort: int(echoPort)}, &r)
 	if st != 201 || r.State != "active" || r.ListenAddress != "0.0.0.0" || r.ConnectAddress != "127.0.0.1" || r.Proto != "tcp" || r.ID == "" {
 		t.Fatalf("POST /portproxy: %d %s", st, raw)
 	}
-	var ru apiRule
-	if st, raw := s.api("POST", "/portproxy", map[string]any{"proto": "udp", "listen_port": listenUDP, "connect_port": echoPort}, &ru); st != 201 {
+	var ru api.Rule
+	if st, raw := s.api("POST", "/portproxy", api.RuleRequest{Proto: api.UDP, ListenPort: int(listenUDP), ConnectPort: int(echoPort)}, &ru); st != 201 {
 		t.Fatalf("POST udp rule: %d %s", st, raw)
 	}
 	out, errOut, code := s.cli(nil, "portproxy", "add", "--id", "v6", "--listen-address", "::", "--listen-port", fmt.Sprint(listen6), "--connect-port", fmt.Sprint(echoPort))
@@ -62,14 +47,14 @@ func TestPortProxy(t *testing.T) {
 	if err := h.Ping(t, "tcp", netip.AddrPortFrom(h.Host6, listen6), reachTimeout); err != nil {
 		t.Fatalf("TCP echo through the IPv6 rule from the LAN: %v", err)
 	}
-	var got apiRule
+	var got api.Rule
 	if st, _ := s.api("GET", "/portproxy/"+r.ID, nil, &got); st != 200 || got.Total != 1 || got.BytesIn != 4 {
 		t.Errorf("GET rule after one echo: %d %+v, want total 1, bytes_in 4", st, got)
 	}
 
 	// Conflicts: a duplicate rule, and a port a process of this host holds.
-	var e apiErr
-	if st, _ := s.api("POST", "/portproxy", map[string]any{"listen_port": listenTCP, "connect_port": 1}, &e); st != 409 || e.Error.Code != "duplicate_rule" {
+	var e api.ErrorBody
+	if st, _ := s.api("POST", "/portproxy", api.RuleRequest{ListenPort: int(listenTCP), ConnectPort: 1}, &e); st != 409 || e.Error.Code != api.CodeDuplicateRule {
 		t.Errorf("duplicate rule: %d %+v, want 409 duplicate_rule", st, e)
 	}
 	busyPort := freePorts(t, 1)[0]
@@ -78,7 +63,7 @@ func TestPortProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if st, _ := s.api("POST", "/portproxy", map[string]any{"listen_port": busyPort, "connect_port": echoPort}, &e); st != 409 || e.Error.Code != "port_in_use" || !strings.Contains(e.Error.Message, "e2e.test") {
+	if st, _ := s.api("POST", "/portproxy", api.RuleRequest{ListenPort: int(busyPort), ConnectPort: int(echoPort)}, &e); st != 409 || e.Error.Code != api.CodePortInUse || !strings.Contains(e.Error.Message, "e2e.test") {
 		t.Errorf("port held by this test: %d %+v, want 409 port_in_use naming e2e.test", st, e)
 	}
 	for _, body := range []map[string]any{

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/subsys-dev/subsys/api"
 )
 
 func newCLI(bin string, args ...string) *exec.Cmd { return exec.Command(bin, args...) }
@@ -29,7 +31,7 @@ func TestRestartReadoptsRunningDistros(t *testing.T) {
 
 	s.kill9()
 	s.start()
-	var d distro
+	var d api.Distro
 	s.api("GET", "/distros/keep", nil, &d)
 	if d.State != "Running" {
 		t.Fatalf("after kill -9 and restart, state = %s, want Running\n%s", d.State, s.log)
@@ -96,7 +98,7 @@ func TestKillDuringImport(t *testing.T) {
 	}()
 	<-sent
 	waitFor(t, 10*time.Second, "the import to show as Installing", func() bool {
-		var d distro
+		var d api.Distro
 		st, _ := s.api("GET", "/distros/crashy", nil, &d)
 		return st == 200 && d.State == "Installing"
 	})
@@ -153,13 +155,13 @@ func TestCancelImportAndBusy(t *testing.T) {
 		done <- resp.StatusCode
 	}()
 	<-sent
-	var d distro
+	var d api.Distro
 	waitFor(t, 10*time.Second, "Installing", func() bool {
 		st, _ := s.api("GET", "/distros/slow", nil, &d)
 		return st == 200 && d.State == "Installing"
 	})
 	// Busy: unregister, start, clone of a distro being imported → 409.
-	var e apiErr
+	var e api.ErrorBody
 	if st, _ := s.api("DELETE", "/distros/slow", nil, &e); st != 409 || !strings.Contains(e.Error.Message, "import") {
 		t.Errorf("unregister during import = %d %q, want 409 naming the import", st, e.Error.Message)
 	}
@@ -173,7 +175,7 @@ func TestCancelImportAndBusy(t *testing.T) {
 		t.Fatalf("busy message %q names no operation", msg)
 	}
 	id := strings.Fields(msg[i+len("operation "):])[0]
-	var op operation
+	var op api.Operation
 	if st, raw := s.api("DELETE", "/operations/"+id, nil, &op); st != 200 || op.Status != "failure" || !strings.Contains(op.Error, "cancel") {
 		t.Errorf("cancel = %d %s", st, raw)
 	}
