@@ -56,17 +56,36 @@ type PortsEvent struct {
 }
 
 // Data returns the value an event carries, the JSON of its `data:` line.
-func (e Event) Data() any {
+func (e Event) Data() any { return e.payload(false) }
+
+// payload returns the field Type selects, allocated first when alloc; nil
+// for a type it does not know.
+func (e *Event) payload(alloc bool) any {
 	switch e.Type {
 	case EventSnapshot:
+		if alloc {
+			e.Snapshot = new(Snapshot)
+		}
 		return e.Snapshot
 	case EventDistro:
+		if alloc {
+			e.Distro = new(Distro)
+		}
 		return e.Distro
 	case EventDistroRemoved:
+		if alloc {
+			e.Removed = new(RemovedDistro)
+		}
 		return e.Removed
 	case EventOperation:
+		if alloc {
+			e.Operation = new(Operation)
+		}
 		return e.Operation
 	case EventPorts:
+		if alloc {
+			e.Ports = new(PortsEvent)
+		}
 		return e.Ports
 	}
 	return nil
@@ -77,24 +96,8 @@ func (e Event) Data() any {
 // adds.
 func ParseEvent(name string, data []byte) (Event, error) {
 	e := Event{Type: EventType(name)}
-	var v any
-	switch e.Type {
-	case EventSnapshot:
-		e.Snapshot = &Snapshot{}
-		v = e.Snapshot
-	case EventDistro:
-		e.Distro = &Distro{}
-		v = e.Distro
-	case EventDistroRemoved:
-		e.Removed = &RemovedDistro{}
-		v = e.Removed
-	case EventOperation:
-		e.Operation = &Operation{}
-		v = e.Operation
-	case EventPorts:
-		e.Ports = &PortsEvent{}
-		v = e.Ports
-	default:
+	v := e.payload(true)
+	if v == nil {
 		return Event{}, fmt.Errorf("unknown event %q", name)
 	}
 	if err := json.Unmarshal(data, v); err != nil {

@@ -3,12 +3,9 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"sync"
 
 	"github.com/gorilla/websocket"
 
@@ -38,8 +35,7 @@ type ExitStatus struct {
 // sends input; Wait delivers output and returns the exit. Its methods may be
 // called from several goroutines; Wait from one.
 type Process struct {
-	conn *websocket.Conn
-	wmu  sync.Mutex // gorilla allows one concurrent writer
+	ws *wsConn
 }
 
 // ExecStream starts start.Argv (empty: the user's login shell) in a distro,
@@ -53,7 +49,7 @@ func (c *Client) ExecStream(ctx context.Context, distro string, start api.ExecSt
 	if err != nil {
 		return nil, err
 	}
-	p := &Process{conn: conn}
+	p := &Process{ws: &wsConn{Conn: conn}}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	b, err := json.Marshal(start)
@@ -61,7 +57,7 @@ func (c *Client) ExecStream(ctx context.Context, distro string, start api.ExecSt
 		conn.Close()
 		return nil, fmt.Errorf("encode the command: %w", err)
 	}
-	if err := p.send(websocket.TextMessage, b); err != nil {
+	if err := p.ws.send(websocket.TextMessage, b); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("send the command: %w", err)
 	}
@@ -90,44 +86,28 @@ func (c *Client) ExecStream(ctx context.Context, distro string, start api.ExecSt
 	}
 }
 
-func (p *Process) send(kind int, b []byte) error {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	// No deadline: a command that does not read its input holds the writer
-	// back, as a pipe would, and a timed-out write would break the socket.
-	return p.conn.WriteMessage(kind, b)
-}
-
-func (p *Process) control(c api.Control) error {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("encode %s frame: %w", c.Type, err)
-	}
-	return p.send(websocket.TextMessage, b)
-}
-
 // Write sends b to the command's standard input.
 func (p *Process) Write(b []byte) (int, error) {
 	frame := make([]byte, 1+len(b))
 	frame[0] = api.ChannelStdin
 	copy(frame[1:], b)
-	if err := p.send(websocket.BinaryMessage, frame); err != nil {
+	if err := p.ws.send(websocket.BinaryMessage, frame); err != nil {
 		return 0, fmt.Errorf("stdin: %w", err)
 	}
 	return len(b), nil
 }
 
 // CloseStdin closes the command's standard input (it reads end of file).
-func (p *Process) CloseStdin() error { return p.control(api.Control{Type: api.ControlEOF}) }
+func (p *Process) CloseStdin() error { return p.ws.control(api.Control{Type: api.ControlEOF}) }
 
 // Resize tells the command's terminal it is now cols × rows (SIGWINCH).
 func (p *Process) Resize(cols, rows uint16) error {
-	return p.control(api.Control{Type: api.ControlResize, Cols: cols, Rows: rows})
+	return p.ws.control(api.Control{Type: api.ControlResize, Cols: cols, Rows: rows})
 }
 
 // Signal sends the command a signal by name, without "SIG": "INT", "TERM".
 func (p *Process) Signal(name string) error {
-	return p.control(api.Control{Type: api.ControlSignal, Name: name})
+	return p.ws.control(api.Control{Type: api.ControlSignal, Name: name})
 }
 
 // Wait writes the command's output to stdout and stderr (nil discards) as it
@@ -137,7 +117,7 @@ func (p *Process) Signal(name string) error {
 // the distro is an *api.Error; a broken connection another error.
 func (p *Process) Wait(stdout, stderr io.Writer) (ExitStatus, error) {
 	for {
-		kind, msg, err := p.conn.ReadMessage()
+		kind, msg, err := p.ws.ReadMessage()
 		if err != nil {
 			return ExitStatus{}, fmt.Errorf("connection lost: %w", err)
 		}
@@ -174,8 +154,8 @@ func (p *Process) Wait(stdout, stderr io.Writer) (ExitStatus, error) {
 
 // Close ends the stream; a command still running is killed.
 func (p *Process) Close() error {
-	if err := p.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("close the exec stream: %w", err)
+	if err := p.ws.close(); err != nil {
+		return fmt.Errorf("exec stream: %w", err)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -47,9 +46,8 @@ type Terminal struct {
 	// ID names the session, for TerminalOptions.Session and KillTerminal.
 	ID string
 
-	conn    *websocket.Conn
+	ws      *wsConn
 	ack     bool
-	wmu     sync.Mutex
 	rmu     sync.Mutex
 	pending []byte
 	exit    *int
@@ -78,10 +76,10 @@ func (c *Client) Terminal(ctx context.Context, distro string, opt TerminalOption
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	t := &Terminal{conn: conn, ack: opt.Ack}
+	t := &Terminal{ws: &wsConn{Conn: conn}, ack: opt.Ack}
 	if opt.Ack {
 		// The first ack, of nothing, opts in before any output is counted.
-		if err := t.control(api.Control{Type: api.ControlAck}); err != nil {
+		if err := t.ws.control(api.Control{Type: api.ControlAck}); err != nil {
 			conn.Close()
 			return nil, err
 		}
@@ -110,7 +108,7 @@ func (t *Terminal) Read(p []byte) (int, error) {
 	t.rmu.Lock()
 	defer t.rmu.Unlock()
 	for len(t.pending) == 0 {
-		kind, msg, err := t.conn.ReadMessage()
+		kind, msg, err := t.ws.ReadMessage()
 		if err != nil {
 			var ce *websocket.CloseError
 			switch {
@@ -151,26 +149,16 @@ func (t *Terminal) ExitCode() (int, bool) {
 	return *t.exit, true
 }
 
-func (t *Terminal) send(kind int, b []byte) error {
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-	return t.conn.WriteMessage(kind, b)
-}
-
 func (t *Terminal) control(c api.Control) error {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("encode %s frame: %w", c.Type, err)
-	}
-	if err := t.send(websocket.TextMessage, b); err != nil {
-		return fmt.Errorf("terminal %s: send %s: %w", t.ID, c.Type, err)
+	if err := t.ws.control(c); err != nil {
+		return fmt.Errorf("terminal %s: %w", t.ID, err)
 	}
 	return nil
 }
 
 // Write types b into the terminal.
 func (t *Terminal) Write(b []byte) (int, error) {
-	if err := t.send(websocket.BinaryMessage, b); err != nil {
+	if err := t.ws.send(websocket.BinaryMessage, b); err != nil {
 		return 0, fmt.Errorf("terminal %s: %w", t.ID, err)
 	}
 	return len(b), nil
@@ -196,8 +184,8 @@ func (t *Terminal) Ack(n int64) error {
 // Close detaches from the session; the program keeps running in it for the
 // session timeout.
 func (t *Terminal) Close() error {
-	if err := t.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("close terminal %s: %w", t.ID, err)
+	if err := t.ws.close(); err != nil {
+		return fmt.Errorf("terminal %s: %w", t.ID, err)
 	}
 	return nil
 }
