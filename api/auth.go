@@ -14,7 +14,8 @@ type Login struct {
 // event stream or export download, which a browser cannot send a header to.
 type Ticket struct {
 	// Ticket goes in the URL as ?ticket=.
-	Ticket    string    `json:"ticket"`
+	Ticket string `json:"ticket"`
+	// ExpiresAt is when an unused ticket stops working (30 s on).
 	ExpiresAt time.Time `json:"expires_at"`
 }
 

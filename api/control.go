@@ -46,6 +46,7 @@ const (
 // The field order is the wire's: encoding a Control gives the frames the
 // dashboard (web/src/terminal.ts) and scripts have always seen.
 type Control struct {
+	// Type says what the frame is: one of the Control constants.
 	Type ControlType `json:"type"`
 	// ID names the terminal session (session).
 	ID string `json:"id,omitempty"`

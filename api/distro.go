@@ -18,18 +18,21 @@ const (
 // Distro is one distro as GET /distros and GET /distros/{name} answer it (and
 // the start, terminate and PATCH replies, and the `distro` event).
 type Distro struct {
+	// Name is what the distro is called (and its hostname); ID never changes.
 	Name string `json:"name"`
 	ID   string `json:"id"`
 	// Version is 1 (shared kernel) or 2 (utility VM).
-	Version int         `json:"version"`
-	State   DistroState `json:"state"`
+	Version int `json:"version"`
+	// State is what the distro is doing: one of the State constants.
+	State DistroState `json:"state"`
 	// Default marks the distro `run` uses when none is named.
 	Default bool `json:"default"`
 	// Location is the directory of the distro's files on the server.
 	Location string `json:"location"`
 	// DefaultUser is the user commands run as when a request names none.
-	DefaultUser string    `json:"default_user"`
-	CreatedAt   time.Time `json:"created_at"`
+	DefaultUser string `json:"default_user"`
+	// CreatedAt is when the distro was imported (or cloned).
+	CreatedAt time.Time `json:"created_at"`
 	// DiskBytes is the space the distro's files take, measured every minute.
 	DiskBytes int64 `json:"disk_bytes"`
 	// MemoryBytes and CPUPercent are the latest sample of a running distro's
@@ -82,6 +85,7 @@ type CloneRequest struct {
 
 // Version is the reply of GET /version.
 type Version struct {
+	// Version is the server's build version.
 	Version string `json:"version"`
 }
 
@@ -100,12 +104,14 @@ type Status struct {
 // memory over the last 10 minutes, oldest first.
 type Metrics struct {
 	// IntervalS is the seconds between samples.
-	IntervalS int      `json:"interval_s"`
-	Samples   []Sample `json:"samples"`
+	IntervalS int `json:"interval_s"`
+	// Samples are the points, oldest first.
+	Samples []Sample `json:"samples"`
 }
 
 // Sample is one point of Metrics.
 type Sample struct {
+	// T is when the sample was taken.
 	T time.Time `json:"t"`
 	// CPUPercent is the CPU use over the interval (100 is one core).
 	CPUPercent  float64 `json:"cpu_percent"`

@@ -26,7 +26,10 @@ const (
 
 // Event is one server-sent event; Type says which of the other fields is set.
 type Event struct {
-	Type      EventType
+	// Type is the event's name.
+	Type EventType
+	// Snapshot is set for EventSnapshot, Distro for EventDistro, Removed for
+	// EventDistroRemoved, Operation for EventOperation, Ports for EventPorts.
 	Snapshot  *Snapshot
 	Distro    *Distro
 	Removed   *RemovedDistro
@@ -37,12 +40,14 @@ type Event struct {
 // Snapshot is the data of EventSnapshot: every distro, and the operations
 // still running.
 type Snapshot struct {
+	// Distros are all the distros; Operations the running operations.
 	Distros    []Distro    `json:"distros"`
 	Operations []Operation `json:"operations"`
 }
 
 // RemovedDistro is the data of EventDistroRemoved.
 type RemovedDistro struct {
+	// ID and Name are the removed distro's.
 	ID   string `json:"id"`
 	Name string `json:"name"`
 }
@@ -50,9 +55,11 @@ type RemovedDistro struct {
 // PortsEvent is the data of EventPorts: the distro (by name and id) and all its
 // listening ports now.
 type PortsEvent struct {
+	// Distro and ID name the distro.
 	Distro string `json:"distro"`
 	ID     string `json:"id"`
-	Ports  []Port `json:"ports"`
+	// Ports are all its listening ports; none once it stopped.
+	Ports []Port `json:"ports"`
 }
 
 // Data returns the value an event carries, the JSON of its `data:` line.

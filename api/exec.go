@@ -33,9 +33,12 @@ type ExecRequest struct {
 
 // ExecResult is the reply of POST /distros/{name}/exec.
 type ExecResult struct {
+	// ExitCode is the process's exit code; 128+n when signal n ended it.
 	ExitCode int `json:"exit_code"`
 	// Signal names the signal that ended the process ("KILL"), if one did.
 	Signal string `json:"signal,omitempty"`
+	// Stdout and Stderr are the process's output, encoded as the encodings
+	// below say (StdoutBytes and StderrBytes decode them).
 	Stdout string `json:"stdout"`
 	Stderr string `json:"stderr"`
 	// StdoutEncoding and StderrEncoding say how Stdout and Stderr are encoded:

@@ -24,15 +24,19 @@ const (
 // 202 reply that starts it, GET and DELETE /operations/{id}, and the
 // `operation` event.
 type Operation struct {
-	ID   string `json:"id"`
+	// ID names the operation: GET and DELETE /operations/{id}.
+	ID string `json:"id"`
+	// Kind is one of the Kind constants.
 	Kind string `json:"kind"`
 	// Distro names the distro the operation works on.
 	Distro string `json:"distro"`
 	// Status is StatusRunning, StatusSuccess or StatusFailure.
-	Status   string   `json:"status"`
+	Status string `json:"status"`
+	// Progress counts the work done so far.
 	Progress Progress `json:"progress"`
 	// Error says why a failed operation failed.
-	Error     string    `json:"error"`
+	Error string `json:"error"`
+	// CreatedAt is when the operation started.
 	CreatedAt time.Time `json:"created_at"`
 	// Result says what an import or clone made, once it has ended; nil for
 	// other kinds and for operations of an earlier server run.
@@ -53,6 +57,7 @@ func (o Operation) Err() error {
 
 // Progress counts work done out of a total; Total 0 means unknown.
 type Progress struct {
+	// Done and Total are bytes for imports, exports and clones.
 	Done  int64 `json:"done"`
 	Total int64 `json:"total"`
 }
@@ -72,6 +77,7 @@ type OperationResult struct {
 
 // OperationError is a failed operation as a Go error.
 type OperationError struct {
+	// Operation is the failed operation, as the server last reported it.
 	Operation Operation
 }
 

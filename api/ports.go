@@ -27,7 +27,8 @@ const (
 type Port struct {
 	// Proto is TCP or UDP.
 	Proto string `json:"proto"`
-	Port  uint16 `json:"port"`
+	// Port is the port number.
+	Port uint16 `json:"port"`
 	// Address is the bind address; 0.0.0.0 or :: mean every address, empty
 	// that nothing listens.
 	Address string `json:"address"`
@@ -82,7 +83,9 @@ const (
 // Rule is a portproxy rule with its state and counters: GET /portproxy,
 // GET /portproxy/{id} and the reply of POST /portproxy.
 type Rule struct {
-	ID    string `json:"id"`
+	// ID names the rule: GET and DELETE /portproxy/{id}.
+	ID string `json:"id"`
+	// Proto is TCP or UDP.
 	Proto string `json:"proto"`
 	// ListenAddress:ListenPort is where the rule listens on this host.
 	ListenAddress string `json:"listen_address"`
@@ -112,13 +115,15 @@ type Rule struct {
 // defaults: TCP, every IPv4 address, 127.0.0.1.
 type RuleRequest struct {
 	// ID names the rule; empty lets the server pick one.
-	ID    string `json:"id,omitempty"`
+	ID string `json:"id,omitempty"`
+	// Proto is TCP (the default) or UDP.
 	Proto string `json:"proto,omitempty"`
 	// ListenAddress is the host address to listen on (0.0.0.0, ::, or one).
 	ListenAddress string `json:"listen_address,omitempty"`
 	// ListenPort and ConnectPort are 1-65535 (int, so that a value out of
 	// range gets a message that says so).
-	ListenPort     int    `json:"listen_port"`
+	ListenPort int `json:"listen_port"`
+	// ConnectAddress is an address or host name to forward to (127.0.0.1).
 	ConnectAddress string `json:"connect_address,omitempty"`
 	ConnectPort    int    `json:"connect_port"`
 	// Allow lists the source prefixes that may connect; empty allows any.

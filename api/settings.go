@@ -32,6 +32,7 @@ type Settings struct {
 
 // SettingsUpdate is the body of PUT /settings: nil fields stay as they are.
 type SettingsUpdate struct {
+	// Each field, when set, replaces the Settings field of the same name.
 	DefaultVersion       *int    `json:"default_version,omitempty"`
 	DefaultUser          *string `json:"default_user,omitempty"`
 	ScrollbackBytes      *int    `json:"scrollback_bytes,omitempty"`

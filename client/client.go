@@ -183,6 +183,7 @@ type NotRunningError struct {
 	Err error
 }
 
+// Error says the server is not running, and how to start it.
 func (e *NotRunningError) Error() string {
 	if errors.Is(e.Err, syscall.ECONNREFUSED) {
 		return fmt.Sprintf("the subsys server is not running (nothing answers on %s): start it with `subsys serve`", e.Socket)
@@ -293,6 +294,7 @@ type UnreachableError struct {
 	Err error
 }
 
+// Error says which server could not be reached, and why.
 func (e *UnreachableError) Error() string {
 	if e.Socket {
 		return fmt.Sprintf("cannot reach the subsys server on %s: %v", e.Where, e.Err)

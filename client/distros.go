@@ -105,6 +105,7 @@ type countingReader struct {
 	f func(int64)
 }
 
+// Read reads from r.r and reports the running total.
 func (r *countingReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	if n > 0 {
