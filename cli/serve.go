@@ -22,6 +22,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/subsys-dev/subsys/client"
 	"github.com/subsys-dev/subsys/netmgr"
 	"github.com/subsys-dev/subsys/server"
 	"github.com/subsys-dev/subsys/store"
@@ -238,8 +239,9 @@ func openDataDirToGroup(dataDir string, log *slog.Logger) {
 	}
 }
 
-// SocketName is the CLI's unix socket in the data directory.
-const SocketName = "subsys.sock"
+// SocketName is the CLI's unix socket in the data directory: the name the
+// client package looks for.
+const SocketName = client.SocketName
 
 // listenSocket opens the CLI's unix socket: mode 0660 and group subsys where
 // that group exists (its members may use subsys, as with incus-admin), else

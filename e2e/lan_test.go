@@ -19,25 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/internal/lantest"
 	"github.com/subsys-dev/subsys/internal/testenv"
 )
-
-// apiPort is a port as GET /distros/{name}/ports returns it.
-type apiPort struct {
-	Proto       string   `json:"proto"`
-	Port        uint16   `json:"port"`
-	Address     string   `json:"address"`
-	Process     string   `json:"process"`
-	PID         int      `json:"pid"`
-	LAN         bool     `json:"lan"`
-	Allow       []string `json:"allow"`
-	State       string   `json:"state"`
-	Error       string   `json:"error"`
-	Connections int64    `json:"connections"`
-	BytesIn     uint64   `json:"bytes_in"`
-	BytesOut    uint64   `json:"bytes_out"`
-}
 
 // echodRootfs is the busybox test root file system with /bin/echod, a static
 // echo server, added.
@@ -78,27 +63,27 @@ func echodRootfs(t testing.TB) []byte {
 	return buf.Bytes()
 }
 
-func (s *server) ports(distro string) []apiPort {
+func (s *server) ports(distro string) []api.Port {
 	s.t.Helper()
-	var ps []apiPort
+	var ps []api.Port
 	if st, raw := s.api("GET", "/distros/"+distro+"/ports", nil, &ps); st != 200 {
 		s.t.Fatalf("GET ports: %d %s", st, raw)
 	}
 	return ps
 }
 
-func (s *server) port(distro, proto string, port uint16) (apiPort, bool) {
+func (s *server) port(distro, proto string, port uint16) (api.Port, bool) {
 	for _, p := range s.ports(distro) {
 		if p.Proto == proto && p.Port == port {
 			return p, true
 		}
 	}
-	return apiPort{}, false
+	return api.Port{}, false
 }
 
-func (s *server) expose(distro, proto string, port uint16, body map[string]any) apiPort {
+func (s *server) expose(distro, proto string, port uint16, body map[string]any) api.Port {
 	s.t.Helper()
-	var p apiPort
+	var p api.Port
 	if st, raw := s.api("PUT", fmt.Sprintf("/distros/%s/ports/%s/%d", distro, proto, port), body, &p); st != 200 {
 		s.t.Fatalf("PUT %s/%d %v: %d %s", proto, port, body, st, raw)
 	}
