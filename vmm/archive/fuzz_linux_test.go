@@ -69,8 +69,8 @@ func FuzzExtract(f *testing.F) {
 			t.Errorf("the tree allocates %d bytes for %d entries, over the 4 MiB limit", u.Bytes, u.Entries)
 		}
 		Walk(ctx, s.dest, WalkOptions{}, func(e *WalkEntry) error {
-			if m := e.Stat.Mode & unix.S_IFMT; (m == unix.S_IFCHR || m == unix.S_IFBLK) && !strings.HasPrefix(e.Path, "dev/") {
-				t.Errorf("device node %q outside dev/", e.Path)
+			if m := e.Stat.Mode & unix.S_IFMT; (m == unix.S_IFCHR || m == unix.S_IFBLK) && !strings.HasPrefix(e.Path(), "dev/") {
+				t.Errorf("device node %q outside dev/", e.Path())
 			}
 			return nil
 		})

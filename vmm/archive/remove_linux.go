@@ -3,7 +3,6 @@ package archive
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path/filepath"
 	"strings"
@@ -40,6 +39,9 @@ var removeAllEntered func(depth int)
 //     server's RLIMIT_NOFILE), it holds at most about maxWalkFds descriptors,
 //     where os.RemoveAll holds one per level: directories above the deepest
 //     levels are closed and reopened through ".." on the way back up.
+//   - Its memory is bounded as Walk's is: one name per level, and one batch
+//     of a directory's entries at a time (it removes them as it reads them),
+//     however many entries the directory has.
 //   - Before it removes a directory it checks, by device and inode, that the
 //     directory still sits in the parent it was found in (the ".." it
 //     reopens is that parent). If a directory was moved during the removal,
@@ -52,8 +54,11 @@ var removeAllEntered func(depth int)
 //     point. Path itself may be a mount point.
 //
 // Entries created while it runs are removed too, in up to maxRemoveRounds
-// more listings of each directory. The directories above path are the
-// server's own and are resolved as any path.
+// more listings of each directory; each listing hands out at most as many
+// entries as the directory held when it began (see dirLister.start), so that
+// a program creating entries as fast as they are removed cannot keep it
+// going. The directories above path are the server's own and are resolved
+// as any path.
 func RemoveAll(path string) error {
 	if path == "" {
 		// As os.RemoveAll.
@@ -76,36 +81,37 @@ func RemoveAll(path string) error {
 	if err != nil {
 		return fmt.Errorf("remove %s: open parent directory: %w", path, err)
 	}
-	r := &remover{stack: []removeFrame{{fd: pfd, names: []string{base}}}, low: 1}
+	r := &remover{stack: []removeFrame{{fd: pfd}}, low: 1}
 	defer r.close()
 	sx, err := statxAt(pfd, "", unix.AT_EMPTY_PATH)
 	if err != nil {
 		return fmt.Errorf("remove %s: stat parent directory: %w", path, err)
 	}
 	r.stack[0].id = statxID(&sx)
-	if err := r.run(); err != nil {
+	if err := r.run(base); err != nil {
 		return fmt.Errorf("remove %s: %w", path, err)
 	}
 	return nil
 }
 
 // removeFrame is one directory on RemoveAll's path down from the parent of
-// the path it removes (stack[0], which lists only that path's name).
+// the path it removes (stack[0], which is not listed: only that path's name
+// is removed from it).
 type removeFrame struct {
 	fd     int // -1 while released (see maxWalkFds)
 	id     devIno
-	name   string   // in the frame above
-	names  []string // as listed
-	next   int      // the index in names of the next entry to remove
-	rounds int      // how often names was listed again
-	kept   bool     // something below is left in place (a mount point)
+	name   string    // in the frame above
+	list   dirLister // the listing, read as the removal goes
+	rounds int       // how often the listing began again
+	kept   bool      // something below is left in place (a mount point)
 }
 
 // remover is the state of one RemoveAll. Only names, not paths, are kept
 // per level: a path per level would take memory in the square of the depth.
 type remover struct {
 	stack []removeFrame
-	low   int   // stack[low:] are open; stack[1:low] are released
+	low   int // stack[low:] are open; stack[1:low] are released
+	bufs  direntBufs
 	kept  error // why the first entry left in place was left
 }
 
@@ -117,27 +123,30 @@ func (r *remover) close() {
 	}
 }
 
-// run removes the entries of the top frame one by one, entering
-// directories and leaving them once empty, until stack[0] has none left.
-// It stops at the first error, but for mount points, which it leaves.
-func (r *remover) run() error {
-	for {
+// run removes base from stack[0] and, if it is a directory, the entries of
+// the top frame one by one, entering directories and leaving them once
+// empty, until only stack[0] is left. It stops at the first error, but for
+// mount points, which it leaves.
+func (r *remover) run(base string) error {
+	if err := r.remove(&r.stack[0], base); err != nil {
+		return err
+	}
+	for len(r.stack) > 1 {
 		top := &r.stack[len(r.stack)-1]
-		if top.next < len(top.names) {
-			name := top.names[top.next]
-			top.next++
-			if err := r.remove(top, name); err != nil {
-				return err
-			}
-			continue
+		name, err := top.list.next(top.fd)
+		if err != nil {
+			return r.errorf("read directory", "", err)
 		}
-		if len(r.stack) == 1 {
-			return r.kept
+		if name == "" {
+			err = r.leave()
+		} else {
+			err = r.remove(top, name)
 		}
-		if err := r.leave(); err != nil {
+		if err != nil {
 			return err
 		}
 	}
+	return r.kept
 }
 
 // remove removes the entry name of top if it is not a directory, and
@@ -172,15 +181,16 @@ func (r *remover) remove(top *removeFrame, name string) error {
 		}
 		return nil
 	}
-	var names []string
+	f := removeFrame{fd: fd, id: statxID(&sx), name: name}
 	if err == nil {
-		names, err = readNames(fd, false)
+		err = f.list.start(fd, r.bufs.get())
 	}
 	if err != nil {
+		r.bufs.put(f.list.release())
 		unix.Close(fd)
 		return r.errorf("open", name, err)
 	}
-	r.push(removeFrame{fd: fd, id: statxID(&sx), name: name, names: names})
+	r.push(f)
 	if removeAllEntered != nil {
 		removeAllEntered(len(r.stack) - 2)
 	}
@@ -192,8 +202,10 @@ func (r *remover) remove(top *removeFrame, name string) error {
 func (r *remover) push(f removeFrame) {
 	r.stack = append(r.stack, f)
 	if len(r.stack)-r.low > maxWalkFds {
-		unix.Close(r.stack[r.low].fd)
-		r.stack[r.low].fd = -1
+		rf := &r.stack[r.low]
+		unix.Close(rf.fd)
+		rf.fd = -1
+		r.bufs.put(rf.list.release())
 		r.low++
 	}
 }
@@ -205,34 +217,33 @@ func (r *remover) push(f removeFrame) {
 func (r *remover) leave() error {
 	child := r.stack[len(r.stack)-1]
 	r.stack = r.stack[:len(r.stack)-1]
+	buf := child.list.release()
 	parent := &r.stack[len(r.stack)-1]
 	if err := r.checkParent(&child, parent); err != nil {
+		r.bufs.put(buf)
 		unix.Close(child.fd)
 		return err
 	}
 	if child.kept {
+		r.bufs.put(buf)
 		unix.Close(child.fd)
 		parent.kept = true
 		return nil
 	}
 	err := unix.Unlinkat(parent.fd, child.name, unix.AT_REMOVEDIR)
 	if (err == unix.ENOTEMPTY || err == unix.EEXIST) && child.rounds < maxRemoveRounds {
-		// Something was created in it since it was listed. The listing
-		// read child.fd to its end: start again from the beginning.
-		var names []string
-		_, err = unix.Seek(child.fd, 0, io.SeekStart)
-		if err == nil {
-			names, err = readNames(child.fd, false)
-		}
-		if err != nil {
+		// Something was created in it since its listing began, or more
+		// than the listing would hand out: list it again from the start.
+		if err := child.list.start(child.fd, buf); err != nil {
+			r.bufs.put(child.list.release())
 			unix.Close(child.fd)
 			return r.errorf("read directory", child.name, err)
 		}
-		child.names, child.next = names, 0
 		child.rounds++
 		r.push(child)
 		return nil
 	}
+	r.bufs.put(buf)
 	unix.Close(child.fd)
 	switch {
 	case err == nil || err == unix.ENOENT:
@@ -245,7 +256,8 @@ func (r *remover) leave() error {
 
 // checkParent checks that the directory open as child.fd is still in
 // parent: that its ".." is the directory recorded for parent. If parent was
-// released, that ".." is opened to become parent's descriptor again.
+// released, that ".." is opened to become parent's descriptor again, and
+// parent's listing resumes where it was left.
 func (r *remover) checkParent(child, parent *removeFrame) error {
 	pfd := -1
 	var sx unix.Statx_t
@@ -257,6 +269,11 @@ func (r *remover) checkParent(child, parent *removeFrame) error {
 	}
 	if err == nil && statxID(&sx) != parent.id {
 		err = errMoved
+	}
+	if err == nil && pfd >= 0 {
+		if err = parent.list.resume(pfd, r.bufs.get()); err != nil {
+			r.bufs.put(parent.list.release())
+		}
 	}
 	if err != nil {
 		if pfd >= 0 {
@@ -272,13 +289,14 @@ func (r *remover) checkParent(child, parent *removeFrame) error {
 }
 
 // errorf wraps err with op and where name, in the top frame, is below the
-// path being removed.
+// path being removed; name "" is the top frame itself.
 func (r *remover) errorf(op, name string, err error) error {
 	return fmt.Errorf("%s %q: %w", op, r.where(name), err)
 }
 
-// where returns the path of name in the top frame relative to the path
-// being removed, shortened in the middle when it is deep.
+// where returns the path of name in the top frame (of the top frame itself
+// if name is "") relative to the path being removed, shortened in the
+// middle when it is deep.
 func (r *remover) where(name string) string {
 	var parts []string
 	if len(r.stack) > 2 {
@@ -286,7 +304,7 @@ func (r *remover) where(name string) string {
 			parts = append(parts, f.name)
 		}
 	}
-	if len(r.stack) > 1 {
+	if len(r.stack) > 1 && name != "" {
 		parts = append(parts, name)
 	}
 	if len(parts) == 0 {

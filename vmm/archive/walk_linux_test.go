@@ -1,13 +1,18 @@
 package archive
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -155,7 +160,7 @@ func TestWalkMovedDirectory(t *testing.T) {
 	deepTree(t, dir, 12)
 	moved := false
 	err := Walk(context.Background(), dir, WalkOptions{}, func(e *WalkEntry) error {
-		if strings.Count(e.Path, "/") == 9 && !moved {
+		if strings.Count(e.Path(), "/") == 9 && !moved {
 			moved = true
 			// Level 4 is released by now; move level 5 up to the root.
 			return os.Rename(filepath.Join(dir, "d/d/d/d/d"), filepath.Join(dir, "moved"))
@@ -176,8 +181,8 @@ func TestWalkSymlinksAndSkip(t *testing.T) {
 	os.MkdirAll(filepath.Join(s.dest, "keep"), 0o755)
 	var seen []string
 	err := Walk(context.Background(), s.dest, WalkOptions{Sorted: true}, func(e *WalkEntry) error {
-		seen = append(seen, e.Path)
-		if e.Path == "skip" {
+		seen = append(seen, e.Path())
+		if e.Path() == "skip" {
 			return fs.SkipDir
 		}
 		return nil
@@ -209,5 +214,259 @@ func TestDiskUsage(t *testing.T) {
 	}
 	if _, err := DiskUsage(context.Background(), filepath.Join(dir, "missing")); err == nil {
 		t.Errorf("DiskUsage of a missing directory = nil error")
+	}
+}
+
+// branchyTree makes below dir a chain of depth levels, each holding width
+// files with 24-byte names (a listing of more than one getdents64 batch) and
+// the directories d0, d1 and d2: d0 is the next level, d1 and d2 hold a file
+// each. It returns how many entries are below dir.
+func branchyTree(t *testing.T, dir string, depth, width int) int {
+	t.Helper()
+	n := 0
+	for range depth {
+		for i := range width {
+			mkfile(t, filepath.Join(dir, fmt.Sprintf("file-%019d", i)))
+		}
+		for _, d := range []string{"d0", "d1", "d2"} {
+			mkdir(t, filepath.Join(dir, d), 0o755)
+		}
+		mkfile(t, filepath.Join(dir, "d1", "f"))
+		mkfile(t, filepath.Join(dir, "d2", "f"))
+		n += width + 3 + 2
+		dir = filepath.Join(dir, "d0")
+	}
+	return n
+}
+
+// TestWalkResumesReleasedListings walks, with two descriptors, a tree whose
+// levels hold more entries than one batch: the walk releases the levels
+// above, and when it climbs back to one it resumes the listing where it was
+// left, from the offset getdents64 gave. It must visit every entry once, in
+// either order, and RemoveAll, which resumes the same way, remove them all.
+func TestWalkResumesReleasedListings(t *testing.T) {
+	defer func(n int) { maxWalkFds = n }(maxWalkFds)
+	maxWalkFds = 2
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	mkdir(t, tree, 0o755)
+	n := branchyTree(t, tree, 10, 300)
+	var want []string
+	filepath.WalkDir(tree, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(tree, p)
+		if rel == "." {
+			rel = ""
+		}
+		want = append(want, rel)
+		return nil
+	})
+	if len(want) != n+1 {
+		t.Fatalf("filepath.WalkDir saw %d entries, want %d", len(want), n+1)
+	}
+	slices.Sort(want)
+	for _, sorted := range []bool{false, true} {
+		var got []string
+		err := Walk(context.Background(), tree, WalkOptions{Sorted: sorted}, func(e *WalkEntry) error {
+			got = append(got, e.Path())
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Walk(Sorted: %v) = %v", sorted, err)
+		}
+		if sorted && !slices.IsSortedFunc(got, func(a, b string) int {
+			return slices.Compare(strings.Split(a, "/"), strings.Split(b, "/"))
+		}) {
+			t.Errorf("Walk(Sorted: true) did not visit in name order")
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("Walk(Sorted: %v) visited %d entries, want the %d filepath.WalkDir visits, each once", sorted, len(got), len(want))
+		}
+	}
+	if u, err := DiskUsage(context.Background(), tree); err != nil || u.Entries != int64(n+1) {
+		t.Errorf("DiskUsage = %+v, %v, want %d entries", u, err, n+1)
+	}
+	if err := RemoveAll(tree); err != nil {
+		t.Fatalf("RemoveAll = %v", err)
+	}
+	if _, err := os.Lstat(tree); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after RemoveAll: Lstat = %v, want the tree gone", err)
+	}
+}
+
+// TestWalkGrowingDirectory creates three entries in a directory for each
+// entry the walk visits there: the walk, which reads the directory as it
+// goes (in several batches here), must not follow the new ones for ever, but
+// stop at as many as the directory held when it was opened.
+func TestWalkGrowingDirectory(t *testing.T) {
+	const entries = 1000
+	dir := t.TempDir()
+	for i := range entries {
+		mkfile(t, filepath.Join(dir, fmt.Sprintf("file-%040d", i)))
+	}
+	visited, made := 0, 0
+	err := Walk(context.Background(), dir, WalkOptions{}, func(e *WalkEntry) error {
+		if e.Dir < 0 {
+			return nil
+		}
+		visited++
+		if visited > 20*entries {
+			return errors.New("still walking")
+		}
+		for range 3 {
+			made++
+			if err := unix.Mknodat(e.Dir, fmt.Sprintf("new-%041d", made), unix.S_IFREG|0o644, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || visited > entries {
+		t.Errorf("Walk of a directory of %d entries that grows = %v, after %d entries, want at most %d", entries, err, visited, entries)
+	}
+}
+
+// TestWalkSortedBound checks that a sorted walk (an export) holds at most
+// maxSortedBytes of names, those of the directories on its path together,
+// and says so when a tree needs more.
+func TestWalkSortedBound(t *testing.T) {
+	defer func(n int) { maxSortedBytes = n }(maxSortedBytes)
+	dir := t.TempDir()
+	mkdir(t, filepath.Join(dir, "sub"), 0o755)
+	for i := range 150 {
+		mkfile(t, filepath.Join(dir, fmt.Sprintf("f%03d", i)))
+		mkfile(t, filepath.Join(dir, "sub", fmt.Sprintf("g%03d", i)))
+	}
+	// Each name counts 4 bytes and sortedNameCost: about 5,400 bytes for
+	// each directory, 10,800 for both.
+	maxSortedBytes = 12000
+	var n countWriter
+	if err := Write(context.Background(), &n, dir, Tar); err != nil {
+		t.Fatalf("Write within the bound = %v", err)
+	}
+	maxSortedBytes = 8000
+	err := Write(context.Background(), &n, dir, Tar)
+	if !errors.Is(err, errTooManyNames) || !strings.Contains(err.Error(), `"sub"`) {
+		t.Errorf("Write of two directories over the bound together = %v, want errTooManyNames for sub", err)
+	}
+	// Unsorted walks read in batches and have no such bound.
+	maxSortedBytes = 100
+	if _, err := DiskUsage(context.Background(), dir); err != nil {
+		t.Errorf("DiskUsage = %v", err)
+	}
+}
+
+// TestWriteHardLinkNames checks that an export holds the name of a
+// multiply linked file only until its last link is written, and stops,
+// rather than hold more than maxExportLinkBytes, when too many files have
+// links still to come.
+func TestWriteHardLinkNames(t *testing.T) {
+	defer func(n int) { maxExportLinkBytes = n }(maxExportLinkBytes)
+	maxExportLinkBytes = 1000 // about 14 names
+	near, far := t.TempDir(), t.TempDir()
+	for _, d := range []string{"a", "b", "c"} {
+		mkdir(t, filepath.Join(near, d), 0o755)
+		mkdir(t, filepath.Join(far, d), 0o755)
+	}
+	for i := range 50 {
+		// near: each file's links are next to each other in name order.
+		f := filepath.Join(near, "a", fmt.Sprintf("f%02d", i))
+		mkfile(t, f)
+		if err := os.Link(f, f+".link"); err != nil {
+			t.Fatal(err)
+		}
+		// far: all first links in b, all second ones in c.
+		g := filepath.Join(far, "b", fmt.Sprintf("x%02d", i))
+		mkfile(t, g)
+		if err := os.Link(g, filepath.Join(far, "c", fmt.Sprintf("y%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := Write(context.Background(), &buf, near, Tar); err != nil {
+		t.Fatalf("Write of files whose links are adjacent = %v", err)
+	}
+	links := 0
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeLink {
+			links++
+			if h.Name != h.Linkname+".link" {
+				t.Errorf("hard link %q to %q, want to its first name", h.Name, h.Linkname)
+			}
+		}
+	}
+	if links != 50 {
+		t.Errorf("the archive has %d hard links, want 50", links)
+	}
+	var n countWriter
+	if err := Write(context.Background(), &n, far, Tar); !errors.Is(err, errTooManyLinks) {
+		t.Errorf("Write of 50 files whose second links all come last = %v, want errTooManyLinks", err)
+	}
+}
+
+// TestDiskUsageManyLinks checks that past maxUsageLinks remembered files,
+// a multiply linked file's shares at each of its links add up to what
+// remembering it counts.
+func TestDiskUsageManyLinks(t *testing.T) {
+	defer func(n int) { maxUsageLinks = n }(maxUsageLinks)
+	dir := t.TempDir()
+	for i := range 30 {
+		f := filepath.Join(dir, "f"+strconv.Itoa(i))
+		if err := os.WriteFile(f, bytes.Repeat([]byte("x"), 1000*i+1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for j := range i%3 + 1 {
+			if err := os.Link(f, fmt.Sprintf("%s.%d", f, j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want, err := DiskUsage(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{0, 7} {
+		maxUsageLinks = limit
+		if got, err := DiskUsage(context.Background(), dir); err != nil || got != want {
+			t.Errorf("DiskUsage remembering %d files = %+v, %v, want %+v", limit, got, err, want)
+		}
+	}
+}
+
+// TestParseDirentMalformed checks that a record getdents64 would never
+// write is an error, not a panic or a loop.
+func TestParseDirentMalformed(t *testing.T) {
+	rec := make([]byte, 24)
+	binary.NativeEndian.PutUint64(rec, 1)
+	copy(rec[direntHeader:], "ab")
+	for _, c := range []struct {
+		name   string
+		reclen int
+		b      []byte
+	}{
+		{"short", 24, rec[:10]},
+		{"zero length", 0, rec},
+		{"no name", direntHeader, rec},
+		{"past the end", 32, rec},
+	} {
+		binary.NativeEndian.PutUint16(rec[16:], uint16(c.reclen))
+		if _, _, _, err := parseDirent(c.b); err == nil {
+			t.Errorf("parseDirent(%s) = nil error", c.name)
+		}
+	}
+	binary.NativeEndian.PutUint16(rec[16:], 24)
+	if name, _, size, err := parseDirent(rec); err != nil || string(name) != "ab" || size != 24 {
+		t.Errorf("parseDirent = %q, %d, %v, want ab, 24", name, size, err)
 	}
 }

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -27,8 +25,12 @@ import (
 // name, O_NOFOLLOW) on one component, so a symlink that a running distro
 // swaps in mid-walk is never followed and cannot make the server read a host
 // file, and however deep the tree, the walk holds a bounded number of
-// descriptors. A file that shrinks while it is read is padded with zeros, as
-// GNU tar does. Write does not close w.
+// descriptors. Its memory grows with the depth by a name and a few words
+// per level and is otherwise bounded: the names it holds to list each
+// directory in order (for reproducible archives) and to write hard links
+// are capped by maxSortedBytes and maxExportLinkBytes, and a tree that
+// needs more fails the export with an error that says so. A file that shrinks while it is read is padded with
+// zeros, as GNU tar does. Write does not close w.
 func Write(ctx context.Context, w io.Writer, src string, f Format) error {
 	cw, closeFn, err := compressor(w, f)
 	if err != nil {
@@ -39,7 +41,7 @@ func Write(ctx context.Context, w io.Writer, src string, f Format) error {
 	e := &exporter{
 		ctx:   ctx,
 		tw:    tar.NewWriter(cw),
-		links: make(map[devIno]string),
+		links: make(map[devIno]linkTarget),
 		buf:   *bp,
 		log:   slog.Default(),
 	}
@@ -65,34 +67,62 @@ func Write(ctx context.Context, w io.Writer, src string, f Format) error {
 
 type devIno struct{ dev, ino uint64 }
 
+// maxExportLinkBytes bounds the names of multiply linked files an export
+// holds, to write the files' other links as hard links to them: a distro
+// can make millions of such files. A name is held only while links of its
+// file are still to come, as GNU tar does; an export that would hold more
+// (a name counting its length and linkTargetCost) stops with
+// errTooManyLinks, rather than write the files again in full, which a
+// file with thousands of links would make huge.
+var maxExportLinkBytes = 64 << 20
+
+// linkTargetCost is what a held name takes besides its bytes, about: its
+// map entry.
+const linkTargetCost = 64
+
+// errTooManyLinks reports a tree with too many multiply linked files to
+// export within maxExportLinkBytes.
+var errTooManyLinks = errors.New("too many hard-linked files to export")
+
+// linkTarget is a multiply linked file already written.
+type linkTarget struct {
+	name string // its name in the archive
+	left uint64 // how many of its links are still to come
+}
+
 type exporter struct {
-	ctx   context.Context
-	tw    *tar.Writer
-	links map[devIno]string // first name of each multiply linked file
-	buf   []byte
-	log   *slog.Logger
+	ctx       context.Context
+	tw        *tar.Writer
+	links     map[devIno]linkTarget // multiply linked files with links to come
+	linkBytes int                   // what links counts against maxExportLinkBytes
+	name      []byte                // the entry's archive name, built anew for each
+	buf       []byte
+	log       *slog.Logger
 }
 
 // entry writes the entry Walk visits.
 func (e *exporter) entry(we *WalkEntry) error {
-	aname := "./" + we.Path
 	st := &we.Stat
+	// Walk keeps no paths: build the name here, in a buffer reused.
+	e.name = we.AppendPath(append(e.name[:0], "./"...))
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR && we.Dir >= 0 {
+		e.name = append(e.name, '/')
+	}
+	aname := string(e.name)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		if we.Path != "" {
-			aname += "/"
-		}
 		return e.header(aname, st, tar.TypeDir, "", e.xattrsFd(we.Fd))
 	case unix.S_IFREG:
 		key := devIno{st.Dev, st.Ino}
 		if st.Nlink > 1 {
-			if first, ok := e.links[key]; ok {
-				return e.header(aname, st, tar.TypeLink, first, nil)
+			if t, ok := e.links[key]; ok {
+				e.linkWritten(key, t)
+				return e.header(aname, st, tar.TypeLink, t.name, nil)
 			}
 		}
 		written, err := e.file(we.Dir, we.Name, aname)
-		if written && st.Nlink > 1 {
-			e.links[key] = aname
+		if err == nil && written && st.Nlink > 1 {
+			err = e.remember(key, aname, st.Nlink-1)
 		}
 		return err
 	case unix.S_IFLNK:
@@ -110,6 +140,30 @@ func (e *exporter) entry(we *WalkEntry) error {
 	}
 	e.log.Warn("archive: skipped socket", "entry", aname)
 	return nil
+}
+
+// remember holds the name of a multiply linked file just written, for its
+// left other links to come.
+func (e *exporter) remember(key devIno, name string, left uint64) error {
+	cost := len(name) + linkTargetCost
+	if e.linkBytes+cost > maxExportLinkBytes {
+		return fmt.Errorf("export %q: %w: the names of those whose other links are still to come would take more than %d MiB",
+			name, errTooManyLinks, maxExportLinkBytes>>20)
+	}
+	e.links[key] = linkTarget{name: name, left: left}
+	e.linkBytes += cost
+	return nil
+}
+
+// linkWritten counts a link to t written, and forgets t after its last.
+func (e *exporter) linkWritten(key devIno, t linkTarget) {
+	if t.left > 1 {
+		t.left--
+		e.links[key] = t
+		return
+	}
+	delete(e.links, key)
+	e.linkBytes -= len(t.name) + linkTargetCost
 }
 
 func (e *exporter) openError(aname string, err error) error {
@@ -282,238 +336,4 @@ func readlinkat(dirfd int, name string) (string, error) {
 			return string(b[:n]), nil
 		}
 	}
-}
-
-// maxWalkFds bounds the directory descriptors a Walk holds at once, besides
-// the root's: the levels above the deepest maxWalkFds are closed, and
-// reopened one at a time through ".." when the walk climbs back to them.
-var maxWalkFds = 32
-
-// WalkEntry is one entry of a tree, as Walk hands it to its function.
-type WalkEntry struct {
-	// Path is the entry's path below the root, slash-separated; "" for the
-	// root itself.
-	Path string
-	// Dir is the open directory that holds the entry and Name its name in
-	// it, for *at system calls (never following a symlink in Name). Dir is
-	// -1 for the root. It is valid only during the call.
-	Dir  int
-	Name string
-	// Stat is the entry's lstat; for a directory, the fstat of the
-	// directory as Walk opened it.
-	Stat unix.Stat_t
-	// Fd is, for a directory, its own descriptor (opened with O_NOFOLLOW),
-	// valid only during the call; -1 for other entries.
-	Fd int
-}
-
-// WalkOptions tune Walk.
-type WalkOptions struct {
-	// Sorted visits each directory's entries in name order (exports are
-	// then reproducible); otherwise in the order the file system lists them.
-	Sorted bool
-	// OneFileSystem leaves out directories on another file system than
-	// the root's (mount points), with all below them, as du -x does.
-	OneFileSystem bool
-	// Changed, if set, hears of each entry that disappeared or changed its
-	// type between being listed and being opened (a running distro changes
-	// its tree at will); Walk skips those.
-	Changed func(path string, err error)
-}
-
-// errMoved reports that a directory was moved out from under the walk.
-var errMoved = errors.New("directory moved during the walk")
-
-// walkFrame is one directory on the walk's path from the root.
-type walkFrame struct {
-	fd       int // -1 while released (see maxWalkFds)
-	dev, ino uint64
-	path     string
-	names    []string
-	next     int
-}
-
-// Walk calls fn for the directory root and every entry below it, a
-// directory before its entries, depth first. It walks by file descriptor, as
-// a tree that a running distro may change at will must be walked by a
-// server running as root: every entry is reached with fstatat and openat on
-// one name relative to its open parent, with O_NOFOLLOW, so no symlink is
-// ever followed (a symlink is an entry like any other), and however deep
-// the tree (a distro can make one deeper than PATH_MAX), Walk holds at most
-// a few dozen descriptors: the directories above the deepest levels are
-// closed and reopened through "..", checked by device and inode, when the
-// walk climbs back. A directory moved while the walk is inside it stops the
-// walk with an error.
-//
-// If fn returns fs.SkipDir for a directory, Walk does not enter it; any
-// other error stops the walk and is returned. Cancelling ctx stops it too.
-func Walk(ctx context.Context, root string, opt WalkOptions, fn func(*WalkEntry) error) error {
-	const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	// The root itself is the server's own path: follow symlinks to it.
-	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", root, err)
-	}
-	stack := []walkFrame{{fd: fd}}
-	defer func() {
-		for _, f := range stack {
-			if f.fd >= 0 {
-				unix.Close(f.fd)
-			}
-		}
-	}()
-	e := &WalkEntry{Dir: -1, Name: ".", Fd: fd}
-	if err := unix.Fstat(fd, &e.Stat); err != nil {
-		return fmt.Errorf("stat %s: %w", root, err)
-	}
-	rootDev := e.Stat.Dev
-	stack[0].dev, stack[0].ino = e.Stat.Dev, e.Stat.Ino
-	if err := fn(e); err != nil {
-		if err == fs.SkipDir {
-			return nil
-		}
-		return err
-	}
-	if stack[0].names, err = readNames(fd, opt.Sorted); err != nil {
-		return fmt.Errorf("read directory %s: %w", root, err)
-	}
-	changed := func(path string, err error) {
-		if opt.Changed != nil {
-			opt.Changed(path, err)
-		}
-	}
-	low := 1 // stack[low:] are open; stack[1:low] are released
-	for len(stack) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		top := &stack[len(stack)-1]
-		if top.next == len(top.names) {
-			child := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if n := len(stack); n > 0 && stack[n-1].fd < 0 {
-				// Climb back to a released parent through "..", which is
-				// never a symlink, and make sure it is the same directory.
-				pfd, err := unix.Openat(child.fd, "..", dirFlags, 0)
-				var st unix.Stat_t
-				if err == nil {
-					if err = unix.Fstat(pfd, &st); err == nil && (st.Dev != stack[n-1].dev || st.Ino != stack[n-1].ino) {
-						err = errMoved
-					}
-				}
-				if err != nil {
-					if pfd >= 0 {
-						unix.Close(pfd)
-					}
-					unix.Close(child.fd)
-					return fmt.Errorf("walk %s: climb back to %q: %w", root, stack[n-1].path, err)
-				}
-				stack[n-1].fd = pfd
-				low = n - 1
-			}
-			unix.Close(child.fd)
-			continue
-		}
-		name := top.names[top.next]
-		top.next++
-		path := name
-		if top.path != "" {
-			path = top.path + "/" + name
-		}
-		e := &WalkEntry{Path: path, Dir: top.fd, Name: name, Fd: -1}
-		if err := unix.Fstatat(top.fd, name, &e.Stat, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if err == unix.ENOENT {
-				changed(path, err)
-				continue
-			}
-			return fmt.Errorf("stat %q: %w", path, err)
-		}
-		if e.Stat.Mode&unix.S_IFMT != unix.S_IFDIR {
-			if err := fn(e); err != nil && err != fs.SkipDir {
-				return err
-			}
-			continue
-		}
-		if opt.OneFileSystem && e.Stat.Dev != rootDev {
-			continue
-		}
-		cfd, err := unix.Openat(top.fd, name, dirFlags, 0)
-		if err != nil {
-			if err == unix.ELOOP || err == unix.ENOTDIR || err == unix.ENOENT {
-				changed(path, err)
-				continue
-			}
-			return fmt.Errorf("open %q: %w", path, err)
-		}
-		// Describe what was opened, not what was stat'ed a moment before.
-		if err := unix.Fstat(cfd, &e.Stat); err != nil {
-			unix.Close(cfd)
-			return fmt.Errorf("stat %q: %w", path, err)
-		}
-		if opt.OneFileSystem && e.Stat.Dev != rootDev {
-			unix.Close(cfd)
-			continue
-		}
-		e.Fd = cfd
-		err = fn(e)
-		var names []string
-		if err == nil {
-			if names, err = readNames(cfd, opt.Sorted); err != nil {
-				err = fmt.Errorf("read directory %q: %w", path, err)
-			}
-		}
-		if err != nil {
-			unix.Close(cfd)
-			if err == fs.SkipDir {
-				continue
-			}
-			return err
-		}
-		stack = append(stack, walkFrame{fd: cfd, dev: e.Stat.Dev, ino: e.Stat.Ino, path: path, names: names})
-		if len(stack)-low > maxWalkFds {
-			unix.Close(stack[low].fd)
-			stack[low].fd = -1
-			low++
-		}
-	}
-	return nil
-}
-
-// readNames lists the directory open as fd, through a duplicate so that
-// closing the *os.File used for reading leaves fd open.
-func readNames(fd int, sorted bool) ([]string, error) {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	df := os.NewFile(uintptr(dup), "")
-	names, err := df.Readdirnames(-1)
-	df.Close()
-	if sorted {
-		slices.Sort(names)
-	}
-	return names, err
-}
-
-// DiskUsage adds up the space the tree at root takes on root's file system,
-// like du -sx, walking it as Walk does (by file descriptor, never following a
-// symlink, with a bounded number of descriptors), so that it is safe on the
-// tree of a running distro. What vanishes during the walk is not counted.
-func DiskUsage(ctx context.Context, root string) (Usage, error) {
-	var u Usage
-	seen := make(map[devIno]bool)
-	err := Walk(ctx, root, WalkOptions{OneFileSystem: true}, func(e *WalkEntry) error {
-		if e.Stat.Nlink > 1 && e.Stat.Mode&unix.S_IFMT != unix.S_IFDIR {
-			k := devIno{e.Stat.Dev, e.Stat.Ino}
-			if seen[k] {
-				return nil
-			}
-			seen[k] = true
-		}
-		u.Bytes += e.Stat.Blocks * 512
-		u.Apparent += e.Stat.Size
-		u.Entries++
-		return nil
-	})
-	return u, err
 }
