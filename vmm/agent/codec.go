@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Wire limits. Both sides reject anything bigger, so a confused or hostile peer
@@ -72,17 +73,46 @@ func (t frameType) String() string {
 	return fmt.Sprintf("frame(0x%02x)", uint8(t))
 }
 
+// framePool holds writeFrame's buffers: a frame is copied into one and sent
+// with a single Write, and a buffer per frame would cost an allocation (and
+// its zeroing) for every 128 KiB of output.
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
 // writeFrame writes one frame with a single Write call, so frames from several
 // goroutines never interleave as long as callers serialize Write calls.
 func writeFrame(w io.Writer, t frameType, p []byte) error {
 	if len(p) > maxFrameSize {
 		return fmt.Errorf("%w: %v frame of %d bytes exceeds %d", ErrProtocol, t, len(p), maxFrameSize)
 	}
-	buf := make([]byte, frameHeaderSize+len(p))
-	buf[0] = byte(t)
-	binary.BigEndian.PutUint32(buf[1:frameHeaderSize], uint32(len(p)))
-	copy(buf[frameHeaderSize:], p)
-	_, err := w.Write(buf)
+	bp := framePool.Get().(*[]byte)
+	if cap(*bp) < frameHeaderSize+len(p) {
+		*bp = make([]byte, frameHeaderSize+len(p))
+	}
+	frame := (*bp)[:frameHeaderSize+len(p)]
+	copy(frame[frameHeaderSize:], p)
+	err := writeFrameBuf(w, t, frame)
+	// An io.Writer keeps no reference to what it was given, so the buffer is
+	// free again (yamux copies it, or waits until it is written). One of a
+	// rare frame bigger than any data frame is left to the collector rather
+	// than kept.
+	if cap(*bp) <= frameHeaderSize+dataChunk {
+		framePool.Put(bp)
+	}
+	return err
+}
+
+// writeFrameBuf writes the frame whose payload is already in place after
+// frameHeaderSize reserved bytes at the start of frame, which it fills in:
+// one Write and no copy, for a sender that reads its data straight into a
+// frame.
+func writeFrameBuf(w io.Writer, t frameType, frame []byte) error {
+	n := len(frame) - frameHeaderSize
+	if n > maxFrameSize {
+		return fmt.Errorf("%w: %v frame of %d bytes exceeds %d", ErrProtocol, t, n, maxFrameSize)
+	}
+	frame[0] = byte(t)
+	binary.BigEndian.PutUint32(frame[1:frameHeaderSize], uint32(n))
+	_, err := w.Write(frame)
 	return err
 }
 
@@ -90,13 +120,18 @@ func writeFrame(w io.Writer, t frameType, p []byte) error {
 // enough; the payload is only valid until the next call. A clean end of stream
 // between frames is io.EOF; a stream cut inside a frame is io.ErrUnexpectedEOF.
 func readFrame(r io.Reader, buf []byte) (frameType, []byte, error) {
-	var hdr [frameHeaderSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	// The header goes through buf too: an array of its own would escape to
+	// the heap, an allocation per frame.
+	if cap(buf) < frameHeaderSize {
+		buf = make([]byte, frameHeaderSize)
+	}
+	hdr := buf[:frameHeaderSize]
+	if _, err := io.ReadFull(r, hdr); err != nil {
 		return 0, nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[1:])
+	t, n := frameType(hdr[0]), binary.BigEndian.Uint32(hdr[1:])
 	if n > maxFrameSize {
-		return 0, nil, fmt.Errorf("%w: %v frame of %d bytes exceeds %d", ErrProtocol, frameType(hdr[0]), n, maxFrameSize)
+		return 0, nil, fmt.Errorf("%w: %v frame of %d bytes exceeds %d", ErrProtocol, t, n, maxFrameSize)
 	}
 	if uint32(cap(buf)) < n {
 		buf = make([]byte, n)
@@ -108,7 +143,7 @@ func readFrame(r io.Reader, buf []byte) (frameType, []byte, error) {
 		}
 		return 0, nil, err
 	}
-	return frameType(hdr[0]), buf, nil
+	return t, buf, nil
 }
 
 // windowPayload encodes a flow-control grant.

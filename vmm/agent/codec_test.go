@@ -73,6 +73,39 @@ func TestWriteFrameRoundTrip(t *testing.T) {
 	}
 }
 
+func TestWriteFrameBuf(t *testing.T) {
+	payload := []byte("straight from the terminal")
+	var want bytes.Buffer
+	writeFrame(&want, frameStdout, payload)
+	frame := append(make([]byte, frameHeaderSize), payload...)
+	var got bytes.Buffer
+	if err := writeFrameBuf(&got, frameStdout, frame); err != nil || !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Errorf("writeFrameBuf = %q, %v, want %q as writeFrame writes it", got.Bytes(), err, want.Bytes())
+	}
+	if err := writeFrameBuf(io.Discard, frameStdout, make([]byte, frameHeaderSize+maxFrameSize+1)); !errors.Is(err, ErrProtocol) {
+		t.Errorf("writeFrameBuf(too large) = %v, want ErrProtocol", err)
+	}
+}
+
+// A data frame costs no allocation on either side: output flows at some
+// thousands of frames a second.
+func TestFrameAllocs(t *testing.T) {
+	payload := make([]byte, dataChunk)
+	if n := testing.AllocsPerRun(100, func() { writeFrame(io.Discard, frameStdout, payload) }); n != 0 {
+		t.Errorf("writeFrame allocates %v times a frame, want 0", n)
+	}
+	var wire bytes.Buffer
+	writeFrame(&wire, frameStdout, payload)
+	r := bytes.NewReader(wire.Bytes())
+	buf := make([]byte, dataChunk)
+	if n := testing.AllocsPerRun(100, func() {
+		r.Reset(wire.Bytes())
+		readFrame(r, buf)
+	}); n != 0 {
+		t.Errorf("readFrame allocates %v times a frame, want 0", n)
+	}
+}
+
 func TestParseWindow(t *testing.T) {
 	tests := []struct {
 		in   []byte

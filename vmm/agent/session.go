@@ -30,6 +30,13 @@ const (
 	inputPoll = 100 * time.Millisecond
 	// finalFrameTimeout bounds the write of an attachment's last frame.
 	finalFrameTimeout = 5 * time.Second
+	// floodFrame is how much output at once makes a flood (more than a
+	// screenful). In a flood a frame waits up to floodWait to fill with more
+	// output: a pty holds only some 64 KiB, and every frame costs wakeups
+	// and writes all the way to the browser. Outside a flood, output (a
+	// keystroke's echo) goes out at once.
+	floodFrame = 32 << 10
+	floodWait  = 2 * time.Millisecond
 )
 
 var errDetached = errors.New("attachment ended")
@@ -414,8 +421,12 @@ func (sess *session) pump() {
 	case <-sess.stopped:
 		return
 	}
-	buf := make([]byte, dataChunk)
+	// Output is read straight into a frame, after room for its header, so
+	// it goes out without a copy.
+	frame := newOutputFrame()
+	buf := frame[frameHeaderSize:]
 	var served *sessionAttachment // the attachment that has had its replay
+	flood := false                // the last frame was a flood's
 	for {
 		sess.mu.Lock()
 		att, exited, stopping, kicks := sess.att, sess.procExited, sess.stopping, sess.kicks
@@ -425,7 +436,7 @@ func (sess *session) pump() {
 		}
 		if att != nil && att != served {
 			served = att
-			if err := sess.replay(att, buf); err != nil {
+			if err := sess.replay(att, frame); err != nil {
 				continue // att ended
 			}
 		}
@@ -446,8 +457,15 @@ func (sess *session) pump() {
 			// A pty hands out at most a few KiB per read; take what else is
 			// already there without waiting, so a flood travels in full frames
 			// (fewer frames, syscalls and wakeups) while a keystroke's echo still
-			// goes out at once.
+			// goes out at once. In a flood, wait for more: when the pump comes
+			// back from sending a frame the program has often refilled only a
+			// little of the terminal, and sending that at once would chop the
+			// flood into small frames.
 			m += readAvailable(sess.tty, buf[m:n])
+			if (flood || m >= floodFrame) && m < n && !exited {
+				m += sess.fillFrame(buf[m:n])
+			}
+			flood = m >= floodFrame
 		}
 		if m > 0 {
 			sess.mu.Lock()
@@ -456,7 +474,7 @@ func (sess *session) pump() {
 			sess.mu.Unlock()
 			if att != nil && current {
 				att.outWin.consume(m)
-				att.writeFrame(frameStdout, buf[:m])
+				att.writeOutput(frame[:frameHeaderSize+m])
 			}
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -479,12 +497,34 @@ func (sess *session) pump() {
 	case <-sess.stopped:
 		return
 	}
-	sess.finish(served, buf)
+	sess.finish(served, frame)
+}
+
+// fillFrame reads more of a flood into p as the program refills the
+// terminal, for at most floodWait, and returns how much it read. Its deadline
+// is the one kick uses: a kick ends the wait early, and the pump, which sends
+// this frame and then looks at the state again, misses nothing. An error ends
+// the wait too; the pump's next read reports it.
+func (sess *session) fillFrame(p []byte) int {
+	sess.tty.SetReadDeadline(time.Now().Add(floodWait))
+	total := 0
+	for total < len(p) {
+		k, err := sess.tty.Read(p[total:])
+		if k > 0 && err == nil {
+			k += readAvailable(sess.tty, p[total+k:])
+		}
+		total += k
+		if err != nil {
+			break
+		}
+	}
+	sess.tty.SetReadDeadline(time.Time{})
+	return total
 }
 
 // finish makes the session exited and ends its attachment, if any, with the
-// exit status. From here the ring no longer changes.
-func (sess *session) finish(served *sessionAttachment, buf []byte) {
+// exit status. From here the ring no longer changes. frame is as for replay.
+func (sess *session) finish(served *sessionAttachment, frame []byte) {
 	sess.mu.Lock()
 	sess.exited = true
 	att, status := sess.att, sess.status
@@ -494,7 +534,7 @@ func (sess *session) finish(served *sessionAttachment, buf []byte) {
 		return
 	}
 	if att != served {
-		if err := sess.replay(att, buf); err != nil {
+		if err := sess.replay(att, frame); err != nil {
 			return
 		}
 	}
@@ -502,9 +542,20 @@ func (sess *session) finish(served *sessionAttachment, buf []byte) {
 	att.end(frameExit, b)
 }
 
-// replay sends the scrollback to att within its window. Only the ring's
-// writer may call it: the pump, or anyone once the session has exited.
-func (sess *session) replay(att *sessionAttachment, buf []byte) error {
+// newOutputFrame returns a buffer for an output frame (see writeOutput). The
+// whole frame, header included, is dataChunk bytes at most: two then fit the
+// yamux stream's window (256 KiB), so the pump can have one frame in flight
+// while it sends the next, where a slightly bigger one would be split and its
+// last bytes would wait for the window to reopen.
+func newOutputFrame() []byte {
+	return make([]byte, dataChunk)
+}
+
+// replay sends the scrollback to att within its window, in frames built in
+// frame (see writeOutput). Only the ring's writer may call it: the pump, or
+// anyone once the session has exited.
+func (sess *session) replay(att *sessionAttachment, frame []byte) error {
+	buf := frame[frameHeaderSize:]
 	sess.mu.Lock()
 	total := sess.ring.len()
 	sess.mu.Unlock()
@@ -517,7 +568,7 @@ func (sess *session) replay(att *sessionAttachment, buf []byte) error {
 		n = sess.ring.readAt(buf[:n], off)
 		sess.mu.Unlock()
 		att.outWin.consume(n)
-		if err := att.writeFrame(frameStdout, buf[:n]); err != nil {
+		if err := att.writeOutput(frame[:frameHeaderSize+n]); err != nil {
 			return err
 		}
 		off += n
@@ -616,6 +667,17 @@ func (a *sessionAttachment) writeFrame(t frameType, payload []byte) error {
 	return writeFrame(a.st, t, payload)
 }
 
+// writeOutput sends output that was read straight into frame, after
+// frameHeaderSize bytes left for the header, as one stdout frame.
+func (a *sessionAttachment) writeOutput(frame []byte) error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	if a.ended {
+		return errDetached
+	}
+	return writeFrameBuf(a.st, frameStdout, frame)
+}
+
 func (a *sessionAttachment) isEnded() bool {
 	select {
 	case <-a.done:
@@ -681,7 +743,7 @@ func (s *Server) handleAttachSession(ctx context.Context, st *yamux.Stream, br *
 		// The pump is gone and the ring final: replay and report here.
 		go func() {
 			defer close(replayDone)
-			if sess.replay(a, make([]byte, dataChunk)) == nil {
+			if sess.replay(a, newOutputFrame()) == nil {
 				sess.mu.Lock()
 				status := sess.status
 				sess.mu.Unlock()

@@ -3,8 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -13,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // connect serves one more connection with srv, as a restarted server would
@@ -362,6 +368,60 @@ func TestSessionFirstAttachGetsAll(t *testing.T) {
 	}
 }
 
+// TestSessionFlood: in a flood the pump waits a moment to fill its frames
+// (see floodFrame); that wait must hold up nothing else: a takeover or a kill
+// in mid-flood, or the output that follows the flood.
+func TestSessionFlood(t *testing.T) {
+	c, _ := startServer(t)
+	ctx := context.Background()
+	info := openSession(t, c, SessionRequest{ExecRequest: ExecRequest{Argv: []string{"yes"}}})
+	first, err := c.AttachSession(ctx, info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if _, err := io.CopyN(io.Discard, first.Output(), 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.AttachSession(ctx, info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if _, err := first.Wait(); !errors.Is(err, ErrDetached) {
+		t.Errorf("taken-over Wait = %v, want ErrDetached", err)
+	}
+	if _, err := io.CopyN(io.Discard, second.Output(), 8<<20); err != nil {
+		t.Fatalf("after the takeover: %v", err)
+	}
+	go io.Copy(io.Discard, second.Output())
+	start := time.Now()
+	if err := c.KillSession(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d >= killGrace {
+		t.Errorf("KillSession of a flood took %v, want the SIGHUP to end it at once", d)
+	}
+	if st, err := second.Wait(); err != nil || st.Signal != "HUP" {
+		t.Errorf("Wait = %+v, %v, want killed by HUP", st, err)
+	}
+
+	// What follows a flood goes out at once, not a frame's fill later.
+	sh := openSession(t, c, SessionRequest{ExecRequest: ExecRequest{Argv: []string{"sh"}}})
+	tm := attach(t, c, sh.ID)
+	tm.typeIn(t, "head -c 4000000 /dev/zero | tr '\\0' x; echo; echo flood-$((1+1))\n")
+	tm.expect(t, "\r\nflood-2\r\n")
+	for i := range 5 {
+		start := time.Now()
+		tm.typeIn(t, fmt.Sprintf("echo after-$((%d+1))\n", i))
+		tm.expect(t, fmt.Sprintf("after-%d\r\n", i+1))
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("a command after the flood answered in %v", d)
+		}
+	}
+	c.KillSession(ctx, sh.ID)
+}
+
 func TestSessionScrollbackBound(t *testing.T) {
 	c, s := startServer(t)
 	const scrollback, flood = 64 << 10, 5 << 20
@@ -593,4 +653,90 @@ func TestServerCloseEndsSessions(t *testing.T) {
 	if _, err := c.OpenSession(context.Background(), SessionRequest{}); err == nil {
 		t.Error("OpenSession after Close succeeded")
 	}
+}
+
+// BenchmarkSessionOutput: bytes/s of `cat` of a 64 MiB file through a terminal
+// session, agent and client in this process over a socket pair: the agent's
+// share of the web terminal's path (pty, frames, yamux), with the client's
+// demultiplexing. Run it with -cpuprofile to see where the time goes.
+func BenchmarkSessionOutput(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	const size = 64 << 20
+	file := filepath.Join(b.TempDir(), "big")
+	line := strings.Repeat("subsys terminal throughput ", 3) + "\n"
+	if err := os.WriteFile(file, []byte(strings.Repeat(line, size/len(line)+1)[:size]), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		conns[i], err = net.FileConn(f)
+		f.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv := NewServer(ServerConfig{Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeConn(ctx, conns[0]) }()
+	c, err := NewClient(conns[1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		c.Close()
+		cancel()
+		<-served
+		srv.Close()
+	}()
+	buf := make([]byte, 64<<10)
+	b.SetBytes(size)
+	cpu0, switches0 := processCPU(b)
+	b.ResetTimer()
+	for range b.N {
+		info, err := c.OpenSession(ctx, SessionRequest{ExecRequest: ExecRequest{Argv: []string{"cat", file}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		a, err := c.AttachSession(ctx, info.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var n int64
+		for {
+			m, err := a.Output().Read(buf)
+			n += int64(m)
+			if err != nil {
+				break
+			}
+		}
+		// The terminal turns each \n into \r\n.
+		if want := int64(size + size/len(line)); n < want {
+			b.Fatalf("read %d bytes, want %d", n, want)
+		}
+		a.Close()
+		c.KillSession(ctx, info.ID)
+	}
+	// CPU time and context switches (the goroutines' and threads' wakeups)
+	// are steadier than wall time on a shared machine.
+	cpu, switches := processCPU(b)
+	b.ReportMetric((cpu-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric(float64(switches-switches0)/float64(b.N), "switches/op")
+}
+
+// processCPU is this process's user and system time so far, and its
+// context switches: agent and client, not the programs they run.
+func processCPU(b *testing.B) (time.Duration, int64) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
 }
