@@ -4,10 +4,12 @@
 // in the test process and reached over unix socket pairs, so that tests of
 // vmm's lifecycle — import, start, exec, terminate, unregister, operations
 // and events — and of its users (server) run the real protocol and real
-// processes as an ordinary user. It is a test double, not a backend: a
-// distro's processes run on the host, as the test's own user, in the test's
-// working directory and file system; nothing is confined. Tarball makes a
-// distro root whose accounts it can run.
+// processes as an ordinary user. It is a test double, not a backend: there
+// are no namespaces, no mounts and no pivot into the distro's root, so a
+// distro's processes are the host's programs (found on the host's PATH),
+// run as the test's own user and see the host's file system; the distro's
+// root serves only for its accounts (etc/passwd, etc/group). Nothing is
+// confined. Tarball makes a root whose accounts the agent can run.
 //
 // ServeAgent and Agent are the same agent for tests that want a client
 // without a Manager.
