@@ -161,10 +161,16 @@ func TestCancelImportAndBusy(t *testing.T) {
 		return st == 200 && d.State == "Installing"
 	})
 	// Busy: unregister, start, clone of a distro being imported → 409.
+	// The row is Installing a moment before its operation is registered; in
+	// that moment the refusal cannot name the operation yet.
 	var e api.ErrorBody
-	if st, _ := s.api("DELETE", "/distros/slow", nil, &e); st != 409 || !strings.Contains(e.Error.Message, "import") {
-		t.Errorf("unregister during import = %d %q, want 409 naming the import", st, e.Error.Message)
-	}
+	waitFor(t, 10*time.Second, "unregister during the import refused naming it", func() bool {
+		st, _ := s.api("DELETE", "/distros/slow", nil, &e)
+		if st != 409 {
+			t.Fatalf("unregister during import = %d %q, want 409", st, e.Error.Message)
+		}
+		return strings.Contains(e.Error.Message, "(import)")
+	})
 	if st, _ := s.api("POST", "/distros/slow/start", nil, nil); st != 409 {
 		t.Errorf("start during import = %d, want 409", st)
 	}
@@ -187,5 +193,64 @@ func TestCancelImportAndBusy(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(s.data, "tmp")); len(entries) != 0 {
 		t.Errorf("cancelled import left staging files: %v", entries)
+	}
+}
+
+// stalledReader sends the first 4 KiB of data, then nothing until release is
+// closed: an upload whose client went quiet.
+type stalledReader struct {
+	data    []byte
+	sent    chan struct{}
+	release chan struct{}
+}
+
+func (r *stalledReader) Read(p []byte) (int, error) {
+	if r.sent == nil {
+		<-r.release
+		return 0, io.ErrUnexpectedEOF
+	}
+	n := copy(p, r.data[:min(len(r.data), 4096)])
+	close(r.sent)
+	r.sent = nil
+	return n, nil
+}
+
+// TestCancelStalledImport: cancelling an import whose upload has stalled ends
+// it at once, instead of waiting for bytes that never come (the cancel answers
+// with the operation failed, not still running), and leaves nothing behind.
+func TestCancelStalledImport(t *testing.T) {
+	s := startServer(t, "")
+	body := &stalledReader{data: tinyRootfs(t), sent: make(chan struct{}), release: make(chan struct{})}
+	defer close(body.release)
+	sent := body.sent
+	go func() {
+		req, _ := http.NewRequest("POST", s.url+"/api/v1/distros?name=stalled", body)
+		req.Header.Set("Authorization", "Bearer "+s.token)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-sent
+	var e api.ErrorBody
+	waitFor(t, 10*time.Second, "the import to hold the distro", func() bool {
+		st, _ := s.api("DELETE", "/distros/stalled", nil, &e)
+		return st == 409
+	})
+	msg := e.Error.Message
+	i := strings.Index(msg, "operation ")
+	if i < 0 {
+		t.Fatalf("busy message %q names no operation", msg)
+	}
+	id := strings.Fields(msg[i+len("operation "):])[0]
+	start := time.Now()
+	var op api.Operation
+	if st, raw := s.api("DELETE", "/operations/"+id, nil, &op); st != 200 || op.Status != "failure" || !strings.Contains(op.Error, "cancel") {
+		t.Fatalf("cancel of a stalled import = %d %s (after %v), want it failed as cancelled", st, raw, time.Since(start))
+	}
+	if st, _ := s.api("GET", "/distros/stalled", nil, nil); st != 404 {
+		t.Errorf("the cancelled import left the distro")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(s.data, "tmp")); len(entries) != 0 {
+		t.Errorf("the cancelled import left staging files: %v", entries)
 	}
 }

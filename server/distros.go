@@ -92,6 +92,18 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.Body != nil {
+		// A cancel must reach an import whose upload has stalled: it is blocked
+		// reading the body, so end that read (a past deadline) when the
+		// operation stops.
+		handlerDone := make(chan struct{})
+		defer close(handlerDone)
+		go func() {
+			select {
+			case <-op.Cancelled():
+				http.NewResponseController(w).SetReadDeadline(time.Now())
+			case <-handlerDone:
+			}
+		}()
 		// The handler must not return while the operation still reads the body.
 		// Extraction streams, so once the body is read the rest is a rename: wait for
 		// the result and report a bad archive as 400 rather than a 202 that failed.

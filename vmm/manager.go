@@ -565,7 +565,7 @@ func (m *Manager) CancelOperation(ctx context.Context, id string) (OperationInfo
 	if op == nil {
 		return m.Operation(ctx, id)
 	}
-	op.cancel()
+	op.requestCancel()
 	m.audit(ctx, "cancel", op.distro, "operation "+id)
 	select {
 	case <-op.Done():

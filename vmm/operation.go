@@ -2,6 +2,8 @@ package vmm
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +68,10 @@ type Operation struct {
 	created          time.Time
 	done, total      atomic.Int64
 	cancel           context.CancelFunc
-	finished         chan struct{}
+	// cancelled is closed when a client cancels the operation.
+	cancelled  chan struct{}
+	cancelOnce sync.Once
+	finished   chan struct{}
 	// bodyDone is closed once an import has stopped reading its uploaded body.
 	bodyDone chan struct{}
 
@@ -79,7 +84,19 @@ type Operation struct {
 
 func newOperation(id, kind, distro string, cancel context.CancelFunc) *Operation {
 	return &Operation{id: id, kind: kind, distro: distro, created: time.Now().UTC(), cancel: cancel,
-		finished: make(chan struct{}), status: StatusRunning}
+		cancelled: make(chan struct{}), finished: make(chan struct{}), status: StatusRunning}
+}
+
+// Cancelled is closed when a client cancels the operation. Whoever feeds it
+// input (an upload) must then stop waiting on that input: a stalled upload
+// would otherwise keep a cancelled import blocked in a read, never seeing its
+// context end.
+func (o *Operation) Cancelled() <-chan struct{} { return o.cancelled }
+
+// requestCancel cancels the operation on a client's behalf.
+func (o *Operation) requestCancel() {
+	o.cancelOnce.Do(func() { close(o.cancelled) })
+	o.cancel()
 }
 
 // ID returns the operation's id.
@@ -127,6 +144,7 @@ func (o *Operation) setResult(r OperationResult) {
 // err, without ending it: the manager saves it before it lets go of the
 // distro, and only then calls finish.
 func (o *Operation) final(err error) OperationInfo {
+	err = o.explain(err)
 	o.mu.Lock()
 	info := o.infoLocked()
 	o.mu.Unlock()
@@ -141,11 +159,26 @@ func (o *Operation) final(err error) OperationInfo {
 	return info
 }
 
+// explain says a failure of a cancelled operation is the cancel: what failed
+// then (a read cut short to stop a stalled upload, say) is its consequence.
+func (o *Operation) explain(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	select {
+	case <-o.cancelled:
+		return fmt.Errorf("%s %s: %w", o.kind, o.distro, context.Canceled)
+	default:
+		return err
+	}
+}
+
 // finish ends the operation with err: from now on Info shows the result and
 // Done is closed. The manager calls it last, once the distro's lock is
 // released and the record saved, so a client told the operation ended can
 // act on the distro at once.
 func (o *Operation) finish(err error) {
+	err = o.explain(err)
 	o.mu.Lock()
 	if err != nil {
 		o.status, o.err, o.cause = StatusFailure, err.Error(), err
