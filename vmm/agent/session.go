@@ -502,9 +502,10 @@ func (sess *session) pump() {
 
 // fillFrame reads more of a flood into p as the program refills the
 // terminal, for at most floodWait, and returns how much it read. Its deadline
-// is the one kick uses: a kick ends the wait early, and the pump, which sends
-// this frame and then looks at the state again, misses nothing. An error ends
-// the wait too; the pump's next read reports it.
+// is the one kick uses: a kick during the wait ends it, one just before it is
+// seen at most floodWait late, and either way the pump sends this frame and
+// then looks at the state again. An error ends the wait too; the pump's next
+// read reports it.
 func (sess *session) fillFrame(p []byte) int {
 	sess.tty.SetReadDeadline(time.Now().Add(floodWait))
 	total := 0

@@ -507,7 +507,7 @@ func cpuTicks(t *testing.T, pid int) int {
 }
 
 func TestSessionDetachTimeout(t *testing.T) {
-	c, _ := startServer(t)
+	c, s := startServer(t)
 	start := time.Now()
 	info := openSession(t, c, SessionRequest{DetachTimeout: 500 * time.Millisecond, ExecRequest: ExecRequest{Argv: []string{"sleep", "100"}}})
 	waitFor(t, func() bool { _, ok := sessionInfo(t, c, info.ID); return !ok })
@@ -515,6 +515,28 @@ func TestSessionDetachTimeout(t *testing.T) {
 		t.Errorf("session removed after %v, want the 500ms timeout", d)
 	}
 	waitFor(t, func() bool { return gone(info.PID) })
+
+	// Nobody attaches to a program that floods its terminal: it is held back
+	// on the full terminal, waiting for the first attachment (see
+	// TestSessionFirstAttachGetsAll), and still times out, the session's
+	// goroutines and all.
+	flood := openSession(t, c, SessionRequest{DetachTimeout: 500 * time.Millisecond, ExecRequest: ExecRequest{Argv: []string{"yes"}}})
+	sess := agentSession(t, s, flood.ID)
+	time.Sleep(200 * time.Millisecond)
+	if total, _, _ := ringStats(sess); total != 0 {
+		t.Errorf("%d bytes read before the first attachment, want none", total)
+	}
+	select {
+	case <-sess.gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session was not released 10 s after its detach timeout")
+	}
+	if !gone(flood.PID) {
+		t.Error("yes outlived its session")
+	}
+	if _, ok := sessionInfo(t, c, flood.ID); ok {
+		t.Error("timed-out session still listed")
+	}
 	if _, err := c.AttachSession(context.Background(), info.ID); !errors.Is(err, ErrSessionNotFound) {
 		t.Errorf("AttachSession of a timed-out session = %v, want ErrSessionNotFound", err)
 	}
