@@ -21,6 +21,17 @@ var version = "dev"
 var embedded embed.FS
 
 func main() {
-	agent, _ := embedded.ReadFile("embedded/subsys-agent")
 	os.Exit(cli.Main(cli.Build{Version: version, Agent: agent}))
+}
+
+// agent returns the embedded agent program, nil when the build has none. It
+// is read only when serve asks: ReadFile copies the file's megabytes out of
+// the binary, and doing that at every start made each client verb several
+// times slower (page faults and a garbage collection for bytes it never uses).
+func agent() []byte {
+	b, err := embedded.ReadFile("embedded/subsys-agent")
+	if err != nil {
+		return nil
+	}
+	return b
 }

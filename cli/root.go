@@ -23,9 +23,11 @@ import (
 type Build struct {
 	// Version of this build, shown by `subsys version`.
 	Version string
-	// Agent is the static subsys-agent program, embedded at build time; empty when
-	// the build did not include it (then SUBSYS_AGENT must name the file).
-	Agent []byte
+	// Agent returns the static subsys-agent program, embedded at build time;
+	// nil (or a nil func) when the build did not include it (then SUBSYS_AGENT
+	// must name the file). A func, called by serve alone, because reading the
+	// program copies megabytes that no client verb needs at its start.
+	Agent func() []byte
 }
 
 // exitError carries a process exit code through cobra (from `run`).

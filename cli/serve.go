@@ -90,10 +90,14 @@ func installAgent(b Build, dataDir string) (string, error) {
 	if p := os.Getenv("SUBSYS_AGENT"); p != "" {
 		return p, nil
 	}
-	if len(b.Agent) == 0 {
+	var program []byte
+	if b.Agent != nil {
+		program = b.Agent()
+	}
+	if len(program) == 0 {
 		return "", errors.New("this build has no embedded agent: build with `make build`, or set SUBSYS_AGENT to a subsys-agent binary")
 	}
-	sum := sha256.Sum256(b.Agent)
+	sum := sha256.Sum256(program)
 	// One folder per build keeps the program's own name, which is what `ps` in a
 	// distro shows for PID 1.
 	dir := filepath.Join(dataDir, "bin", hex.EncodeToString(sum[:8]))
@@ -101,7 +105,7 @@ func installAgent(b Build, dataDir string) (string, error) {
 		return "", err
 	}
 	path := filepath.Join(dir, "subsys-agent")
-	if existing, err := os.ReadFile(path); err == nil && bytes.Equal(existing, b.Agent) {
+	if existing, err := os.ReadFile(path); err == nil && bytes.Equal(existing, program) {
 		return path, nil
 	}
 	tmp, err := os.CreateTemp(dir, ".agent-*")
@@ -109,7 +113,7 @@ func installAgent(b Build, dataDir string) (string, error) {
 		return "", err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b.Agent); err != nil {
+	if _, err := tmp.Write(program); err != nil {
 		tmp.Close()
 		return "", err
 	}

@@ -41,9 +41,16 @@ type Rule struct {
 // MaxAllow is the most prefixes a Rule's Allow may hold.
 const MaxAllow = 64
 
+// The rule id and host name patterns are compiled on first use, not at package
+// init: every CLI verb links this package, and compiling their counted
+// repetitions costs a client's start-up over a thousand allocations.
 var (
-	idPattern   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
-	hostPattern = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.?$`)
+	idPattern = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+	})
+	hostPattern = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.?$`)
+	})
 )
 
 // Normalize returns r in canonical form: protocol and host name in lower case,
@@ -74,7 +81,7 @@ func (r Rule) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
 	}
-	if r.ID != "" && !idPattern.MatchString(r.ID) {
+	if r.ID != "" && !idPattern().MatchString(r.ID) {
 		return bad("rule id %q: use 1 to 64 letters, digits, '.', '_' or '-'", r.ID)
 	}
 	if r.Proto != TCP && r.Proto != UDP {
@@ -100,7 +107,7 @@ func (r Rule) Validate() error {
 		if r.ConnectPort == r.ListenPort && (ca == la || la.IsUnspecified() && ca.IsLoopback() && ca.Is4() == la.Is4()) {
 			return bad("rule forwards %s port %d to itself", r.Proto, r.ListenPort)
 		}
-	} else if len(r.ConnectAddress) > 253 || !hostPattern.MatchString(r.ConnectAddress) {
+	} else if len(r.ConnectAddress) > 253 || !hostPattern().MatchString(r.ConnectAddress) {
 		return bad("connect address %q is neither an IP address nor a host name", r.ConnectAddress)
 	}
 	if r.ConnectPort == 0 {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -52,23 +53,30 @@ var (
 // namePattern is the one rule for distro names. A name becomes the distro's
 // hostname, a URL path segment and text in terminals and tables, so it holds
 // only letters, digits, '.', '_' and '-', and starts with a letter or digit, so
-// it is never "." or "..", nor taken for a flag.
-var namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+// it is never "." or "..", nor taken for a flag. Compiled on first use, not at
+// package init: every CLI verb links this package, and compiling the counted
+// repetitions costs a client's start-up hundreds of allocations it never uses.
+var namePattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+})
 
 // ValidateName reports whether name is a valid distro name.
 func ValidateName(name string) error {
-	if !namePattern.MatchString(name) {
+	if !namePattern().MatchString(name) {
 		return fmt.Errorf("%w: distro name %q: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, name)
 	}
 	return nil
 }
 
-// userPattern bounds user names to what useradd accepts (plus numeric uids).
-var userPattern = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,31}\$?$`)
+// userPattern bounds user names to what useradd accepts (plus numeric uids);
+// compiled on first use, as namePattern is.
+var userPattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,31}\$?$`)
+})
 
 // ValidateUser reports whether user is a plausible user name or numeric uid.
 func ValidateUser(user string) error {
-	if !userPattern.MatchString(user) {
+	if !userPattern().MatchString(user) {
 		return fmt.Errorf("%w: user name %q", ErrInvalid, user)
 	}
 	return nil

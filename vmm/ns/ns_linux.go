@@ -34,8 +34,11 @@ const (
 )
 
 // idPattern is the distro name rule (vmm.ValidateName's); ids name files in
-// RunDir, so nothing else may pass.
-var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+// RunDir, so nothing else may pass. Compiled on first use rather than at
+// package init, which every CLI verb would pay for.
+var idPattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+})
 
 // Backend runs version 1 distros. It is safe for concurrent use; calls for the
 // same distro are serialized. Distros outlive the Backend and the server
@@ -264,7 +267,7 @@ func (b *Backend) Forget(ctx context.Context, s vmm.Spec) error {
 }
 
 func (b *Backend) check(s vmm.Spec) error {
-	if !idPattern.MatchString(s.ID) {
+	if !idPattern().MatchString(s.ID) {
 		return fmt.Errorf("distro id %q is not a valid name", s.ID)
 	}
 	if b.cfg.RunDir == "" || b.cfg.AgentPath == "" {
