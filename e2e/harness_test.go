@@ -7,7 +7,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/client"
 	"github.com/subsys-dev/subsys/internal/testenv"
+	"github.com/subsys-dev/subsys/internal/testutil"
 )
 
 // subsysBin is the program under test: $SUBSYS_BIN, else built by TestMain.
@@ -405,16 +405,8 @@ type tarEntry struct {
 	body string
 }
 
-// waitFor polls cond until it holds or the timeout passes.
+// waitFor is testutil.WaitFor, by the name the e2e tests use.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for ctx.Err() == nil {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
+	testutil.WaitFor(t, timeout, what, cond)
 }

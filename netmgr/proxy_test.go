@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/subsys-dev/subsys/internal/testenv"
+	"github.com/subsys-dev/subsys/internal/testutil"
 )
 
 var (
@@ -94,16 +95,10 @@ func dialTCP(t testing.TB, ap netip.AddrPort) *net.TCPConn {
 	return c
 }
 
-// waitFor polls cond for up to d.
+// waitFor is testutil.WaitFor, for this package's other test files.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
+	testutil.WaitFor(t, d, what, cond)
 }
 
 func TestTCPEcho(t *testing.T) {
@@ -175,7 +170,7 @@ func TestTCPHalfClose(t *testing.T) {
 	if want := "got 5 bytes: HELLO"; string(got) != want {
 		t.Fatalf("answer = %q, want %q", got, want)
 	}
-	waitFor(t, 2*time.Second, "connection not released", func() bool { return p.Stats().Connections == 0 })
+	testutil.WaitFor(t, 2*time.Second, "the connection's release", func() bool { return p.Stats().Connections == 0 })
 }
 
 // TestTCPServerHalfClose: the server shuts its write side first and goes on
@@ -228,13 +223,13 @@ func TestTCPCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Live: the connection is open, and the bytes show within countInterval.
-	waitFor(t, 3*countInterval, "live counters", func() bool {
+	testutil.WaitFor(t, 3*countInterval, "live counters", func() bool {
 		s := p.Stats()
 		return s.Connections == 1 && s.BytesIn == 1000 && s.BytesOut == 3000
 	})
 	close(release)
 	c.Close()
-	waitFor(t, 2*time.Second, "connection not released", func() bool { return p.Stats().Connections == 0 })
+	testutil.WaitFor(t, 2*time.Second, "the connection's release", func() bool { return p.Stats().Connections == 0 })
 	want := Stats{Connections: 0, Total: 1, BytesIn: 1000, BytesOut: 3000}
 	if s := p.Stats(); s != want {
 		t.Fatalf("Stats() = %+v, want %+v", s, want)
@@ -385,7 +380,7 @@ func TestTCPTargetDown(t *testing.T) {
 	if err := pingThrough(p.Addr()); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("through a proxy to a closed port: err = %v, want reset or EOF", err)
 	}
-	waitFor(t, 2*time.Second, "dial failure counted", func() bool {
+	testutil.WaitFor(t, 2*time.Second, "the dial failure to be counted", func() bool {
 		s := p.Stats()
 		return s.Failed == 1 && s.Connections == 0
 	})
@@ -631,7 +626,7 @@ func TestUDPIdleExpiry(t *testing.T) {
 	if s := p.Stats(); s.Connections != 1 {
 		t.Fatalf("Connections = %d, want 1", s.Connections)
 	}
-	waitFor(t, 2*time.Second, "idle flow never expired", func() bool { return p.Stats().Connections == 0 })
+	testutil.WaitFor(t, 2*time.Second, "the idle flow to expire", func() bool { return p.Stats().Connections == 0 })
 	// The same client starts a new flow.
 	if got, err := roundTrip(t, c, "b"); err != nil || got != "b" {
 		t.Fatalf("after expiry: %q, %v", got, err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/subsys-dev/subsys/internal/testenv"
+	"github.com/subsys-dev/subsys/internal/testutil"
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/agent"
 )
@@ -357,11 +358,11 @@ echo ok`
 			t.Fatal(err)
 		}
 		defer p.Close()
-		var out syncBuffer
+		var out testutil.SyncBuffer
 		copied := make(chan struct{})
 		go func() { io.Copy(&out, p.Stdout()); close(copied) }()
 		io.WriteString(p.Stdin(), "stty size\n")
-		waitFor(t, func() bool { return strings.Contains(out.String(), "24 80") })
+		testutil.WaitFor(t, waitTimeout, "stty size to print 24 80", func() bool { return strings.Contains(out.String(), "24 80") })
 		p.Resize(132, 50)
 		io.WriteString(p.Stdin(), "stty size; exit 7\n")
 		if st, err := p.Wait(); err != nil || st.Code != 7 {
@@ -394,7 +395,7 @@ echo ok`
 			}
 		}
 		// Started in the background: give them a moment to exec.
-		waitFor(t, func() bool {
+		testutil.WaitFor(t, waitTimeout, "sleep 1001 and 1002 in ps", func() bool {
 			ps := shOut(t, c, "ps -o args")
 			return strings.Contains(ps, "sleep 1001") && strings.Contains(ps, "sleep 1002")
 		})
@@ -422,7 +423,7 @@ func TestStopAndRestart(t *testing.T) {
 	e := newEnv(t, "stopper")
 	c := e.start(t)
 	shOut(t, c, "sleep 1000 >/dev/null 2>&1 &")
-	waitFor(t, func() bool { return strings.Contains(shOut(t, c, "ps -o args"), "sleep 1000") })
+	testutil.WaitFor(t, waitTimeout, "sleep 1000 in ps", func() bool { return strings.Contains(shOut(t, c, "ps -o args"), "sleep 1000") })
 	pidData, err := os.ReadFile(filepath.Join(e.cfg.RunDir, e.spec.ID+".pid"))
 	if err != nil {
 		t.Fatal(err)
@@ -466,7 +467,7 @@ func TestAdoptAfterServerRestart(t *testing.T) {
 	e := newEnv(t, "adoptee")
 	c := e.start(t)
 	shOut(t, c, "nohup sleep 1003 >/dev/null 2>&1 &")
-	waitFor(t, func() bool { return strings.Contains(shOut(t, c, "ps -o args"), "sleep 1003") })
+	testutil.WaitFor(t, waitTimeout, "sleep 1003 in ps", func() bool { return strings.Contains(shOut(t, c, "ps -o args"), "sleep 1003") })
 	first, _ := c.Hello(context.Background())
 	c.Close()
 
@@ -546,7 +547,7 @@ func TestServerKilled(t *testing.T) {
 		t.Fatalf("Connect after the server was killed = %v", err)
 	}
 	defer c.Close()
-	waitFor(t, func() bool { return strings.Contains(shOut(t, c, "ps -o args"), "sleep 1004") })
+	testutil.WaitFor(t, waitTimeout, "sleep 1004 in ps", func() bool { return strings.Contains(shOut(t, c, "ps -o args"), "sleep 1004") })
 }
 
 func TestConnectNotRunning(t *testing.T) {
@@ -648,30 +649,14 @@ func TestSymlinkedMountPoint(t *testing.T) {
 	})
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// waitTimeout bounds this package's waits on a distro.
+const waitTimeout = 10 * time.Second
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// syncBuffer and waitFor are testutil's, by the names session_linux_test.go
+// uses.
+type syncBuffer = testutil.SyncBuffer
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, waitTimeout, "the condition", cond)
 }
