@@ -24,7 +24,7 @@ func (c *Client) Exec(ctx context.Context, distro string, req api.ExecRequest) (
 
 // ExitStatus is how a streamed command ended.
 type ExitStatus struct {
-	// Code is the exit code (0 when a signal ended it).
+	// Code is the exit code; 128+n when signal n ended it, as a shell reports it.
 	Code int
 	// Signal names the signal that ended it ("KILL"), if one did.
 	Signal string

@@ -64,6 +64,8 @@ func classify(err error) (int, string, string) {
 		return http.StatusNotImplemented, api.CodeUnsupported, err.Error()
 	case errors.Is(err, agent.ErrUserNotFound):
 		return http.StatusBadRequest, api.CodeUserNotFound, err.Error()
+	case errors.Is(err, agent.ErrSessionNotFound):
+		return http.StatusNotFound, api.CodeSessionNotFound, "no such terminal session (it ended or timed out)"
 	case errors.Is(err, agent.ErrNoSuchFile):
 		return http.StatusBadRequest, api.CodeNotFoundInDistro, err.Error()
 	}
