@@ -595,11 +595,6 @@ func TestTerminal(t *testing.T) {
 		}
 		err := e.c.KillTerminal(ctx, "alpha", term.ID)
 		ae := asAPIError(err)
-		if ae.Status == http.StatusInternalServerError {
-			// handleKillTerminal passes agent.ErrSessionNotFound to classify,
-			// which does not know it.
-			t.Skipf("known: DELETE …/terminals/{gone} answers 500 %s: %s", ae.Code, ae.Message)
-		}
 		if ae.Status != http.StatusNotFound || ae.Code != api.CodeSessionNotFound {
 			t.Errorf("kill of a killed session = %v, want 404 session_not_found", err)
 		}
