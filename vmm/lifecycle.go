@@ -285,6 +285,14 @@ func (m *Manager) Clone(ctx context.Context, name, newName string) (*Operation, 
 	if err := m.installed(src); err != nil {
 		return nil, err
 	}
+	// A name already taken is refused before the source's operation begins,
+	// so it does not show (and log) a failed export. reserve below still
+	// decides, should the name be taken in between.
+	if _, err := m.row(ctx, newName); err == nil {
+		return nil, fmt.Errorf("%w: a distro named %q already exists", ErrExists, newName)
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
 	srcOp, srcCtx, err := m.beginOperation(KindExport, src, "")
 	if err != nil {
 		return nil, err
