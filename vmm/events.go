@@ -61,6 +61,7 @@ type eventBus struct {
 // cancel stops the subscription.
 func (m *Manager) Subscribe(ctx context.Context) (Snapshot, <-chan Event, func(), error) {
 	m.publishChanges(ctx)
+	m.publishEndedOperations()
 	ch := make(chan Event, subscriberBuffer)
 	m.events.mu.Lock()
 	snap := Snapshot{Distros: []Distro{}, Operations: []OperationInfo{}}
@@ -82,6 +83,31 @@ func (m *Manager) Subscribe(ctx context.Context) (Snapshot, <-chan Event, func()
 		m.events.mu.Unlock()
 	}
 	return snap, ch, cancel, nil
+}
+
+// publishEndedOperations sends the end of every tracked operation that has
+// ended but whose end is not sent yet: endOperation lets waiters go (Done)
+// before it publishes, and a snapshot taken in between must not show such an
+// operation as running.
+func (m *Manager) publishEndedOperations() {
+	m.events.mu.Lock()
+	ids := make([]string, 0, len(m.events.ops))
+	for id := range m.events.ops {
+		ids = append(ids, id)
+	}
+	m.events.mu.Unlock()
+	for _, id := range ids {
+		m.mu.Lock()
+		op := m.ops[id]
+		m.mu.Unlock()
+		if op != nil {
+			select {
+			case <-op.Done():
+				m.publishOperation(op)
+			default:
+			}
+		}
+	}
 }
 
 // send delivers e to every subscriber; callers hold m.events.mu.
