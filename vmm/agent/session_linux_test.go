@@ -126,6 +126,23 @@ func ringStats(sess *session) (total int64, held, capacity int) {
 	return sess.ring.total, sess.ring.len(), cap(sess.ring.buf)
 }
 
+// foregroundSleep reports whether process pid is sleep and in its terminal's
+// foreground process group.
+func foregroundSleep(pid string) bool {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return false
+	}
+	// After the command name: state ppid pgrp session tty_nr tpgid …
+	f := strings.Fields(s[end+1:])
+	return s[open+1:end] == "sleep" && len(f) > 5 && f[2] == f[5]
+}
+
 func children(pid int) []string {
 	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
 	return strings.Fields(string(b))
@@ -167,7 +184,12 @@ func TestSessionShell(t *testing.T) {
 
 	t.Run("signal", func(t *testing.T) {
 		tm.typeIn(t, "sleep 100\n")
-		waitFor(t, func() bool { return len(children(info.PID)) > 0 })
+		// Until the shell has made sleep the terminal's foreground job, INT
+		// would go to the shell's group, or hit the child before it is sleep.
+		waitFor(t, func() bool {
+			kids := children(info.PID)
+			return len(kids) == 1 && foregroundSleep(kids[0])
+		})
 		if err := tm.Signal("INT"); err != nil {
 			t.Fatal(err)
 		}
