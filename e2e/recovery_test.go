@@ -17,6 +17,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/subsys-dev/subsys/api"
+	"github.com/subsys-dev/subsys/internal/testutil"
 )
 
 func newCLI(bin string, args ...string) *exec.Cmd { return exec.Command(bin, args...) }
@@ -196,33 +197,14 @@ func TestCancelImportAndBusy(t *testing.T) {
 	}
 }
 
-// stalledReader sends the first 4 KiB of data, then nothing until release is
-// closed: an upload whose client went quiet.
-type stalledReader struct {
-	data    []byte
-	sent    chan struct{}
-	release chan struct{}
-}
-
-func (r *stalledReader) Read(p []byte) (int, error) {
-	if r.sent == nil {
-		<-r.release
-		return 0, io.ErrUnexpectedEOF
-	}
-	n := copy(p, r.data[:min(len(r.data), 4096)])
-	close(r.sent)
-	r.sent = nil
-	return n, nil
-}
-
 // TestCancelStalledImport: cancelling an import whose upload has stalled ends
 // it at once, instead of waiting for bytes that never come (the cancel answers
 // with the operation failed, not still running), and leaves nothing behind.
 func TestCancelStalledImport(t *testing.T) {
 	s := startServer(t, "")
-	body := &stalledReader{data: tinyRootfs(t), sent: make(chan struct{}), release: make(chan struct{})}
-	defer close(body.release)
-	sent := body.sent
+	body := testutil.NewStalledReader(tinyRootfs(t))
+	defer close(body.Release)
+	sent := body.Sent
 	go func() {
 		req, _ := http.NewRequest("POST", s.url+"/api/v1/distros?name=stalled", body)
 		req.Header.Set("Authorization", "Bearer "+s.token)

@@ -597,25 +597,6 @@ func TestTerminal(t *testing.T) {
 	})
 }
 
-// stalledReader sends the first 4 KiB of data, then nothing until release
-// is closed: an upload whose client went quiet.
-type stalledReader struct {
-	data    []byte
-	sent    chan struct{}
-	release chan struct{}
-}
-
-func (r *stalledReader) Read(p []byte) (int, error) {
-	if r.sent == nil {
-		<-r.release
-		return 0, io.ErrUnexpectedEOF
-	}
-	n := copy(p, r.data[:min(len(r.data), 4096)])
-	close(r.sent)
-	r.sent = nil
-	return n, nil
-}
-
 // TestBusyAndCancel: while an import runs, what would conflict with it is
 // refused with 409 naming the operation; DELETE /operations/{id} cancels it
 // (the upload has stalled) into a failure, and nothing of it is left.
@@ -623,10 +604,9 @@ func TestBusyAndCancel(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
 	defer cancel()
-	body := &stalledReader{data: tarball(t, vmmtest.File{Name: "big", Body: strings.Repeat("x", 1<<20)}),
-		sent: make(chan struct{}), release: make(chan struct{})}
-	defer close(body.release)
-	sent := body.sent
+	body := testutil.NewStalledReader(tarball(t, vmmtest.File{Name: "big", Body: strings.Repeat("x", 1<<20)}))
+	defer close(body.Release)
+	sent := body.Sent
 	type reply struct {
 		status int
 		raw    []byte
