@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/subsys-dev/subsys/api"
 )
 
 const benchFileSize = 128 << 20
@@ -121,11 +123,8 @@ func drainTerminal(b *testing.B, s *server, query string, ack bool) (total int64
 		}
 		if kind == websocket.TextMessage {
 			msg, _ := io.ReadAll(r)
-			var ctl struct {
-				Type string
-				Code *int
-			}
-			if json.Unmarshal(msg, &ctl) == nil && ctl.Type == "exit" && ctl.Code != nil {
+			var ctl api.Control
+			if json.Unmarshal(msg, &ctl) == nil && ctl.Type == api.ControlExit && ctl.Code != nil {
 				return total, *ctl.Code, first
 			}
 			continue

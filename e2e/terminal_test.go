@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/subsys-dev/subsys/api"
 )
 
 // ackMode is how a test client uses the terminal's acknowledgements.
@@ -107,23 +109,20 @@ func (tc *termClient) read() {
 			tc.mu.Unlock()
 			pending += int64(len(msg))
 			if tc.ack && pending >= 32<<10 {
-				tc.control(map[string]any{"type": "ack", "bytes": pending})
+				tc.control(api.Control{Type: api.ControlAck, Bytes: pending})
 				pending = 0
 			}
 			continue
 		}
-		var ctl struct {
-			Type string
-			Code *int
-		}
+		var ctl api.Control
 		json.Unmarshal(msg, &ctl)
-		if ctl.Type == "exit" {
+		if ctl.Type == api.ControlExit {
 			tc.mu.Lock()
 			tc.exit = ctl.Code
 			tc.mu.Unlock()
 		}
 		if tc.ack && pending > 0 {
-			tc.control(map[string]any{"type": "ack", "bytes": pending})
+			tc.control(api.Control{Type: api.ControlAck, Bytes: pending})
 			pending = 0
 		}
 	}
@@ -188,16 +187,12 @@ func TestTerminalProtocol(t *testing.T) {
 	// Ctrl-C as a signal frame interrupts a foreground command.
 	tc.send("sleep 100; echo after-sleep\n")
 	time.Sleep(300 * time.Millisecond)
-	tc.control(map[string]any{"type": "signal", "name": "INT"})
+	tc.control(api.Control{Type: api.ControlSignal, Name: "INT"})
 	tc.send("echo still-here\n")
 	tc.waitOutput("still-here", 5*time.Second)
 
 	// The session is listed, attached.
-	var list []struct {
-		ID       string `json:"id"`
-		Attached bool   `json:"attached"`
-		Exited   bool   `json:"exited"`
-	}
+	var list []api.TerminalSession
 	s.api("GET", "/distros/tiny/terminals", nil, &list)
 	if len(list) != 1 || list[0].ID != tc.id || !list[0].Attached {
 		t.Fatalf("terminals = %+v, want one attached session %s", list, tc.id)
@@ -350,12 +345,9 @@ func TestTerminalPlainClient(t *testing.T) {
 				return
 			}
 			if kind == websocket.TextMessage {
-				var ctl struct {
-					Type string
-					Code *int
-				}
+				var ctl api.Control
 				msg, _ := io.ReadAll(r)
-				if json.Unmarshal(msg, &ctl) == nil && ctl.Type == "exit" && ctl.Code != nil {
+				if json.Unmarshal(msg, &ctl) == nil && ctl.Type == api.ControlExit && ctl.Code != nil {
 					exit = *ctl.Code
 				}
 				continue
