@@ -9,13 +9,16 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DATA ?=
 LISTEN ?= 127.0.0.1:7070
 # Debian packages the build, the tests and the benchmarks use.
-APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 ca-certificates chromium bsdutils curl xz-utils bzip2
+APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 ca-certificates chromium bsdutils curl xz-utils bzip2 qemu-system-x86 cpio
 # Where the Debian test root file system is cached between runs.
 ROOTFS_CACHE ?= /var/cache/subsys-test
 ROOTFS_TAR := $(ROOTFS_CACHE)/debian-bookworm-minbase.tar
+# Where Debian's kernel package is unpacked (boot/vmlinuz-*, lib/modules/) for the tests
+# of vmm/qemu, which boot it under QEMU.
+KERNEL_CACHE ?= $(ROOTFS_CACHE)/kernel
 
 .DEFAULT_GOAL := help
-.PHONY: help deps web agent build run test test-unit test-integration test-browser bench check rootfs clean fuzz
+.PHONY: help deps web agent build run test test-unit test-integration test-browser bench check rootfs kernel clean fuzz
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,12 +51,28 @@ rootfs: ## build (once) the cached Debian minbase tarball the integration tests 
 	fi
 	@ls -l $(ROOTFS_TAR)
 
+kernel: ## download (once) Debian's current kernel package and unpack it into KERNEL_CACHE for the QEMU tests
+	@if ! ls $(KERNEL_CACHE)/boot/vmlinuz-* >/dev/null 2>&1; then \
+		pkg=$$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $$2; exit}'); \
+		if [ -z "$$pkg" ]; then \
+			SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -q >/dev/null && \
+			pkg=$$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $$2; exit}'); \
+		fi; \
+		[ -n "$$pkg" ] || { echo "kernel: apt-cache names no versioned package behind linux-image-amd64"; exit 1; }; \
+		tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && chmod 755 "$$tmp" && { chown _apt "$$tmp" 2>/dev/null || true; } && \
+		echo "kernel: downloading $$pkg" && (cd "$$tmp" && apt-get download -q "$$pkg") && \
+		rm -rf $(KERNEL_CACHE).tmp && mkdir -p $(KERNEL_CACHE).tmp && \
+		dpkg-deb -x "$$tmp"/*.deb $(KERNEL_CACHE).tmp && \
+		rm -rf $(KERNEL_CACHE) && mv $(KERNEL_CACHE).tmp $(KERNEL_CACHE); \
+	fi
+	@ls $(KERNEL_CACHE)/boot/vmlinuz-*
+
 test: deps build test-unit test-integration test-browser ## install what is missing, then vet, unit tests (-race), integration and browser tests (root)
 
-test-unit: ## go vet and the unit tests with the race detector
+test-unit: kernel ## go vet and the unit tests with the race detector (vmm/qemu boots the cached kernel)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /e2e)
+	SUBSYS_KERNEL_DIR=$(KERNEL_CACHE) $(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /e2e)
 
 test-integration: build rootfs ## end-to-end tests of bin/subsys as root: real namespaces, SQLite, HTTP
 	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee test-output.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0

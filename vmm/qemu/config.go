@@ -1,0 +1,142 @@
+package qemu
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Defaults of a Config's zero fields.
+const (
+	DefaultBinary    = "qemu-system-x86_64"
+	DefaultMemoryMiB = 512
+	DefaultCPUs      = 1
+	// DefaultAccel is TCG, QEMU's emulator, because it runs everywhere; KVM
+	// (with a fall-back to TCG when a KVM guest does not get going, as on
+	// hosts where /dev/kvm exists but cannot run guests) is left to the
+	// caller that wires this in.
+	DefaultAccel = "tcg"
+)
+
+// Names of the sockets that Start makes QEMU create in Config.RunDir.
+const (
+	QMPSocketName     = "qmp.sock"
+	ConsoleSocketName = "console.sock"
+)
+
+// maxSocketPath is the longest path a unix socket address holds on Linux
+// (sun_path is 108 bytes with its terminating NUL).
+const maxSocketPath = 107
+
+// Config says what VM to start.
+type Config struct {
+	// Binary is the QEMU program, a path or a name looked up in $PATH;
+	// DefaultBinary when empty.
+	Binary string
+	// Kernel is the path of the kernel image QEMU boots directly (-kernel).
+	// Required.
+	Kernel string
+	// Initrd is the path of the initramfs (-initrd); none when empty.
+	Initrd string
+	// Append is the kernel command line (-append). The serial console is
+	// ttyS0, so it usually holds "console=ttyS0".
+	Append string
+	// MemoryMiB is the guest's memory in MiB; DefaultMemoryMiB when zero.
+	MemoryMiB int
+	// CPUs is the number of virtual CPUs; DefaultCPUs when zero.
+	CPUs int
+	// Accel is QEMU's accelerator ("tcg", "kvm"); DefaultAccel when empty.
+	Accel string
+	// RunDir is the directory of the QMP and console sockets. Start creates
+	// it with mode 0700 (or makes it 0700). Required; its socket paths must
+	// fit in a unix socket address (107 bytes).
+	RunDir string
+}
+
+// QMPSocket is the path of the QMP socket.
+func (c Config) QMPSocket() string { return filepath.Join(c.RunDir, QMPSocketName) }
+
+// ConsoleSocket is the path of the serial console's socket.
+func (c Config) ConsoleSocket() string { return filepath.Join(c.RunDir, ConsoleSocketName) }
+
+func (c Config) withDefaults() Config {
+	if c.Binary == "" {
+		c.Binary = DefaultBinary
+	}
+	if c.MemoryMiB == 0 {
+		c.MemoryMiB = DefaultMemoryMiB
+	}
+	if c.CPUs == 0 {
+		c.CPUs = DefaultCPUs
+	}
+	if c.Accel == "" {
+		c.Accel = DefaultAccel
+	}
+	return c
+}
+
+// Args returns QEMU's arguments (without the program name) for c, or why c
+// cannot be started. It only computes: it neither looks at files nor runs
+// anything.
+//
+// The machine is q35 with no default devices (-nodefaults), no host config
+// files (-no-user-config), no display, and -no-reboot, so a guest reboot or
+// panic (with panic=-1 on the command line) ends QEMU instead of looping.
+// QMP listens without waiting for a client; the console socket makes QEMU wait
+// for its client before the machine starts, so Start loses none of the
+// console's first lines.
+func (c Config) Args() ([]string, error) {
+	c = c.withDefaults()
+	var errs []error
+	if c.Kernel == "" {
+		errs = append(errs, errors.New("no kernel"))
+	}
+	if c.RunDir == "" {
+		errs = append(errs, errors.New("no run directory"))
+	} else if !filepath.IsAbs(c.RunDir) {
+		errs = append(errs, fmt.Errorf("run directory %q is not absolute", c.RunDir))
+	} else if p := c.ConsoleSocket(); len(p) > maxSocketPath {
+		errs = append(errs, fmt.Errorf("run directory %q is too long for a unix socket path (%d bytes > %d)", c.RunDir, len(p), maxSocketPath))
+	}
+	if c.MemoryMiB < 0 {
+		errs = append(errs, fmt.Errorf("memory %d MiB is negative", c.MemoryMiB))
+	}
+	if c.CPUs < 0 {
+		errs = append(errs, fmt.Errorf("CPU count %d is negative", c.CPUs))
+	}
+	// The accelerator goes into an option list unescaped: allow names only.
+	if strings.ContainsAny(c.Accel, ",= ") {
+		errs = append(errs, fmt.Errorf("accelerator %q is not a name", c.Accel))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("qemu config: %w", err)
+	}
+	args := []string{
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-machine", "q35",
+		"-accel", c.Accel,
+		"-m", strconv.Itoa(c.MemoryMiB),
+		"-smp", strconv.Itoa(c.CPUs),
+		"-kernel", c.Kernel,
+	}
+	if c.Initrd != "" {
+		args = append(args, "-initrd", c.Initrd)
+	}
+	if c.Append != "" {
+		args = append(args, "-append", c.Append)
+	}
+	args = append(args,
+		// QMP first: chardevs are created in order, and the console's waits.
+		"-chardev", "socket,id=qmp,path="+optEscape(c.QMPSocket())+",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+		"-chardev", "socket,id=console,path="+optEscape(c.ConsoleSocket())+",server=on,wait=on",
+		"-serial", "chardev:console",
+	)
+	return args, nil
+}
+
+// optEscape escapes a value inside a QEMU option list, where a comma is
+// written twice.
+func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
