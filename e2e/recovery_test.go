@@ -105,9 +105,16 @@ func TestKillDuringImport(t *testing.T) {
 	})
 	// Kill it once the import has left something to clean up in the staging
 	// area, so that the checks below can see the cleanup happen.
+	// (A staging directory alone is not enough: it is made before the
+	// operation is recorded; files in it are written after.)
 	waitFor(t, 10*time.Second, "the import to write into the staging area", func() bool {
 		entries, _ := os.ReadDir(filepath.Join(s.data, "tmp"))
-		return len(entries) > 0
+		for _, e := range entries {
+			if files, _ := os.ReadDir(filepath.Join(s.data, "tmp", e.Name())); len(files) > 0 {
+				return true
+			}
+		}
+		return false
 	})
 	s.kill9()
 	s.start()
@@ -213,10 +220,12 @@ func TestCancelStalledImport(t *testing.T) {
 		}
 	}()
 	<-sent
+	// The row is Installing a moment before its operation is registered; in
+	// that moment the refusal cannot name the operation yet.
 	var e api.ErrorBody
-	waitFor(t, 10*time.Second, "the import to hold the distro", func() bool {
+	waitFor(t, 10*time.Second, "the import to hold the distro, refusing by its operation", func() bool {
 		st, _ := s.api("DELETE", "/distros/stalled", nil, &e)
-		return st == 409
+		return st == 409 && strings.Contains(e.Error.Message, "(import)")
 	})
 	msg := e.Error.Message
 	i := strings.Index(msg, "operation ")
