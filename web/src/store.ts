@@ -179,7 +179,8 @@ export const isLive = () => live.get().conn.state === 'live';
 
 let source: EventSource | null = null;
 let retryTimer = 0;
-let retryDelay = 5000;
+/** The longest wait between reconnects. */
+const retryDelay = 5000;
 
 function parse<T>(e: Event): T | null {
   try {
@@ -215,8 +216,8 @@ export async function connectEvents() {
     const s = parse<{ distros: Distro[] | null; operations: Operation[] | null }>(e);
     if (!s) return;
     replaceAll(s.distros ?? [], s.operations ?? []);
-    retryDelay = 5000;
     failures = 0;
+    refused = 0;
     setConn({ state: 'live' });
   });
   es.addEventListener('distro', (e) => {
@@ -237,9 +238,12 @@ export async function connectEvents() {
   });
   es.onerror = () => {
     if (es !== source) return;
+    // CONNECTING: the connection dropped or could not be made (the browser
+    // would retry); CLOSED: the server answered with an error.
+    const dropped = es.readyState === EventSource.CONNECTING;
     es.close();
     source = null;
-    streamFailed(null);
+    streamFailed(null, dropped);
   };
 }
 
@@ -250,28 +254,34 @@ let failures = 0;
  * The stream broke or could not open: say so and try again, soon at first. A
  * 401 means the session is gone (expired, logged out, token rotated): sign in.
  */
-async function streamFailed(e: unknown) {
+async function streamFailed(e: unknown, dropped = false) {
   if (e instanceof ApiError && e.status === 401) {
     dropSession();
     setConn({ state: 'unauthorized', message: e.message });
     return;
   }
   failures++;
-  const c = live.get().conn;
-  if (failures < DIAGNOSE_AFTER || !(e === null || e instanceof ApiError)) {
+  const network = dropped || (e instanceof ApiError && e.status === 0) || !(e === null || e instanceof ApiError);
+  if (network) {
     // A drop (server restart, network): the indicator says reconnecting, and
     // the snapshot of the next connection brings the state up to date.
+    refused = 0;
+    const c = live.get().conn;
     if (c.state !== 'reconnecting') setConn({ state: 'reconnecting', since: Date.now() });
-  } else {
+  } else if (++refused >= DIAGNOSE_AFTER) {
+    // The server answers, but not with an event stream: ask the plain API
+    // why, show what it says, and keep trying, more slowly.
     await diagnose();
     if (live.get().conn.state === 'unauthorized') return;
   }
   retryTimer = window.setTimeout(connectEvents, Math.min(250 * 2 ** (failures - 1), retryDelay));
-  if (failures >= DIAGNOSE_AFTER) retryDelay = Math.min(retryDelay * 2, 30_000);
 }
 
-/** Failed connections in a row (a few seconds of backing off) before asking the plain API why. */
-const DIAGNOSE_AFTER = 5;
+/** Error answers to the event stream in a row (not drops). */
+let refused = 0;
+
+/** Error answers in a row before asking the plain API why. */
+const DIAGNOSE_AFTER = 2;
 
 /** The stream fails again and again: ask the plain API why, and show it. */
 async function diagnose() {
