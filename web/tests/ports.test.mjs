@@ -232,6 +232,31 @@ test('LAN toggle off: back to this computer only, no question asked', async () =
   assert.deepEqual(p.allow, ['172.16.0.0/12'], 'the allowlist is kept');
 });
 
+test('a save that answers after more typing keeps what was typed meanwhile', async () => {
+  const url = `**/api/v1/distros/${DISTRO}/ports/tcp/${PORT}`;
+  // A slow server is the thing under test: hold each PUT a while.
+  await page.route(url, async (route) => {
+    await sleep(600);
+    await route.continue();
+  });
+  try {
+    await allowBox().fill('10.1.0.0/16');
+    await allowBox().press('Enter'); // the save starts, and waits on the server
+    await allowBox().fill('10.2.0.0/16'); // typed while it runs
+    await until('the first save stored', async () => JSON.stringify((await apiPort()).allow) === '["10.1.0.0/16"]');
+    await portRow().getByText('Saved.').waitFor();
+    assert.equal(await allowBox().inputValue(), '10.2.0.0/16', 'the text typed during the save survives its answer');
+  } finally {
+    await page.unroute(url);
+  }
+  // Saving again stores it; then back to what the tests after expect.
+  await allowBox().press('Enter');
+  await until('the newer text stored', async () => JSON.stringify((await apiPort()).allow) === '["10.2.0.0/16"]');
+  await allowBox().fill('172.16.0.0/12');
+  await allowBox().press('Enter');
+  await until('the allowlist restored', async () => JSON.stringify((await apiPort()).allow) === '["172.16.0.0/12"]');
+});
+
 const ruleRow = () => page.locator(`.rules tr[data-listen="tcp/${PROXY_PORT}"]`);
 
 test('port proxy: add a rule from the form, see it active with counters, refusals explained', async () => {

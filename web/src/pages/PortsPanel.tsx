@@ -244,14 +244,22 @@ function LanToggle({ d, p, what }: { d: Distro; p: Port; what: string }) {
 function AllowField({ d, p, what }: { d: Distro; p: Port; what: string }) {
   const saved = formatCidrs(p.allow);
   /** What the user typed; null shows the saved value (which events keep current). */
-  const [draft, setDraft] = useState<string | null>(null);
+  const [draft, setDraftState] = useState<string | null>(null);
+  // The latest draft, for a save that finishes after more typing: it must
+  // not throw away what was typed while it ran.
+  const draftRef = useRef<string | null>(null);
+  const setDraft = (v: string | null) => {
+    draftRef.current = v;
+    setDraftState(v);
+  };
   const [error, setError] = useState('');
   const [note, setNote] = useState('');
   const [busy, setBusy] = useState(false);
   const inflight = useRef(false);
+  // A save asked for while one runs: it runs after, with the draft of then.
+  const again = useRef(false);
   const value = draft ?? saved;
   const parsed = parseCidrs(value);
-  const dirty = draft !== null && (parsed.cidrs === null || parsed.cidrs.join(', ') !== saved);
 
   useEffect(() => {
     if (!note) return;
@@ -260,28 +268,38 @@ function AllowField({ d, p, what }: { d: Distro; p: Port; what: string }) {
   }, [note]);
 
   const save = async () => {
-    if (inflight.current) return;
-    if (!dirty) {
-      setDraft(null);
+    if (inflight.current) {
+      again.current = true;
       return;
     }
-    if (parsed.cidrs === null) {
-      setError(parsed.problem);
+    const text = draftRef.current;
+    if (text === null) return;
+    const want = parseCidrs(text);
+    if (want.cidrs === null) {
+      setError(want.problem);
+      return;
+    }
+    if (want.cidrs.join(', ') === saved) {
+      setDraft(null);
       return;
     }
     inflight.current = true;
     setBusy(true);
     setError('');
     try {
-      const r = await api.putPort(d.name, p.proto, p.port, { allow: parsed.cidrs });
+      const r = await api.putPort(d.name, p.proto, p.port, { allow: want.cidrs });
       applyPort(d.id, r);
-      setDraft(null);
-      setNote(parsed.cidrs.length ? 'Saved.' : 'Saved: any source.');
+      if (draftRef.current === text) setDraft(null);
+      setNote(want.cidrs.length ? 'Saved.' : 'Saved: any source.');
     } catch (e) {
       setError(errorMessage(e));
     } finally {
       inflight.current = false;
       setBusy(false);
+      if (again.current) {
+        again.current = false;
+        save();
+      }
     }
   };
 
