@@ -286,6 +286,8 @@ function AllowField({ d, p, what }: { d: Distro; p: Port; what: string }) {
     inflight.current = true;
     setBusy(true);
     setError('');
+    // "Saved." speaks of the latest save only: an older one's note goes now.
+    setNote('');
     try {
       const r = await api.putPort(d.name, p.proto, p.port, { allow: want.cidrs });
       applyPort(d.id, r);
