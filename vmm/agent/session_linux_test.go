@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // connect serves one more connection with srv, as a restarted server would
@@ -705,7 +707,7 @@ func TestServerCloseEndsSessions(t *testing.T) {
 // demultiplexing. Run it with -cpuprofile to see where the time goes.
 func BenchmarkSessionOutput(b *testing.B) {
 	if os.Geteuid() != 0 {
-		b.Skip("needs root")
+		testenv.SkipOrFail(b, "needs root")
 	}
 	const size = 64 << 20
 	file := filepath.Join(b.TempDir(), "big")
