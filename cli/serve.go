@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -75,9 +74,7 @@ func loadToken(dataDir string) (string, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read token: %w", err)
 	}
-	raw := make([]byte, 32)
-	rand.Read(raw)
-	tok := hex.EncodeToString(raw)
+	tok := server.NewToken()
 	if err := server.WriteTokenFile(path, tok); err != nil {
 		return "", err
 	}

@@ -1,16 +1,14 @@
 package cli
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/subsys-dev/subsys/client"
+	"github.com/subsys-dev/subsys/server"
 )
 
 func newTokenCmd(g *globals) *cobra.Command {
@@ -61,31 +59,9 @@ running, the token file is rewritten here, and the server uses it when it starts
 // hex characters and a newline, mode 0600), atomically: a server starting at
 // the same time reads the old token or the new one, never half of one.
 func rotateTokenFile(dir string) (string, error) {
-	raw := make([]byte, 32)
-	rand.Read(raw) // never fails (crypto/rand since Go 1.24)
 	path := filepath.Join(dir, "token")
-	f, err := os.CreateTemp(dir, ".token-*") // mode 0600
-	if err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // after the rename, a no-op
-	if _, err := f.WriteString(hex.EncodeToString(raw) + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // the rename itself survives a crash
-		d.Close()
+	if err := server.WriteTokenFile(path, server.NewToken()); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	return path, nil
 }

@@ -259,10 +259,13 @@ func (a *authState) useTicket(t string) (chan struct{}, bool) {
 	return e.ended, true
 }
 
+// NewToken returns a new API token: 32 random bytes in hex.
+func NewToken() string { return randomSecret("") }
+
 // rotate replaces the token, writes it to the token file, and ends every
 // session and ticket.
 func (a *authState) rotate(ctx context.Context) error {
-	tok := randomSecret("")
+	tok := NewToken()
 	if a.tokenFile == "" {
 		return errors.New("this server has no token file to rotate")
 	}
@@ -326,6 +329,10 @@ func WriteTokenFile(path, token string) error {
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write token: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync() // the rename itself survives a crash
+		d.Close()
 	}
 	return nil
 }
