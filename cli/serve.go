@@ -10,9 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -223,12 +221,8 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 // can open subsys.sock by name and nothing else — the token stays 0600 and
 // every other entry 0700. Without the group it stays 0700.
 func openDataDirToGroup(dataDir string, log *slog.Logger) {
-	g, err := user.LookupGroup(server.PeerGroup)
-	if err != nil {
-		return
-	}
-	gid, err := strconv.Atoi(g.Gid)
-	if err != nil {
+	gid, ok := server.PeerGroupID()
+	if !ok {
 		return
 	}
 	if err := os.Chown(dataDir, -1, gid); err != nil {
@@ -268,13 +262,11 @@ func listenSocket(path string, log *slog.Logger) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	if g, err := user.LookupGroup(server.PeerGroup); err == nil {
-		if gid, err := strconv.Atoi(g.Gid); err == nil {
-			if err := os.Chown(path, -1, gid); err == nil {
-				os.Chmod(path, 0o660)
-			} else {
-				log.Warn("socket stays root-only", "group", server.PeerGroup, "err", err)
-			}
+	if gid, ok := server.PeerGroupID(); ok {
+		if err := os.Chown(path, -1, gid); err == nil {
+			os.Chmod(path, 0o660)
+		} else {
+			log.Warn("socket stays root-only", "group", server.PeerGroup, "err", err)
 		}
 	}
 	return ln, nil

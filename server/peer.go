@@ -41,6 +41,16 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, peerKey{}, p)
 }
 
+// PeerGroupID returns the id of PeerGroup, if this system has that group.
+func PeerGroupID() (int, bool) {
+	g, err := user.LookupGroup(PeerGroup)
+	if err != nil {
+		return 0, false
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	return gid, err == nil
+}
+
 // peerAllowed: root, or a member (primary or supplementary) of PeerGroup.
 func (s *Server) peerAllowed(p Peer) bool {
 	if p.UID == 0 {
@@ -49,12 +59,8 @@ func (s *Server) peerAllowed(p Peer) bool {
 	if p.UID < 0 {
 		return false
 	}
-	g, err := user.LookupGroup(PeerGroup)
-	if err != nil {
-		return false
-	}
-	gid, err := strconv.Atoi(g.Gid)
-	if err != nil {
+	gid, ok := PeerGroupID()
+	if !ok {
 		return false
 	}
 	if p.GID == gid {
@@ -65,5 +71,5 @@ func (s *Server) peerAllowed(p Peer) bool {
 		return false
 	}
 	ids, err := u.GroupIds()
-	return err == nil && slices.Contains(ids, g.Gid)
+	return err == nil && slices.Contains(ids, strconv.Itoa(gid))
 }
