@@ -13,8 +13,12 @@ type Spec struct {
 	ID string
 	// Name is the distro's current name; version 1 uses it as the hostname.
 	Name string
+	// Version is the distro's version (1 or 2).
+	Version int
 	// RootFS is the host directory holding a version 1 distro's root file system.
 	RootFS string
+	// Disk is the host path of a version 2 distro's ext4 image.
+	Disk string
 }
 
 // Backend runs distros of one version. The one implementation is vmm/ns

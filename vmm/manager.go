@@ -247,8 +247,11 @@ func (m *Manager) removeFiles(d store.Distro) {
 // is renamed to rootfs (the data directory's tmp/ may be on another file system).
 const stagingName = ".subsys-staging"
 
+// DiskImageName is the file name of a version 2 distro's ext4 image in its location.
+const DiskImageName = "disk.img"
+
 func (m *Manager) spec(d store.Distro) Spec {
-	return Spec{ID: d.ID, Name: d.Name, RootFS: filepath.Join(d.Location, "rootfs")}
+	return Spec{ID: d.ID, Name: d.Name, Version: d.Version, RootFS: filepath.Join(d.Location, "rootfs"), Disk: filepath.Join(d.Location, DiskImageName)}
 }
 
 // adopt records a live agent for distro d and watches it: when it goes away on

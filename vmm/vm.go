@@ -1,0 +1,103 @@
+package vmm
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/subsys-dev/subsys/vmm/archive"
+)
+
+// VMState is where the utility VM of version 2 distros is in its life.
+type VMState string
+
+// The utility VM's states.
+const (
+	VMStopped  VMState = "Stopped"
+	VMStarting VMState = "Starting"
+	VMRunning  VMState = "Running"
+	VMStopping VMState = "Stopping"
+	// VMFailed means the last boot did not reach the agent; VMStatus.Error
+	// says why and the console holds what the kernel printed.
+	VMFailed VMState = "Failed"
+)
+
+// VMStatus describes the utility VM that runs version 2 distros.
+type VMStatus struct {
+	// Available is false when this host has no version 2 backend.
+	Available bool    `json:"available"`
+	State     VMState `json:"state"`
+	// Accel is the accelerator in use or last used: "kvm" or "tcg"; empty
+	// before the first boot.
+	Accel string `json:"accel,omitempty"`
+	// AccelNote says why TCG is used where KVM was tried.
+	AccelNote string `json:"accel_note,omitempty"`
+	// PID is QEMU's process id while it runs.
+	PID int `json:"pid,omitempty"`
+	// StartedAt is when the running VM booted.
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// MemoryMiB and CPUs are what the VM has (running) or will get (stopped).
+	MemoryMiB int `json:"memory_mib"`
+	CPUs      int `json:"cpus"`
+	// RSSBytes is QEMU's resident memory on the host while it runs.
+	RSSBytes int64 `json:"rss_bytes,omitempty"`
+	// Kernel is the kernel image in use, and KernelRelease its `uname -r`.
+	Kernel        string `json:"kernel,omitempty"`
+	KernelRelease string `json:"kernel_release,omitempty"`
+	// Distros are the ids of the version 2 distros running in it.
+	Distros []string `json:"distros,omitempty"`
+	// IdleTimeoutS is vm_idle_timeout: how long the VM stays up with no
+	// version 2 distro running (negative: for ever).
+	IdleTimeoutS int `json:"idle_timeout_s"`
+	// Error is why the last start failed, when State is Failed.
+	Error string `json:"error,omitempty"`
+}
+
+// VMBackend is implemented by a backend that runs its distros in a utility VM
+// (version 2). The Manager reports the VM through it and stops it on Shutdown.
+type VMBackend interface {
+	Backend
+	// VMStatus reports the VM.
+	VMStatus(ctx context.Context) VMStatus
+	// VMConsole returns the last bytes of the VM's serial console (at most 1 MiB).
+	VMConsole() []byte
+	// ShutdownVM stops the VM (its distros are stopped first by the Manager):
+	// sync and power-off through the agent, then QMP quit, then kill.
+	ShutdownVM(ctx context.Context) error
+}
+
+// TreeExporter is implemented by backends whose distros' files the host must
+// not read itself (version 2: the image is untrusted and mounted only in the
+// VM): ExportTree writes the distro's tree as an archive in format f, made
+// where the files are mounted. The distro may be running or stopped.
+type TreeExporter interface {
+	ExportTree(ctx context.Context, s Spec, w io.Writer, f archive.Format) error
+}
+
+// vmBackend returns the version 2 backend when it runs distros in a VM.
+func (m *Manager) vmBackend() VMBackend {
+	b, _ := m.cfg.Backends[2].(VMBackend)
+	return b
+}
+
+// VM reports the utility VM of version 2 distros; Available is false when this
+// host has no version 2 backend.
+func (m *Manager) VM(ctx context.Context) VMStatus {
+	b := m.vmBackend()
+	if b == nil {
+		return VMStatus{State: VMStopped}
+	}
+	st := b.VMStatus(ctx)
+	st.Available = true
+	return st
+}
+
+// VMConsole returns the last bytes (at most 1 MiB) of the utility VM's serial
+// console, or nil when there is no version 2 backend.
+func (m *Manager) VMConsole() []byte {
+	b := m.vmBackend()
+	if b == nil {
+		return nil
+	}
+	return b.VMConsole()
+}
