@@ -24,7 +24,20 @@ const (
 const (
 	QMPSocketName     = "qmp.sock"
 	ConsoleSocketName = "console.sock"
+	// AgentSocketName is the host end of the agent's virtio-serial port.
+	AgentSocketName = "agent.sock"
+	// PIDFileName is where QEMU writes its pid (-pidfile), so that a server
+	// started after the one that started QEMU can adopt it (Adopt).
+	PIDFileName = "qemu.pid"
 )
+
+// AgentPortName is the name of the virtio-serial port the agent serves on;
+// the guest finds it in /sys/class/virtio-ports/*/name.
+const AgentPortName = "subsys.agent"
+
+// SCSIBus is the bus of the virtio-scsi controller that distros' disks are
+// hot-plugged on (AttachDisk).
+const SCSIBus = "scsi0.0"
 
 // maxSocketPath is the longest path a unix socket address holds on Linux
 // (sun_path is 108 bytes with its terminating NUL).
@@ -49,11 +62,22 @@ type Config struct {
 	CPUs int
 	// Accel is QEMU's accelerator ("tcg", "kvm"); DefaultAccel when empty.
 	Accel string
-	// RunDir is the directory of the QMP and console sockets. Start creates
-	// it with mode 0700 (or makes it 0700). Required; its socket paths must
-	// fit in a unix socket address (107 bytes).
+	// RunDir is the directory of the QMP, console and agent sockets and the
+	// pid file. Start creates it with mode 0700 (or makes it 0700).
+	// Required; its socket paths must fit in a unix socket address (107
+	// bytes).
 	RunDir string
+	// ExtraArgs are appended to QEMU's arguments as they are (tests use them
+	// to add devices).
+	ExtraArgs []string
 }
+
+// AgentSocket is the path of the agent's virtio-serial socket: one client at a
+// time, which may disconnect and come back (a server restart) while the VM runs.
+func (c Config) AgentSocket() string { return filepath.Join(c.RunDir, AgentSocketName) }
+
+// PIDFile is the path of the file QEMU writes its pid to.
+func (c Config) PIDFile() string { return filepath.Join(c.RunDir, PIDFileName) }
 
 // QMPSocket is the path of the QMP socket.
 func (c Config) QMPSocket() string { return filepath.Join(c.RunDir, QMPSocketName) }
@@ -97,7 +121,7 @@ func (c Config) Args() ([]string, error) {
 		errs = append(errs, errors.New("no run directory"))
 	} else if !filepath.IsAbs(c.RunDir) {
 		errs = append(errs, fmt.Errorf("run directory %q is not absolute", c.RunDir))
-	} else if p := c.ConsoleSocket(); len(p) > maxSocketPath {
+	} else if p := c.ConsoleSocket(); len(p) > maxSocketPath || len(c.AgentSocket()) > maxSocketPath {
 		errs = append(errs, fmt.Errorf("run directory %q is too long for a unix socket path (%d bytes > %d)", c.RunDir, len(p), maxSocketPath))
 	}
 	if c.MemoryMiB < 0 {
@@ -113,13 +137,19 @@ func (c Config) Args() ([]string, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("qemu config: %w", err)
 	}
+	mem := strconv.Itoa(c.MemoryMiB)
 	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-machine", "q35",
+		// Guest memory is a shared memfd: virtio-fs (host files) needs
+		// memory that virtiofsd can map, and the balloon below hands pages
+		// the guest frees back to the host (free page reporting).
+		"-object", "memory-backend-memfd,id=mem,share=on,size=" + mem + "M",
+		"-machine", "q35,memory-backend=mem",
 		"-accel", c.Accel,
-		"-m", strconv.Itoa(c.MemoryMiB),
+		"-m", mem,
 		"-smp", strconv.Itoa(c.CPUs),
 		"-kernel", c.Kernel,
+		"-pidfile", c.PIDFile(),
 	}
 	if c.Initrd != "" {
 		args = append(args, "-initrd", c.Initrd)
@@ -133,7 +163,18 @@ func (c Config) Args() ([]string, error) {
 		"-mon", "chardev=qmp,mode=control",
 		"-chardev", "socket,id=console,path="+optEscape(c.ConsoleSocket())+",server=on,wait=on",
 		"-serial", "chardev:console",
+		// The agent's port: QEMU listens and never waits; the guest sees
+		// the host side open and close as the server connects.
+		"-device", "virtio-serial-pci,id=vser0",
+		"-chardev", "socket,id=agent,path="+optEscape(c.AgentSocket())+",server=on,wait=off",
+		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+AgentPortName,
+		// Distros' disks are hot-plugged here (AttachDisk).
+		"-device", "virtio-scsi-pci,id=scsi0",
+		"-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on",
+		// Entropy for the guest's getrandom at boot.
+		"-device", "virtio-rng-pci",
 	)
+	args = append(args, c.ExtraArgs...)
 	return args, nil
 }
 

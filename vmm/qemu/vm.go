@@ -31,7 +31,7 @@ const (
 // exits, and Wait returns only after they have.
 type VM struct {
 	cfg     Config
-	cmd     *exec.Cmd
+	proc    process
 	console *ring
 	stderr  *ring
 
@@ -49,7 +49,17 @@ type VM struct {
 	consoleC   net.Conn
 	consoleEnd chan struct{} // closed when the console copier ends; nil if none
 	qmp        *qmpClient
+	// events hands QMP events to those waiting for one (DetachDisk); its
+	// goroutine ends when the QMP connection does, and closes eventsEnd.
+	events    *eventHub
+	eventsEnd chan struct{}
 }
+
+// PID is QEMU's process id.
+func (v *VM) PID() int { return v.proc.Pid() }
+
+// Config is the configuration the VM was started (or adopted) with.
+func (v *VM) Config() Config { return v.cfg }
 
 // Status is QEMU's run state, from query-status.
 type Status struct {
@@ -87,13 +97,14 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		done:    make(chan struct{}),
 	}
 	// Not exec.CommandContext: the VM outlives ctx, and Quit ends it.
-	v.cmd = exec.Command(bin, args...)
-	v.cmd.Stdout = v.stderr
-	v.cmd.Stderr = v.stderr
-	v.cmd.SysProcAttr = sysProcAttr()
-	if err := v.cmd.Start(); err != nil {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = v.stderr
+	cmd.Stderr = v.stderr
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("qemu: starting %s: %w", bin, err)
 	}
+	v.proc = childProcess{cmd}
 	go v.reap()
 
 	if err := v.attach(ctx); err != nil {
@@ -109,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		case <-v.exited:
 			err = fmt.Errorf("qemu: exited during start (%v): %w", v.exitErr, err)
 		case <-grace.C:
-			v.cmd.Process.Kill()
+			v.proc.Kill()
 		}
 		grace.Stop()
 		v.startOnce.Do(func() { close(v.started) })
@@ -130,7 +141,7 @@ func prepareRunDir(cfg Config) error {
 	if err := os.Chmod(cfg.RunDir, 0o700); err != nil {
 		return fmt.Errorf("qemu: run directory: %w", err)
 	}
-	for _, p := range []string{cfg.QMPSocket(), cfg.ConsoleSocket()} {
+	for _, p := range []string{cfg.QMPSocket(), cfg.ConsoleSocket(), cfg.AgentSocket(), cfg.PIDFile()} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("qemu: removing stale socket: %w", err)
 		}
@@ -163,9 +174,15 @@ func (v *VM) attach(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("qemu: QMP: %w", err)
 	}
+	v.events = newEventHub()
+	v.eventsEnd = make(chan struct{})
 	v.conMu.Lock()
 	v.qmp = q
 	v.conMu.Unlock()
+	go func() {
+		defer close(v.eventsEnd)
+		v.events.run(q.Events())
+	}()
 	return nil
 }
 
@@ -195,7 +212,7 @@ func (v *VM) dial(ctx context.Context, path string) (net.Conn, error) {
 // connections, closes them, waits for their goroutines and removes the
 // sockets, which QEMU leaves behind when it is killed.
 func (v *VM) reap() {
-	v.exitErr = v.cmd.Wait()
+	v.exitErr = v.proc.Wait()
 	close(v.exited)
 	<-v.started
 	v.conMu.Lock()
@@ -208,8 +225,13 @@ func (v *VM) reap() {
 		con.Close()
 		<-end
 	}
+	if v.eventsEnd != nil {
+		<-v.eventsEnd
+	}
 	os.Remove(v.cfg.QMPSocket())
 	os.Remove(v.cfg.ConsoleSocket())
+	os.Remove(v.cfg.AgentSocket())
+	os.Remove(v.cfg.PIDFile())
 	close(v.done)
 }
 
@@ -334,7 +356,7 @@ func (v *VM) Quit(ctx context.Context) error {
 	}
 	if !v.ended() {
 		// Kill fails only when the process is gone already.
-		v.cmd.Process.Kill()
+		v.proc.Kill()
 	}
 	select {
 	case <-v.done:

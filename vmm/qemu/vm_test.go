@@ -143,7 +143,7 @@ func TestBootToInitAndQuit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { v.cmd.Process.Kill(); <-v.Done() })
+	t.Cleanup(func() { v.proc.Kill(); <-v.Done() })
 	t.Logf("QMP up after %v", time.Since(began).Round(time.Millisecond))
 	if fi, err := os.Stat(run); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("run directory: %v, %v", fi.Mode(), err)
