@@ -125,4 +125,3 @@ func (p *adoptedProcess) Wait() error {
 		}
 	}
 }
-
