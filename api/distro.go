@@ -56,6 +56,11 @@ type DistroUpdate struct {
 	DefaultUser *string `json:"default_user,omitempty"`
 }
 
+// ContentTypeRawDiskImage is the Content-Type of an import whose body is a
+// raw ext4 disk image (a version 2 distro's, as the export with format=img
+// writes it) instead of a tarball.
+const ContentTypeRawDiskImage = "application/x-raw-disk-image"
+
 // ImportRequest is the JSON form of POST /distros: import a tarball that is
 // already on the server. (An upload sends the tarball as the body instead,
 // with name, version and location in the query.)

@@ -11,6 +11,9 @@ const (
 	KindExport     = "export"
 	KindClone      = "clone"
 	KindUnregister = "unregister"
+	// KindSetVersion converts a distro between version 1 and 2
+	// (POST /distros/{name}/set-version).
+	KindSetVersion = "set-version"
 )
 
 // Operation statuses: running until it ends in success or failure.

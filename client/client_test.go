@@ -272,6 +272,8 @@ func TestRequests(t *testing.T) {
 			_, err := c.UpdateSettings(ctx, api.SettingsUpdate{DefaultVersion: &v})
 			return err
 		}, seen{"PUT", "/api/v1/settings", `{"default_version":2}`}},
+		{func() error { _, err := c.VM(ctx); return err }, seen{"GET", "/api/v1/vm", ""}},
+		{func() error { _, err := c.SetVersion(ctx, "a", 2, nil); return err }, seen{"POST", "/api/v1/distros/a/set-version", `{"version":2}`}},
 		{func() error { _, err := c.DashboardURL(ctx); return err }, seen{"GET", "/api/v1/dashboard", ""}},
 		{func() error { _, err := c.RotateToken(ctx); return err }, seen{"POST", "/api/v1/token/rotate", ""}},
 		{func() error { _, err := c.Ticket(ctx); return err }, seen{"POST", "/api/v1/tickets", ""}},

@@ -30,9 +30,17 @@ type ImportOptions struct {
 	// Location is an absolute directory on the server for the distro's
 	// files; empty means the server's data directory.
 	Location string
-	// Size is the tarball's length in bytes, sent as Content-Length; 0 or
-	// less means unknown (the upload is sent chunked).
+	// Size is the tarball's (or image's) length in bytes, sent as
+	// Content-Length; 0 or less means unknown (the upload is sent chunked).
 	Size int64
+	// DiskSize is the largest a version 2 distro's virtual disk may grow to,
+	// in bytes (sent as the `size` parameter); 0 means the server's default.
+	// Version 1 distros have no disk of their own: the server refuses it.
+	DiskSize int64
+	// RawImage says the upload is not a tarball but a raw ext4 disk image (a
+	// version 2 distro's, as `export --format img` writes it), sent as
+	// Content-Type application/x-raw-disk-image; the distro is version 2.
+	RawImage bool
 	// OnUpload, when set, is called with the bytes of the tarball sent so far.
 	OnUpload func(sent int64)
 	// OnProgress, when set, is called with the operation each time the server
@@ -40,8 +48,9 @@ type ImportOptions struct {
 	OnProgress func(api.Operation)
 }
 
-// Import uploads a tarball (tar, tar.gz, tar.bz2, tar.xz or tar.zst) as the
-// new distro name and waits for the import to end. A failed import returns
+// Import uploads a tarball (tar, tar.gz, tar.bz2, tar.xz or tar.zst), or with
+// opt.RawImage a raw ext4 disk image, as the new distro name and waits for
+// the import to end. A failed import returns
 // the operation and an *api.OperationError, a refused one an *api.Error.
 // Cancelling ctx during the upload ends the import; once the upload is done,
 // it stops only the waiting (CancelOperation cancels the operation).
@@ -52,6 +61,9 @@ func (c *Client) Import(ctx context.Context, name string, tarball io.Reader, opt
 	}
 	if opt.Location != "" {
 		q.Set("location", opt.Location)
+	}
+	if opt.DiskSize > 0 {
+		q.Set("size", strconv.FormatInt(opt.DiskSize, 10))
 	}
 	if opt.OnUpload != nil {
 		tarball = &countingReader{r: tarball, f: opt.OnUpload}
@@ -65,6 +77,9 @@ func (c *Client) Import(ctx context.Context, name string, tarball io.Reader, opt
 		req.ContentLength = opt.Size
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	if opt.RawImage {
+		req.Header.Set("Content-Type", api.ContentTypeRawDiskImage)
+	}
 	resp, err := c.send(req)
 	if err != nil {
 		return api.Operation{}, fmt.Errorf("import %s: %w", name, err)
@@ -116,7 +131,8 @@ func (r *countingReader) Read(p []byte) (int, error) {
 }
 
 // Export streams a distro's root file system as a tarball of format (tar,
-// tar.gz, tar.zst or tar.xz; "" is tar). The caller reads and closes it. A
+// tar.gz, tar.zst or tar.xz; "" is tar), or, with format "img", a version 2
+// distro's raw ext4 disk image. The caller reads and closes it. A
 // failure before the first byte is an *api.Error; a failure after it breaks
 // the transfer (Read returns an error), so a short archive never passes for
 // a whole one.
@@ -193,6 +209,17 @@ func (c *Client) Clone(ctx context.Context, name, newName string, onProgress fun
 	var op api.Operation
 	if err := c.call(ctx, http.MethodPost, distroPath(name)+"/clone", nil, api.CloneRequest{Name: newName}, &op); err != nil {
 		return api.Operation{}, err
+	}
+	return c.finish(ctx, op, onProgress)
+}
+
+// SetVersion converts a distro to version (1 or 2) and waits for the
+// conversion to end, calling onProgress (when not nil) as it goes. As with
+// Import, cancelling ctx stops the waiting, not the conversion.
+func (c *Client) SetVersion(ctx context.Context, name string, version int, onProgress func(api.Operation)) (api.Operation, error) {
+	var op api.Operation
+	if err := c.call(ctx, http.MethodPost, distroPath(name)+"/set-version", nil, api.SetVersionRequest{Version: version}, &op); err != nil {
+		return api.Operation{}, fmt.Errorf("set-version %s: %w", name, err)
 	}
 	return c.finish(ctx, op, onProgress)
 }

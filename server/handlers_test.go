@@ -62,6 +62,13 @@ type env struct {
 // newEnv starts a server for one test. mod, when set, adjusts its Config.
 func newEnv(t *testing.T, mod func(*server.Config)) *env {
 	t.Helper()
+	return newEnvWith(t, mod, nil)
+}
+
+// newEnvWith is newEnv with v2, when not nil, as the manager's version 2
+// backend (version 1 is always the env's vmmtest.Backend).
+func newEnvWith(t *testing.T, mod func(*server.Config), v2 vmm.Backend) *env {
+	t.Helper()
 	ctx := context.Background()
 	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -71,7 +78,11 @@ func newEnv(t *testing.T, mod func(*server.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := vmm.New(ctx, vmm.Config{Store: db, DataDir: data, Backends: map[int]vmm.Backend{1: b}, Logger: logger})
+	backends := map[int]vmm.Backend{1: b}
+	if v2 != nil {
+		backends[2] = v2
+	}
+	m, err := vmm.New(ctx, vmm.Config{Store: db, DataDir: data, Backends: backends, Logger: logger})
 	if err != nil {
 		db.Close()
 		t.Fatal(err)

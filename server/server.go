@@ -118,6 +118,8 @@ func (s *Server) routes() http.Handler {
 			r.Get("/openapi.yaml", s.handle(s.handleOpenAPI))
 			r.Get("/version", s.handle(s.handleVersion))
 			r.Get("/status", s.handle(s.handleStatus))
+			r.Get("/vm", s.handle(s.handleVM))
+			r.Get("/vm/console", s.handle(s.handleVMConsole))
 			r.Get("/events", s.handle(s.handleEvents))
 			r.Get("/settings", s.handle(s.handleGetSettings))
 			r.Put("/settings", s.handle(s.handlePutSettings))

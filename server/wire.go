@@ -39,6 +39,14 @@ func apiSnapshot(s vmm.Snapshot) api.Snapshot {
 	return api.Snapshot{Distros: apiDistros(s.Distros), Operations: convertAll(s.Operations, apiOperation)}
 }
 
+// apiVMStatus is a field-by-field copy: the guest's words (Error,
+// KernelRelease) pass as they are and are escaped where they are shown.
+func apiVMStatus(v vmm.VMStatus) api.VMStatus {
+	return api.VMStatus{Available: v.Available, State: api.VMState(v.State), Accel: v.Accel, AccelNote: v.AccelNote,
+		PID: v.PID, StartedAt: v.StartedAt, MemoryMiB: v.MemoryMiB, CPUs: v.CPUs, RSSBytes: v.RSSBytes, Kernel: v.Kernel,
+		KernelRelease: v.KernelRelease, Distros: v.Distros, IdleTimeoutS: v.IdleTimeoutS, Error: v.Error}
+}
+
 func apiRemoved(r vmm.RemovedDistro) api.RemovedDistro { return api.RemovedDistro(r) }
 
 // apiSettings and the update below are conversions, not copies: a field added

@@ -103,6 +103,8 @@ func TestWireConversions(t *testing.T) {
 			sameJSON(t, "removed", rm, apiRemoved(rm))
 			st := pick(&vmm.Settings{}).(vmm.Settings)
 			sameJSON(t, "settings", st, apiSettings(st))
+			vm := pick(&vmm.VMStatus{}).(vmm.VMStatus)
+			sameJSON(t, "vm status", vm, apiVMStatus(vm))
 			m := pick(&vmm.Metrics{}).(vmm.Metrics)
 			sameJSON(t, "metrics", m, apiMetrics(m))
 			p := pick(&netmgr.Port{}).(netmgr.Port)

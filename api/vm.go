@@ -1,0 +1,59 @@
+package api
+
+import "time"
+
+// VMState is where the utility VM of version 2 distros is in its life.
+type VMState string
+
+// The utility VM's states.
+const (
+	VMStopped  VMState = "Stopped"
+	VMStarting VMState = "Starting"
+	VMRunning  VMState = "Running"
+	VMStopping VMState = "Stopping"
+	// VMFailed: the last boot did not reach the agent; VMStatus.Error says
+	// why and the console (GET /vm/console) holds what the kernel printed.
+	VMFailed VMState = "Failed"
+)
+
+// VMStatus is the reply of GET /vm: the utility VM that runs version 2
+// distros. Its strings (the error, the kernel release) may come from the
+// guest: escape them before printing them on a terminal.
+type VMStatus struct {
+	// Available is false when this server has no version 2 backend; the
+	// rest then says little.
+	Available bool `json:"available"`
+	// State is one of the VM constants.
+	State VMState `json:"state"`
+	// Accel is the accelerator in use or last used, "kvm" or "tcg"; empty
+	// before the first boot.
+	Accel string `json:"accel,omitempty"`
+	// AccelNote says why TCG (slow, emulated) is used where KVM was tried.
+	AccelNote string `json:"accel_note,omitempty"`
+	// PID is QEMU's process id while it runs.
+	PID int `json:"pid,omitempty"`
+	// StartedAt is when the running VM booted (zero: not running).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// MemoryMiB and CPUs are what the VM has (running) or will get (stopped).
+	MemoryMiB int `json:"memory_mib"`
+	CPUs      int `json:"cpus"`
+	// RSSBytes is QEMU's resident memory on the host while it runs.
+	RSSBytes int64 `json:"rss_bytes,omitempty"`
+	// Kernel is the kernel image's path on the server, KernelRelease its
+	// `uname -r`.
+	Kernel        string `json:"kernel,omitempty"`
+	KernelRelease string `json:"kernel_release,omitempty"`
+	// Distros are the ids of the version 2 distros running in the VM.
+	Distros []string `json:"distros,omitempty"`
+	// IdleTimeoutS is how long the VM stays up with no version 2 distro
+	// running; negative: for ever.
+	IdleTimeoutS int `json:"idle_timeout_s"`
+	// Error is why the last start failed, when State is VMFailed.
+	Error string `json:"error,omitempty"`
+}
+
+// SetVersionRequest is the body of POST /distros/{name}/set-version.
+type SetVersionRequest struct {
+	// Version is what the distro is converted to: 1 or 2.
+	Version int `json:"version"`
+}

@@ -1,0 +1,30 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// handleVM answers GET /vm: the utility VM of version 2 distros. It only
+// reads: asking never boots the VM.
+func (s *Server) handleVM(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, apiVMStatus(s.cfg.Manager.VM(r.Context())))
+	return nil
+}
+
+// handleVMConsole answers GET /vm/console: the last bytes of the VM's serial
+// console. They are the guest's, so anything may be in them (escape
+// sequences, HTML, invalid UTF-8): they go out as octet-stream, never as text
+// or HTML a browser would render, with nosniff (securityHeaders) so that no
+// browser guesses otherwise, and as an attachment so that opening the URL
+// downloads them. Every client escapes them before showing them.
+func (s *Server) handleVMConsole(w http.ResponseWriter, r *http.Request) error {
+	b := s.cfg.Manager.VMConsole()
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Disposition", `attachment; filename="vm-console.log"`)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+	return nil
+}
