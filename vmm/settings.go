@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 
 	"github.com/subsys-dev/subsys/store"
@@ -33,6 +34,20 @@ type Settings struct {
 	// nothing behind. Either set to 0 turns the reserve off.
 	ImportReserveBytes   int64 `json:"import_reserve_bytes"`
 	ImportReservePercent int   `json:"import_reserve_percent"`
+	// VMMemoryMiB is the utility VM's memory (0: half the host's), and
+	// VMProcessors its processors (0: all the host's), as .wslconfig's
+	// memory= and processors=. They apply at the VM's next start.
+	VMMemoryMiB  int `json:"vm_memory_mib"`
+	VMProcessors int `json:"vm_processors"`
+	// VMIdleTimeoutS is how long the VM keeps running with no version 2
+	// distro running (60 s; negative: for ever), as .wslconfig's
+	// vmIdleTimeout.
+	VMIdleTimeoutS int `json:"vm_idle_timeout_s"`
+	// Kernel overrides the VM's kernel, as .wslconfig's kernel=: a kernel
+	// image file (its drivers built in), or a directory holding an unpacked
+	// Debian linux-image package (boot/vmlinuz-*, lib/modules/). Empty: the
+	// one `make deps` unpacked under the data directory's vm/kernel.
+	Kernel string `json:"kernel"`
 }
 
 // SettingsUpdate changes some settings; nil fields stay.
@@ -45,11 +60,16 @@ type SettingsUpdate struct {
 	// ImportReserveBytes and ImportReservePercent: see Settings.
 	ImportReserveBytes   *int64 `json:"import_reserve_bytes,omitempty"`
 	ImportReservePercent *int   `json:"import_reserve_percent,omitempty"`
+	// VMMemoryMiB, VMProcessors, VMIdleTimeoutS and Kernel: see Settings.
+	VMMemoryMiB    *int    `json:"vm_memory_mib,omitempty"`
+	VMProcessors   *int    `json:"vm_processors,omitempty"`
+	VMIdleTimeoutS *int    `json:"vm_idle_timeout_s,omitempty"`
+	Kernel         *string `json:"kernel,omitempty"`
 }
 
 // DefaultSettings are the settings of a new installation.
 var DefaultSettings = Settings{DefaultVersion: 1, DefaultUser: "root", ScrollbackBytes: 1 << 20, SessionTimeoutS: 300, V1LANDefault: "off",
-	ImportReserveBytes: 1 << 30, ImportReservePercent: 5}
+	ImportReserveBytes: 1 << 30, ImportReservePercent: 5, VMIdleTimeoutS: 60}
 
 // limits returns lim with the import reserve of s (archive's Limits leave a
 // bound out when it is negative, where s turns it off with 0).
@@ -67,7 +87,8 @@ const settingsPrefix = "setting."
 func (m *Manager) Settings(ctx context.Context) (Settings, error) {
 	s := DefaultSettings
 	ints := map[string]*int{"default_version": &s.DefaultVersion, "scrollback_bytes": &s.ScrollbackBytes, "session_timeout_s": &s.SessionTimeoutS,
-		"import_reserve_percent": &s.ImportReservePercent}
+		"import_reserve_percent": &s.ImportReservePercent,
+		"vm_memory_mib":          &s.VMMemoryMiB, "vm_processors": &s.VMProcessors, "vm_idle_timeout_s": &s.VMIdleTimeoutS}
 	for k, p := range ints {
 		v, err := m.cfg.Store.Setting(ctx, settingsPrefix+k)
 		if errors.Is(err, store.ErrNotFound) {
@@ -87,7 +108,7 @@ func (m *Manager) Settings(ctx context.Context) (Settings, error) {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return s, err
 	}
-	strs := map[string]*string{"default_user": &s.DefaultUser, "v1_lan_default": &s.V1LANDefault}
+	strs := map[string]*string{"default_user": &s.DefaultUser, "v1_lan_default": &s.V1LANDefault, "kernel": &s.Kernel}
 	for k, p := range strs {
 		v, err := m.cfg.Store.Setting(ctx, settingsPrefix+k)
 		if errors.Is(err, store.ErrNotFound) {
@@ -126,6 +147,15 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	if u.ImportReservePercent != nil && (*u.ImportReservePercent < 0 || *u.ImportReservePercent > 50) {
 		return Settings{}, fmt.Errorf("%w: import_reserve_percent must be between 0 and 50", ErrInvalid)
 	}
+	if u.VMMemoryMiB != nil && *u.VMMemoryMiB != 0 && (*u.VMMemoryMiB < 256 || *u.VMMemoryMiB > 1<<20) {
+		return Settings{}, fmt.Errorf("%w: vm_memory_mib must be 0 (half the host's) or between 256 and 1048576", ErrInvalid)
+	}
+	if u.VMProcessors != nil && (*u.VMProcessors < 0 || *u.VMProcessors > 1024) {
+		return Settings{}, fmt.Errorf("%w: vm_processors must be 0 (all) or between 1 and 1024", ErrInvalid)
+	}
+	if u.Kernel != nil && *u.Kernel != "" && !filepath.IsAbs(*u.Kernel) {
+		return Settings{}, fmt.Errorf("%w: kernel must be an absolute path, or empty for the default", ErrInvalid)
+	}
 	set := func(k, v string) error { return m.cfg.Store.SetSetting(ctx, settingsPrefix+k, v) }
 	var err error
 	if u.DefaultVersion != nil {
@@ -148,6 +178,18 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	}
 	if u.ImportReservePercent != nil {
 		err = errors.Join(err, set("import_reserve_percent", strconv.Itoa(*u.ImportReservePercent)))
+	}
+	if u.VMMemoryMiB != nil {
+		err = errors.Join(err, set("vm_memory_mib", strconv.Itoa(*u.VMMemoryMiB)))
+	}
+	if u.VMProcessors != nil {
+		err = errors.Join(err, set("vm_processors", strconv.Itoa(*u.VMProcessors)))
+	}
+	if u.VMIdleTimeoutS != nil {
+		err = errors.Join(err, set("vm_idle_timeout_s", strconv.Itoa(*u.VMIdleTimeoutS)))
+	}
+	if u.Kernel != nil {
+		err = errors.Join(err, set("kernel", *u.Kernel))
 	}
 	if err != nil {
 		return Settings{}, err
