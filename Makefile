@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DATA ?=
 LISTEN ?= 127.0.0.1:7070
 # Debian packages the build, the tests and the benchmarks use.
-APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 ca-certificates chromium bsdutils curl xz-utils bzip2 qemu-system-x86 cpio
+APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 ca-certificates chromium bsdutils curl xz-utils bzip2 qemu-system-x86 cpio kmod
 # Where the Debian test root file system is cached between runs.
 ROOTFS_CACHE ?= /var/cache/subsys-test
 ROOTFS_TAR := $(ROOTFS_CACHE)/debian-bookworm-minbase.tar
@@ -18,12 +18,20 @@ ROOTFS_TAR := $(ROOTFS_CACHE)/debian-bookworm-minbase.tar
 KERNEL_CACHE ?= $(ROOTFS_CACHE)/kernel
 
 .DEFAULT_GOAL := help
-.PHONY: help deps web agent build run test test-unit test-integration test-browser bench check rootfs kernel clean fuzz
+.PHONY: help deps apt-packages web agent build run test test-unit test-integration test-browser bench check rootfs kernel clean fuzz
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-deps: ## install missing Debian packages (idempotent; needs root or sudo)
+deps: ## install missing Debian packages and the utility VM's kernel (idempotent; needs root or sudo)
+	@$(MAKE) --no-print-directory apt-packages kernel
+	@# The server boots version 2's VM with the kernel in its data directory's vm/kernel.
+	@dest=$(if $(DATA),$(DATA),/var/lib/subsys)/vm/kernel; \
+	if [ "$$(id -u)" = 0 ] && ! ls $$dest/boot/vmlinuz-* >/dev/null 2>&1; then \
+		mkdir -p $$(dirname $$dest) && chmod 700 $$(dirname $$dest) && rm -rf $$dest.tmp && cp -a $(KERNEL_CACHE) $$dest.tmp && mv $$dest.tmp $$dest && echo "kernel: installed in $$dest"; \
+	fi
+
+apt-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
@@ -65,6 +73,10 @@ kernel: ## download (once) Debian's current kernel package and unpack it into KE
 		dpkg-deb -x "$$tmp"/*.deb $(KERNEL_CACHE).tmp && \
 		rm -rf $(KERNEL_CACHE) && mv $(KERNEL_CACHE).tmp $(KERNEL_CACHE); \
 	fi
+	@# The package ships no modules.dep (its postinst runs depmod): the initramfs needs it.
+	@for m in $(KERNEL_CACHE)/lib/modules/*; do \
+		[ -s $$m/modules.dep ] || PATH=$$PATH:/usr/sbin:/sbin depmod -b $(KERNEL_CACHE) $$(basename $$m) || exit 1; \
+	done
 	@ls $(KERNEL_CACHE)/boot/vmlinuz-*
 
 test: deps build test-unit test-integration test-browser ## install what is missing, then vet, unit tests (-race), integration and browser tests (root)
