@@ -17,7 +17,8 @@
 // format.
 //
 // The package works on Linux; elsewhere every function returns
-// errors.ErrUnsupported. Nothing uses it yet.
+// errors.ErrUnsupported, but ParseSuperblock, which is plain Go. vmm uses
+// it for version 2 distros.
 package disk
 
 import (
@@ -30,6 +31,16 @@ import (
 // chooses another: 256 GiB, as WSL's, large enough that a distro rarely
 // needs Grow, and free until used, since the file is sparse.
 const DefaultMaxSize int64 = 256 << 30
+
+// MinMaxSize and MaxMaxSize bound the maximum size a user may choose for a
+// distro's image. Below 64 MiB a distro hardly fits beside ext4's metadata.
+// 8 TiB is far beyond any distro, and below the largest file the host's
+// own file system may hold: ext4 with 4 KiB blocks stops just short of
+// 16 TiB, and the image is one sparse file of its maximum size.
+const (
+	MinMaxSize int64 = 64 << 20
+	MaxMaxSize int64 = 8 << 40
+)
 
 // BlockSize is the filesystem block size. Image sizes are rounded down to a
 // multiple of it, so that the filesystem covers the whole file.

@@ -155,7 +155,10 @@ func mkfsArgs(image, tree string, size, treeInodes int64, opts Options) []string
 	}
 	journal := opts.JournalMiB
 	if journal == 0 {
-		journal = DefaultJournalMiB
+		// A small disk gets a journal of an eighth of it (4 MiB, 1024
+		// blocks, at least: ext4's minimum), so that a disk of
+		// MinMaxSize can be made at all; from 1 GiB up, the default.
+		journal = int(min(DefaultJournalMiB, max(4, size>>20/8)))
 	}
 	args := []string{
 		"-t", "ext4",

@@ -589,6 +589,9 @@ func TestMkfsArgs(t *testing.T) {
 	}{
 		{"default", DefaultMaxSize, 10000, Options{}, []string{"-i 65536", "-J size=128", "-m 0", "-e remount-ro"}, []string{"-N", "-L"}},
 		{"many small files", 1 << 30, 20000, Options{}, []string{"-N 56384"}, []string{"-i"}},
+		{"small disk, small journal", MinMaxSize, 10, Options{}, []string{"-J size=8"}, nil},
+		{"tiny disk, minimum journal", 16 << 20, 10, Options{}, []string{"-J size=4"}, nil},
+		{"1 GiB, default journal", 1 << 30, 10, Options{}, []string{"-J size=128"}, nil},
 		{"options", DefaultMaxSize, 1, Options{Label: "l", BytesPerInode: 1 << 20, JournalMiB: 64}, []string{"-i 1048576", "-J size=64", "-L l"}, []string{"-N"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
