@@ -75,7 +75,7 @@ func (c *Client) Hello(ctx context.Context) (Info, error) {
 		return Info{}, err
 	}
 	st.Close()
-	return Info{Version: rep.Version, Protocol: rep.Protocol, PID: rep.PID, Hostname: rep.Hostname}, nil
+	return Info{Version: rep.Version, Protocol: rep.Protocol, PID: rep.PID, Hostname: rep.Hostname, Kernel: rep.Kernel}, nil
 }
 
 // Shutdown asks the agent to kill every process of the distro and exit, and

@@ -41,6 +41,8 @@ const (
 	frameWindowStdin frameType = 0x14 // uint32: the agent took this many stdin bytes
 	frameDetached    frameType = 0x15 // empty: another attachment took the session over; the last frame
 	frameSession     frameType = 0x16 // JSON SessionInfo
+	frameData        frameType = 0x17 // raw bytes of a data stream (export-tree)
+	frameDataEnd     frameType = 0x18 // JSON dataEnd: the data stream's last frame
 )
 
 func (t frameType) String() string {
@@ -69,6 +71,10 @@ func (t frameType) String() string {
 		return "detached"
 	case frameSession:
 		return "session"
+	case frameData:
+		return "data"
+	case frameDataEnd:
+		return "data-end"
 	}
 	return fmt.Sprintf("frame(0x%02x)", uint8(t))
 }

@@ -13,6 +13,10 @@ type InitConfig struct {
 	RootFS string
 	// Hostname is the distro's hostname. Required.
 	Hostname string
+	// HostRoot is the directory bound at /mnt/host inside the distro: "/"
+	// for a version 1 distro (the host's tree). Empty binds nothing, as in
+	// the utility VM, which has no host tree to offer yet.
+	HostRoot string
 	// Logger receives the agent's log. Default slog.Default().
 	Logger *slog.Logger
 }

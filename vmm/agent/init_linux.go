@@ -214,10 +214,13 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 	// Read the host's resolver config while its paths still resolve the
 	// host's way (an absolute symlink such as systemd-resolved's would point
 	// into the distro after the pivot).
+	// Inside the utility VM there may be none: the distro keeps its own.
 	resolv, err := readSmallFile("/etc/resolv.conf")
 	if err != nil || len(resolv) > 64<<10 {
 		log.Warn("cannot read the host's resolv.conf; leaving the distro's", "err", err)
 		resolv = nil
+	} else if resolv == nil {
+		log.Warn("the host has no resolv.conf; leaving the distro's")
 	}
 
 	// Nothing done in here may reach the host's mount table.
@@ -238,7 +241,7 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 		return fmt.Errorf("init: open rootfs: %w", err)
 	}
 	defer unix.Close(root)
-	if err := mountAll(root); err != nil {
+	if err := mountAll(root, cfg.HostRoot); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
 
@@ -268,19 +271,22 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 
 // mountAll mounts the distro's file systems inside root (an fd to the rootfs
 // mount). Every target is resolved inside root and must be a real directory.
-func mountAll(root int) error {
+func mountAll(root int, hostRoot string) error {
 	const (
 		nosuid = unix.MS_NOSUID
 		nodev  = unix.MS_NODEV
 		noexec = unix.MS_NOEXEC
 	)
 	// First /mnt/host, so the copy of the host's tree holds no distro mounts.
-	if err := mountIn(root, "mnt/host", "/", "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return err
-	}
-	// Private again, explicitly: nothing under /mnt/host propagates back.
-	if err := mountIn(root, "mnt/host", "", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return err
+	// Without a host root (the utility VM) there is none.
+	if hostRoot != "" {
+		if err := mountIn(root, "mnt/host", hostRoot, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		// Private again, explicitly: nothing under /mnt/host propagates back.
+		if err := mountIn(root, "mnt/host", "", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return err
+		}
 	}
 	type mount struct {
 		target, source, fstype string

@@ -55,6 +55,13 @@ const (
 	opAttachSession = "attach-session"
 	opListSessions  = "list-sessions"
 	opKillSession   = "kill-session"
+	// The utility VM's agent (version 2): see DistroRequest and RunVM.
+	opStartDistro = "start-distro"
+	opStopDistro  = "stop-distro"
+	opOpenDistro  = "open-distro"
+	opListDistros = "list-distros"
+	opExportTree  = "export-tree"
+	opPowerOff    = "power-off"
 )
 
 // Flow-control and I/O sizes.
@@ -79,6 +86,10 @@ type Info struct {
 	PID int
 	// Hostname is the distro's hostname.
 	Hostname string
+	// Kernel is the release of the kernel the agent runs on (uname -r): the
+	// host's for a version 1 distro, the utility VM's for version 2. Empty
+	// from an agent older than the field.
+	Kernel string
 }
 
 // ExecRequest says which process to start inside the distro.
@@ -186,6 +197,13 @@ type request struct {
 	// open-session: see SessionRequest.
 	Scrollback    int           `json:"scrollback,omitempty"`
 	DetachTimeout time.Duration `json:"detach_timeout_ns,omitempty"`
+	// start-distro, stop-distro, open-distro, export-tree: the distro's
+	// id travels in ID; these are the other fields of DistroRequest.
+	Hostname   string `json:"hostname,omitempty"`
+	DiskTarget int    `json:"disk_target,omitempty"`
+	ReadOnly   bool   `json:"read_only,omitempty"`
+	// export-tree: the archive format (see package vmm/archive).
+	Format string `json:"format,omitempty"`
 }
 
 // reply is every agent header. Fields an op does not use are left out.
@@ -199,6 +217,10 @@ type reply struct {
 	Hostname string `json:"hostname,omitempty"`
 	// hello: the agent's pid; exec: the new process's pid
 	PID int `json:"pid,omitempty"`
+	// hello: the kernel release
+	Kernel string `json:"kernel,omitempty"`
+	// list-distros: the running distros' ids
+	Distros []string `json:"distros,omitempty"`
 }
 
 type wireError struct {
@@ -226,6 +248,7 @@ const (
 	codeNotFound     = "not_found"
 	codePermission   = "permission_denied"
 	codeNoSession    = "session_not_found"
+	codeNoDistro     = "distro_not_running"
 	codeInternal     = "internal"
 )
 
@@ -253,6 +276,9 @@ var (
 	// ErrDetached: an attachment ended while its session goes on, because it
 	// was closed or another attachment took the session over.
 	ErrDetached = errors.New("session detached")
+	// ErrDistroNotRunning: the utility VM's agent has no running distro by
+	// this id (open-distro).
+	ErrDistroNotRunning = errors.New("distro not running")
 )
 
 // RemoteError is an error the agent reported for a request.
@@ -283,6 +309,8 @@ func (e *RemoteError) Unwrap() []error {
 		return []error{errors.ErrUnsupported}
 	case codeNoSession:
 		return []error{ErrSessionNotFound}
+	case codeNoDistro:
+		return []error{ErrDistroNotRunning}
 	}
 	return nil
 }
@@ -302,6 +330,8 @@ func errorCode(err error) string {
 		return codeUnsupported
 	case errors.Is(err, ErrSessionNotFound):
 		return codeNoSession
+	case errors.Is(err, ErrDistroNotRunning):
+		return codeNoDistro
 	}
 	return codeInternal
 }

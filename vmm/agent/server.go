@@ -58,6 +58,16 @@ type Server struct {
 	smu      sync.Mutex
 	sessions map[string]*session
 	closed   bool
+
+	// vm serves the utility VM's ops (start-distro…); nil but in RunVM.
+	vm vmOps
+}
+
+// vmOps is what the utility VM's agent adds to a Server.
+type vmOps interface {
+	// handle serves req if it is one of the VM's ops and reports whether it
+	// was.
+	handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader, req request) bool
 }
 
 // NewServer returns a Server; it starts nothing until Serve or ServeConn.
@@ -161,7 +171,7 @@ func (s *Server) serveStream(ctx context.Context, st *yamux.Stream) {
 	switch req.Op {
 	case opHello:
 		host, _ := os.Hostname()
-		writeHeader(st, reply{OK: true, Version: Version, Protocol: ProtocolVersion, PID: os.Getpid(), Hostname: host})
+		writeHeader(st, reply{OK: true, Version: Version, Protocol: ProtocolVersion, PID: os.Getpid(), Hostname: host, Kernel: kernelRelease()})
 	case opShutdown:
 		s.log.Info("shutdown requested")
 		writeHeader(st, reply{OK: true})
@@ -177,6 +187,10 @@ func (s *Server) serveStream(ctx context.Context, st *yamux.Stream) {
 	case opKillSession:
 		s.handleKillSession(ctx, st, req.ID)
 	default:
+		// The utility VM's agent has ops of its own (vm_linux.go).
+		if s.vm != nil && s.vm.handle(ctx, st, br, req) {
+			return
+		}
 		s.replyError(st, req.Op, fmt.Errorf("%w: op %q", errors.ErrUnsupported, req.Op))
 	}
 }

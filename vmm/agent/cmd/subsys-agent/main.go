@@ -2,6 +2,10 @@
 // subsys server starts it in new mount, PID, UTS and IPC namespaces and talks to
 // it over the unix socket given with -socket; see package agent.
 //
+// The same binary is /init of version 2's utility VM: run as PID 1 with no
+// arguments (the kernel passes none), or with -vm, it is the VM's agent
+// (agent.RunVM), which starts each distro's agent as a copy of itself.
+//
 // It must be built static, with CGO_ENABLED=0, so that no privileged process ever
 // loads a library out of a distro:
 //
@@ -24,6 +28,8 @@ func main() {
 	flag.StringVar(&cfg.PIDFile, "pidfile", "", "host `path` to write the agent's host pid to")
 	flag.StringVar(&cfg.RootFS, "root", "", "host `dir`ectory of the distro's root file system")
 	flag.StringVar(&cfg.Hostname, "hostname", "", "the distro's hostname")
+	flag.StringVar(&cfg.HostRoot, "host-root", "/", "host `dir`ectory to bind at /mnt/host; empty for none")
+	vm := flag.Bool("vm", false, "run as the utility VM's /init (the default as PID 1 with no arguments)")
 	debug := flag.Bool("debug", false, "log at debug level")
 	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
@@ -36,6 +42,14 @@ func main() {
 		level = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *vm || (os.Getpid() == 1 && len(os.Args) == 1) {
+		// As /init, returning would panic the kernel; RunVM returns only
+		// when it cannot set up, and the VM then ends (panic=-1), which is
+		// what the host should see.
+		err := agent.RunVM(context.Background(), agent.VMConfig{Logger: cfg.Logger})
+		cfg.Logger.Error("subsys-agent: vm agent failed", "err", err)
+		os.Exit(1)
+	}
 	if err := agent.RunInit(context.Background(), cfg); err != nil {
 		cfg.Logger.Error("agent failed", "err", err)
 		os.Exit(1)
