@@ -28,6 +28,17 @@ type Settings struct {
 	// leaves on its file system: the smaller applies; 0 turns it off.
 	ImportReserveBytes   int64 `json:"import_reserve_bytes"`
 	ImportReservePercent int   `json:"import_reserve_percent"`
+	// VMMemoryMiB is the utility VM's memory (0: half the host's) and
+	// VMProcessors its processors (0: all the host's), as .wslconfig's
+	// memory= and processors=; they apply at the VM's next start.
+	VMMemoryMiB  int `json:"vm_memory_mib"`
+	VMProcessors int `json:"vm_processors"`
+	// VMIdleTimeoutS is how long the VM keeps running with no version 2
+	// distro running; negative: for ever.
+	VMIdleTimeoutS int `json:"vm_idle_timeout_s"`
+	// Kernel is the VM's kernel (an image file, or an unpacked Debian
+	// linux-image package directory) on the server; empty: the default.
+	Kernel string `json:"kernel"`
 }
 
 // SettingsUpdate is the body of PUT /settings: nil fields stay as they are.
@@ -40,4 +51,8 @@ type SettingsUpdate struct {
 	V1LANDefault         *string `json:"v1_lan_default,omitempty"`
 	ImportReserveBytes   *int64  `json:"import_reserve_bytes,omitempty"`
 	ImportReservePercent *int    `json:"import_reserve_percent,omitempty"`
+	VMMemoryMiB          *int    `json:"vm_memory_mib,omitempty"`
+	VMProcessors         *int    `json:"vm_processors,omitempty"`
+	VMIdleTimeoutS       *int    `json:"vm_idle_timeout_s,omitempty"`
+	Kernel               *string `json:"kernel,omitempty"`
 }

@@ -909,9 +909,12 @@ func TestSettings(t *testing.T) {
 		t.Errorf("default settings = %+v", before)
 	}
 	scroll, timeout, user := 4096, 60, "me"
-	after, err := e.c.UpdateSettings(ctx, api.SettingsUpdate{ScrollbackBytes: &scroll, SessionTimeoutS: &timeout, DefaultUser: &user})
+	mem, cpus, idle, kernel := 2048, 2, -1, "/boot/vmlinuz"
+	after, err := e.c.UpdateSettings(ctx, api.SettingsUpdate{ScrollbackBytes: &scroll, SessionTimeoutS: &timeout, DefaultUser: &user,
+		VMMemoryMiB: &mem, VMProcessors: &cpus, VMIdleTimeoutS: &idle, Kernel: &kernel})
 	want := before
 	want.ScrollbackBytes, want.SessionTimeoutS, want.DefaultUser = scroll, timeout, user
+	want.VMMemoryMiB, want.VMProcessors, want.VMIdleTimeoutS, want.Kernel = mem, cpus, idle, kernel
 	if err != nil || after != want {
 		t.Errorf("PUT = %+v, %v; want %+v", after, err, want)
 	}
@@ -925,6 +928,9 @@ func TestSettings(t *testing.T) {
 		`{"session_timeout_s": 1}`,
 		`{"v1_lan_default": "on"}`,
 		`{"import_reserve_percent": 90}`,
+		`{"vm_memory_mib": 100}`,
+		`{"vm_processors": -1}`,
+		`{"kernel": "relative/vmlinuz"}`,
 		`{"default_user": "no/slash"}`,
 		`{"scrollback_bytes": 8192, "no_such_setting": 1}`,
 		`{"scrollback_bytes": "8192"}`,
