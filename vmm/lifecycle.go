@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +31,29 @@ type ImportRequest struct {
 	Size int64
 	// Path is a tarball on the server's own file system.
 	Path string
+	// SizeBytes is the maximum size of a version 2 distro's disk, which
+	// is sparse: it takes on the host what the distro stores, up to this.
+	// 0 means DefaultDiskSize (256 GiB); else between MinDiskSize and
+	// MaxDiskSize. With RawImage it bounds the image's size instead (0:
+	// MaxDiskSize). Version 1 distros have no disk: setting it is
+	// ErrInvalid.
+	SizeBytes int64
+	// RawImage says Body (or Path) is a raw ext4 disk image, not a
+	// tarball, which becomes the new distro's disk as it is (as `wsl
+	// --import --vhd` does); the HTTP layer sets it for Content-Type
+	// application/x-raw-disk-image. Only version 2 distros have a disk: a
+	// Version of 0 means 2 here, 1 is ErrInvalid. The image is untrusted:
+	// the host checks its ext4 superblock (disk.ParseSuperblock) and
+	// never mounts it nor runs e2fsprogs on it.
+	RawImage bool
+}
+
+// importParams are what populate needs of an ImportRequest.
+type importParams struct {
+	// maxSize is the version 2 disk's maximum size (diskSize).
+	maxSize int64
+	// raw: the source is a raw disk image (ImportRequest.RawImage).
+	raw bool
 }
 
 // Import checks req, reserves the name (the distro shows as Installing) and starts
@@ -47,15 +69,25 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 	}
 	if req.Version == 0 {
 		req.Version = settings.DefaultVersion
+		if req.RawImage {
+			req.Version = 2
+		}
 	}
 	if req.Version != 1 && req.Version != 2 {
 		return nil, fmt.Errorf("%w: version %d: use 1 or 2", ErrInvalid, req.Version)
+	}
+	if req.RawImage && req.Version != 2 {
+		return nil, fmt.Errorf("%w: a raw disk image can only be imported as a version 2 distro; a version 1 distro is imported from a tarball", ErrInvalid)
+	}
+	maxSize, err := diskSize(req.Version, req.SizeBytes, req.RawImage)
+	if err != nil {
+		return nil, err
 	}
 	if _, ok := m.cfg.Backends[req.Version]; !ok {
 		return nil, fmt.Errorf("%w: version %d distros are not available on this host", ErrUnsupported, req.Version)
 	}
 	if (req.Body == nil) == (req.Path == "") {
-		return nil, fmt.Errorf("%w: give the tarball as the request body or as a server path, not both or neither", ErrInvalid)
+		return nil, fmt.Errorf("%w: give the tarball or image as the request body or as a server path, not both or neither", ErrInvalid)
 	}
 	var src io.Reader = req.Body
 	var file *os.File
@@ -91,11 +123,15 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 	}
 	op.total.Store(req.Size)
 	op.bodyDone = make(chan struct{})
-	m.audit(ctx, "import", d.Name, fmt.Sprintf("version %d", d.Version))
+	detail := fmt.Sprintf("version %d", d.Version)
+	if req.RawImage {
+		detail += ", raw disk image"
+	}
+	m.audit(ctx, "import", d.Name, detail)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op}, op.bodyDone, op)
+		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op}, op.bodyDone, op, importParams{maxSize: maxSize, raw: req.RawImage})
 		if file != nil {
 			file.Close()
 		}
@@ -157,12 +193,14 @@ func (m *Manager) unreserve(d store.Distro) {
 	}
 }
 
-// populate extracts src into staging, moves it into place and marks the distro
-// Stopped, recording what it read in op's result. On any failure nothing of
-// the distro remains. The import keeps the settings' reserve free on the
-// file system it writes to, and fails with ErrInsufficientStorage when it
-// would go below it or the file system is full.
-func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, src io.Reader, bodyDone chan struct{}, op *Operation) (err error) {
+// populate extracts src into staging, makes the distro's files from it
+// (storage.install: the tree moved into place, or an image made of it) and
+// marks the distro Stopped, recording what it read in op's result; or, for
+// a raw image, writes the image into place. On any failure nothing of the
+// distro remains. The import keeps the settings' reserve free on the file
+// system it writes to, and fails with ErrInsufficientStorage when it would
+// go below it or the file system is full.
+func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, src io.Reader, bodyDone chan struct{}, op *Operation, p importParams) (err error) {
 	defer func() {
 		if bodyDone != nil {
 			close(bodyDone)
@@ -176,20 +214,35 @@ func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, 
 	if err != nil {
 		return err
 	}
-	stats, err := archive.Extract(ctx, src, staging, settings.limits(m.cfg.Limits))
-	op.setResult(OperationResult{Entries: stats.Entries, Bytes: stats.Bytes, SkippedDevices: stats.SkippedDevices, Warnings: stats.Warnings})
-	if err != nil {
-		return mapArchiveErr(err)
+	if p.raw {
+		if err := m.importImage(ctx, d, staging, src, p.maxSize, settings); err != nil {
+			return err
+		}
+	} else {
+		limits := settings.limits(m.cfg.Limits)
+		if d.Version == 2 && (limits.MaxExpandedBytes <= 0 || limits.MaxExpandedBytes > p.maxSize) {
+			// A tree larger than the disk stops at once, not after
+			// it is all extracted.
+			limits.MaxExpandedBytes = p.maxSize
+		}
+		stats, err := archive.Extract(ctx, src, staging, limits)
+		op.setResult(OperationResult{Entries: stats.Entries, Bytes: stats.Bytes, SkippedDevices: stats.SkippedDevices, Warnings: stats.Warnings})
+		if err != nil {
+			return mapArchiveErr(err)
+		}
+		// The body is fully read: the uploader can have its answer while we finish.
+		close(bodyDone)
+		bodyDone = nil
+		if err := m.storage(d.Version).install(ctx, d, staging, buildParams{maxSize: p.maxSize, stats: stats, settings: settings}); err != nil {
+			return err
+		}
 	}
-	// The body is fully read: the uploader can have its answer while we finish.
-	close(bodyDone)
-	bodyDone = nil
-	if err := os.Mkdir(d.Location, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return noSpace(err)
-	}
-	if err := os.Rename(staging, filepath.Join(d.Location, "rootfs")); err != nil {
-		return fmt.Errorf("move into place: %w", err)
-	}
+	return m.completeImport(ctx, d)
+}
+
+// completeImport marks a new distro whose files are in place Stopped, the
+// default when it is the first.
+func (m *Manager) completeImport(ctx context.Context, d store.Distro) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -221,7 +274,11 @@ func noSpace(err error) error {
 	return err
 }
 
-// Export streams distro name's root file system to w as a tarball in format f.
+// Export streams distro name's root file system to w as a tarball in format
+// f; a version 2 distro's through its backend (TreeExporter), which reads it
+// where it is mounted. With f FormatImage it streams a version 2 distro's
+// raw disk image instead, which needs the distro stopped (ErrBusy when it
+// runs), and keeps it stopped until done.
 func (m *Manager) Export(ctx context.Context, name string, w io.Writer, f archive.Format) error {
 	d, err := m.row(ctx, name)
 	if err != nil {
@@ -230,15 +287,27 @@ func (m *Manager) Export(ctx context.Context, name string, w io.Writer, f archiv
 	if err := m.installed(d); err != nil {
 		return err
 	}
-	op, opCtx, err := m.beginOperation(KindExport, d, StateExporting)
+	if err := m.canExport(d, f); err != nil {
+		return err
+	}
+	var op *Operation
+	var opCtx context.Context
+	if f == FormatImage {
+		op, opCtx, err = m.beginExclusive(KindExport, d, StateExporting, "its disk image can only be exported while it is stopped")
+	} else {
+		op, opCtx, err = m.beginOperation(KindExport, d, StateExporting)
+	}
 	if err != nil {
 		return err
 	}
 	stop := context.AfterFunc(ctx, op.cancel)
 	defer stop()
 	m.audit(ctx, "export", d.Name, string(f))
-	cw := &countingWriter{w: w, op: op}
-	err = archive.Write(opCtx, cw, m.spec(d).RootFS, f)
+	if f == FormatImage {
+		err = m.exportImage(opCtx, d, w, op)
+	} else {
+		err = m.storage(d.Version).export(opCtx, d, &countingWriter{w: w, op: op}, f)
+	}
 	if err != nil {
 		err = fmt.Errorf("export %s: %w", d.Name, err)
 	}
@@ -272,8 +341,11 @@ func (m *Manager) installed(d store.Distro) error {
 	return nil
 }
 
-// Clone copies distro name into a new distro newName of the same version, through
-// the same hardened archive path as an import.
+// Clone copies distro name into a new distro newName of the same version: a
+// version 1 distro through the same hardened archive path as an import, a
+// version 2 distro by copying its disk image (sparse, or a reflink where the
+// file system can), which needs it stopped (ErrBusy when it runs) and keeps
+// it stopped until done.
 func (m *Manager) Clone(ctx context.Context, name, newName string) (*Operation, error) {
 	src, err := m.row(ctx, name)
 	if err != nil {
@@ -292,6 +364,9 @@ func (m *Manager) Clone(ctx context.Context, name, newName string) (*Operation, 
 		return nil, fmt.Errorf("%w: a distro named %q already exists", ErrExists, newName)
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
+	}
+	if src.Version == 2 {
+		return m.cloneV2(ctx, src, newName)
 	}
 	srcOp, srcCtx, err := m.beginOperation(KindExport, src, "")
 	if err != nil {
@@ -321,10 +396,49 @@ func (m *Manager) Clone(ctx context.Context, name, newName string) (*Operation, 
 	go func() {
 		defer m.wg.Done()
 		defer stop()
-		err := m.populate(opCtx, d, staging, pr, make(chan struct{}), op)
+		err := m.populate(opCtx, d, staging, pr, make(chan struct{}), op, importParams{})
 		pr.CloseWithError(errors.New("clone ended"))
 		// The clone has ended for clients only once its source is free too.
 		<-srcOp.Done()
+		m.endOperation(op, d.ID, err)
+	}()
+	return op, nil
+}
+
+// cloneV2 is Clone of version 2 distro src: a copy of its image, made while
+// src is held stopped.
+func (m *Manager) cloneV2(ctx context.Context, src store.Distro, newName string) (*Operation, error) {
+	srcOp, srcCtx, err := m.beginExclusive(KindExport, src, "", "its disk image can only be copied while it is stopped")
+	if err != nil {
+		return nil, err
+	}
+	d, staging, err := m.reserve(ctx, newName, src.Version, "", src.DefaultUser)
+	if err != nil {
+		m.endOperation(srcOp, src.ID, err)
+		return nil, err
+	}
+	op, opCtx, err := m.beginOperation(KindClone, d, StateInstalling)
+	if err != nil {
+		m.unreserve(d)
+		m.endOperation(srcOp, src.ID, err)
+		return nil, err
+	}
+	// Cancelling either operation stops the copy.
+	stop := context.AfterFunc(srcCtx, op.cancel)
+	m.audit(ctx, "clone", src.Name, "to "+newName)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		err := m.cloneImage(opCtx, src, d, staging, op)
+		if err == nil {
+			err = m.completeImport(opCtx, d)
+		}
+		if err != nil {
+			m.unreserve(d)
+			err = fmt.Errorf("import %s: %w", d.Name, err)
+		}
+		stop()
+		m.endOperation(srcOp, src.ID, err)
 		m.endOperation(op, d.ID, err)
 	}()
 	return op, nil
@@ -359,6 +473,14 @@ func (m *Manager) ensureRunning(ctx context.Context, d store.Distro) (*agent.Cli
 	defer l.Unlock()
 	if c := m.client(d.ID); c != nil {
 		return c, nil
+	}
+	// An operation that works on the stopped distro's files (a version
+	// change, a copy of its disk image) holds it stopped until it ends.
+	m.mu.Lock()
+	held := m.opsByDistro[d.ID]
+	m.mu.Unlock()
+	if held != nil && held.exclusive {
+		return nil, &BusyError{Distro: d.Name, Op: held.Info()}
 	}
 	c, err := b.Start(ctx, m.spec(d))
 	if err != nil {
@@ -424,6 +546,10 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		if m.client(d.ID) != nil || State(d.State) == StateRunning {
 			errs = append(errs, m.terminate(ctx, d))
 		}
+	}
+	// Then the utility VM, as `wsl --shutdown` stops WSL 2's.
+	if b := m.vmBackend(); b != nil {
+		errs = append(errs, b.ShutdownVM(ctx))
 	}
 	m.audit(ctx, "shutdown", "", "")
 	return errors.Join(errs...)
@@ -515,7 +641,10 @@ func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, er
 	m.mu.Lock()
 	held := m.opsByDistro[d.ID]
 	m.mu.Unlock()
-	if held != nil && u.Name != nil {
+	// A rename waits for any operation (it names the distro's files and
+	// events); a change of default user waits for a version change, which
+	// rewrites the row when it ends.
+	if held != nil && (u.Name != nil || (u.DefaultUser != nil && held.kind == KindSetVersion)) {
 		return Distro{}, &BusyError{Distro: d.Name, Op: held.Info()}
 	}
 	changed := d

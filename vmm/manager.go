@@ -181,6 +181,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			continue
 		}
 		m.checkLocation(d)
+		m.removeLeftovers(d)
 		state := StateStopped
 		if b, ok := m.cfg.Backends[d.Version]; ok {
 			c, err := b.Connect(ctx, m.spec(d))
@@ -223,13 +224,14 @@ func (m *Manager) checkLocation(d store.Distro) {
 }
 
 // removeFiles deletes a distro's files: its whole directory when it lives in the
-// data directory, else only what subsys made in the user's location.
+// data directory, else only what subsys made in the user's location (either
+// version's files, staging, temporary files: madeFiles).
 func (m *Manager) removeFiles(d store.Distro) {
 	var paths []string
 	if d.Location == filepath.Join(m.cfg.distrosDir(), d.ID) {
 		paths = []string{d.Location}
 	} else {
-		paths = []string{filepath.Join(d.Location, "rootfs"), filepath.Join(d.Location, stagingName)}
+		paths = madeIn(d.Location, "")
 	}
 	for _, p := range paths {
 		// Not os.RemoveAll: it holds a descriptor per level, and a distro
@@ -466,8 +468,28 @@ func WithActor(ctx context.Context, actor string) context.Context {
 // beginOperation takes distro id's operation lock for a new operation and, when
 // state is not empty, shows that state while it runs. The caller must call end.
 func (m *Manager) beginOperation(kind string, d store.Distro, state State) (*Operation, context.Context, error) {
+	return m.beginOp(kind, d, state, false)
+}
+
+// beginExclusive is beginOperation for work on a stopped distro's files that
+// must not run meanwhile (a version change, a copy of its disk image): it
+// fails with ErrBusy, saying why (what) and how to stop it, when the distro
+// runs, and no start succeeds until the operation ends (ensureRunning). The
+// start lock makes the check and the operation's beginning one step.
+func (m *Manager) beginExclusive(kind string, d store.Distro, state State, what string) (*Operation, context.Context, error) {
+	l := m.startLock(d.ID)
+	l.Lock()
+	defer l.Unlock()
+	if m.client(d.ID) != nil {
+		return nil, nil, fmt.Errorf("%w: distro %q is running and %s: stop it first with `subsys terminate %s`", ErrBusy, d.Name, what, d.Name)
+	}
+	return m.beginOp(kind, d, state, true)
+}
+
+func (m *Manager) beginOp(kind string, d store.Distro, state State, exclusive bool) (*Operation, context.Context, error) {
 	ctx, cancel := context.WithCancel(m.ctx)
 	op := newOperation(uuid.NewString(), kind, d.Name, cancel)
+	op.exclusive = exclusive
 	m.mu.Lock()
 	if held := m.opsByDistro[d.ID]; held != nil {
 		m.mu.Unlock()

@@ -15,6 +15,8 @@ const (
 	KindExport     = "export"
 	KindClone      = "clone"
 	KindUnregister = "unregister"
+	// KindSetVersion converts a distro between versions 1 and 2 (SetVersion).
+	KindSetVersion = "set-version"
 )
 
 // Operation statuses.
@@ -74,6 +76,9 @@ type Operation struct {
 	finished   chan struct{}
 	// bodyDone is closed once an import has stopped reading its uploaded body.
 	bodyDone chan struct{}
+	// exclusive: the operation keeps its distro stopped (beginExclusive).
+	// Set before the operation is shared, never changed.
+	exclusive bool
 
 	mu     sync.Mutex
 	status string

@@ -86,7 +86,7 @@ func (m *Manager) sampleOnce(ctx context.Context) {
 		needDisk := now.Sub(st.diskAt) >= diskInterval && State(d.State) != StateInstalling
 		m.sampler.mu.Unlock()
 		if needDisk {
-			used := diskUsage(ctx, m.spec(d).RootFS)
+			used := m.storage(d.Version).usage(ctx, d)
 			m.sampler.mu.Lock()
 			st.diskUsed, st.diskAt = used, now
 			m.sampler.mu.Unlock()
