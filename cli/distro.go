@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -109,16 +110,46 @@ func newBar(total int64, desc string) *progressbar.ProgressBar {
 }
 
 func newImportCmd(g *globals) *cobra.Command {
-	var location string
+	var location, size string
 	var version int
+	var vhd bool
 	cmd := &cobra.Command{
-		Use:   "import NAME TARBALL|-",
-		Short: "Import a root file system tarball (tar, tar.gz, tar.xz, tar.zst) as a new distro",
-		Args:  cobra.ExactArgs(2),
+		Use:   "import NAME [LOCATION] FILE|-",
+		Short: "Import a root file system tarball (tar, tar.gz, tar.xz, tar.zst), or a raw ext4 image, as a new distro",
+		Long: "Import a root file system tarball (tar, tar.gz, tar.bz2, tar.xz, tar.zst; `-` reads stdin) as a new distro,\n" +
+			"as `wsl --import NAME LOCATION FILE` does; LOCATION (or --location) is the directory for its files.\n" +
+			"A FILE ending in .img, or --vhd, is a raw ext4 disk image (what `export --format img` writes): a version 2 distro.\n" +
+			"--size caps a version 2 distro's disk (256G, 512M; binary units).",
+		Args: cobra.RangeArgs(2, 3),
 		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
-			name, src := args[0], args[1]
+			name, src := args[0], args[len(args)-1]
+			if len(args) == 3 {
+				if location != "" {
+					return fmt.Errorf("import %s: give the location as an argument or as --location, not both", name)
+				}
+				location = args[1]
+			}
+			raw := vhd || strings.HasSuffix(strings.ToLower(src), ".img")
+			if raw && version == 1 {
+				return fmt.Errorf("import %s: a disk image is a version 2 distro; leave out --version 1", name)
+			}
+			opt := client.ImportOptions{Version: version, RawImage: raw}
+			if size != "" {
+				n, err := parseSize(size)
+				if err != nil {
+					return fmt.Errorf("import %s: --size: %w", name, err)
+				}
+				opt.DiskSize = n
+			}
+			if location != "" {
+				abs, err := filepath.Abs(location)
+				if err != nil {
+					return fmt.Errorf("import %s: location %s: %w", name, location, err)
+				}
+				opt.Location = abs
+			}
 			var in io.Reader = os.Stdin
-			size := int64(-1)
+			opt.Size = -1
 			if src != "-" {
 				f, err := os.Open(src)
 				if err != nil {
@@ -126,19 +157,12 @@ func newImportCmd(g *globals) *cobra.Command {
 				}
 				defer f.Close()
 				if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-					size = st.Size()
+					opt.Size = st.Size()
 				}
 				in = f
 			}
-			bar := newBar(size, "importing "+name)
-			opt := client.ImportOptions{Version: version, Size: size, OnUpload: func(n int64) { bar.Set64(n) }}
-			if location != "" {
-				abs, err := filepath.Abs(location)
-				if err != nil {
-					return fmt.Errorf("--location %s: %w", location, err)
-				}
-				opt.Location = abs
-			}
+			bar := newBar(opt.Size, "importing "+name)
+			opt.OnUpload = func(n int64) { bar.Set64(n) }
 			if _, err := c.Import(ctx, name, in, opt); err != nil {
 				bar.Exit()
 				return err
@@ -149,7 +173,9 @@ func newImportCmd(g *globals) *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&location, "location", "", "directory for the distro's files (default: the data directory)")
-	cmd.Flags().IntVar(&version, "version", 1, "distro version: 1 (shared kernel) or 2 (utility VM)")
+	cmd.Flags().IntVar(&version, "version", 0, "distro version: 1 (shared kernel) or 2 (utility VM) (default: the server's default_version)")
+	cmd.Flags().BoolVar(&vhd, "vhd", false, "FILE is a raw ext4 disk image, not a tarball (implied by a name ending in .img); version 2")
+	cmd.Flags().StringVar(&size, "size", "", "largest size of a version 2 distro's disk, e.g. 256G or 512M (default: the server's)")
 	return cmd
 }
 
@@ -162,6 +188,8 @@ func formatFromName(name string) string {
 		return "tar.zst"
 	case strings.HasSuffix(name, ".tar.xz"), strings.HasSuffix(name, ".txz"):
 		return "tar.xz"
+	case strings.HasSuffix(name, ".img"):
+		return "img"
 	}
 	return "tar"
 }
@@ -170,7 +198,7 @@ func newExportCmd(g *globals) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "export NAME FILE|-",
-		Short: "Export a distro's root file system as a tarball",
+		Short: "Export a distro's root file system as a tarball, or a version 2 distro's disk image",
 		Args:  cobra.ExactArgs(2),
 		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
 			name, dst := args[0], args[1]
@@ -219,7 +247,7 @@ func newExportCmd(g *globals) *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&format, "format", "", "tar, tar.gz, tar.zst or tar.xz (default: from FILE's name, else tar)")
+	cmd.Flags().StringVar(&format, "format", "", "tar, tar.gz, tar.zst, tar.xz, or img (a version 2 distro's raw ext4 image) (default: from FILE's name, else tar)")
 	return cmd
 }
 
@@ -297,6 +325,14 @@ func newStatusCmd(g *globals) *cobra.Command {
 		}
 		fmt.Fprintf(stdout, "Server: %s (version %s)\nDefault distro: %s\nDistros: %d, running: %d\n",
 			sanitize(c.Where()), sanitize(st.Version), sanitize(def), st.Distros, st.Running)
+		// The VM's part is extra: a server that cannot say (an older one, with
+		// no /vm) still gets its status shown.
+		vm, err := c.VM(ctx)
+		if err != nil {
+			fmt.Fprintf(stdout, "VM: unknown (%s)\n", sanitize(err.Error()))
+			return nil
+		}
+		printVM(stdout, vm, time.Now())
 		return nil
 	})
 }

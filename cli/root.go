@@ -1,7 +1,7 @@
 // Package cli is the subsys command line: `serve` runs the server, every other verb
 // is a thin user of package client over its REST API, with the verbs a WSL user
 // knows (list, import, export, run, terminate, shutdown, unregister, set-default,
-// …), printing what the server supplies through sanitize. main calls Main.
+// set-version, …), printing what the server supplies through sanitize. main calls Main.
 package cli
 
 import (
@@ -100,6 +100,7 @@ func newRoot(b Build) *cobra.Command {
 		newTerminateCmd(g), newShutdownCmd(g), newUnregisterCmd(g), newSetDefaultCmd(g),
 		newCloneCmd(g), newRenameCmd(g), newSetUserCmd(g), newStatusCmd(g), newVersionCmd(b, g),
 		newPortsCmd(g), newExposeCmd(g), newPortProxyCmd(g), newDashboardCmd(g), newTokenCmd(g),
+		newSetVersionCmd(g), newVMCmd(g),
 	)
 	return root
 }
