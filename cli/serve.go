@@ -25,6 +25,7 @@ import (
 	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/ns"
+	"github.com/subsys-dev/subsys/vmm/qemu"
 )
 
 type serveOpts struct {
@@ -166,10 +167,22 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 		return err
 	}
 	v1 := ns.New(ns.Config{AgentPath: agentPath, RunDir: runDir, Cgroup: "subsys", Logger: log})
+	// Version 2: one QEMU utility VM whose /init is the same static agent.
+	v2, err := qemu.NewBackend(qemu.BackendConfig{
+		Dir:      filepath.Join(dataDir, "vm"),
+		RunDir:   filepath.Join(runDir, "vm"),
+		Agent:    func() ([]byte, error) { return os.ReadFile(agentPath) },
+		Settings: func(ctx context.Context) (vmm.Settings, error) { return vmm.ReadSettings(ctx, db) },
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	defer v2.Close()
 	mgr, err := vmm.New(ctx, vmm.Config{
 		Store:    db,
 		DataDir:  dataDir,
-		Backends: map[int]vmm.Backend{1: v1},
+		Backends: map[int]vmm.Backend{1: v1, 2: v2},
 		Logger:   log,
 	})
 	if err != nil {

@@ -85,12 +85,18 @@ const settingsPrefix = "setting."
 
 // Settings returns the current settings.
 func (m *Manager) Settings(ctx context.Context) (Settings, error) {
+	return ReadSettings(ctx, m.cfg.Store)
+}
+
+// ReadSettings reads the settings from st: for the parts of the server made
+// before the Manager (a backend) that need them.
+func ReadSettings(ctx context.Context, st Store) (Settings, error) {
 	s := DefaultSettings
 	ints := map[string]*int{"default_version": &s.DefaultVersion, "scrollback_bytes": &s.ScrollbackBytes, "session_timeout_s": &s.SessionTimeoutS,
 		"import_reserve_percent": &s.ImportReservePercent,
 		"vm_memory_mib":          &s.VMMemoryMiB, "vm_processors": &s.VMProcessors, "vm_idle_timeout_s": &s.VMIdleTimeoutS}
 	for k, p := range ints {
-		v, err := m.cfg.Store.Setting(ctx, settingsPrefix+k)
+		v, err := st.Setting(ctx, settingsPrefix+k)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
@@ -101,7 +107,7 @@ func (m *Manager) Settings(ctx context.Context) (Settings, error) {
 			*p = n
 		}
 	}
-	if v, err := m.cfg.Store.Setting(ctx, settingsPrefix+"import_reserve_bytes"); err == nil {
+	if v, err := st.Setting(ctx, settingsPrefix+"import_reserve_bytes"); err == nil {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			s.ImportReserveBytes = n
 		}
@@ -110,7 +116,7 @@ func (m *Manager) Settings(ctx context.Context) (Settings, error) {
 	}
 	strs := map[string]*string{"default_user": &s.DefaultUser, "v1_lan_default": &s.V1LANDefault, "kernel": &s.Kernel}
 	for k, p := range strs {
-		v, err := m.cfg.Store.Setting(ctx, settingsPrefix+k)
+		v, err := st.Setting(ctx, settingsPrefix+k)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
