@@ -61,9 +61,10 @@ type DistroUpdate struct {
 // writes it) instead of a tarball.
 const ContentTypeRawDiskImage = "application/x-raw-disk-image"
 
-// ImportRequest is the JSON form of POST /distros: import a tarball that is
-// already on the server. (An upload sends the tarball as the body instead,
-// with name, version and location in the query.)
+// ImportRequest is the JSON form of POST /distros: import a tarball (or a raw
+// disk image) that is already on the server. (An upload sends it as the body
+// instead, with name, version, location and size in the query, and an image
+// as Content-Type ContentTypeRawDiskImage.)
 type ImportRequest struct {
 	// Name of the new distro.
 	Name string `json:"name"`
@@ -72,14 +73,22 @@ type ImportRequest struct {
 	// Location is an absolute directory on the server for the distro's files;
 	// empty means the data directory.
 	Location string `json:"location,omitempty"`
-	// Source names the tarball.
+	// Size is the largest a version 2 distro's disk may grow to, in bytes
+	// (for a raw image: the largest the image may be); 0 means the server's
+	// default. A version 1 distro has no disk: it is refused there.
+	Size int64 `json:"size,omitempty"`
+	// Source names the tarball or image.
 	Source ImportSource `json:"source"`
 }
 
-// ImportSource is where the server finds the tarball of an ImportRequest.
+// ImportSource is where the server finds the tarball (or image) of an
+// ImportRequest.
 type ImportSource struct {
-	// Path is the tarball's path on the server.
+	// Path is the file's path on the server.
 	Path string `json:"path"`
+	// Format is "tar" (the default: a tarball, compression detected) or
+	// "img" (a raw ext4 disk image, which makes a version 2 distro).
+	Format string `json:"format,omitempty"`
 }
 
 // CloneRequest is the body of POST /distros/{name}/clone.

@@ -70,16 +70,30 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) error {
 		if b.Source.Path == "" {
 			return badRequest("source.path is required (or send the tarball as the request body)", nil)
 		}
-		req = vmm.ImportRequest{Name: b.Name, Version: b.Version, Location: b.Location, Path: b.Source.Path}
+		req = vmm.ImportRequest{Name: b.Name, Version: b.Version, Location: b.Location, Path: b.Source.Path, SizeBytes: b.Size}
+		switch b.Source.Format {
+		case "", "tar":
+		case "img":
+			req.RawImage = true
+		default:
+			return badRequest("source.format must be tar (a tarball, any compression) or img (a raw ext4 disk image)", nil)
+		}
 	} else {
 		q := r.URL.Query()
-		req = vmm.ImportRequest{Name: q.Get("name"), Location: q.Get("location")}
+		req = vmm.ImportRequest{Name: q.Get("name"), Location: q.Get("location"), RawImage: ct == api.ContentTypeRawDiskImage}
 		if v := q.Get("version"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {
 				return badRequest("version must be 1 or 2", nil)
 			}
 			req.Version = n
+		}
+		if v := q.Get("size"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return badRequest("size must be a positive number of bytes", nil)
+			}
+			req.SizeBytes = n
 		}
 		if r.ContentLength > s.cfg.MaxUploadBytes {
 			return &httpError{Status: http.StatusRequestEntityTooLarge, Code: api.CodeTooLarge, Msg: fmt.Sprintf("upload over %d bytes", s.cfg.MaxUploadBytes)}
@@ -196,10 +210,12 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) error {
 	r = actorCtx(r)
 	name := chi.URLParam(r, "name")
 	format := archive.Tar
-	if f := r.URL.Query().Get("format"); f != "" {
+	if f := r.URL.Query().Get("format"); f == string(vmm.FormatImage) {
+		format = vmm.FormatImage
+	} else if f != "" {
 		var err error
 		if format, err = archive.ParseFormat(f); err != nil {
-			return badRequest("format must be tar, tar.gz, tar.zst or tar.xz", err)
+			return badRequest("format must be tar, tar.gz, tar.zst, tar.xz or img (a version 2 distro's disk image)", err)
 		}
 	}
 	d, err := s.cfg.Manager.Get(r.Context(), name)
@@ -239,6 +255,24 @@ func (e *exportWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*exportWriter)(nil)
+
+// handleSetVersion converts a distro to the version the body names, as `wsl
+// --set-version` does: 202 with the operation, which copies the distro's
+// files into the other version's form.
+func (s *Server) handleSetVersion(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	var b api.SetVersionRequest
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	op, err := s.cfg.Manager.SetVersion(r.Context(), chi.URLParam(r, "name"), b.Version)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/operations/"+op.ID())
+	writeJSON(w, http.StatusAccepted, apiOperation(op.Info()))
+	return nil
+}
 
 func (s *Server) handleGetOperation(w http.ResponseWriter, r *http.Request) error {
 	id := chi.URLParam(r, "id")

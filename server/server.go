@@ -133,6 +133,7 @@ func (s *Server) routes() http.Handler {
 				r.Post("/start", s.handle(s.handleStart))
 				r.Post("/terminate", s.handle(s.handleTerminate))
 				r.Post("/clone", s.handle(s.handleClone))
+				r.Post("/set-version", s.handle(s.handleSetVersion))
 				// POST: an export takes the distro's operation lock and records an
 				// operation, so it is not a GET (no GET changes anything).
 				r.Post("/export", s.handle(s.handleExport))

@@ -3,13 +3,20 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/subsys-dev/subsys/api"
+	"github.com/subsys-dev/subsys/client"
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/vmmtest"
 )
@@ -101,4 +108,180 @@ func TestVM(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ext4Image returns a 1 MiB image whose superblock passes the server's check
+// of an imported image (disk.ParseSuperblock): 256 blocks of 4 KiB, one group
+// of 64 inodes, a marker in its last bytes. No guest mounts it here.
+func ext4Image() []byte {
+	img := make([]byte, 1<<20)
+	sb := img[1024:2048]
+	le := binary.LittleEndian
+	le.PutUint32(sb[0x00:], 64)    // s_inodes_count
+	le.PutUint32(sb[0x04:], 256)   // s_blocks_count_lo
+	le.PutUint32(sb[0x14:], 0)     // s_first_data_block
+	le.PutUint32(sb[0x18:], 2)     // s_log_block_size: 4 KiB
+	le.PutUint32(sb[0x20:], 32768) // s_blocks_per_group
+	le.PutUint32(sb[0x28:], 64)    // s_inodes_per_group
+	le.PutUint16(sb[0x38:], 0xEF53)
+	copy(img[len(img)-8:], "the end!")
+	return img
+}
+
+// TestSetVersion: POST …/set-version answers 202 with a set-version
+// operation, or refuses in the one error shape: a version this server cannot
+// run (501), the version the distro has, a bad body (400), a running distro
+// (409), no such distro (404).
+func TestSetVersion(t *testing.T) {
+	jsonCT := map[string]string{"Content-Type": "application/json"}
+	t.Run("refusals", func(t *testing.T) {
+		e := newEnv(t, nil) // version 1 only
+		e.importDistro("alpha")
+		e.importDistro("busy")
+		if _, err := e.c.Start(context.Background(), "busy"); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name, path, body string
+			status           int
+			code             string
+		}{
+			{"version 2 unavailable", "/distros/alpha/set-version", `{"version":2}`, 501, api.CodeUnsupported},
+			{"the version it has", "/distros/alpha/set-version", `{"version":1}`, 400, api.CodeInvalid},
+			{"no such version", "/distros/alpha/set-version", `{"version":3}`, 400, api.CodeInvalid},
+			{"version as a string", "/distros/alpha/set-version", `{"version":"2"}`, 400, api.CodeInvalid},
+			{"unknown field", "/distros/alpha/set-version", `{"versoin":2}`, 400, api.CodeInvalid},
+			{"no body", "/distros/alpha/set-version", ``, 400, api.CodeInvalid},
+			{"no such distro", "/distros/missing/set-version", `{"version":2}`, 404, api.CodeNotFound},
+			{"GET is not a conversion", "/distros/alpha/set-version", "", 405, api.CodeMethodNotAllowed},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				method := "POST"
+				if strings.HasPrefix(tc.name, "GET") {
+					method = "GET"
+				}
+				status, raw := e.do(method, tc.path, strings.NewReader(tc.body), jsonCT)
+				if ae := apiErr(raw); status != tc.status || ae.Code != tc.code || ae.Message == "" {
+					t.Errorf("%s %s %s = %d %s; want %d %s", method, tc.path, tc.body, status, raw, tc.status, tc.code)
+				}
+			})
+		}
+		// The client says the same, as an *api.Error.
+		if _, err := e.c.SetVersion(context.Background(), "alpha", 2, nil); asAPIError(err).Code != api.CodeUnsupported {
+			t.Errorf("client SetVersion = %v, want unsupported", err)
+		}
+		if d, err := e.c.Get(context.Background(), "alpha"); err != nil || d.Version != 1 || d.State != api.StateStopped {
+			t.Errorf("alpha after the refusals = %+v, %v", d, err)
+		}
+	})
+	t.Run("running distro", func(t *testing.T) {
+		e := newEnvWith(t, nil, newFakeVM(t, vmm.VMStatus{}, nil))
+		e.importDistro("alpha")
+		if _, err := e.c.Start(context.Background(), "alpha"); err != nil {
+			t.Fatal(err)
+		}
+		status, raw := e.do("POST", "/distros/alpha/set-version", strings.NewReader(`{"version":2}`), jsonCT)
+		if ae := apiErr(raw); status != 409 || ae.Code != api.CodeBusy {
+			t.Errorf("converting a running distro = %d %s, want 409 busy", status, raw)
+		}
+	})
+	t.Run("a failed conversion", func(t *testing.T) {
+		// The conversion reads the distro's files; with them gone it fails
+		// at once (and starts no program: no mkfs.ext4 in this binary, whose
+		// agent reaps every child).
+		e := newEnvWith(t, nil, newFakeVM(t, vmm.VMStatus{}, nil))
+		d := e.importDistro("alpha")
+		if err := os.RemoveAll(filepath.Join(d.Location, "rootfs")); err != nil {
+			t.Fatal(err)
+		}
+		status, raw := e.do("POST", "/distros/alpha/set-version", strings.NewReader(`{"version":2}`), jsonCT)
+		var op api.Operation
+		if err := json.Unmarshal(raw, &op); status != 202 || err != nil || op.Kind != api.KindSetVersion || op.Distro != "alpha" {
+			t.Fatalf("POST set-version = %d %s", status, raw)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		end, err := e.c.WaitOperation(ctx, op.ID, nil)
+		var oe *api.OperationError
+		if !errors.As(err, &oe) || end.Status != api.StatusFailure || !strings.Contains(end.Error, "set-version alpha") {
+			t.Errorf("the conversion ended %+v, %v; want a failure that names it", end, err)
+		}
+		if got, err := e.c.Get(ctx, "alpha"); err != nil || got.Version != 1 || got.State != api.StateStopped {
+			t.Errorf("alpha after the failed conversion = %+v, %v; want version 1, stopped", got, err)
+		}
+	})
+}
+
+// TestImportSizeAndImage: the import's size parameter, and a raw disk image
+// (Content-Type application/x-raw-disk-image) imported as a version 2 distro
+// whose image export (format=img) gives it back byte for byte.
+func TestImportSizeAndImage(t *testing.T) {
+	img := ext4Image()
+	rawCT := map[string]string{"Content-Type": api.ContentTypeRawDiskImage}
+	jsonCT := map[string]string{"Content-Type": "application/json"}
+	t.Run("version 1 server", func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.importDistro("alpha")
+		tests := []struct {
+			name, method, path, body string
+			hdr                      map[string]string
+			status                   int
+			code                     string
+		}{
+			{"a size for version 1", "POST", "/distros?name=v&version=1&size=1073741824", string(tarball(t)), nil, 400, api.CodeInvalid},
+			{"a size that is no number", "POST", "/distros?name=v&size=big", string(tarball(t)), nil, 400, api.CodeInvalid},
+			{"a size of zero", "POST", "/distros?name=v&size=0", string(tarball(t)), nil, 400, api.CodeInvalid},
+			{"an image needs version 2", "POST", "/distros?name=v", string(img), rawCT, 501, api.CodeUnsupported},
+			{"an image is not version 1", "POST", "/distros?name=v&version=1", string(img), rawCT, 400, api.CodeInvalid},
+			{"a JSON source of no format", "POST", "/distros", `{"name":"v","source":{"path":"/x","format":"zip"}}`, jsonCT, 400, api.CodeInvalid},
+			{"export of a version 1 image", "POST", "/distros/alpha/export?format=img", "", nil, 400, api.CodeInvalid},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				status, raw := e.do(tc.method, tc.path, strings.NewReader(tc.body), tc.hdr)
+				if ae := apiErr(raw); status != tc.status || ae.Code != tc.code || ae.Message == "" {
+					t.Errorf("%s %s = %d %s; want %d %s", tc.method, tc.path, status, raw, tc.status, tc.code)
+				}
+			})
+		}
+	})
+	t.Run("version 2 server", func(t *testing.T) {
+		e := newEnvWith(t, nil, newFakeVM(t, vmm.VMStatus{}, nil))
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		for _, tc := range []struct {
+			name, path, body string
+			status           int
+			code             string
+		}{
+			{"not an image", "/distros?name=junk", string(tarball(t)), 400, api.CodeInvalid},
+			{"bigger than its size", "/distros?name=small&size=1", string(img), 400, api.CodeInvalid},
+		} {
+			status, raw := e.do("POST", tc.path, strings.NewReader(tc.body), rawCT)
+			if ae := apiErr(raw); status != tc.status || ae.Code != tc.code {
+				t.Errorf("%s: POST %s = %d %s; want %d %s", tc.name, tc.path, status, raw, tc.status, tc.code)
+			}
+		}
+		if op, err := e.c.Import(ctx, "disk", bytes.NewReader(img), client.ImportOptions{RawImage: true, Size: int64(len(img))}); err != nil {
+			t.Fatalf("import the image = %+v, %v", op, err)
+		}
+		d, err := e.c.Get(ctx, "disk")
+		if err != nil || d.Version != 2 {
+			t.Fatalf("the imported image = %+v, %v; want a version 2 distro", d, err)
+		}
+		rc, err := e.c.Export(ctx, "disk", "img")
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(back, img) {
+			t.Errorf("exported image: %d bytes (%v), want the %d imported", len(back), err, len(img))
+		}
+		list, err := e.c.List(ctx)
+		if err != nil || len(list) != 1 {
+			t.Errorf("distros = %+v, %v; the refused imports left something", list, err)
+		}
+	})
 }
