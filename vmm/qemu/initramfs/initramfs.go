@@ -184,17 +184,22 @@ func plan(s Spec) ([]entry, Manifest, error) {
 	if len(s.Init) == 0 {
 		return nil, m, errors.New("initramfs: no init (agent) given")
 	}
+	// No module tree: a kernel with its drivers built in (a custom one, as
+	// WSL's kernel= setting takes). Nothing to load, an empty load list.
+	r := &resolver{builtinUsed: map[string]bool{}, absent: map[string]bool{}}
 	if s.ModulesDir == "" {
-		return nil, m, errors.New("initramfs: no modules directory given")
-	}
-	m.KernelVersion = filepath.Base(filepath.Clean(s.ModulesDir))
-	if m.KernelVersion == "." || m.KernelVersion == "/" || strings.ContainsAny(m.KernelVersion, "/\\\x00") {
-		return nil, m, fmt.Errorf("initramfs: cannot take a kernel version from %q", s.ModulesDir)
-	}
-
-	r, err := newResolver(s.ModulesDir)
-	if err != nil {
-		return nil, m, err
+		if len(s.Modules)+len(s.Optional) > 0 {
+			return nil, m, errors.New("initramfs: modules asked for without a modules directory")
+		}
+	} else {
+		m.KernelVersion = filepath.Base(filepath.Clean(s.ModulesDir))
+		if m.KernelVersion == "." || m.KernelVersion == "/" || strings.ContainsAny(m.KernelVersion, "/\\\x00") {
+			return nil, m, fmt.Errorf("initramfs: cannot take a kernel version from %q", s.ModulesDir)
+		}
+		var err error
+		if r, err = newResolver(s.ModulesDir); err != nil {
+			return nil, m, err
+		}
 	}
 	for _, n := range s.Modules {
 		if err := r.resolve(NormalizeName(n), true, ""); err != nil {
