@@ -171,6 +171,26 @@ func TestAgentInVM(t *testing.T) {
 	if ids, err := c.Distros(ctx); err != nil || len(ids) != 1 || ids[0] != req.ID {
 		t.Errorf("Distros = %q, %v", ids, err)
 	}
+
+	// The host goes away (a server restart) and comes back: the VM and its
+	// distro have kept running, and the agent serves the new connection.
+	c.Close()
+	if conn, err = net.Dial("unix", v.Config().AgentSocket()); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = agent.NewClient(conn); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	hctx, hcancel = context.WithTimeout(ctx, time.Minute)
+	_, err = c.Hello(hctx)
+	hcancel()
+	if err != nil {
+		t.Fatalf("hello after reconnecting: %v", err)
+	}
+	if ids, err := c.Distros(ctx); err != nil || len(ids) != 1 || ids[0] != req.ID {
+		t.Errorf("Distros after reconnecting = %q, %v", ids, err)
+	}
 	if _, err := c.OpenDistro(ctx, "nope"); !errors.Is(err, agent.ErrDistroNotRunning) {
 		t.Errorf("OpenDistro of an unknown distro: %v, want ErrDistroNotRunning", err)
 	}
