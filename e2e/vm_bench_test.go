@@ -213,4 +213,3 @@ func processCPU(b *testing.B, pid int) time.Duration {
 }
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
-
