@@ -11,6 +11,7 @@ import { DistroPage } from './pages/DistroPage';
 import { PortProxyPage } from './pages/PortProxyPage';
 import { SettingsPage } from './pages/SettingsPage';
 import { TerminalPage } from './pages/TerminalPage';
+import { VMPage } from './pages/VMPage';
 
 export function App() {
   const route = useRoute();
@@ -54,6 +55,10 @@ export function App() {
             <Icon name="proxy" />
             <span>Port proxy</span>
           </a>
+          <a href="/vm" onClick={onLinkClick} aria-current={route.page === 'vm' ? 'page' : undefined}>
+            <Icon name="vm" />
+            <span>VM</span>
+          </a>
           <a href="/settings" onClick={onLinkClick} aria-current={route.page === 'settings' ? 'page' : undefined}>
             <Icon name="settings" />
             <span>Settings</span>
@@ -88,6 +93,8 @@ function Page({ route }: { route: Route }) {
       return <SettingsPage />;
     case 'portproxy':
       return <PortProxyPage />;
+    case 'vm':
+      return <VMPage />;
     default:
       return (
         <main class="page" id="main">
@@ -113,6 +120,8 @@ function titleOf(r: Route): string {
       return 'Settings · subsys';
     case 'portproxy':
       return 'Port proxy · subsys';
+    case 'vm':
+      return 'Utility VM · subsys';
     default:
       return 'subsys';
   }

@@ -89,6 +89,43 @@ export const setDefaultUser = (d: Distro) =>
     action: async (u) => settle(await api.update(d.name, { default_user: u.trim() })),
   });
 
+/**
+ * Converts a distro to the other version (POST set-version), as `wsl
+ * --set-version` does; asks first, since the distro is stopped for it. A
+ * refusal (no version 2 on this server, the distro busy) shows in the dialog
+ * with the server's message; the conversion's progress and end arrive as
+ * `operation` events, which the distro page shows.
+ */
+export const convertDistro = (d: Distro) => {
+  const to = d.version === 2 ? 1 : 2;
+  return confirmAction({
+    title: `Convert ${d.name} to version ${to}?`,
+    message: (
+      <>
+        <p>
+          {to === 2
+            ? `${d.name}'s files are copied into an ext4 disk image, and it runs in the utility VM with its own kernel.`
+            : `${d.name}'s files are copied out of its disk image into a directory on the host, and it runs on the host kernel.`}
+        </p>
+        <p>
+          It is stopped first{d.state === 'Running' ? ', with every process in it' : ''}, and needs room for a second copy of its files
+          while the conversion runs.
+        </p>
+      </>
+    ),
+    confirmLabel: `Convert to version ${to}`,
+    action: async () => {
+      const op = await api.setVersion(d.name, to);
+      applyOperation(op);
+      waitOperation(op.id).then((end) => {
+        if (end.status === 'failure') toast('error', `Converting ${d.name} to version ${to} failed: ${end.error}`);
+        else toast('info', `Converted ${d.name} to version ${to}.`);
+        refreshIfNotLive();
+      });
+    },
+  });
+};
+
 export const makeDefault = (d: Distro) => withToast(async () => settle(await api.update(d.name, { default: true })));
 
 /** States in which the distro is busy with long work and takes no actions. */

@@ -49,6 +49,37 @@ export interface Settings {
   scrollback_bytes: number;
   session_timeout_s: number;
   v1_lan_default: 'off' | 'follow-bind';
+  /** The utility VM's memory, processors and idle timeout (a server with version 2 has them). */
+  vm_memory_mib?: number;
+  vm_processors?: number;
+  vm_idle_timeout_s?: number;
+  /** The VM's kernel on the server; empty: the one installed with subsys. */
+  kernel?: string;
+}
+
+export type VMState = 'Stopped' | 'Starting' | 'Running' | 'Stopping' | 'Failed';
+
+/**
+ * The utility VM of version 2 distros (GET /vm). `error` and `kernel_release`
+ * come from the guest: shown as text only, never as markup.
+ */
+export interface VMStatus {
+  available: boolean;
+  state: VMState;
+  accel?: string;
+  accel_note?: string;
+  pid?: number;
+  started_at?: string;
+  memory_mib: number;
+  cpus: number;
+  rss_bytes?: number;
+  kernel?: string;
+  kernel_release?: string;
+  /** Ids of the version 2 distros running in it. */
+  distros?: string[];
+  /** Negative: the VM stays up. */
+  idle_timeout_s: number;
+  error?: string;
 }
 
 export interface TerminalInfo {
@@ -125,6 +156,9 @@ export interface RuleStatus extends NewRule {
 }
 
 export const EXPORT_FORMATS = ['tar', 'tar.gz', 'tar.zst', 'tar.xz'] as const;
+
+/** The Content-Type of an import whose body is a raw ext4 image (a version 2 distro's). */
+export const RAW_IMAGE_TYPE = 'application/x-raw-disk-image';
 
 /** An error the server explained ({"error":{"code","message"}}) or a network failure. */
 export class ApiError extends Error {
@@ -288,7 +322,25 @@ export const api = {
   settings: () => request<Settings>('GET', `${BASE}/settings`),
   putSettings: (s: Partial<Settings>) => request<Settings>('PUT', `${BASE}/settings`, s),
   version: () => request<{ version: string }>('GET', `${BASE}/version`),
+  setVersion: (name: string, version: number) => request<Operation>('POST', `${distroPath(name)}/set-version`, { version }),
+  vm: () => request<VMStatus>('GET', `${BASE}/vm`),
+  vmConsole,
 };
+
+/**
+ * The utility VM's serial console: the guest's raw bytes (octet-stream), never
+ * rendered by the browser. Callers show them through consoleText, as text.
+ */
+async function vmConsole(): Promise<Uint8Array> {
+  let res: Response;
+  try {
+    res = await fetch(`${BASE}/vm/console`, { credentials: 'omit', headers: authHeaders() });
+  } catch (e) {
+    throw new ApiError(0, 'network', `Cannot reach the subsys server (${(e as Error).message}).`);
+  }
+  if (!res.ok) throw await errorFrom(res);
+  return new Uint8Array(await res.arrayBuffer());
+}
 
 /**
  * Downloads an export: a form POST with a single-use ticket, so the browser
@@ -333,11 +385,14 @@ export function uploadDistro(
   name: string,
   version: number,
   onProgress: (sent: number, total: number) => void,
+  opts: { sizeBytes?: number; rawImage?: boolean } = {},
 ): Upload {
   const xhr = new XMLHttpRequest();
   const done = new Promise<Operation>((resolve, reject) => {
-    xhr.open('POST', `${BASE}/distros?name=${encodeURIComponent(name)}&version=${version}`);
-    xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+    const q = new URLSearchParams({ name, version: String(version) });
+    if (opts.sizeBytes) q.set('size', String(opts.sizeBytes));
+    xhr.open('POST', `${BASE}/distros?${q}`);
+    xhr.setRequestHeader('Content-Type', opts.rawImage ? RAW_IMAGE_TYPE : 'application/octet-stream');
     for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
     xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
     xhr.upload.onload = () => onProgress(file.size, file.size);

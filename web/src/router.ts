@@ -4,6 +4,7 @@
 //   /distros/NAME                  one distro
 //   /distros/NAME/terminal?session=ID   a terminal (the session id lets a reload reattach)
 //   /portproxy                     portproxy rules
+//   /vm                            the utility VM of version 2 distros
 //   /settings
 import { useEffect, useState } from 'preact/hooks';
 
@@ -13,6 +14,7 @@ export type Route =
   | { page: 'terminal'; name: string; session: string }
   | { page: 'settings' }
   | { page: 'portproxy' }
+  | { page: 'vm' }
   | { page: 'notfound'; path: string };
 
 export function parseRoute(loc: { pathname: string; search: string }): Route {
@@ -21,6 +23,7 @@ export function parseRoute(loc: { pathname: string; search: string }): Route {
   if (parts.length === 0) return { page: 'list' };
   if (parts[0] === 'settings' && parts.length === 1) return { page: 'settings' };
   if (parts[0] === 'portproxy' && parts.length === 1) return { page: 'portproxy' };
+  if (parts[0] === 'vm' && parts.length === 1) return { page: 'vm' };
   if (parts[0] === 'distros' && parts.length === 2) return { page: 'distro', name: parts[1] };
   if (parts[0] === 'distros' && parts.length === 3 && parts[2] === 'terminal')
     return { page: 'terminal', name: parts[1], session: q.get('session') ?? '' };

@@ -29,6 +29,7 @@ const PATHS: Record<string, string> = {
   check: 'M5 12l5 5L20 7',
   proxy: 'M4 8h12m0 0l-3-3m3 3l-3 3M20 16H8m0 0l3-3m-3 3l3 3',
   warn: 'M12 4l9 16H3zM12 10v4M12 17h.01',
+  vm: 'M4 5h16v11H4zM9 20h6M12 16v4',
 };
 
 export function Icon({ name, size = 16 }: { name: keyof typeof PATHS | string; size?: number }) {

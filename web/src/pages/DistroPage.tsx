@@ -1,13 +1,13 @@
 // One distro: details, CPU and memory over the last ten minutes, its terminal
 // sessions, and its ports.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
-import { api, errorMessage, type Distro, type Metrics, type TerminalInfo } from '../api';
-import { busy, renameDistro, setDefaultUser, startDistro, terminateDistro } from '../actions';
+import { api, errorMessage, type Distro, type Metrics, type Operation, type TerminalInfo } from '../api';
+import { busy, convertDistro, renameDistro, setDefaultUser, startDistro, terminateDistro } from '../actions';
 import { ago, bytes, dateTime, percent } from '../format';
 import { distroHref, navigate, onLinkClick, terminalHref } from '../router';
 import { distroByName, live, useStore } from '../store';
 import { closeTerminal, findTerminal, terminals } from '../terminal';
-import { ErrorBox, Icon, Menu, Spinner, StateBadge, VersionBadge, usePending, withToast } from '../ui';
+import { ErrorBox, Icon, Menu, Progress, Spinner, StateBadge, VersionBadge, usePending, withToast } from '../ui';
 import { Chart } from './Chart';
 import { DistroMenuItems } from './Dashboard';
 import { PortsPanel } from './PortsPanel';
@@ -104,10 +104,15 @@ function DistroView({ d }: { d: Distro }) {
             <Icon name="terminal" />
             New terminal
           </a>
+          <button type="button" class="btn" disabled={isBusy} onClick={() => convertDistro(d)}>
+            <Icon name="vm" />
+            Convert to version {d.version === 2 ? 1 : 2}
+          </button>
           <Menu label={`More actions for ${d.name}`} text="More">
             <DistroMenuItems d={d} onRenamed={onRenamed} />
           </Menu>
         </div>
+        <Conversion d={d} />
       </div>
 
       <div class="grid">
@@ -153,6 +158,37 @@ function DistroView({ d }: { d: Distro }) {
         <PortsPanel d={d} />
       </div>
     </main>
+  );
+}
+
+/**
+ * The distro's latest conversion between versions, from the operation events:
+ * a bar while it runs, the server's reason when it failed (the store keeps
+ * ended operations for half a minute; the toast says it too).
+ */
+function Conversion({ d }: { d: Distro }) {
+  const l = useStore(live);
+  let op: Operation | undefined;
+  for (const o of l.operations.values()) {
+    if (o.kind === 'set-version' && o.distro === d.name && (!op || (o.created_at ?? '') >= (op.created_at ?? ''))) op = o;
+  }
+  if (!op || op.status === 'success') return null;
+  if (op.status === 'failure') {
+    return (
+      <div class="convert-progress" data-testid="convert-status">
+        <ErrorBox error={`The conversion failed: ${op.error || 'no reason given'}`} />
+      </div>
+    );
+  }
+  const { done, total } = op.progress;
+  return (
+    <div class="convert-progress" data-testid="convert-status">
+      <Progress value={done} max={total} label="Conversion progress" indeterminate={total <= 0} />
+      <p class="small" role="status">
+        <Spinner /> Converting {d.name}
+        {total > 0 ? `: ${bytes(done)} of ${bytes(total)}` : '…'}
+      </p>
+    </div>
   );
 }
 

@@ -1,9 +1,10 @@
 // Import a distro from a tarball: drop or pick the file, name it, pick the
-// version. The bar shows the bytes sent (XHR upload progress), then the server's
+// version (and for version 2 the largest its disk may grow to). A .img file is
+// a raw ext4 image, which only a version 2 distro can be. The bar shows the bytes sent (XHR upload progress), then the server's
 // operation (its `operation` events) until the distro is there.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { errorMessage, nameProblem, uploadDistro, type Operation, type Upload } from '../api';
-import { bytes, nameFromFile } from '../format';
+import { bytes, nameFromFile, parseSize } from '../format';
 import { navigate, distroHref } from '../router';
 import { applyOperation, live, settings, useStore, waitOperation, refreshIfNotLive } from '../store';
 import { ErrorBox, Icon, Modal, Progress, Spinner } from '../ui';
@@ -17,6 +18,8 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
   const [name, setName] = useState(initialFile ? nameFromFile(initialFile.name) : '');
   const [nameEdited, setNameEdited] = useState(false);
   const [version, setVersion] = useState(st?.default_version ?? 1);
+  // Empty: the server's default size.
+  const [size, setSize] = useState('');
   const [phase, setPhase] = useState<Phase>('form');
   const [sent, setSent] = useState(0);
   const [error, setError] = useState('');
@@ -37,10 +40,15 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
     if (!nameEdited || !name) setName(nameFromFile(f.name));
   };
 
+  const raw = !!file && /\.img$/i.test(file.name);
+  // A raw image is a version 2 distro's disk, whatever the radio said.
+  const effVersion = raw ? 2 : version;
+  const sizeBytes = size.trim() ? parseSize(size) : 0;
+  const sizeProblem = effVersion === 2 && size.trim() && !(sizeBytes > 0) ? 'A size such as 256G or 512M.' : '';
   const problem = nameProblem(name);
   // (While importing, the new distro itself is in the list, Installing.)
   const taken = (phase === 'form' || phase === 'failed') && [...l.distros.values()].some((d) => d.name === name);
-  const canSubmit = !!file && !problem && !taken && phase !== 'uploading' && phase !== 'unpacking';
+  const canSubmit = !!file && !problem && !sizeProblem && !taken && phase !== 'uploading' && phase !== 'unpacking';
 
   // The server's view of this import, from the event stream (it arrives while
   // the body is still uploading, and after).
@@ -56,10 +64,16 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
     setError('');
     setSent(0);
     shown.current = 0;
-    const up = uploadDistro(file, name, version, (s) => {
-      setSent(s);
-      if (s >= file.size) setPhase((p) => (p === 'uploading' ? 'unpacking' : p));
-    });
+    const up = uploadDistro(
+      file,
+      name,
+      effVersion,
+      (s) => {
+        setSent(s);
+        if (s >= file.size) setPhase((p) => (p === 'uploading' ? 'unpacking' : p));
+      },
+      { sizeBytes: effVersion === 2 && sizeBytes > 0 ? sizeBytes : undefined, rawImage: raw },
+    );
     upload.current = up;
     try {
       let res = await up.done;
@@ -142,7 +156,7 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
             class="sr-only"
             type="file"
             name="tarball"
-            accept=".tar,.tar.gz,.tgz,.tar.bz2,.tbz2,.tar.zst,.tzst,.tar.xz,.txz,application/x-tar,application/gzip,application/x-bzip2,application/zstd,application/x-xz"
+            accept=".tar,.tar.gz,.tgz,.tar.bz2,.tbz2,.tar.zst,.tzst,.tar.xz,.txz,.img,application/x-tar,application/gzip,application/x-bzip2,application/zstd,application/x-xz"
             disabled={working}
             onChange={(e) => pick((e.target as HTMLInputElement).files?.[0])}
           />
@@ -157,7 +171,9 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
             <span>
               <strong>Drop a root file system tarball here</strong> or click to choose one.
               <br />
-              <span class="muted small">tar, tar.gz, tar.bz2, tar.zst or tar.xz — for example from an OCI image export or mmdebstrap.</span>
+              <span class="muted small">
+                tar, tar.gz, tar.bz2, tar.zst or tar.xz — for example from an OCI image export or mmdebstrap — or a version 2 distro's .img disk image.
+              </span>
             </span>
           )}
         </label>
@@ -181,22 +197,45 @@ export function ImportDialog({ initialFile, onClose }: { initialFile?: File; onC
             {name && problem && <span class="field-hint">{problem}</span>}
             {taken && <span class="field-hint">A distro named {name} exists already.</span>}
           </label>
-          <fieldset class="field" disabled={working}>
+          <fieldset class="field" disabled={working || raw}>
             <legend class="field-label">Version</legend>
             <div class="segmented">
               {[1, 2].map((v) => (
                 <label key={v}>
-                  <input type="radio" name="version" value={v} checked={version === v} onChange={() => setVersion(v)} />
+                  <input type="radio" name="version" value={v} checked={effVersion === v} onChange={() => setVersion(v)} />
                   <span>v{v}</span>
                 </label>
               ))}
             </div>
           </fieldset>
+          {effVersion === 2 && (
+            <label class="field">
+              <span class="field-label">Largest disk size</span>
+              <input
+                type="text"
+                name="size"
+                value={size}
+                placeholder="server default"
+                spellcheck={false}
+                autocomplete="off"
+                disabled={working}
+                aria-invalid={sizeProblem ? true : undefined}
+                onInput={(e) => setSize((e.target as HTMLInputElement).value)}
+              />
+              {sizeProblem ? (
+                <span class="field-hint">{sizeProblem}</span>
+              ) : (
+                sizeBytes > 0 && <span class="field-hint muted">{bytes(sizeBytes)}</span>
+              )}
+            </label>
+          )}
         </div>
         <p class="muted small">
-          {version === 1
-            ? 'Version 1 shares the host kernel; its files are a plain directory on the host.'
-            : 'Version 2 runs in the utility VM with its own kernel and a virtual disk.'}
+          {raw
+            ? 'A disk image becomes a version 2 distro: it runs in the utility VM with its own kernel.'
+            : effVersion === 1
+              ? 'Version 1 shares the host kernel; its files are a plain directory on the host.'
+              : 'Version 2 runs in the utility VM with its own kernel and a virtual disk, sparse: it takes the space its files need, and grows up to the largest size.'}
         </p>
 
         {(working || phase === 'done') && (

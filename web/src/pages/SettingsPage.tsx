@@ -1,4 +1,6 @@
-// Server-wide settings (GET/PUT /api/v1/settings).
+// Server-wide settings (GET/PUT /api/v1/settings). The utility VM's settings
+// (memory, processors, idle timeout) show when the server has them, that is
+// when it can run version 2 distros.
 import { useEffect, useState } from 'preact/hooks';
 import { api, errorMessage, type Settings } from '../api';
 import { bytes, duration } from '../format';
@@ -7,9 +9,36 @@ import { ErrorBox, Spinner, toast } from '../ui';
 
 const MiB = 1 << 20;
 
+/** The utility VM's numeric settings, as the form shows them. */
+const VM_FIELDS = [
+  {
+    key: 'vm_memory_mib',
+    label: 'VM memory (MiB)',
+    min: 0,
+    hint: 'Memory the utility VM gets at its next start: 0 is half the host’s, else at least 256.',
+  },
+  { key: 'vm_processors', label: 'VM processors', min: 0, hint: 'Virtual CPUs of the utility VM at its next start: 0 is all the host’s.' },
+  {
+    key: 'vm_idle_timeout_s',
+    label: 'VM idle timeout (seconds)',
+    min: -1,
+    hint: 'How long the utility VM stays up with no version 2 distro running; -1 keeps it up.',
+  },
+] as const;
+type VMKey = (typeof VM_FIELDS)[number]['key'];
+
 export function SettingsPage() {
   const [saved, setSaved] = useState<Settings | null>(null);
-  const [form, setForm] = useState<{ default_version: number; default_user: string; scrollback_mib: string; session_timeout_s: string; v1_lan_default: Settings['v1_lan_default'] } | null>(null);
+  const [form, setForm] = useState<{
+    default_version: number;
+    default_user: string;
+    scrollback_mib: string;
+    session_timeout_s: string;
+    v1_lan_default: Settings['v1_lan_default'];
+    vm: Partial<Record<VMKey, string>>;
+    /** undefined: the server has no kernel setting. */
+    kernel?: string;
+  } | null>(null);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
 
@@ -21,6 +50,8 @@ export function SettingsPage() {
       scrollback_mib: String(+(s.scrollback_bytes / MiB).toFixed(2)),
       session_timeout_s: String(s.session_timeout_s),
       v1_lan_default: s.v1_lan_default ?? 'off',
+      vm: Object.fromEntries(VM_FIELDS.filter((f) => typeof s[f.key] === 'number').map((f) => [f.key, String(s[f.key])])),
+      kernel: s.kernel,
     });
   };
 
@@ -51,6 +82,20 @@ export function SettingsPage() {
   if (!problems.scrollback && scrollback !== saved.scrollback_bytes) changes.scrollback_bytes = scrollback;
   if (!problems.timeout && timeout !== saved.session_timeout_s) changes.session_timeout_s = timeout;
   if (form.v1_lan_default !== saved.v1_lan_default) changes.v1_lan_default = form.v1_lan_default;
+  // Only the VM settings the server reported are in the form.
+  const vmFields = VM_FIELDS.filter((f) => f.key in form.vm);
+  for (const f of vmFields) {
+    const text = (form.vm[f.key] ?? '').trim();
+    const n = parseInt(text, 10);
+    if (String(n) !== text || n < f.min || (f.key === 'vm_memory_mib' && n > 0 && n < 256))
+      problems[f.key] = f.key === 'vm_memory_mib' ? 'A whole number: 0, or 256 or more.' : `A whole number, ${f.min} or more.`;
+    else if (n !== saved[f.key]) changes[f.key] = n;
+  }
+  if (form.kernel !== undefined) {
+    const k = form.kernel.trim();
+    if (k && !k.startsWith('/')) problems.kernel = 'An absolute path on the server, or empty for the default.';
+    else if (k !== (saved.kernel ?? '')) changes.kernel = k;
+  }
   const dirty = Object.keys(changes).length > 0;
 
   const submit = async (e: Event) => {
@@ -130,6 +175,45 @@ export function SettingsPage() {
               : 'As in WSL 1: a program listening on every address is reachable from your network unless its LAN toggle is off.'}
           </span>
         </fieldset>
+
+        {(vmFields.length > 0 || form.kernel !== undefined) && (
+          <fieldset class="field" data-testid="vm-settings">
+            <legend class="field-label">Utility VM (version 2 distros)</legend>
+            {form.kernel !== undefined && (
+              <label class="field">
+                <span class="field-label">Kernel</span>
+                <input
+                  type="text"
+                  name="kernel"
+                  value={form.kernel}
+                  placeholder="the kernel installed with subsys"
+                  spellcheck={false}
+                  autocomplete="off"
+                  onInput={(e) => setForm({ ...form, kernel: (e.target as HTMLInputElement).value })}
+                  aria-invalid={problems.kernel ? true : undefined}
+                />
+                <span class="field-hint muted">
+                  {problems.kernel ?? 'A kernel image, or an unpacked Debian linux-image package directory, on the server; used from the VM’s next start.'}
+                </span>
+              </label>
+            )}
+            {vmFields.map((f) => (
+              <label class="field" key={f.key}>
+                <span class="field-label">{f.label}</span>
+                <input
+                  type="number"
+                  name={f.key}
+                  min={f.min}
+                  step="1"
+                  value={form.vm[f.key]}
+                  onInput={(e) => setForm({ ...form, vm: { ...form.vm, [f.key]: (e.target as HTMLInputElement).value } })}
+                  aria-invalid={problems[f.key] ? true : undefined}
+                />
+                <span class="field-hint muted">{problems[f.key] ?? f.hint}</span>
+              </label>
+            ))}
+          </fieldset>
+        )}
 
         <ErrorBox error={error} />
         <div class="form-actions">
