@@ -215,6 +215,13 @@ export function DistroMenuItems({ d, onRenamed }: { d: Distro; onRenamed?: (r: D
           {d.name}.{f}
         </MenuItem>
       ))}
+      {d.version === 2 && (
+        // The raw disk image, which another server imports as it is; only
+        // of a stopped distro (the server refuses a running one).
+        <MenuItem icon="download" disabled={isBusy || d.state !== 'Stopped'} onClick={() => exportDistro(d, 'img')}>
+          {d.name}.img (disk image)
+        </MenuItem>
+      )}
       <hr />
       <MenuItem icon="clone" disabled={isBusy} onClick={() => cloneDistro(d)}>
         Clone…
@@ -236,7 +243,13 @@ export function DistroMenuItems({ d, onRenamed }: { d: Distro; onRenamed?: (r: D
   );
 }
 
-const KIND: Record<string, string> = { import: 'Importing', clone: 'Cloning', export: 'Exporting', unregister: 'Unregistering' };
+const KIND: Record<string, string> = {
+  import: 'Importing',
+  clone: 'Cloning',
+  export: 'Exporting',
+  unregister: 'Unregistering',
+  'set-version': 'Converting',
+};
 
 /** Long work in progress (from any tab or the CLI), and what ended a moment ago. */
 function Activity({ ops }: { ops: Operation[] }) {
