@@ -21,11 +21,19 @@
 // stops reading stops the program; it ends with an exit frame, or a detached
 // frame when another attachment takes the session over.
 //
+// The utility VM's agent (version 2, RunVM) serves the same protocol on a
+// virtio-serial port and adds ops of its own: start-distro, stop-distro,
+// list-distros and power-off answer with a header only; open-distro, after
+// its ok, splices the stream byte for byte to the distro's own agent, which
+// the client then speaks the whole protocol to; export-tree answers with data
+// frames and ends with a data-end frame that carries the error, if any, so a
+// failed export never looks like a short archive.
+//
 // The client side (Dial, NewClient, Client, Process) is plain Go and builds on every
 // platform; vmm and vmm/ns use it, and server too, for terminal sessions and the
-// exec types. The agent side (Server, RunInit) works on Linux only; the program
-// cmd/subsys-agent runs it. The package imports nothing of subsys, so the agent
-// program carries no server code.
+// exec types. The agent side (Server, RunInit, RunVM) works on Linux only; the
+// program cmd/subsys-agent runs it. Of subsys the package imports only
+// vmm/archive (for export-tree), so the agent program carries no server code.
 package agent
 
 import (
