@@ -1,6 +1,12 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -288,4 +294,149 @@ func utsString(b []int8) string {
 		out = append(out, byte(c))
 	}
 	return string(out)
+}
+
+// TestVersion2Conversion converts a distro 1→2→1 and compares the trees:
+// names, types, modes, owners, link targets, device numbers, hard links,
+// xattrs and contents survive.
+func TestVersion2Conversion(t *testing.T) {
+	s := startV2Server(t)
+	base := tinyRootfs(t)
+	extra := tarOf(t,
+		tarEntry{h: tar.Header{Typeflag: tar.TypeReg, Name: "./home/alice/secret", Mode: 0o640, Uid: 1000, Gid: 50,
+			PAXRecords: map[string]string{"SCHILY.xattr.user.note": "kept"}}, body: "alice's\n"},
+		tarEntry{h: tar.Header{Typeflag: tar.TypeLink, Name: "./home/alice/hardlink", Linkname: "./home/alice/secret"}},
+		tarEntry{h: tar.Header{Typeflag: tar.TypeSymlink, Name: "./home/alice/link", Linkname: "../../etc/passwd", Mode: 0o777}},
+		tarEntry{h: tar.Header{Typeflag: tar.TypeChar, Name: "./dev/null", Mode: 0o666, Devmajor: 1, Devminor: 3}},
+		tarEntry{h: tar.Header{Typeflag: tar.TypeFifo, Name: "./home/alice/fifo", Mode: 0o600, Uid: 1000, Gid: 1000}},
+		tarEntry{h: tar.Header{Typeflag: tar.TypeReg, Name: "./bin/setuid", Mode: 0o4755}, body: "#!/bin/sh\n"},
+	)
+	s.importTar("conv", concatTars(t, base, extra))
+	var d api.Distro
+	s.api("GET", "/distros/conv", nil, &d)
+	before := treeManifest(t, filepath.Join(d.Location, "rootfs"))
+
+	setVersion := func(v int) {
+		t.Helper()
+		var op api.Operation
+		if st, raw := s.api("POST", "/distros/conv/set-version", map[string]int{"version": v}, &op); st != http.StatusAccepted {
+			t.Fatalf("set-version %d: %d %s", v, st, raw)
+		}
+		s.waitOp(op.ID)
+		s.api("GET", "/distros/conv", nil, &d)
+		if d.Version != v {
+			t.Fatalf("after set-version %d the distro is version %d", v, d.Version)
+		}
+	}
+	setVersion(2)
+	if _, err := os.Stat(filepath.Join(d.Location, "rootfs")); err == nil {
+		t.Errorf("the version 1 tree is still there after the conversion to 2")
+	}
+	res := s.sh("conv", "uname -r; stat -c '%u:%g %a' /home/alice/secret; cat /home/alice/link | head -1")
+	if res.ExitCode != 0 || !strings.Contains(res.Stdout, "1000:50 640") || !strings.Contains(res.Stdout, "root:x:0:0") {
+		t.Errorf("in the converted distro: %+v", res)
+	}
+	if st, raw := s.api("POST", "/distros/conv/terminate", nil, nil); st >= 300 {
+		t.Fatalf("terminate: %d %s", st, raw)
+	}
+	setVersion(1)
+	after := treeManifest(t, filepath.Join(d.Location, "rootfs"))
+	for name, want := range before {
+		if got, ok := after[name]; !ok {
+			t.Errorf("%s is gone after 1→2→1", name)
+		} else if got != want {
+			t.Errorf("%s changed after 1→2→1:\n before %s\n after  %s", name, want, got)
+		}
+	}
+	for name := range after {
+		// The distro ran in between: its agent writes /etc/hosts (and
+		// resolv.conf where the VM has one) at every start, as in v1.
+		if _, ok := before[name]; !ok && name != "lost+found" && name != "etc/hosts" && name != "etc/resolv.conf" {
+			t.Errorf("%s appeared after 1→2→1", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d.Location, "disk.img")); err == nil {
+		t.Errorf("the version 2 image is still there after the conversion back to 1")
+	}
+}
+
+// treeManifest describes every entry under root (not following symlinks):
+// type and mode, owner, size and hash, link target, device number, xattrs,
+// and for hard links the first name of the group.
+func treeManifest(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	inodes := map[uint64]string{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		st := fi.Sys().(*syscall.Stat_t)
+		desc := fmt.Sprintf("%v %d:%d", fi.Mode(), st.Uid, st.Gid)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			desc += " -> " + target
+		case fi.Mode()&(os.ModeDevice|os.ModeCharDevice) != 0:
+			desc += fmt.Sprintf(" dev %d", st.Rdev)
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			desc += fmt.Sprintf(" %d %x", len(data), sha256.Sum256(data))
+			if st.Nlink > 1 {
+				if first, ok := inodes[st.Ino]; ok {
+					desc += " = " + first
+				} else {
+					inodes[st.Ino] = rel
+				}
+			}
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			buf := make([]byte, 4096)
+			if n, err := syscall.Listxattr(p, buf); err == nil && n > 0 {
+				for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+					v := make([]byte, 4096)
+					m, _ := syscall.Getxattr(p, name, v)
+					if m >= 0 {
+						desc += fmt.Sprintf(" xattr %s=%q", name, v[:m])
+					}
+				}
+			}
+		}
+		out[rel] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// concatTars joins a gzip'ed tarball and a plain one into one plain tarball.
+func concatTars(t *testing.T, gz, plain []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, r := range []*tar.Reader{tar.NewReader(zr), tar.NewReader(bytes.NewReader(plain))} {
+		for {
+			h, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tw.WriteHeader(h)
+			io.Copy(tw, r)
+		}
+	}
+	tw.Close()
+	return buf.Bytes()
 }
