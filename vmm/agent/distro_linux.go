@@ -205,20 +205,14 @@ func (h *vmHost) start(ctx context.Context, req DistroRequest) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, distroStartTimeout)
 	defer cancel()
 
-	dev, err := h.waitDisk(ctx, req.DiskTarget)
-	if err != nil {
-		return err
-	}
-	if other := h.usingDisk(dev); other != "" {
-		return fmt.Errorf("%w: disk target %d (%s) is distro %s's", ErrBadRequest, req.DiskTarget, dev, other)
-	}
 	dir := filepath.Join(h.runDir, id)
 	root := filepath.Join(dir, "root")
 	// 0700: nothing but the VM's agent (root) has business in here.
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return err
 	}
-	if err := mountDisk(dev, root, req.ReadOnly); err != nil {
+	dev, err := h.waitAndMount(ctx, req, root)
+	if err != nil {
 		return err
 	}
 	d = &vmDistro{id: id, root: root, sock: filepath.Join(dir, "agent.sock"), dev: dev,
@@ -290,6 +284,37 @@ func (h *vmHost) waitDisk(ctx context.Context, target int) (string, error) {
 		select {
 		case <-ctx.Done():
 			return "", fmt.Errorf("no disk at SCSI target %d: %w (last error: %v)", target, ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// waitAndMount waits for the disk at req's target and mounts it on root. A
+// disk just unplugged from the same target can still be in sysfs while the
+// new one is plugged (the host learns of the unplug before the guest has
+// finished removing the device): its node answers ENXIO or ENODEV, and the
+// lookup is tried again until the new device is the one found.
+func (h *vmHost) waitAndMount(ctx context.Context, req DistroRequest, root string) (string, error) {
+	tick := time.NewTicker(diskPoll)
+	defer tick.Stop()
+	for {
+		dev, err := h.waitDisk(ctx, req.DiskTarget)
+		if err != nil {
+			return "", err
+		}
+		if other := h.usingDisk(dev); other != "" {
+			return "", fmt.Errorf("%w: disk target %d (%s) is distro %s's", ErrBadRequest, req.DiskTarget, dev, other)
+		}
+		err = mountDisk(dev, root, req.ReadOnly)
+		if err == nil {
+			return dev, nil
+		}
+		if !errors.Is(err, unix.ENXIO) && !errors.Is(err, unix.ENODEV) {
+			return "", err
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w (waiting for the disk at target %d to settle: %v)", err, req.DiskTarget, ctx.Err())
 		case <-tick.C:
 		}
 	}

@@ -96,6 +96,7 @@ type Backend struct {
 	lastErr     string
 	lastConsole []byte
 	targets     map[string]int // distro id (or an export's key) → SCSI target
+	nextTarget  int            // where takeTarget looks first
 	idle        *time.Timer
 	adoptTried  bool
 }
@@ -169,19 +170,25 @@ func (b *Backend) Start(ctx context.Context, s vmm.Spec) (*agent.Client, error) 
 		b.releaseIdle()
 		return nil, err
 	}
+	began := time.Now()
 	if err := v.AttachDisk(ctx, Disk{Target: target, Path: s.Disk}); err != nil {
 		return fail(fmt.Errorf("attach the disk of %s: %w", s.Name, err))
 	}
+	attached := time.Now()
 	if err := ac.StartDistro(ctx, agent.DistroRequest{ID: s.ID, Hostname: s.Name, DiskTarget: target}); err != nil {
 		v.DetachDisk(context.WithoutCancel(ctx), target)
 		return fail(fmt.Errorf("start %s in the VM: %w", s.Name, err))
 	}
+	started := time.Now()
 	c, err := b.openDistro(ctx, ac, s.ID)
 	if err != nil {
 		ac.StopDistro(context.WithoutCancel(ctx), s.ID)
 		v.DetachDisk(context.WithoutCancel(ctx), target)
 		return fail(err)
 	}
+	b.log.Debug("distro started in the VM", "distro", s.Name, "target", target,
+		"attach", attached.Sub(began).Round(time.Millisecond), "start", started.Sub(attached).Round(time.Millisecond),
+		"open", time.Since(started).Round(time.Millisecond))
 	return c, nil
 }
 
@@ -299,7 +306,7 @@ func (b *Backend) ExportTree(ctx context.Context, s vmm.Spec, w io.Writer, f arc
 	return nil
 }
 
-// takeTarget gives key the lowest free SCSI target.
+// takeTarget gives key a free SCSI target.
 func (b *Backend) takeTarget(key string) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -307,9 +314,13 @@ func (b *Backend) takeTarget(key string) (int, error) {
 	for _, t := range b.targets {
 		used[t] = true
 	}
-	for t := 0; t <= MaxDiskTarget; t++ {
+	// Round robin, not the lowest free: a target just given back may still
+	// be on its way out of the guest (see the agent's waitAndMount).
+	for i := 0; i <= MaxDiskTarget; i++ {
+		t := (b.nextTarget + i) % (MaxDiskTarget + 1)
 		if !used[t] {
 			b.targets[key] = t
+			b.nextTarget = t + 1
 			return t, nil
 		}
 	}
