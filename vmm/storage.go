@@ -145,8 +145,10 @@ func (s imageStorage) install(ctx context.Context, d store.Distro, staging strin
 		}
 	}()
 	// The data, plus room for the metadata of a disk of maxSize: its
-	// inode tables (64 KiB per inode) and journal.
-	if need := p.stats.Bytes + p.maxSize/256 + int64(disk.DefaultJournalMiB)<<20; need > p.maxSize {
+	// inode tables (256 bytes per 64 KiB) and journal (an eighth of a
+	// small disk, 128 MiB from 1 GiB up).
+	journal := min(int64(disk.DefaultJournalMiB)<<20, max(4<<20, p.maxSize/8))
+	if need := p.stats.Bytes + p.maxSize/256 + journal; need > p.maxSize {
 		return fmt.Errorf("%w: the tree holds %s, more than a disk of %s has room for; choose a larger size", ErrTooLarge, humanBytes(p.stats.Bytes), humanBytes(p.maxSize))
 	}
 	if err := os.Mkdir(d.Location, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
