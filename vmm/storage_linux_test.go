@@ -126,11 +126,15 @@ func testTree(t *testing.T, dataBytes int) string {
 			t.Fatal(err)
 		}
 	}
-	write := func(p, content string, mode os.FileMode) {
-		if err := os.WriteFile(filepath.Join(root, p), []byte(content), mode); err != nil {
+	write := func(p, content string, mode uint32) {
+		if err := os.WriteFile(filepath.Join(root, p), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		os.Chmod(filepath.Join(root, p), mode) // past the umask, and setuid
+		// chmod(2): past the umask, and with setuid (os.Chmod wants
+		// os.ModeSetuid for that).
+		if err := unix.Chmod(filepath.Join(root, p), mode); err != nil {
+			t.Fatal(err)
+		}
 	}
 	write("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n", 0o644)
 	write("etc/group", "root:x:0:\nuser:x:1000:\n", 0o644)
@@ -286,13 +290,19 @@ func noLeftovers(t *testing.T, data string, keep int, dirs ...string) {
 // may: the server never runs e2fsprogs on an image a guest has used.
 func debugfsCat(t *testing.T, image, path string) string {
 	t.Helper()
+	return debugfs(t, image, "cat "+path)
+}
+
+// debugfs runs one read-only debugfs request on image.
+func debugfs(t *testing.T, image, request string) string {
+	t.Helper()
 	p := "/usr/sbin/debugfs"
 	if _, err := os.Stat(p); err != nil {
 		testenv.SkipOrFailf(t, "needs debugfs (%s)", e2fsHint)
 	}
-	out, err := exec.Command(p, "-R", "cat "+path, image).Output()
+	out, err := exec.Command(p, "-R", request, image).Output()
 	if err != nil {
-		t.Fatalf("debugfs cat %s: %v", path, err)
+		t.Fatalf("debugfs %s: %v", request, err)
 	}
 	return string(out)
 }
@@ -635,6 +645,22 @@ func TestSetVersion(t *testing.T) {
 	}
 	if got := debugfsCat(t, img, "/etc/passwd"); !strings.HasPrefix(got, "root:x:0:0") {
 		t.Errorf("image's /etc/passwd = %q", got)
+	}
+	// What mkfs -d copies from staging (vmm/disk's tests check it all):
+	// xattrs, one inode for hard links, owners, setuid.
+	if got := debugfs(t, img, "ea_get /etc/passwd user.subsys"); !strings.Contains(got, `"kept"`) {
+		t.Errorf("image's /etc/passwd xattr: %q", got)
+	}
+	inode := func(p string) string {
+		out := debugfs(t, img, "stat "+p)
+		line, _, _ := strings.Cut(out, "\n")
+		return strings.Join(strings.Fields(line)[:6], " ")
+	}
+	if a, b := inode("/bin/busybox"), inode("/bin/ls"); a != b || !strings.Contains(a, "Mode: 04755") {
+		t.Errorf("hard links /bin/busybox %q and /bin/ls %q", a, b)
+	}
+	if os.Geteuid() == 0 && !strings.Contains(debugfs(t, img, "stat /home/user"), "User:  1000   Group:  1000") {
+		t.Error("image's /home/user lost its owner")
 	}
 	noLeftovers(t, data, 1)
 
