@@ -99,7 +99,7 @@ func writeSparse(ctx context.Context, f *os.File, r io.Reader, max int64, check 
 // maxSize bytes, written sparse into staging and then moved into place.
 // The image is untrusted: beyond a cheap check of its superblock
 // (disk.ParseSuperblock) the host neither reads nor mounts it; the guest's
-// kernel is what parses it. bodyDone is closed once src is read.
+// kernel is what parses it.
 func (m *Manager) importImage(ctx context.Context, d store.Distro, staging string, src io.Reader, maxSize int64, settings Settings) error {
 	head := make([]byte, disk.SuperblockOffset+disk.SuperblockSize)
 	if n, err := io.ReadFull(src, head); err != nil {
