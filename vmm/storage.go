@@ -8,6 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm/archive"
@@ -138,11 +141,14 @@ func imageOverhead(st archive.Stats) int64 {
 }
 
 func (s imageStorage) install(ctx context.Context, d store.Distro, staging string, p buildParams) error {
-	// The tree is no longer needed once the image holds it, whatever happens.
+	// The tree is no longer needed once the image holds it, whatever
+	// happens. It is moved aside at once and removed in the background: the
+	// distro is ready without waiting for a tree's worth of unlinks, and a
+	// crash meanwhile leaves it to the next start's clean-up of tmp/.
+	began := time.Now()
 	defer func() {
-		if err := archive.RemoveAll(staging); err != nil {
-			s.m.log.Warn("cannot remove staging tree", "distro", d.Name, "path", staging, "err", err)
-		}
+		s.m.removeInBackground(d, staging)
+		s.m.log.Debug("version 2 image made", "distro", d.Name, "took", time.Since(began).Round(time.Millisecond))
 	}()
 	// The data, plus room for the metadata of a disk of maxSize: its
 	// inode tables (256 bytes per 64 KiB) and journal (an eighth of a
@@ -260,7 +266,7 @@ func (m *Manager) stagingFor(d store.Distro) string {
 // madeFiles are the names subsys may make in a distro's location: either
 // version's files, the staging area, and disk.Create's temporary files (a
 // crash can leave those behind).
-var madeFiles = []string{"rootfs", DiskImageName, stagingName, "." + DiskImageName + ".tmp-*", ".mke2fs-*.conf"}
+var madeFiles = []string{"rootfs", DiskImageName, stagingName, stagingName + ".removing-*", "." + DiskImageName + ".tmp-*", ".mke2fs-*.conf"}
 
 // leftovers returns the paths in installed distro d's location that are not
 // its files: another version's files, staging, temporary files, all left
@@ -297,4 +303,26 @@ func (m *Manager) removeLeftovers(d store.Distro) {
 			m.log.Warn("cannot remove leftover file", "distro", d.Name, "path", p, "err", err)
 		}
 	}
+}
+
+// removeInBackground renames a staging tree to a unique name beside it and
+// removes it in a goroutine the Manager owns (Close waits for it). When the
+// rename fails the tree is removed here and now.
+func (m *Manager) removeInBackground(d store.Distro, tree string) {
+	trash := tree + ".removing-" + uuid.NewString()[:8]
+	if err := os.Rename(tree, trash); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			if err := archive.RemoveAll(tree); err != nil {
+				m.log.Warn("cannot remove staging tree", "distro", d.Name, "path", tree, "err", err)
+			}
+		}
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := archive.RemoveAll(trash); err != nil {
+			m.log.Warn("cannot remove staging tree", "distro", d.Name, "path", trash, "err", err)
+		}
+	}()
 }
