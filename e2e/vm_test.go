@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -166,6 +167,24 @@ func TestVersion2(t *testing.T) {
 	}
 	if b, _ := os.ReadFile("/proc/sys/vm/swappiness"); strings.TrimSpace(string(b)) == "7" {
 		t.Errorf("the host's vm.swappiness is 7: alpha's sysctl reached the host")
+	}
+
+	// A fresh ext4 image file, made on the host, mounted inside the distro
+	// through a loop device of the VM's kernel.
+	img := filepath.Join(t.TempDir(), "small.img")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-d", "/usr/share/doc/e2fsprogs", img, "8M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v %s", err, out)
+	}
+	raw, _ := os.ReadFile(img)
+	var gz bytes.Buffer // mostly zeros: small enough for a JSON exec request
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw)
+	zw.Close()
+	res = s.exec("alpha", api.ExecRequest{Argv: []string{"/bin/sh", "-c",
+		"gunzip > /root/small.img && mkdir -p /root/m && mount -t ext4 -o loop /root/small.img /root/m && ls /root/m && grep ' /root/m ' /proc/mounts && umount /root/m"},
+		Stdin: base64.StdEncoding.EncodeToString(gz.Bytes())})
+	if res.ExitCode != 0 || !strings.Contains(res.Stdout, "copyright") || !strings.Contains(res.Stdout, "ext4") {
+		t.Errorf("mount of an ext4 image in alpha: %+v", res)
 	}
 
 	// A terminal, dropped and reattached.

@@ -352,7 +352,7 @@ func (h *vmHost) startAgent(d *vmDistro, hostname string) (<-chan ExitStatus, er
 	// -flag=value, so that no value can pass for a flag. No host tree yet:
 	// -host-root= skips RunInit's /mnt/host.
 	cmd := exec.Command(h.agentPath,
-		"-socket="+d.sock, "-root="+d.root, "-hostname="+hostname, "-host-root=")
+		"-socket="+d.sock, "-root="+d.root, "-hostname="+hostname, "-host-root=", "-vm-devices")
 	cmd.Dir = "/"
 	cmd.Env = []string{}
 	// Its log goes to the VM's console, beside ours.

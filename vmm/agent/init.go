@@ -17,6 +17,11 @@ type InitConfig struct {
 	// for a version 1 distro (the host's tree). Empty binds nothing, as in
 	// the utility VM, which has no host tree to offer yet.
 	HostRoot string
+	// VMDevices adds to the distro's /dev the devices a version 2 distro
+	// owns because the kernel is the VM's, not the host's: loop devices (so
+	// `mount -o loop` of an image file works), /dev/fuse and /dev/net/tun.
+	// A version 1 distro never gets them: they would be the host's.
+	VMDevices bool
 	// Logger receives the agent's log. Default slog.Default().
 	Logger *slog.Logger
 }

@@ -241,7 +241,7 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 		return fmt.Errorf("init: open rootfs: %w", err)
 	}
 	defer unix.Close(root)
-	if err := mountAll(root, cfg.HostRoot); err != nil {
+	if err := mountAll(root, cfg.HostRoot, cfg.VMDevices); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
 
@@ -271,7 +271,7 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 
 // mountAll mounts the distro's file systems inside root (an fd to the rootfs
 // mount). Every target is resolved inside root and must be a real directory.
-func mountAll(root int, hostRoot string) error {
+func mountAll(root int, hostRoot string, vmDevices bool) error {
 	const (
 		nosuid = unix.MS_NOSUID
 		nodev  = unix.MS_NODEV
@@ -306,7 +306,7 @@ func mountAll(root int, hostRoot string) error {
 			return err
 		}
 		if m.target == "dev" {
-			if err := populateDev(root); err != nil {
+			if err := populateDev(root, vmDevices); err != nil {
 				return err
 			}
 		}
@@ -326,7 +326,7 @@ func mountAll(root int, hostRoot string) error {
 
 // populateDev fills the fresh /dev tmpfs with the host's harmless devices and
 // the usual links.
-func populateDev(root int) error {
+func populateDev(root int, vmDevices bool) error {
 	dev, err := openIn(root, "dev", false)
 	if err != nil {
 		return err
@@ -341,6 +341,11 @@ func populateDev(root int) error {
 		unix.Close(fd)
 		if err != nil {
 			return fmt.Errorf("bind /dev/%s: %w", name, err)
+		}
+	}
+	if vmDevices {
+		if err := makeVMDevices(dev); err != nil {
+			return err
 		}
 	}
 	links := [][2]string{
@@ -510,4 +515,48 @@ func writeFileAt(dir int, name string, data []byte, mode uint32) error {
 		unix.Unlinkat(dir, tmp, 0)
 	}
 	return err
+}
+
+// vmLoopDevices is how many loop devices a version 2 distro's /dev offers
+// besides loop-control: its tmpfs /dev does not grow nodes for devices made
+// later, as devtmpfs would.
+const vmLoopDevices = 8
+
+// makeVMDevices makes, in a version 2 distro's own /dev tmpfs, the nodes of
+// devices that belong to the VM's kernel: loop-control and loop0–7, fuse,
+// net/tun. They are nodes in this distro's tmpfs only; the VM's devtmpfs,
+// which other distros could see, is not touched.
+func makeVMDevices(dev int) error {
+	nodes := []struct {
+		name         string
+		mode         uint32
+		major, minor uint32
+	}{
+		{"loop-control", unix.S_IFCHR | 0o660, 10, 237},
+		{"fuse", unix.S_IFCHR | 0o666, 10, 229},
+	}
+	for i := 0; i < vmLoopDevices; i++ {
+		nodes = append(nodes, struct {
+			name         string
+			mode         uint32
+			major, minor uint32
+		}{"loop" + strconv.Itoa(i), unix.S_IFBLK | 0o660, 7, uint32(i)})
+	}
+	for _, n := range nodes {
+		if err := unix.Mknodat(dev, n.name, n.mode, int(unix.Mkdev(n.major, n.minor))); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", n.name, err)
+		}
+	}
+	if err := unix.Mkdirat(dev, "net", 0o755); err != nil {
+		return fmt.Errorf("create /dev/net: %w", err)
+	}
+	net, err := unix.Openat(dev, "net", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/net: %w", err)
+	}
+	defer unix.Close(net)
+	if err := unix.Mknodat(net, "tun", unix.S_IFCHR|0o666, int(unix.Mkdev(10, 200))); err != nil {
+		return fmt.Errorf("create /dev/net/tun: %w", err)
+	}
+	return nil
 }

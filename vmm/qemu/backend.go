@@ -26,10 +26,11 @@ import (
 // Modules the utility VM's agent loads at boot: the PCI transport of every
 // virtio device, the agent's serial port, the disks (virtio-scsi, sd, ext4),
 // the balloon. Optional ones are taken where the kernel has them: host
-// files (9p, virtio-fs), vsock, entropy.
+// files (9p, virtio-fs), vsock, entropy, and what distros may use of the
+// VM's kernel (overlay, fuse, loop devices, tun).
 var (
 	vmModules         = []string{"virtio_pci", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "virtio_balloon"}
-	vmOptionalModules = []string{"virtio_rng", "9p", "9pnet_virtio", "virtiofs", "vmw_vsock_virtio_transport", "overlay", "fuse"}
+	vmOptionalModules = []string{"virtio_rng", "9p", "9pnet_virtio", "virtiofs", "vmw_vsock_virtio_transport", "overlay", "fuse", "loop", "tun"}
 )
 
 // kernelCmdline is the VM's kernel command line: the serial console for boot

@@ -29,6 +29,7 @@ func main() {
 	flag.StringVar(&cfg.RootFS, "root", "", "host `dir`ectory of the distro's root file system")
 	flag.StringVar(&cfg.Hostname, "hostname", "", "the distro's hostname")
 	flag.StringVar(&cfg.HostRoot, "host-root", "/", "host `dir`ectory to bind at /mnt/host; empty for none")
+	flag.BoolVar(&cfg.VMDevices, "vm-devices", false, "give the distro the VM's loop, fuse and tun devices (version 2 only)")
 	vm := flag.Bool("vm", false, "run as the utility VM's /init (the default as PID 1 with no arguments)")
 	debug := flag.Bool("debug", false, "log at debug level")
 	version := flag.Bool("version", false, "print the version and exit")
