@@ -608,7 +608,7 @@ func (b *Backend) bootOnce(ctx context.Context, cfg Config, timeout time.Duratio
 		b.mu.Lock()
 		b.lastConsole = v.Console()
 		b.mu.Unlock()
-		return nil, nil, agent.Info{}, fmt.Errorf("the VM (%s) did not reach its agent within %v: %w; its console: GET /api/v1/vm/console or `subsys status --console`%s",
+		return nil, nil, agent.Info{}, fmt.Errorf("the VM (%s) did not reach its agent within %v: %w; its console: GET /api/v1/vm/console or `subsys vm console`%s",
 			cfg.Accel, timeout, err, consoleTail(v.Console()))
 	}
 	b.log.Info("VM booted to its agent", "accel", cfg.Accel, "took", time.Since(began).Round(time.Millisecond))
