@@ -111,10 +111,10 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for _, d := range []string{cfg.Dir, cfg.RunDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("qemu backend: %w", err)
-		}
+	// RunDir is made by the first boot (Start): a server that never runs a
+	// version 2 distro leaves no trace in run/.
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("qemu backend: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Backend{cfg: cfg, log: cfg.Logger.With("component", "vm"), ctx: ctx, cancel: cancel,
