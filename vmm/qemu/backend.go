@@ -362,15 +362,18 @@ func (b *Backend) releaseIdle() {
 	}
 	v := b.vm
 	b.idle = time.AfterFunc(time.Duration(st.VMIdleTimeoutS)*time.Second, func() {
+		// Checked and counted under mu: Close cancels ctx before it takes
+		// mu, so either it sees this stop in the WaitGroup or this sees ctx
+		// cancelled.
 		b.mu.Lock()
-		busy := len(b.targets) > 0 || b.vm != v
-		b.mu.Unlock()
-		if busy || b.ctx.Err() != nil {
+		if len(b.targets) > 0 || b.vm != v || b.ctx.Err() != nil {
+			b.mu.Unlock()
 			return
 		}
-		b.log.Info("no version 2 distro has run for the idle timeout: stopping the VM", "timeout_s", st.VMIdleTimeoutS)
 		b.wg.Add(1)
+		b.mu.Unlock()
 		defer b.wg.Done()
+		b.log.Info("no version 2 distro has run for the idle timeout: stopping the VM", "timeout_s", st.VMIdleTimeoutS)
 		ctx, cancel := context.WithTimeout(b.ctx, powerOffTimeout+quitTimeout+5*time.Second)
 		defer cancel()
 		if err := b.stopVM(ctx, true); err != nil {
