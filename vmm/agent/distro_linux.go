@@ -211,10 +211,12 @@ func (h *vmHost) start(ctx context.Context, req DistroRequest) (err error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return err
 	}
+	began := time.Now()
 	dev, err := h.waitAndMount(ctx, req, root)
 	if err != nil {
 		return err
 	}
+	mounted := time.Now()
 	d = &vmDistro{id: id, root: root, sock: filepath.Join(dir, "agent.sock"), dev: dev,
 		target: req.DiskTarget, done: make(chan struct{})}
 	exited, err := h.startAgent(d, req.Hostname)
@@ -226,7 +228,14 @@ func (h *vmHost) start(ctx context.Context, req DistroRequest) (err error) {
 	h.distros[id] = d
 	h.mu.Unlock()
 	h.wg.Go(func() { h.watch(d, exited) })
+	spawned := time.Now()
 	h.log.Info("distro started", "distro", id, "disk", dev, "pid", d.pid)
+	defer func() {
+		if err == nil {
+			h.log.Info("distro answers", "distro", id, "disk_and_mount", mounted.Sub(began).Round(time.Millisecond),
+				"spawn", spawned.Sub(mounted).Round(time.Millisecond), "hello", time.Since(spawned).Round(time.Millisecond))
+		}
+	}()
 
 	tick := time.NewTicker(diskPoll)
 	defer tick.Stop()
