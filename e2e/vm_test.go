@@ -358,6 +358,31 @@ func TestVersion2Conversion(t *testing.T) {
 	if st, raw := s.api("POST", "/distros/conv/terminate", nil, nil); st >= 300 {
 		t.Fatalf("terminate: %d %s", st, raw)
 	}
+
+	// A raw ext4 image (as wsl --import --vhd) is a distro of its own that
+	// runs: made here from the same tree, small (an exported image is as
+	// long as its maximum size: 256 GiB by default).
+	tree := t.TempDir()
+	untar := exec.Command("tar", "-xzf", "-", "-C", tree)
+	untar.Stdin = bytes.NewReader(base)
+	if out, err := untar.CombinedOutput(); err != nil {
+		t.Fatalf("untar: %v %s", err, out)
+	}
+	os.WriteFile(filepath.Join(tree, "root", "from-image"), []byte("made on the host\n"), 0o644)
+	imgPath := filepath.Join(t.TempDir(), "tiny.img")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-d", tree, imgPath, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v %s", err, out)
+	}
+	img, _ := os.ReadFile(imgPath)
+	var op api.Operation
+	if st, raw := s.request("POST", "/distros?name=fromimg", img, &op, http.Header{"Content-Type": {"application/x-raw-disk-image"}}); st != http.StatusAccepted {
+		t.Fatalf("import of a raw image: %d %s", st, raw)
+	}
+	s.waitOp(op.ID)
+	res = s.sh("fromimg", "hostname; cat /root/from-image")
+	if res.ExitCode != 0 || res.Stdout != "fromimg\nmade on the host\n" {
+		t.Errorf("the distro imported from a raw image: %+v", res)
+	}
 	setVersion(1)
 	after := treeManifest(t, filepath.Join(d.Location, "rootfs"))
 	for name, want := range before {
