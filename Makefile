@@ -86,14 +86,14 @@ test-unit: kernel ## go vet and the unit tests with the race detector (vmm/qemu 
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	SUBSYS_KERNEL_DIR=$(KERNEL_CACHE) $(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /e2e)
 
-test-integration: build rootfs ## end-to-end tests of bin/subsys as root: real namespaces, SQLite, HTTP
-	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee test-output.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+test-integration: build rootfs kernel ## end-to-end tests of bin/subsys as root: real namespaces, SQLite, HTTP, QEMU under TCG
+	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) SUBSYS_KERNEL_DIR=$(KERNEL_CACHE) $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee test-output.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 
 test-browser: build ## the dashboard in headless Chromium (playwright-core) against a real server
 	cd web && SUBSYS_BIN=$(CURDIR)/bin/subsys npm test
 
-bench: build rootfs ## benchmarks: import vs tar -xf, exec vs runc run (prints ratios)
-	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 1x ./e2e/
+bench: build rootfs kernel ## benchmarks: import vs tar -xf, exec vs runc, terminals, ports, version 2 (prints ratios)
+	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) SUBSYS_KERNEL_DIR=$(KERNEL_CACHE) $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 1x ./e2e/
 
 fuzz: ## run every fuzz target for 30 s each
 	@for pkg in $$($(GO) list ./...); do \
