@@ -59,8 +59,11 @@ type vmHost struct {
 
 	mu      sync.Mutex
 	distros map[string]*vmDistro // running distros by id
-	locks   map[string]*idLock   // serializes start, stop and export of one id
-	wg      sync.WaitGroup       // the goroutines watching agents
+	// hostAddress is what HostAliasName names in distros started from now
+	// on (configure-network); empty before the network is set up.
+	hostAddress string
+	locks       map[string]*idLock // serializes start, stop and export of one id
+	wg          sync.WaitGroup     // the goroutines watching agents
 }
 
 // vmDistro is a running distro.
@@ -150,6 +153,24 @@ func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader,
 	case opPowerOff:
 		h.handlePowerOff(ctx, st)
 		return true
+	case opConfigureNetwork, opNetworkInfo:
+		if req.Op == opConfigureNetwork {
+			if req.Network == nil {
+				err = fmt.Errorf("%w: configure-network without a network", ErrBadRequest)
+			} else if err = configureNetwork(*req.Network); err == nil {
+				h.mu.Lock()
+				h.hostAddress = req.Network.HostAddress
+				h.mu.Unlock()
+			}
+		}
+		var addrs []string
+		if err == nil {
+			addrs, err = networkAddresses()
+		}
+		if err == nil {
+			writeHeader(st, reply{OK: true, Addresses: addrs})
+			return true
+		}
 	default:
 		return false
 	}
@@ -362,6 +383,11 @@ func (h *vmHost) startAgent(d *vmDistro, hostname string) (<-chan ExitStatus, er
 	// -host-root= skips RunInit's /mnt/host.
 	cmd := exec.Command(h.agentPath,
 		"-socket="+d.sock, "-root="+d.root, "-hostname="+hostname, "-host-root=", "-vm-devices")
+	h.mu.Lock()
+	if h.hostAddress != "" {
+		cmd.Args = append(cmd.Args, "-add-host="+HostAliasName+"="+h.hostAddress)
+	}
+	h.mu.Unlock()
 	cmd.Dir = "/"
 	cmd.Env = []string{}
 	// Its log goes to the VM's console, beside ours.

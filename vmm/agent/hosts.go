@@ -52,3 +52,54 @@ func hostsFields(line string) []string {
 	}
 	return strings.Fields(line)
 }
+
+// managedMark ends the /etc/hosts lines subsys writes for Hosts entries, so
+// the next start replaces them rather than adding more.
+const managedMark = "# subsys"
+
+// addHosts returns hosts (an /etc/hosts, already patched) with one line per
+// entry of extra, name order, replacing the lines an earlier start wrote and
+// any other line that names one of them. Names and addresses that could
+// break the file (whitespace, '#', a newline) are left out.
+func addHosts(hosts []byte, extra map[string]string) []byte {
+	if len(extra) == 0 {
+		return hosts
+	}
+	names := make([]string, 0, len(extra))
+	for name, addr := range extra {
+		if validHostsWord(name) && validHostsWord(addr) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	var out bytes.Buffer
+	lines := strings.Split(string(hosts), "\n")
+	if n := len(lines); n > 0 && lines[n-1] == "" {
+		lines = lines[:n-1]
+	}
+	for _, l := range lines {
+		f := hostsFields(l)
+		if strings.HasSuffix(l, managedMark) || len(f) > 1 && slices.ContainsFunc(f[1:], func(n string) bool { return slices.Contains(names, n) }) {
+			continue
+		}
+		out.WriteString(l + "\n")
+	}
+	for _, name := range names {
+		out.WriteString(extra[name] + "\t" + name + "\t" + managedMark + "\n")
+	}
+	return out.Bytes()
+}
+
+// validHostsWord says whether s can be one field of an /etc/hosts line:
+// printable ASCII, no space (of any kind) and no '#'.
+func validHostsWord(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}

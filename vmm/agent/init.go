@@ -22,6 +22,9 @@ type InitConfig struct {
 	// `mount -o loop` of an image file works), /dev/fuse and /dev/net/tun.
 	// A version 1 distro never gets them: they would be the host's.
 	VMDevices bool
+	// Hosts are extra /etc/hosts entries, name to address, written at each
+	// start (a version 2 distro's host.subsys.internal).
+	Hosts map[string]string
 	// Logger receives the agent's log. Default slog.Default().
 	Logger *slog.Logger
 }

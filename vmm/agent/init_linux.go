@@ -262,7 +262,7 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fmt.Errorf("init: sethostname: %w", err)
 	}
-	if err := writeNetworkFiles(resolv, cfg.Hostname); err != nil {
+	if err := writeNetworkFiles(resolv, cfg.Hostname, cfg.Hosts); err != nil {
 		// A distro with an odd /etc still runs; name resolution may not.
 		log.Warn("network files", "err", err)
 	}
@@ -448,7 +448,7 @@ func mkdirIn(root int, p string, mode uint32) (int, error) {
 // writeNetworkFiles writes /etc/resolv.conf and patches /etc/hosts. It runs
 // after the pivot and will not cross into another mount, so an /etc or a file
 // linked to /mnt/host cannot make it write to the host's files.
-func writeNetworkFiles(resolv []byte, hostname string) error {
+func writeNetworkFiles(resolv []byte, hostname string, extra map[string]string) error {
 	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -488,7 +488,7 @@ func writeNetworkFiles(resolv []byte, hostname string) error {
 			old = nil
 		}
 	}
-	if err := writeFileAt(etc, "hosts", patchHosts(old, hostname), 0o644); err != nil {
+	if err := writeFileAt(etc, "hosts", addHosts(patchHosts(old, hostname), extra), 0o644); err != nil {
 		errs = append(errs, fmt.Errorf("write /etc/hosts: %w", err))
 	}
 	return errors.Join(errs...)

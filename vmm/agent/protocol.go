@@ -70,6 +70,10 @@ const (
 	opListDistros = "list-distros"
 	opExportTree  = "export-tree"
 	opPowerOff    = "power-off"
+	// opConfigureNetwork sets the utility VM's network up (NetworkConfig);
+	// opNetworkInfo reports its addresses.
+	opConfigureNetwork = "configure-network"
+	opNetworkInfo      = "network-info"
 )
 
 // Flow-control and I/O sizes.
@@ -212,6 +216,8 @@ type request struct {
 	ReadOnly   bool   `json:"read_only,omitempty"`
 	// export-tree: the archive format (see package vmm/archive).
 	Format string `json:"format,omitempty"`
+	// configure-network: the VM's network.
+	Network *NetworkConfig `json:"network,omitempty"`
 }
 
 // reply is every agent header. Fields an op does not use are left out.
@@ -229,6 +235,8 @@ type reply struct {
 	Kernel string `json:"kernel,omitempty"`
 	// list-distros: the running distros' ids
 	Distros []string `json:"distros,omitempty"`
+	// configure-network, network-info: the VM's addresses
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 type wireError struct {

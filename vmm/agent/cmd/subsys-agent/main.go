@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/subsys-dev/subsys/vmm/agent"
 )
@@ -30,6 +31,17 @@ func main() {
 	flag.StringVar(&cfg.Hostname, "hostname", "", "the distro's hostname")
 	flag.StringVar(&cfg.HostRoot, "host-root", "/", "host `dir`ectory to bind at /mnt/host; empty for none")
 	flag.BoolVar(&cfg.VMDevices, "vm-devices", false, "give the distro the VM's loop, fuse and tun devices (version 2 only)")
+	flag.Func("add-host", "an /etc/hosts entry `name=address` (repeatable)", func(v string) error {
+		name, addr, ok := strings.Cut(v, "=")
+		if !ok {
+			return fmt.Errorf("want name=address, got %q", v)
+		}
+		if cfg.Hosts == nil {
+			cfg.Hosts = map[string]string{}
+		}
+		cfg.Hosts[name] = addr
+		return nil
+	})
 	vm := flag.Bool("vm", false, "run as the utility VM's /init (the default as PID 1 with no arguments)")
 	debug := flag.Bool("debug", false, "log at debug level")
 	version := flag.Bool("version", false, "print the version and exit")

@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+)
+
+// HostAliasName is the name a version 2 distro reaches the host by, as
+// WSL's host.docker.internal-style names: /etc/hosts maps it to the address
+// the VM's network gives the host.
+const HostAliasName = "host.subsys.internal"
+
+// NetworkConfig is the utility VM's network, which the host sets after the
+// VM boots (configure-network): the interface with MAC gets Address4 and a
+// default route through Gateway4; IPv6 comes from the network's router
+// advertisements (SLAAC). DNS are the name servers every distro's
+// resolv.conf lists, and HostAddress is what HostAliasName names.
+type NetworkConfig struct {
+	MAC         string   `json:"mac"`
+	Address4    string   `json:"address4"`
+	Gateway4    string   `json:"gateway4"`
+	DNS         []string `json:"dns,omitempty"`
+	HostAddress string   `json:"host_address,omitempty"`
+}
+
+// check validates c: the host sends it, but it becomes files and routes.
+func (c NetworkConfig) check() error {
+	if _, err := net.ParseMAC(c.MAC); err != nil {
+		return fmt.Errorf("%w: network: mac %q: %v", ErrBadRequest, c.MAC, err)
+	}
+	p, err := netip.ParsePrefix(c.Address4)
+	if err != nil || !p.Addr().Is4() {
+		return fmt.Errorf("%w: network: address4 %q is not an IPv4 prefix", ErrBadRequest, c.Address4)
+	}
+	gw, err := netip.ParseAddr(c.Gateway4)
+	if err != nil || !gw.Is4() || !p.Contains(gw) {
+		return fmt.Errorf("%w: network: gateway4 %q is not an IPv4 address in %s", ErrBadRequest, c.Gateway4, p)
+	}
+	if len(c.DNS) > 3 {
+		return fmt.Errorf("%w: network: at most 3 name servers", ErrBadRequest)
+	}
+	addrs := c.DNS
+	if c.HostAddress != "" {
+		addrs = append(addrs[:len(addrs):len(addrs)], c.HostAddress)
+	}
+	for _, a := range addrs {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return fmt.Errorf("%w: network: %q is not an IP address", ErrBadRequest, a)
+		}
+	}
+	return nil
+}
+
+// resolvConf is the VM's /etc/resolv.conf for c, which every distro's agent
+// copies at start.
+func (c NetworkConfig) resolvConf() []byte {
+	var b strings.Builder
+	b.WriteString("# The utility VM's name servers, written by subsys.\n")
+	for _, d := range c.DNS {
+		b.WriteString("nameserver " + d + "\n")
+	}
+	return []byte(b.String())
+}
+
+// ConfigureNetwork sets the VM's network up as cfg says and returns the VM's
+// addresses. Only the utility VM's agent answers it.
+func (c *Client) ConfigureNetwork(ctx context.Context, cfg NetworkConfig) ([]string, error) {
+	st, _, rep, err := c.roundTrip(ctx, request{Op: opConfigureNetwork, Network: &cfg})
+	if err != nil {
+		return nil, err
+	}
+	st.Close()
+	return rep.Addresses, nil
+}
+
+// NetworkAddresses returns the VM's addresses (IPv4 and IPv6, with prefix
+// lengths; link-local ones left out).
+func (c *Client) NetworkAddresses(ctx context.Context) ([]string, error) {
+	st, _, rep, err := c.roundTrip(ctx, request{Op: opNetworkInfo})
+	if err != nil {
+		return nil, err
+	}
+	st.Close()
+	return rep.Addresses, nil
+}
