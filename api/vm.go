@@ -43,6 +43,8 @@ type VMStatus struct {
 	// `uname -r`.
 	Kernel        string `json:"kernel,omitempty"`
 	KernelRelease string `json:"kernel_release,omitempty"`
+	// Addresses are the VM's own addresses (IPv4 and IPv6, as prefixes).
+	Addresses []string `json:"addresses,omitempty"`
 	// Distros are the ids of the version 2 distros running in the VM.
 	Distros []string `json:"distros,omitempty"`
 	// IdleTimeoutS is how long the VM stays up with no version 2 distro

@@ -70,6 +70,13 @@ func printVM(w io.Writer, st api.VMStatus, now time.Time) {
 		}
 		fmt.Fprintf(w, "  kernel: %s\n", k)
 	}
+	if len(st.Addresses) > 0 {
+		addrs := make([]string, len(st.Addresses))
+		for i, a := range st.Addresses {
+			addrs[i] = sanitize(a)
+		}
+		fmt.Fprintf(w, "  addresses: %s (the host: host.subsys.internal)\n", strings.Join(addrs, ", "))
+	}
 	fmt.Fprintf(w, "  version 2 distros running: %d\n", len(st.Distros))
 	if st.IdleTimeoutS < 0 {
 		fmt.Fprintln(w, "  idle timeout: none (stays up)")

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -483,4 +484,41 @@ func concatTars(t *testing.T, gz, plain []byte) []byte {
 	}
 	tw.Close()
 	return buf.Bytes()
+}
+
+// TestVersion2Network: a version 2 distro has the VM's network: IPv4 and
+// IPv6 addresses, name servers, and the host's own services by the name
+// host.subsys.internal (IPv4) and the host's IPv6 address on that network.
+func TestVersion2Network(t *testing.T) {
+	s := startV2Server(t)
+	serve := func(network, addr string) string {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			testenv.SkipOrFailf(t, "listen %s %s: %v", network, addr, err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "hello from the host over "+network+"\n")
+		})}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		return port
+	}
+	p4 := serve("tcp4", "127.0.0.1:0")
+	p6 := serve("tcp6", "[::1]:0")
+	s.importV2("net", tinyRootfs(t))
+	res := s.sh("net", "cat /etc/resolv.conf; grep host.subsys.internal /etc/hosts; wget -q -O - http://host.subsys.internal:"+p4+"/; wget -q -O - http://[fec0::2]:"+p6+"/")
+	for _, want := range []string{"nameserver 10.0.2.3", "10.0.2.2\thost.subsys.internal", "hello from the host over tcp4", "hello from the host over tcp6"} {
+		if !strings.Contains(res.Stdout, want) {
+			t.Errorf("in a v2 distro: %q is missing from:\n%s\n%s", want, res.Stdout, res.Stderr)
+		}
+	}
+	waitFor(t, 20*time.Second, "the VM to show an IPv4 and an IPv6 address", func() bool {
+		a := strings.Join(s.vm().Addresses, " ")
+		return strings.Contains(a, "10.0.2.15/24") && strings.Contains(a, "fec0::")
+	})
+	res = s.sh("net", "ip -o addr show; ip route show; ip -6 route show")
+	if !strings.Contains(res.Stdout, "10.0.2.15/24") || !strings.Contains(res.Stdout, "default via 10.0.2.2") || !strings.Contains(res.Stdout, "fec0::") {
+		t.Errorf("the distro's view of the VM's network:\n%s", res.Stdout)
+	}
 }

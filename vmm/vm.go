@@ -44,6 +44,8 @@ type VMStatus struct {
 	// Kernel is the kernel image in use, and KernelRelease its `uname -r`.
 	Kernel        string `json:"kernel,omitempty"`
 	KernelRelease string `json:"kernel_release,omitempty"`
+	// Addresses are the VM's own addresses, IPv4 and IPv6, as prefixes.
+	Addresses []string `json:"addresses,omitempty"`
 	// Distros are the ids of the version 2 distros running in it.
 	Distros []string `json:"distros,omitempty"`
 	// IdleTimeoutS is vm_idle_timeout: how long the VM stays up with no

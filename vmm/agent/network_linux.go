@@ -3,10 +3,12 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"golang.org/x/sys/unix"
@@ -33,6 +35,12 @@ func configureNetwork(cfg NetworkConfig) error {
 	if err != nil {
 		return err
 	}
+	// The network is QEMU's alone, with no other host to collide with:
+	// skipping duplicate address detection gives the IPv6 address (SLAAC)
+	// at once rather than a second or more later.
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+link.Attributes.Name+"/accept_dad", []byte("0"), 0o644); err != nil {
+		slog.Warn("network: cannot turn duplicate address detection off", "err", err)
+	}
 	if err := conn.Link.Set(&rtnetlink.LinkMessage{Family: unix.AF_UNSPEC, Type: link.Type, Index: link.Index,
 		Flags: unix.IFF_UP, Change: unix.IFF_UP}); err != nil {
 		return fmt.Errorf("network: set %s up: %w", link.Attributes.Name, err)
@@ -53,6 +61,11 @@ func configureNetwork(cfg NetworkConfig) error {
 	if err != nil && !errors.Is(err, unix.EEXIST) && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("network: default route via %s: %w", gw, err)
 	}
+	// Distros start right after this: wait (briefly) for the router
+	// advertisement's IPv6 address, so their first command has it.
+	if !waitIPv6(conn, link.Index, ipv6Wait) {
+		slog.Warn("network: no IPv6 address from router advertisements yet", "waited", ipv6Wait)
+	}
 	if err := os.MkdirAll("/etc", 0o755); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
@@ -60,6 +73,33 @@ func configureNetwork(cfg NetworkConfig) error {
 		return fmt.Errorf("network: %w", err)
 	}
 	return nil
+}
+
+// ipv6Wait bounds configureNetwork's wait for SLAAC.
+const ipv6Wait = 5 * time.Second
+
+// waitIPv6 waits up to d for a global (not link-local) IPv6 address on the
+// interface, and reports whether one came. The kernel gives no event
+// short of a netlink subscription; a short poll is enough once per boot.
+func waitIPv6(conn *rtnetlink.Conn, index uint32, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		msgs, err := conn.Address.List()
+		if err == nil {
+			for _, m := range msgs {
+				if m.Index != index || m.Family != unix.AF_INET6 || m.Attributes == nil {
+					continue
+				}
+				if a, ok := netip.AddrFromSlice(m.Attributes.Address); ok && !a.IsLinkLocalUnicast() && !a.IsLoopback() {
+					return true
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // findLink returns the interface with hardware address mac.

@@ -29,7 +29,7 @@ import (
 // files (9p, virtio-fs), vsock, entropy, and what distros may use of the
 // VM's kernel (overlay, fuse, loop devices, tun).
 var (
-	vmModules         = []string{"virtio_pci", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "virtio_balloon"}
+	vmModules         = []string{"virtio_pci", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "virtio_balloon", "virtio_net"}
 	vmOptionalModules = []string{"virtio_rng", "9p", "9pnet_virtio", "virtiofs", "vmw_vsock_virtio_transport", "overlay", "fuse", "loop", "tun"}
 )
 
@@ -96,6 +96,7 @@ type Backend struct {
 	cpus        int
 	lastErr     string
 	lastConsole []byte
+	addresses   []string       // the VM's, as configure-network or network-info said
 	targets     map[string]int // distro id (or an export's key) → SCSI target
 	nextTarget  int            // where takeTarget looks first
 	idle        *time.Timer
@@ -435,7 +436,7 @@ func (b *Backend) vmGone(v *VM, why string) {
 	if b.agent != nil {
 		b.agent.Close()
 	}
-	b.vm, b.agent = nil, nil
+	b.vm, b.agent, b.addresses = nil, nil, nil
 	b.targets = map[string]int{}
 	if b.idle != nil {
 		b.idle.Stop()
@@ -557,7 +558,8 @@ func (b *Backend) boot(ctx context.Context) (*VM, *agent.Client, error) {
 	b.state, b.lastErr, b.kernel, b.memMiB, b.cpus = vmm.VMStarting, "", kernel, mem, cpus
 	accel := b.accel
 	b.mu.Unlock()
-	cfg := Config{Kernel: kernel, Initrd: initrd, Append: kernelCmdline, MemoryMiB: mem, CPUs: cpus, RunDir: b.cfg.RunDir}
+	cfg := Config{Kernel: kernel, Initrd: initrd, Append: kernelCmdline, MemoryMiB: mem, CPUs: cpus, RunDir: b.cfg.RunDir,
+		Network: modules != ""}
 
 	if accel == "" {
 		if kvmUsable() {
@@ -615,6 +617,17 @@ func (b *Backend) bootOnce(ctx context.Context, cfg Config, timeout time.Duratio
 			cfg.Accel, timeout, err, consoleTail(v.Console()))
 	}
 	b.log.Info("VM booted to its agent", "accel", cfg.Accel, "took", time.Since(began).Round(time.Millisecond))
+	if cfg.Network {
+		addrs, err := ac.ConfigureNetwork(bctx, agent.NetworkConfig{MAC: UserNet.MAC, Address4: UserNet.Address4,
+			Gateway4: UserNet.Gateway4, DNS: []string{UserNet.DNS4, UserNet.DNS6}, HostAddress: UserNet.Gateway4})
+		if err != nil {
+			// A VM without a network still runs distros: say so, go on.
+			b.log.Warn("the VM's network is not set up", "err", err)
+		}
+		b.mu.Lock()
+		b.addresses = addrs
+		b.mu.Unlock()
+	}
 	return v, ac, info, nil
 }
 
@@ -686,6 +699,7 @@ func (b *Backend) VMStatus(ctx context.Context) vmm.VMStatus {
 		s.MemoryMiB, s.CPUs = vmSize(st)
 	} else {
 		s.RSSBytes = processRSS(v.PID())
+		s.Addresses = b.vmAddresses(ctx)
 	}
 	return s
 }
@@ -865,4 +879,22 @@ func (b *Backend) initramfs(modules string) (string, error) {
 	}
 	b.log.Info("built the VM's initramfs", "path", path, "modules", len(man.Modules), "absent", man.Absent)
 	return path, nil
+}
+
+// vmAddresses asks the VM's agent for its addresses (an IPv6 one arrives by
+// SLAAC after boot), keeping the last answer when the agent cannot say.
+func (b *Backend) vmAddresses(ctx context.Context) []string {
+	_, ac := b.vmClient()
+	if ac == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	addrs, err := ac.NetworkAddresses(ctx)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil {
+		b.addresses = addrs
+	}
+	return slices.Clone(b.addresses)
 }

@@ -67,9 +67,23 @@ type Config struct {
 	// Required; its socket paths must fit in a unix socket address (107
 	// bytes).
 	RunDir string
+	// Network gives the VM a NIC on QEMU's user-mode network (slirp), IPv4
+	// and IPv6 (see UserNet).
+	Network bool
 	// ExtraArgs are appended to QEMU's arguments as they are (tests use them
 	// to add devices).
 	ExtraArgs []string
+}
+
+// UserNet is the user-mode network a VM with Config.Network gets: QEMU's
+// slirp with IPv4 and IPv6 both on (naming only ipv6 turns IPv4 off). The
+// host is HostAddress (and HostAddress6): slirp hands connections to it to
+// the host's loopback. DNS forwards to the host's resolvers.
+var UserNet = struct {
+	MAC, Net, Address4, Gateway4, DNS4, Net6, Host6, DNS6 string
+}{
+	MAC: "52:54:00:5b:55:01", Net: "10.0.2.0/24", Address4: "10.0.2.15/24", Gateway4: "10.0.2.2", DNS4: "10.0.2.3",
+	Net6: "fec0::/64", Host6: "fec0::2", DNS6: "fec0::3",
 }
 
 // AgentSocket is the path of the agent's virtio-serial socket: one client at a
@@ -174,6 +188,12 @@ func (c Config) Args() ([]string, error) {
 		// Entropy for the guest's getrandom at boot.
 		"-device", "virtio-rng-pci",
 	)
+	if c.Network {
+		args = append(args,
+			"-netdev", "user,id=net0,ipv4=on,ipv6=on,net="+UserNet.Net+",host="+UserNet.Gateway4+",dns="+UserNet.DNS4+
+				",ipv6-net="+UserNet.Net6+",ipv6-host="+UserNet.Host6+",ipv6-dns="+UserNet.DNS6,
+			"-device", "virtio-net-pci,netdev=net0,mac="+UserNet.MAC)
+	}
 	args = append(args, c.ExtraArgs...)
 	return args, nil
 }

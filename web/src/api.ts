@@ -75,6 +75,8 @@ export interface VMStatus {
   rss_bytes?: number;
   kernel?: string;
   kernel_release?: string;
+  /** The VM's own addresses, IPv4 and IPv6, as prefixes. */
+  addresses?: string[];
   /** Ids of the version 2 distros running in it. */
   distros?: string[];
   /** Negative: the VM stays up. */

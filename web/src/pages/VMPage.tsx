@@ -99,6 +99,8 @@ function VMPanel() {
               {vm.kernel ? <span class="mono">{vm.kernel}</span> : '—'}
               {vm.kernel_release && <span class="muted"> ({vm.kernel_release})</span>}
             </dd>
+            <dt>Addresses</dt>
+            <dd class="mono">{vm.addresses && vm.addresses.length > 0 ? vm.addresses.join(', ') : '—'}</dd>
             <dt>Version 2 distros running</dt>
             <dd>
               {names.length === 0
