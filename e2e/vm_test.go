@@ -522,3 +522,32 @@ func TestVersion2Network(t *testing.T) {
 		t.Errorf("the distro's view of the VM's network:\n%s", res.Stdout)
 	}
 }
+
+// TestVersion2HostFiles: /mnt/host in a version 2 distro is the host's root
+// (over 9p): host files read with their owners and modes, and files the
+// distro writes land on the host with theirs.
+func TestVersion2HostFiles(t *testing.T) {
+	s := startV2Server(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	host := filepath.Join(dir, "from-host")
+	if err := os.WriteFile(host, []byte("written on the host\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(host, 1000, 50)
+	s.importV2("files", tinyRootfs(t))
+	res := s.sh("files", "stat -c '%u:%g %a' /mnt/host"+host+"; cat /mnt/host"+host+
+		"; echo written in the distro > /mnt/host"+dir+"/from-guest && chmod 600 /mnt/host"+dir+"/from-guest && chown 1000:1000 /mnt/host"+dir+"/from-guest")
+	if res.ExitCode != 0 || !strings.Contains(res.Stdout, "1000:50 640") || !strings.Contains(res.Stdout, "written on the host") {
+		t.Fatalf("reading a host file in a v2 distro: %+v", res)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "from-guest"))
+	if err != nil {
+		t.Fatalf("the file the distro wrote: %v", err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	data, _ := os.ReadFile(filepath.Join(dir, "from-guest"))
+	if fi.Mode().Perm() != 0o600 || st.Uid != 1000 || st.Gid != 1000 || string(data) != "written in the distro\n" {
+		t.Errorf("the file the distro wrote is %v %d:%d %q; want 0600 1000:1000 and its text", fi.Mode(), st.Uid, st.Gid, data)
+	}
+}

@@ -59,6 +59,8 @@ type vmHost struct {
 
 	mu      sync.Mutex
 	distros map[string]*vmDistro // running distros by id
+	// hostMounted says the host's files are mounted at hostDir.
+	hostMounted bool
 	// hostAddress is what HostAliasName names in distros started from now
 	// on (configure-network); empty before the network is set up.
 	hostAddress string
@@ -382,7 +384,7 @@ func (h *vmHost) startAgent(d *vmDistro, hostname string) (<-chan ExitStatus, er
 	// -flag=value, so that no value can pass for a flag. No host tree yet:
 	// -host-root= skips RunInit's /mnt/host.
 	cmd := exec.Command(h.agentPath,
-		"-socket="+d.sock, "-root="+d.root, "-hostname="+hostname, "-host-root=", "-vm-devices")
+		"-socket="+d.sock, "-root="+d.root, "-hostname="+hostname, "-host-root="+h.hostFiles(), "-vm-devices")
 	h.mu.Lock()
 	if h.hostAddress != "" {
 		cmd.Args = append(cmd.Args, "-add-host="+HostAliasName+"="+h.hostAddress)
@@ -760,4 +762,39 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 		p = p[n:]
 	}
 	return total, nil
+}
+
+// hostDir is where the VM mounts the host's files (the 9p share the host
+// offers as HostShareTag), for every distro's /mnt/host.
+const hostDir = "/run/subsys/host"
+
+// hostShareTag is the 9p mount tag of the host's files (vmm/qemu's
+// HostShareTag).
+const hostShareTag = "subsys.host"
+
+// hostFiles mounts the host's files at hostDir the first time a distro
+// starts, and returns hostDir, or "" when the VM has no such share (a kernel
+// without 9p, a host that offers none): the distro then starts without
+// /mnt/host.
+func (h *vmHost) hostFiles() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hostMounted {
+		return hostDir
+	}
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		h.log.Warn("no /mnt/host for distros", "err", err)
+		return ""
+	}
+	// version 9p2000.L carries owners, modes and xattrs as Linux has them;
+	// a large msize moves more per round trip.
+	err := unix.Mount(hostShareTag, hostDir, "9p", unix.MS_NODEV,
+		"trans=virtio,version=9p2000.L,msize=512000,access=client,posixacl")
+	if err != nil {
+		h.log.Warn("no /mnt/host for distros: the host's files are not shared", "err", err)
+		return ""
+	}
+	h.hostMounted = true
+	h.log.Info("host files mounted", "at", hostDir)
+	return hostDir
 }

@@ -559,7 +559,7 @@ func (b *Backend) boot(ctx context.Context) (*VM, *agent.Client, error) {
 	accel := b.accel
 	b.mu.Unlock()
 	cfg := Config{Kernel: kernel, Initrd: initrd, Append: kernelCmdline, MemoryMiB: mem, CPUs: cpus, RunDir: b.cfg.RunDir,
-		Network: modules != ""}
+		Network: modules != "", HostShare: hostShare(modules)}
 
 	if accel == "" {
 		if kvmUsable() {
@@ -897,4 +897,14 @@ func (b *Backend) vmAddresses(ctx context.Context) []string {
 		b.addresses = addrs
 	}
 	return slices.Clone(b.addresses)
+}
+
+// hostShare is what the VM shares of the host at /mnt/host: the host's root,
+// as version 1 has it, over 9p, when the kernel has the modules (a bare
+// kernel image may not).
+func hostShare(modules string) string {
+	if modules == "" {
+		return ""
+	}
+	return "/"
 }

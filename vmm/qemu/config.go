@@ -67,6 +67,11 @@ type Config struct {
 	// Required; its socket paths must fit in a unix socket address (107
 	// bytes).
 	RunDir string
+	// HostShare is a host directory shared into the VM over virtio-9p with
+	// the mount tag HostShareTag ("" for none). QEMU runs as root and the
+	// share passes owners and modes through as they are (passthrough), so
+	// the VM's root is the host's root there, as /mnt/host is in version 1.
+	HostShare string
 	// Network gives the VM a NIC on QEMU's user-mode network (slirp), IPv4
 	// and IPv6 (see UserNet).
 	Network bool
@@ -74,6 +79,9 @@ type Config struct {
 	// to add devices).
 	ExtraArgs []string
 }
+
+// HostShareTag is the 9p mount tag of Config.HostShare.
+const HostShareTag = "subsys.host"
 
 // UserNet is the user-mode network a VM with Config.Network gets: QEMU's
 // slirp with IPv4 and IPv6 both on (naming only ipv6 turns IPv4 off). The
@@ -188,6 +196,13 @@ func (c Config) Args() ([]string, error) {
 		// Entropy for the guest's getrandom at boot.
 		"-device", "virtio-rng-pci",
 	)
+	if c.HostShare != "" {
+		// multidevs=remap: the host's tree spans file systems, whose inode
+		// numbers would collide in the guest without it.
+		args = append(args,
+			"-fsdev", "local,id=hostfs,path="+optEscape(c.HostShare)+",security_model=passthrough,multidevs=remap",
+			"-device", "virtio-9p-pci,fsdev=hostfs,mount_tag="+HostShareTag)
+	}
 	if c.Network {
 		args = append(args,
 			"-netdev", "user,id=net0,ipv4=on,ipv6=on,net="+UserNet.Net+",host="+UserNet.Gateway4+",dns="+UserNet.DNS4+
