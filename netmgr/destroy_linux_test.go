@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/subsys-dev/subsys/netmgr/sockdiag"
 )
 
 // findConn returns the connection of the caller's namespace from local port
@@ -86,7 +88,7 @@ func TestDestroySockets(t *testing.T) {
 				}
 				from := netip.AddrPortFrom(tt.peer, c.LocalAddr().(*net.TCPAddr).AddrPort().Port())
 				s := findConn(t, port, from)
-				if s.Proto != TCP || s.State != tcpEstab || s.Cookie == 0 || s.Local.Addr() != tt.dial.Unmap() {
+				if s.Proto != TCP || s.State != sockdiag.StateEstablished || s.Cookie == 0 || s.Local.Addr() != tt.dial.Unmap() {
 					t.Fatalf("Connections entry %+v: want an established TCP socket on %s with a cookie", s, tt.dial)
 				}
 				return c, s

@@ -1,9 +1,13 @@
 package netmgr
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
+	"slices"
 	"time"
+
+	"github.com/subsys-dev/subsys/netmgr/sockdiag"
 )
 
 // Listener is a listening socket (TCP in LISTEN, or unconnected UDP) and the
@@ -118,4 +122,32 @@ func portInUse(proto string, ap netip.AddrPort, err error) error {
 		}
 	}
 	return e
+}
+
+// Socket is one socket of a sock_diag dump (package sockdiag).
+type Socket = sockdiag.Socket
+
+// ListeningSockets lists the listening sockets of the caller's network
+// namespace (sockdiag.ListeningSockets).
+func ListeningSockets(ctx context.Context) ([]Socket, error) { return sockdiag.ListeningSockets(ctx) }
+
+// Connections lists the live TCP connections of the caller's network
+// namespace (sockdiag.Connections).
+func Connections(ctx context.Context) ([]Socket, error) { return sockdiag.Connections(ctx) }
+
+// DestroySockets aborts socks (sockdiag.DestroySockets).
+func DestroySockets(ctx context.Context, socks []Socket) (int, error) {
+	return sockdiag.DestroySockets(ctx, socks)
+}
+
+// sortListeners orders listeners by protocol, port, address and inode.
+func sortListeners(ls []Listener) {
+	slices.SortFunc(ls, func(a, b Listener) int {
+		return cmp.Or(
+			cmp.Compare(a.Proto, b.Proto),
+			cmp.Compare(a.Port, b.Port),
+			a.Address.Compare(b.Address),
+			cmp.Compare(a.Inode, b.Inode),
+		)
+	})
 }

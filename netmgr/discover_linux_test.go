@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/subsys-dev/subsys/netmgr/sockdiag"
 )
 
 // find returns the listener on proto ap, or nil.
@@ -24,7 +26,7 @@ func TestDiscover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	self := parseComm(comm)
+	self := sockdiag.ParseComm(comm)
 
 	// Listeners of every kind …
 	type open struct {

@@ -7,10 +7,6 @@ import (
 	"errors"
 )
 
-// ListeningSockets needs Linux's sock_diag; elsewhere it returns
-// errors.ErrUnsupported.
-func ListeningSockets(ctx context.Context) ([]Socket, error) { return nil, errors.ErrUnsupported }
-
 // Discover needs Linux's sock_diag and /proc; elsewhere it returns
 // errors.ErrUnsupported.
 func Discover(ctx context.Context, opt DiscoverOptions) ([]Listener, error) {

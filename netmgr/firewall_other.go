@@ -33,14 +33,3 @@ func (f *Firewall) SetDistroCgroup(id uint64, level uint32) {}
 
 // Close does nothing.
 func (f *Firewall) Close() error { return nil }
-
-// Connections needs Linux's sock_diag; elsewhere it returns
-// errors.ErrUnsupported. (It lives here rather than in discover_other.go
-// because it came with the firewall, which the port manager uses with it.)
-func Connections(ctx context.Context) ([]Socket, error) { return nil, errors.ErrUnsupported }
-
-// DestroySockets needs Linux's sock_diag; elsewhere it returns
-// errors.ErrUnsupported.
-func DestroySockets(ctx context.Context, socks []Socket) (int, error) {
-	return 0, errors.ErrUnsupported
-}

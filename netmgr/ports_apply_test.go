@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/subsys-dev/subsys/netmgr/sockdiag"
 )
 
 func TestConnectionsToCut(t *testing.T) {
@@ -12,7 +14,7 @@ func TestConnectionsToCut(t *testing.T) {
 	pfx := netip.MustParsePrefix
 	tcp := func(addr string, port uint16) Listener { return Listener{Proto: TCP, Address: a(addr), Port: port} }
 	conn := func(local, remote string) Socket {
-		return Socket{Proto: TCP, State: tcpEstab, Local: ap(local), Remote: ap(remote)}
+		return Socket{Proto: TCP, State: sockdiag.StateEstablished, Local: ap(local), Remote: ap(remote)}
 	}
 	off := map[PortKey]PortSetting{{TCP, 80}: {}}
 

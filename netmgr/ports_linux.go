@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"strings"
+
+	"github.com/subsys-dev/subsys/netmgr/sockdiag"
 )
 
 // distroSocketOwners finds which of the sockets in want are held by a process
@@ -35,13 +37,13 @@ func distroSocketOwners(ctx context.Context, want map[uint64]bool, distros []Dis
 		}
 		return distroOfCgroup(string(raw), distros)
 	}
-	owners, err := socketOwners(ctx, want, classify)
+	owners, err := sockdiag.Owners(ctx, want, classify)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[uint64]socketOwner, len(owners))
 	for inode, o := range owners {
-		out[inode] = socketOwner{distroID: o.tag, pid: o.pid, comm: o.comm}
+		out[inode] = socketOwner{distroID: o.Tag, pid: o.PID, comm: o.Comm}
 	}
 	return out, nil
 }

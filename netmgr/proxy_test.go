@@ -18,6 +18,8 @@ import (
 
 	"github.com/subsys-dev/subsys/internal/testenv"
 	"github.com/subsys-dev/subsys/internal/testutil"
+
+	"github.com/subsys-dev/subsys/netmgr/sockdiag"
 )
 
 var (
@@ -465,8 +467,8 @@ func TestPortInUse(t *testing.T) {
 				if !errors.As(err, &pe) {
 					t.Fatalf("err is %T, want *PortInUseError", err)
 				}
-				if pe.PID != os.Getpid() || pe.Process != parseComm(comm) {
-					t.Fatalf("holder = %d (%s), want %d (%s); err %v", pe.PID, pe.Process, os.Getpid(), parseComm(comm), err)
+				if pe.PID != os.Getpid() || pe.Process != sockdiag.ParseComm(comm) {
+					t.Fatalf("holder = %d (%s), want %d (%s); err %v", pe.PID, pe.Process, os.Getpid(), sockdiag.ParseComm(comm), err)
 				}
 				if !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
 					t.Fatalf("error %q does not name the holder's pid", err)

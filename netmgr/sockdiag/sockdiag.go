@@ -1,4 +1,10 @@
-package netmgr
+// Package sockdiag lists, attributes and aborts the sockets of a network
+// namespace with NETLINK_SOCK_DIAG: the listening sockets the network
+// manager exposes (version 1, on the host) and the VM's agent reports
+// (version 2, in the VM), and the connections a port's new setting cuts.
+// The request builders and parsers are plain Go, tested and fuzzed on every
+// platform; the netlink calls are Linux's. It imports nothing of subsys.
+package sockdiag
 
 // This file builds NETLINK_SOCK_DIAG inet_diag requests and parses the answers,
 // in plain Go so that it is tested (and fuzzed) on every platform. The layouts
@@ -6,16 +12,35 @@ package netmgr
 // the host's byte order, ports and addresses in network byte order.
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 )
+
+// TCP states that callers compare Socket.State with (UDP reports
+// StateClose unconnected and StateEstablished connected).
+const (
+	StateEstablished = tcpEstab
+	StateClose       = tcpClose
+	StateListen      = tcpListen
+)
+
+// ParseComm reads /proc/PID/comm's content as the process name.
+func ParseComm(b []byte) string { return parseComm(b) }
+
+// The protocols, as Socket.Proto names them.
+const (
+	tcp = "tcp"
+	udp = "udp"
+)
+
+// ErrInvalid is returned for a socket that cannot be named in a request
+// (DestroySockets).
+var ErrInvalid = errors.New("invalid socket")
 
 // Netlink and inet_diag constants.
 const (
@@ -88,9 +113,9 @@ type Socket struct {
 // a port and not connected.
 func (s Socket) Listening() bool {
 	switch s.Proto {
-	case TCP:
+	case "tcp":
 		return s.State == tcpListen
-	case UDP:
+	case "udp":
 		return s.State == tcpClose && s.Remote.Port() == 0 && s.Local.Port() != 0
 	}
 	return false
@@ -124,9 +149,9 @@ func diagRequest(seq uint32, family, proto uint8, states uint32) []byte {
 func destroyRequest(seq uint32, s Socket) ([]byte, error) {
 	var proto uint8
 	switch s.Proto {
-	case TCP:
+	case "tcp":
 		proto = ipprotoTCP
-	case UDP:
+	case "udp":
 		proto = ipprotoUDP
 	default:
 		return nil, fmt.Errorf("destroy socket: protocol %q: %w", s.Proto, ErrInvalid)
@@ -340,16 +365,4 @@ func parseSocketLink(s string) (uint64, bool) {
 // parseComm trims the newline off /proc/PID/comm.
 func parseComm(b []byte) string {
 	return strings.TrimSuffix(string(b), "\n")
-}
-
-// sortListeners orders listeners by protocol, port, address and inode.
-func sortListeners(ls []Listener) {
-	slices.SortFunc(ls, func(a, b Listener) int {
-		return cmp.Or(
-			cmp.Compare(a.Proto, b.Proto),
-			cmp.Compare(a.Port, b.Port),
-			a.Address.Compare(b.Address),
-			cmp.Compare(a.Inode, b.Inode),
-		)
-	})
 }

@@ -1,4 +1,4 @@
-package netmgr
+package sockdiag
 
 import (
 	"encoding/binary"
@@ -103,92 +103,92 @@ func TestDiagParse(t *testing.T) {
 		splitAt           int // >0: feed in two buffers
 	}{
 		{
-			name: "tcp v4 and v6", proto: TCP,
+			name: "tcp v4 and v6", proto: tcp,
 			in: cat(diagMsg(1, 0, listen4), diagMsg(1, 0, listen6), done(1)),
 			want: []Socket{
-				{Proto: TCP, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242},
-				{Proto: TCP, State: tcpListen, Local: netip.MustParseAddrPort("[::]:443"), Remote: netip.MustParseAddrPort("[::]:0"), Inode: 7},
+				{Proto: tcp, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242},
+				{Proto: tcp, State: tcpListen, Local: netip.MustParseAddrPort("[::]:443"), Remote: netip.MustParseAddrPort("[::]:0"), Inode: 7},
 			},
 			done: true, wantListening: []bool{true, true},
 		},
 		{
-			name: "split across buffers", proto: TCP,
+			name: "split across buffers", proto: tcp,
 			in: cat(diagMsg(1, 0, listen4), diagMsg(1, 0, listen6), done(1)),
 			want: []Socket{
-				{Proto: TCP, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242},
-				{Proto: TCP, State: tcpListen, Local: netip.MustParseAddrPort("[::]:443"), Remote: netip.MustParseAddrPort("[::]:0"), Inode: 7},
+				{Proto: tcp, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242},
+				{Proto: tcp, State: tcpListen, Local: netip.MustParseAddrPort("[::]:443"), Remote: netip.MustParseAddrPort("[::]:0"), Inode: 7},
 			},
 			done: true, splitAt: len(diagMsg(1, 0, listen4)),
 		},
 		{
-			name: "mapped address reported as IPv4", proto: TCP,
+			name: "mapped address reported as IPv4", proto: tcp,
 			in:   cat(diagMsg(1, 0, mapped), done(1)),
-			want: []Socket{{Proto: TCP, State: tcpListen, Local: netip.MustParseAddrPort("10.0.0.1:22"), Remote: netip.MustParseAddrPort("[::]:0"), Inode: 8}},
+			want: []Socket{{Proto: tcp, State: tcpListen, Local: netip.MustParseAddrPort("10.0.0.1:22"), Remote: netip.MustParseAddrPort("[::]:0"), Inode: 8}},
 			done: true,
 		},
 		{
-			name: "udp unconnected and connected", proto: UDP,
+			name: "udp unconnected and connected", proto: udp,
 			in: cat(
 				diagMsg(5, 0, linkLocal),
 				diagMsg(5, 0, sock{state: tcpEstab, local: "127.0.0.1:40000", peer: "127.0.0.1:53", inode: 10}),
 				done(5)),
 			want: []Socket{
-				{Proto: UDP, State: tcpClose, Local: netip.MustParseAddrPort("[fe80::1]:5353"), Remote: netip.MustParseAddrPort("[::]:0"), IfIndex: 3, Inode: 9},
-				{Proto: UDP, State: tcpEstab, Local: netip.MustParseAddrPort("127.0.0.1:40000"), Remote: netip.MustParseAddrPort("127.0.0.1:53"), Inode: 10},
+				{Proto: udp, State: tcpClose, Local: netip.MustParseAddrPort("[fe80::1]:5353"), Remote: netip.MustParseAddrPort("[::]:0"), IfIndex: 3, Inode: 9},
+				{Proto: udp, State: tcpEstab, Local: netip.MustParseAddrPort("127.0.0.1:40000"), Remote: netip.MustParseAddrPort("127.0.0.1:53"), Inode: 10},
 			},
 			done: true, wantListening: []bool{true, false},
 		},
 		{
-			name: "connections with cookies", proto: TCP,
+			name: "connections with cookies", proto: tcp,
 			in: cat(
 				diagMsg(1, 0, sock{state: tcpEstab, local: "10.0.0.1:22", peer: "10.0.0.2:50000", inode: 11, cookie: 0x1122334455667788}),
 				diagMsg(1, 0, sock{state: tcpCloseWait, local: "[::ffff:10.0.0.1]:22", peer: "[::ffff:10.0.0.3]:50001", inode: 12, cookie: 3}),
 				diagMsg(1, 0, sock{state: tcpSynRecv, local: "[fd00::1]:443", peer: "[fd00::2]:40000", cookie: 1 << 32}),
 				done(1)),
 			want: []Socket{
-				{Proto: TCP, State: tcpEstab, Local: netip.MustParseAddrPort("10.0.0.1:22"), Remote: netip.MustParseAddrPort("10.0.0.2:50000"), Inode: 11, Cookie: 0x1122334455667788},
-				{Proto: TCP, State: tcpCloseWait, Local: netip.MustParseAddrPort("10.0.0.1:22"), Remote: netip.MustParseAddrPort("10.0.0.3:50001"), Inode: 12, Cookie: 3},
-				{Proto: TCP, State: tcpSynRecv, Local: netip.MustParseAddrPort("[fd00::1]:443"), Remote: netip.MustParseAddrPort("[fd00::2]:40000"), Cookie: 1 << 32},
+				{Proto: tcp, State: tcpEstab, Local: netip.MustParseAddrPort("10.0.0.1:22"), Remote: netip.MustParseAddrPort("10.0.0.2:50000"), Inode: 11, Cookie: 0x1122334455667788},
+				{Proto: tcp, State: tcpCloseWait, Local: netip.MustParseAddrPort("10.0.0.1:22"), Remote: netip.MustParseAddrPort("10.0.0.3:50001"), Inode: 12, Cookie: 3},
+				{Proto: tcp, State: tcpSynRecv, Local: netip.MustParseAddrPort("[fd00::1]:443"), Remote: netip.MustParseAddrPort("[fd00::2]:40000"), Cookie: 1 << 32},
 			},
 			done: true, wantListening: []bool{false, false, false},
 		},
 		{
-			name: "other sequence skipped", proto: TCP,
+			name: "other sequence skipped", proto: tcp,
 			in:   cat(diagMsg(9, 0, listen6), diagMsg(1, 0, listen4), done(9), done(1)),
-			want: []Socket{{Proto: TCP, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242}},
+			want: []Socket{{Proto: tcp, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242}},
 			done: true,
 		},
 		{
-			name: "noop and ack skipped, nothing after done read", proto: TCP,
+			name: "noop and ack skipped, nothing after done read", proto: tcp,
 			in:   cat(nlmsg(nlmsgNoop, 0, 1, nil), errMsg(1, 0), done(1), diagMsg(1, 0, listen4)),
 			done: true,
 		},
 		{
-			name: "interrupted", proto: TCP,
+			name: "interrupted", proto: tcp,
 			in:   cat(diagMsg(1, nlmFDumpIntr, listen4), done(1)),
-			want: []Socket{{Proto: TCP, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242}},
+			want: []Socket{{Proto: tcp, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242}},
 			done: true, interrupted: true,
 		},
 		{
-			name: "not done yet", proto: TCP,
+			name: "not done yet", proto: tcp,
 			in:   diagMsg(1, 0, listen4),
-			want: []Socket{{Proto: TCP, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242}},
+			want: []Socket{{Proto: tcp, State: tcpListen, Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), UID: 1000, Inode: 4242}},
 		},
-		{name: "kernel error", proto: TCP, in: errMsg(1, -int32(syscall.EACCES)), wantErr: syscall.EACCES},
-		{name: "done with error", proto: TCP, in: nlmsg(nlmsgDone, 0, 1, []byte{0xfe, 0xff, 0xff, 0xff}), wantAnyErr: true, done: true},
-		{name: "short error", proto: TCP, in: nlmsg(nlmsgError, 0, 1, []byte{1}), wantAnyErr: true},
-		{name: "overrun", proto: TCP, in: nlmsg(nlmsgOverrun, 0, 1, nil), wantAnyErr: true},
-		{name: "unknown type", proto: TCP, in: nlmsg(99, 0, 1, nil), wantAnyErr: true},
-		{name: "short header", proto: TCP, in: []byte{1, 2, 3}, wantAnyErr: true},
-		{name: "length past buffer", proto: TCP, in: diagMsg(1, 0, listen4)[:40], wantAnyErr: true},
-		{name: "length below header", proto: TCP, in: withLen(nlmsg(nlmsgNoop, 0, 1, nil), 8), wantAnyErr: true},
-		{name: "short inet_diag_msg", proto: TCP, in: nlmsg(sockDiagByFamily, 0, 1, make([]byte, 40)), wantAnyErr: true},
-		{name: "bad family", proto: TCP, in: nlmsg(sockDiagByFamily, 0, 1, make([]byte, diagMsgLen)), wantAnyErr: true},
+		{name: "kernel error", proto: tcp, in: errMsg(1, -int32(syscall.EACCES)), wantErr: syscall.EACCES},
+		{name: "done with error", proto: tcp, in: nlmsg(nlmsgDone, 0, 1, []byte{0xfe, 0xff, 0xff, 0xff}), wantAnyErr: true, done: true},
+		{name: "short error", proto: tcp, in: nlmsg(nlmsgError, 0, 1, []byte{1}), wantAnyErr: true},
+		{name: "overrun", proto: tcp, in: nlmsg(nlmsgOverrun, 0, 1, nil), wantAnyErr: true},
+		{name: "unknown type", proto: tcp, in: nlmsg(99, 0, 1, nil), wantAnyErr: true},
+		{name: "short header", proto: tcp, in: []byte{1, 2, 3}, wantAnyErr: true},
+		{name: "length past buffer", proto: tcp, in: diagMsg(1, 0, listen4)[:40], wantAnyErr: true},
+		{name: "length below header", proto: tcp, in: withLen(nlmsg(nlmsgNoop, 0, 1, nil), 8), wantAnyErr: true},
+		{name: "short inet_diag_msg", proto: tcp, in: nlmsg(sockDiagByFamily, 0, 1, make([]byte, 40)), wantAnyErr: true},
+		{name: "bad family", proto: tcp, in: nlmsg(sockDiagByFamily, 0, 1, make([]byte, diagMsgLen)), wantAnyErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := &diagDump{seq: 1, proto: tt.proto}
-			if tt.proto == UDP {
+			if tt.proto == udp {
 				d.seq = 5
 			}
 			var err error
@@ -261,35 +261,35 @@ func TestDestroyRequest(t *testing.T) {
 		sport, dpt uint16
 	}{
 		{
-			name: "IPv4", s: Socket{Proto: TCP, Local: ap("10.0.0.1:22"), Remote: ap("10.0.0.2:50000"), IfIndex: 3, Cookie: 0x0000000200000001},
+			name: "IPv4", s: Socket{Proto: tcp, Local: ap("10.0.0.1:22"), Remote: ap("10.0.0.2:50000"), IfIndex: 3, Cookie: 0x0000000200000001},
 			family: afInet, proto: ipprotoTCP, sport: 22, dpt: 50000,
 			src:    []byte{10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 			dst:    []byte{10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 			cookie: [2]uint32{1, 2},
 		},
 		{
-			name: "IPv6", s: Socket{Proto: TCP, Local: ap("[fd00::1]:443"), Remote: ap("[fd00::2]:40000"), Cookie: 7},
+			name: "IPv6", s: Socket{Proto: tcp, Local: ap("[fd00::1]:443"), Remote: ap("[fd00::2]:40000"), Cookie: 7},
 			family: afInet6, proto: ipprotoTCP, sport: 443, dpt: 40000,
 			src:    netip.MustParseAddr("fd00::1").AsSlice(),
 			dst:    netip.MustParseAddr("fd00::2").AsSlice(),
 			cookie: [2]uint32{7, 0},
 		},
 		{
-			name: "no cookie: any socket", s: Socket{Proto: UDP, Local: ap("127.0.0.1:53"), Remote: ap("127.0.0.1:4000")},
+			name: "no cookie: any socket", s: Socket{Proto: udp, Local: ap("127.0.0.1:53"), Remote: ap("127.0.0.1:4000")},
 			family: afInet, proto: ipprotoUDP, sport: 53, dpt: 4000,
 			src:    []byte{127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 			dst:    []byte{127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 			cookie: [2]uint32{diagNoCookie, diagNoCookie},
 		},
 		{
-			name: "IPv4 local, IPv6 wildcard peer: IPv4-mapped", s: Socket{Proto: UDP, Local: ap("10.0.0.1:53"), Remote: ap("[::]:0"), Cookie: 9},
+			name: "IPv4 local, IPv6 wildcard peer: IPv4-mapped", s: Socket{Proto: udp, Local: ap("10.0.0.1:53"), Remote: ap("[::]:0"), Cookie: 9},
 			family: afInet6, proto: ipprotoUDP, sport: 53,
 			src:    netip.MustParseAddr("::ffff:10.0.0.1").AsSlice(),
 			dst:    make([]byte, 16),
 			cookie: [2]uint32{9, 0},
 		},
 		{name: "bad protocol", s: Socket{Proto: "sctp", Local: ap("10.0.0.1:1"), Remote: ap("10.0.0.2:2")}, wantErr: true},
-		{name: "no addresses", s: Socket{Proto: TCP}, wantErr: true},
+		{name: "no addresses", s: Socket{Proto: tcp}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -335,7 +335,7 @@ func TestDestroyRequest(t *testing.T) {
 // destroy request sends.
 func TestDestroyCookieRoundTrip(t *testing.T) {
 	for _, c := range []uint64{1, 0xdeadbeef, 1 << 32, 0x1122334455667788, 1<<64 - 2} {
-		d := &diagDump{seq: 1, proto: TCP}
+		d := &diagDump{seq: 1, proto: tcp}
 		if err := d.parse(diagMsg(1, 0, sock{state: tcpEstab, local: "10.0.0.1:1", peer: "10.0.0.2:2", cookie: c})); err != nil || len(d.socks) != 1 {
 			t.Fatalf("parse: %v, %d sockets", err, len(d.socks))
 		}
@@ -405,12 +405,12 @@ func TestListening(t *testing.T) {
 		s    Socket
 		want bool
 	}{
-		{Socket{Proto: TCP, State: tcpListen, Local: ap("0.0.0.0:80")}, true},
-		{Socket{Proto: TCP, State: tcpEstab, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5000")}, false},
-		{Socket{Proto: TCP, State: tcpClose, Local: ap("127.0.0.1:80")}, false},
-		{Socket{Proto: UDP, State: tcpClose, Local: ap("[::]:53"), Remote: ap("[::]:0")}, true},
-		{Socket{Proto: UDP, State: tcpClose, Local: ap("[::]:0"), Remote: ap("[::]:0")}, false},
-		{Socket{Proto: UDP, State: tcpEstab, Local: ap("127.0.0.1:4000"), Remote: ap("127.0.0.1:53")}, false},
+		{Socket{Proto: tcp, State: tcpListen, Local: ap("0.0.0.0:80")}, true},
+		{Socket{Proto: tcp, State: tcpEstab, Local: ap("127.0.0.1:80"), Remote: ap("127.0.0.1:5000")}, false},
+		{Socket{Proto: tcp, State: tcpClose, Local: ap("127.0.0.1:80")}, false},
+		{Socket{Proto: udp, State: tcpClose, Local: ap("[::]:53"), Remote: ap("[::]:0")}, true},
+		{Socket{Proto: udp, State: tcpClose, Local: ap("[::]:0"), Remote: ap("[::]:0")}, false},
+		{Socket{Proto: udp, State: tcpEstab, Local: ap("127.0.0.1:4000"), Remote: ap("127.0.0.1:53")}, false},
 		{Socket{Proto: "sctp", State: tcpListen, Local: ap("127.0.0.1:80")}, false},
 	}
 	for _, tt := range tests {
@@ -445,70 +445,6 @@ func TestParseSocketLink(t *testing.T) {
 	}
 }
 
-func TestDiffListeners(t *testing.T) {
-	a := Listener{Proto: TCP, Address: lo4, Port: 80, Inode: 1}
-	b := Listener{Proto: UDP, Address: lo6, Port: 53, Inode: 2}
-	b2 := b
-	b2.Inode = 3 // the same port, a new socket
-	c := Listener{Proto: TCP, Address: lo4, Port: 81, Inode: 4, PID: 7}
-	cMoved := c
-	cMoved.PID = 8 // another holder of the same socket: no change
-	tests := []struct {
-		name           string
-		prev, cur      []Listener
-		added, removed []Listener
-	}{
-		{"empty", nil, nil, nil, nil},
-		{"first scan", nil, []Listener{a, b}, []Listener{a, b}, nil},
-		{"all gone", []Listener{a, b}, nil, nil, []Listener{a, b}},
-		{"reopened", []Listener{a, b}, []Listener{a, b2}, []Listener{b2}, []Listener{b}},
-		{"holder changed", []Listener{c}, []Listener{cMoved}, nil, nil},
-	}
-	for _, tt := range tests {
-		added, removed := DiffListeners(tt.prev, tt.cur)
-		if !slices.Equal(added, tt.added) || !slices.Equal(removed, tt.removed) {
-			t.Errorf("%s: DiffListeners = +%v -%v, want +%v -%v", tt.name, added, removed, tt.added, tt.removed)
-		}
-	}
-}
-
-func TestHolderOf(t *testing.T) {
-	ls := []Listener{
-		{Proto: TCP, Address: netip.MustParseAddr("0.0.0.0"), Port: 80, Inode: 1},
-		{Proto: TCP, Address: netip.MustParseAddr("0.0.0.0"), Port: 80, Inode: 2, PID: 10, Process: "nginx"},
-		{Proto: TCP, Address: lo4, Port: 8080, Inode: 3, PID: 11},
-		{Proto: UDP, Address: lo4, Port: 8080, Inode: 4, PID: 12},
-		{Proto: TCP, Address: netip.MustParseAddr("::"), Port: 9000, Inode: 5, PID: 13},
-		{Proto: TCP, Address: lo6, Port: 443, Inode: 6, PID: 14},
-	}
-	tests := []struct {
-		proto string
-		ap    string
-		inode uint64 // 0: none
-	}{
-		{TCP, "127.0.0.1:80", 2},   // wildcard of the same family, attributed one preferred
-		{TCP, "0.0.0.0:8080", 3},   // a wildcard bind blocked by a specific one
-		{UDP, "127.0.0.1:8080", 4}, // protocol matters
-		{TCP, "127.0.0.1:9000", 5}, // [::] may be dual-stack
-		{TCP, "[::1]:9000", 5},
-		{TCP, "127.0.0.1:443", 0}, // ::1 does not hold 127.0.0.1
-		{TCP, "[::]:443", 6},
-		{TCP, "127.0.0.1:1", 0},
-	}
-	for _, tt := range tests {
-		h := holderOf(ls, tt.proto, netip.MustParseAddrPort(tt.ap))
-		var got uint64
-		if h != nil {
-			got = h.Inode
-		}
-		if got != tt.inode {
-			t.Errorf("holderOf(%s %s) = inode %d, want %d", tt.proto, tt.ap, got, tt.inode)
-		}
-	}
-}
-
-// FuzzDiagParse feeds arbitrary netlink buffers to the parser: it must never
-// panic, and what it returns must hold together.
 func FuzzDiagParse(f *testing.F) {
 	f.Add(cat(diagMsg(1, 0, sock{state: tcpListen, local: "127.0.0.1:8080", peer: "0.0.0.0:0", inode: 1}), done(1)))
 	f.Add(cat(diagMsg(1, nlmFDumpIntr, sock{state: tcpClose, local: "[fe80::1]:53", peer: "[::]:0", ifindex: 2}), done(1)))
@@ -518,13 +454,13 @@ func FuzzDiagParse(f *testing.F) {
 	f.Add(nlmsg(nlmsgNoop, 0, 1, nil))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d := &diagDump{seq: 1, proto: TCP}
+		d := &diagDump{seq: 1, proto: tcp}
 		err := d.parse(b)
 		if len(d.socks) > len(b)/(nlmsgHdrLen+diagMsgLen) {
 			t.Fatalf("%d sockets out of %d bytes", len(d.socks), len(b))
 		}
 		for _, s := range d.socks {
-			if !s.Local.Addr().IsValid() || !s.Remote.Addr().IsValid() || s.Proto != TCP {
+			if !s.Local.Addr().IsValid() || !s.Remote.Addr().IsValid() || s.Proto != tcp {
 				t.Fatalf("bad socket %+v", s)
 			}
 			if s.Local.Addr().Is4In6() {
