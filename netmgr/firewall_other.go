@@ -4,7 +4,6 @@ package netmgr
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 )
 
