@@ -62,6 +62,20 @@ type Distro struct {
 	// processes in it or below it are the distro's too, also those of a PID
 	// namespace nested in the distro's.
 	Cgroup string
+	// Guest, for a version 2 distro, lists its listening sockets (which are
+	// not the host's) and reaches them; nil for version 1.
+	Guest GuestNet
+}
+
+// GuestNet is a version 2 distro's network as the PortManager reaches it:
+// its sockets live in the utility VM, and each connection to one goes
+// through the VM's agent.
+type GuestNet interface {
+	// Listeners lists the distro's listening sockets (Address as bound in
+	// the VM; Inode and UID are not set).
+	Listeners(ctx context.Context) ([]Listener, error)
+	// Dial connects to target, an address and port in the VM ("tcp").
+	Dial(ctx context.Context, proto string, target netip.AddrPort) (net.Conn, error)
 }
 
 // PortSetting is how one port of a distro is exposed.
@@ -208,7 +222,10 @@ type lanProxy struct {
 	distroID string
 	target   netip.AddrPort
 	allow    string
-	proxy    *Proxy
+	// guest: target is in the VM of a version 2 distro, dialed through its
+	// GuestNet.
+	guest bool
+	proxy *Proxy
 }
 
 // NewPortManager returns a PortManager; Run starts it.
@@ -446,7 +463,7 @@ func (m *PortManager) scan(ctx context.Context) {
 	if !ok {
 		return
 	}
-	m.applyProxies(plan)
+	m.applyProxies(plan, running)
 	fwErr := m.applyFirewall(ctx, plan)
 	var conns []Socket
 	if plan.hasTCP() {
@@ -491,13 +508,14 @@ func (m *PortManager) look(ctx context.Context) (plan *scanPlan, running map[str
 	}
 	running = map[string]Distro{}
 	var hostDistros []Distro // those whose sockets are host sockets (version 1)
+	guests := map[string]bool{}
 	for _, d := range distros {
 		running[d.ID] = d
 		if d.PIDNamespace != "" {
 			hostDistros = append(hostDistros, d)
 		}
 	}
-	var listeners map[string][]Listener
+	listeners := map[string][]Listener{}
 	if len(hostDistros) > 0 {
 		listeners, err = m.discover(ctx, hostDistros)
 		if err != nil {
@@ -505,12 +523,30 @@ func (m *PortManager) look(ctx context.Context) (plan *scanPlan, running map[str
 			return nil, nil, nil, false
 		}
 	}
+	for _, d := range distros {
+		if d.Guest == nil {
+			continue
+		}
+		ls, err := d.Guest.Listeners(ctx)
+		if err != nil {
+			// Its ports keep their last plan's listeners until the VM answers.
+			m.log.Warn("list a version 2 distro's ports", "distro", d.Name, "err", err)
+			m.mu.Lock()
+			for _, p := range m.ports[d.ID] {
+				ls = append(ls, Listener{Proto: p.Proto, Address: p.Address, Port: p.Port, PID: p.PID, Process: p.Process})
+			}
+			m.mu.Unlock()
+		}
+		sortListeners(ls)
+		listeners[d.ID] = ls
+		guests[d.ID] = true
+	}
 	hostAddrs, err = m.cfg.HostAddresses()
 	if err != nil {
 		m.log.Warn("list host addresses", "err", err)
 	}
 	followBind := m.cfg.LANDefault != nil && m.cfg.LANDefault(ctx) == LANDefaultFollowBind
-	return m.plan(listeners, hostAddrs, followBind), running, hostAddrs, true
+	return m.plan(listeners, guests, hostAddrs, followBind), running, hostAddrs, true
 }
 
 // discover lists the listening sockets of the host and keeps those held by

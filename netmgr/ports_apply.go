@@ -7,6 +7,8 @@ package netmgr
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -16,10 +18,10 @@ import (
 // applyProxies closes the LAN listeners the plan no longer wants (cutting
 // their connections) and opens the new ones. A listener whose address is taken
 // is retried after conflictRetry.
-func (m *PortManager) applyProxies(sp *scanPlan) {
+func (m *PortManager) applyProxies(sp *scanPlan, running map[string]Distro) {
 	for k, lp := range m.proxies {
 		want, ok := sp.proxies[k]
-		if ok && want.target == lp.target && want.allow == lp.allow && want.distroID == lp.distroID {
+		if ok && want.target == lp.target && want.allow == lp.allow && want.distroID == lp.distroID && want.guest == lp.guest {
 			continue
 		}
 		_ = lp.proxy.Close()
@@ -41,13 +43,24 @@ func (m *PortManager) applyProxies(sp *scanPlan) {
 			continue
 		}
 		allow, _ := ParsePrefixes(strings.Split(want.allow, ","))
-		p, err := NewProxy(ProxyConfig{
+		pc := ProxyConfig{
 			Proto:  k.proto,
 			Listen: k.listen,
 			Target: want.target.String(),
 			Allow:  allow,
 			Logger: m.log.With("distro", want.distroID),
-		})
+		}
+		if want.guest {
+			guest := running[want.distroID].Guest
+			if guest == nil || k.proto != TCP {
+				m.proxyErrs[k] = fmt.Errorf("%s ports of version 2 distros are not forwarded yet", k.proto)
+				m.retryAt[k] = now.Add(conflictRetry)
+				continue
+			}
+			proto, target := k.proto, want.target
+			pc.Dial = func(ctx context.Context) (net.Conn, error) { return guest.Dial(ctx, proto, target) }
+		}
+		p, err := NewProxy(pc)
 		if err != nil {
 			if _, seen := m.retryAt[k]; !seen {
 				m.log.Warn("LAN listener not opened", "proto", k.proto, "listen", k.listen.String(), "err", err)

@@ -131,7 +131,7 @@ func TestConnectionsToCut(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp := planScan(tc.settings, tc.listeners, planHost, false)
+			sp := planScan(tc.settings, tc.listeners, nil, planHost, false)
 			got := connectionsToCut(sp, planHost, tc.conns)
 			var want []Socket
 			for _, i := range tc.cut {

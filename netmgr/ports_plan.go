@@ -21,6 +21,9 @@ type portPlan struct {
 	lan      bool // effective: the setting, or the follow-bind default
 	proxies  []proxyKey
 	err      error // why the port is not exposed as asked
+	// guest: a version 2 distro's socket, in the VM: reached only through
+	// subsys's listeners, on host loopback (localhost) and the LAN.
+	guest bool
 }
 
 // scanPlan is the whole scan's decision.
@@ -32,7 +35,7 @@ type scanPlan struct {
 
 // plan decides, for every listening socket, which LAN listeners and firewall
 // rules it needs, from the settings as they are now.
-func (m *PortManager) plan(listeners map[string][]Listener, hostAddrs []netip.Addr, followBind bool) *scanPlan {
+func (m *PortManager) plan(listeners map[string][]Listener, guests map[string]bool, hostAddrs []netip.Addr, followBind bool) *scanPlan {
 	m.mu.Lock()
 	// Set writes into the per-distro maps while a scan plans: copy them too.
 	settings := make(map[string]map[PortKey]PortSetting, len(m.settings))
@@ -40,7 +43,7 @@ func (m *PortManager) plan(listeners map[string][]Listener, hostAddrs []netip.Ad
 		settings[id] = maps.Clone(ps)
 	}
 	m.mu.Unlock()
-	return planScan(settings, listeners, hostAddrs, followBind)
+	return planScan(settings, listeners, guests, hostAddrs, followBind)
 }
 
 // planScan decides, for every listening socket of listeners (by distro id),
@@ -55,7 +58,12 @@ func (m *PortManager) plan(listeners map[string][]Listener, hostAddrs []netip.Ad
 // counts the loopback leg. A socket bound to any other address is reached
 // directly: its rule drops LAN packets while LAN is off, and admits only the
 // allowlist and lan_address when it is on. Sockets on one port share one rule.
-func planScan(settings map[string]map[PortKey]PortSetting, listeners map[string][]Listener, hostAddrs []netip.Addr, followBind bool) *scanPlan {
+//
+// A version 2 distro's socket (guests) is in the VM: it gets listeners on
+// host loopback, both families, while its localhost setting is on, and on
+// the LAN addresses while LAN is on, each dialing into the VM; no firewall
+// rule, since no host socket is involved.
+func planScan(settings map[string]map[PortKey]PortSetting, listeners map[string][]Listener, guests map[string]bool, hostAddrs []netip.Addr, followBind bool) *scanPlan {
 	sp := &scanPlan{proxies: map[proxyKey]lanProxy{}}
 	ruleIdx := map[PortKey]int{}
 	for _, id := range slices.Sorted(maps.Keys(listeners)) {
@@ -67,6 +75,13 @@ func planScan(settings map[string]map[PortKey]PortSetting, listeners map[string]
 			}
 			addr := l.Address.Unmap()
 			pp := &portPlan{distroID: id, l: l, set: set, lan: lanOn(set, configured, followBind, addr)}
+			if guests[id] {
+				pp.guest = true
+				pp.lan = set.LAN // follow-bind is version 1's default only
+				sp.planGuest(pp, hostAddrs)
+				sp.ports = append(sp.ports, pp)
+				continue
+			}
 			rule := FirewallRule{Proto: l.Proto, Port: l.Port, Family: familyOf(addr)}
 			if addr.IsLoopback() {
 				// Only subsys's proxies carry LAN traffic to it; count the loopback leg.
@@ -122,6 +137,58 @@ func (sp *scanPlan) planListeners(pp *portPlan, hostAddrs []netip.Addr) {
 			pp.err = fmt.Errorf("lan_address %s is not an address of this host", set.LANAddress)
 		} else {
 			pp.err = errors.New("this host has no LAN address")
+		}
+	}
+}
+
+// guestTarget is where in the VM a version 2 socket bound to bind is
+// reached: loopback of its family for a wildcard bind, else its address.
+func guestTarget(bind netip.Addr, port uint16) netip.AddrPort {
+	bind = bind.Unmap()
+	if bind.IsUnspecified() {
+		if bind.Is4() {
+			bind = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		} else {
+			bind = netip.IPv6Loopback()
+		}
+	}
+	return netip.AddrPortFrom(bind, port)
+}
+
+// planGuest adds the listeners of a version 2 socket: host loopback (both
+// families, so a program bound to IPv4 only is reached on [::1] too) while
+// localhost is on, the LAN addresses (as planListeners) while LAN is on.
+func (sp *scanPlan) planGuest(pp *portPlan, hostAddrs []netip.Addr) {
+	l := pp.l
+	target := guestTarget(l.Address, l.Port)
+	add := func(a netip.Addr, allow string) {
+		pk := proxyKey{l.Proto, netip.AddrPortFrom(a, l.Port)}
+		if prev, taken := sp.proxies[pk]; taken && (prev.distroID != pp.distroID || prev.target.Addr().Is4() == a.Is4()) {
+			return // another socket of the port got it first (same family wins)
+		}
+		sp.proxies[pk] = lanProxy{distroID: pp.distroID, target: target, allow: allow, guest: true}
+		if !slices.Contains(pp.proxies, pk) {
+			pp.proxies = append(pp.proxies, pk)
+		}
+	}
+	if pp.set.Localhost {
+		add(netip.AddrFrom4([4]byte{127, 0, 0, 1}), "")
+		add(netip.IPv6Loopback(), "")
+	}
+	if pp.lan {
+		before := len(pp.proxies)
+		for _, a := range hostAddrs {
+			if a.IsLoopback() || a.IsLinkLocalUnicast() || (pp.set.LANAddress.IsValid() && a != pp.set.LANAddress) {
+				continue
+			}
+			add(a, prefixList(pp.set.Allow))
+		}
+		if len(pp.proxies) == before {
+			if pp.set.LANAddress.IsValid() {
+				pp.err = fmt.Errorf("lan_address %s is not an address of this host", pp.set.LANAddress)
+			} else {
+				pp.err = errors.New("this host has no LAN address")
+			}
 		}
 	}
 }

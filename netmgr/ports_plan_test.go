@@ -3,6 +3,7 @@ package netmgr
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -218,7 +219,7 @@ func TestPlanScan(t *testing.T) {
 			if host == nil {
 				host = planHost
 			}
-			sp := planScan(tc.settings, tc.listeners, host, tc.followBind)
+			sp := planScan(tc.settings, tc.listeners, nil, host, tc.followBind)
 			got := make([]port, len(sp.ports))
 			for i, pp := range sp.ports {
 				got[i] = port{lan: pp.lan, proxies: len(pp.proxies), err: pp.err != nil}
@@ -247,7 +248,7 @@ func TestPlanScanListenerAllowlist(t *testing.T) {
 	a := netip.MustParseAddr
 	set := PortSetting{LAN: true, Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}
 	sp := planScan(map[string]map[PortKey]PortSetting{"d": {{UDP, 53}: set}},
-		map[string][]Listener{"d": {{Proto: UDP, Address: a("127.0.0.1"), Port: 53}}}, planHost, false)
+		map[string][]Listener{"d": {{Proto: UDP, Address: a("127.0.0.1"), Port: 53}}}, nil, planHost, false)
 	want := lanProxy{distroID: "d", target: netip.AddrPortFrom(a("127.0.0.1"), 53), allow: "10.0.0.0/8,fd00::/8"}
 	for _, l := range []string{"192.0.2.10", "2001:db8::10"} {
 		k := proxyKey{UDP, netip.AddrPortFrom(a(l), 53)}
@@ -298,9 +299,58 @@ func TestPlanCopiesSettings(t *testing.T) {
 		}
 	}()
 	for range 200 {
-		if sp := m.plan(ls, planHost, false); !sp.ports[0].lan {
+		if sp := m.plan(ls, nil, planHost, false); !sp.ports[0].lan {
 			t.Fatal("the setting of port 80 was lost")
 		}
 	}
 	<-done
+}
+
+// TestPlanGuest: a version 2 distro's sockets are in the VM: listeners on
+// host loopback while localhost is on (both families, whatever the bind),
+// on the LAN addresses while LAN is on, every one dialing the socket's
+// address in the VM; no firewall rule.
+func TestPlanGuest(t *testing.T) {
+	a := netip.MustParseAddr
+	tests := []struct {
+		name   string
+		set    *PortSetting // nil: no setting (the default)
+		bind   string
+		listen []string // the planned listeners' addresses
+		target string
+	}{
+		{"default: localhost only", nil, "0.0.0.0", []string{"127.0.0.1", "::1"}, "127.0.0.1:8080"},
+		{"bound to guest loopback", nil, "127.0.0.1", []string{"127.0.0.1", "::1"}, "127.0.0.1:8080"},
+		{"bound to [::]", nil, "::", []string{"127.0.0.1", "::1"}, "[::1]:8080"},
+		{"localhost off", &PortSetting{}, "0.0.0.0", nil, ""},
+		{"LAN on", &PortSetting{Localhost: true, LAN: true}, "0.0.0.0", []string{"127.0.0.1", "::1", "192.0.2.10", "2001:db8::10"}, "127.0.0.1:8080"},
+		{"LAN only", &PortSetting{LAN: true}, "0.0.0.0", []string{"192.0.2.10", "2001:db8::10"}, "127.0.0.1:8080"},
+	}
+	for _, tt := range tests {
+		settings := map[string]map[PortKey]PortSetting{}
+		if tt.set != nil {
+			settings["g"] = map[PortKey]PortSetting{{TCP, 8080}: *tt.set}
+		}
+		sp := planScan(settings, map[string][]Listener{"g": {{Proto: TCP, Address: a(tt.bind), Port: 8080}}},
+			map[string]bool{"g": true}, planHost, true)
+		if len(sp.rules) != 0 {
+			t.Errorf("%s: firewall rules %v for a guest port", tt.name, sp.rules)
+		}
+		var got []string
+		for k, lp := range sp.proxies {
+			got = append(got, k.listen.Addr().String())
+			if !lp.guest || lp.target.String() != tt.target {
+				t.Errorf("%s: listener %v = %+v, want a guest one to %s", tt.name, k, lp, tt.target)
+			}
+		}
+		slices.Sort(got)
+		want := slices.Clone(tt.listen)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: listeners on %v, want %v", tt.name, got, want)
+		}
+		if pp := sp.ports[0]; pp.lan != (tt.set != nil && tt.set.LAN) {
+			t.Errorf("%s: lan = %v (follow-bind is version 1's only)", tt.name, pp.lan)
+		}
+	}
 }

@@ -97,7 +97,7 @@ func portReport(pp *portPlan, lo listenerOutcome, fwErr error, counters map[Port
 	} else {
 		p.BytesIn, p.BytesOut = uint64(lo.stats.BytesIn), uint64(lo.stats.BytesOut)
 	}
-	if p.Proto == TCP {
+	if p.Proto == TCP && !pp.guest {
 		for _, c := range conns {
 			if c.Local.Port() == p.Port && (p.Address.IsUnspecified() || c.Local.Addr().Unmap() == p.Address) {
 				p.Connections++
@@ -132,7 +132,9 @@ func portState(pp *portPlan, lo listenerOutcome, fwErr error) (state, msg string
 		}
 		errs = append(errs, e.Error())
 	}
-	loop := pp.l.Address.Unmap().IsLoopback()
+	// A version 2 socket, like a loopback-bound one, is reached from the LAN
+	// only through subsys's listeners.
+	loop := pp.guest || pp.l.Address.Unmap().IsLoopback()
 	state = PortLocal
 	switch {
 	case conflict:

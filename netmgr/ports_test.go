@@ -57,7 +57,7 @@ func TestPlan(t *testing.T) {
 			if tc.set != nil {
 				m.settings["d"] = map[PortKey]PortSetting{{TCP, 80}: *tc.set}
 			}
-			sp := m.plan(map[string][]Listener{"d": tc.ls}, host, tc.followBind)
+			sp := m.plan(map[string][]Listener{"d": tc.ls}, nil, host, tc.followBind)
 			if len(sp.ports) != len(tc.ls) {
 				t.Fatalf("%d ports planned, want %d", len(sp.ports), len(tc.ls))
 			}
@@ -197,14 +197,14 @@ func TestPlanTwoDistrosOnePort(t *testing.T) {
 	sp := m.plan(map[string][]Listener{
 		"a": {{Proto: TCP, Address: a("192.0.2.10"), Port: 8080}},
 		"b": {{Proto: TCP, Address: a("198.51.100.7"), Port: 8080}},
-	}, nil, false)
+	}, nil, nil, false)
 	want := []FirewallRule{{Proto: TCP, Port: 8080, Family: 4, Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}}
 	if !reflect.DeepEqual(sp.rules, want) {
 		t.Errorf("rules %+v, want the stricter %+v", sp.rules, want)
 	}
 	// A lan_address of the other family than the socket's: drop, and say why.
 	m.settings["a"][PortKey{TCP, 8080}] = PortSetting{LAN: true, LANAddress: a("2001:db8::10")}
-	sp = m.plan(map[string][]Listener{"a": {{Proto: TCP, Address: a("0.0.0.0"), Port: 8080}}}, nil, false)
+	sp = m.plan(map[string][]Listener{"a": {{Proto: TCP, Address: a("0.0.0.0"), Port: 8080}}}, nil, nil, false)
 	if len(sp.rules) != 1 || !sp.rules[0].Drop || sp.rules[0].Dest.IsValid() || sp.ports[0].err == nil {
 		t.Errorf("IPv6 lan_address for 0.0.0.0: rules %+v, err %v; want a drop and an error", sp.rules, sp.ports[0].err)
 	}
