@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,7 +191,7 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	}
 	defer mgr.Close()
 	netCtx, stopNet := context.WithCancel(ctx)
-	ports, portProxy, netDone := startNetwork(netCtx, db, mgr, v1, log)
+	ports, portProxy, netDone := startNetwork(netCtx, db, mgr, v1, v2, log)
 	defer func() { stopNet(); netDone() }()
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -288,7 +289,7 @@ func listenSocket(path string, log *slog.Logger) (net.Listener, error) {
 // startNetwork starts the network manager: the port manager that exposes distro
 // ports (with the nftables firewall when this process may use it) and the
 // portproxy rules. Both run until ctx ends; wait returns when they have stopped.
-func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Backend, log *slog.Logger) (*netmgr.PortManager, *netmgr.PortProxy, func()) {
+func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Backend, v2 *qemu.Backend, log *slog.Logger) (*netmgr.PortManager, *netmgr.PortProxy, func()) {
 	fw, err := netmgr.OpenFirewall(ctx, log)
 	if err != nil {
 		log.Warn("no firewall: version 1 ports bound to every address reach the LAN whatever their setting", "err", err)
@@ -315,6 +316,9 @@ func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Ba
 			out := make([]netmgr.Distro, len(running))
 			for i, d := range running {
 				out[i] = netmgr.Distro{ID: d.ID, Name: d.Name, PIDNamespace: d.PIDNamespace, Cgroup: d.Cgroup}
+				if d.Version == 2 {
+					out[i].Guest = guestNet{vm: v2, id: d.ID}
+				}
 			}
 			return out, nil
 		},
@@ -342,4 +346,31 @@ func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Ba
 		}
 	})
 	return ports, rules, wg.Wait
+}
+
+// guestNet is a version 2 distro's network for the port manager: its
+// listeners and connections go through the utility VM's agent.
+type guestNet struct {
+	vm *qemu.Backend
+	id string
+}
+
+func (g guestNet) Listeners(ctx context.Context) ([]netmgr.Listener, error) {
+	ls, err := g.vm.Listeners(ctx, g.id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netmgr.Listener, 0, len(ls))
+	for _, l := range ls {
+		a, err := netip.ParseAddr(l.Address)
+		if err != nil || (l.Proto != netmgr.TCP && l.Proto != netmgr.UDP) {
+			continue // not a socket the VM's agent should report
+		}
+		out = append(out, netmgr.Listener{Proto: l.Proto, Address: a.Unmap(), Port: l.Port, PID: l.PID, Process: l.Process})
+	}
+	return out, nil
+}
+
+func (g guestNet) Dial(ctx context.Context, proto string, target netip.AddrPort) (net.Conn, error) {
+	return g.vm.Dial(ctx, proto, target.String())
 }

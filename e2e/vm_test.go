@@ -551,3 +551,67 @@ func TestVersion2HostFiles(t *testing.T) {
 		t.Errorf("the file the distro wrote is %v %d:%d %q; want 0600 1000:1000 and its text", fi.Mode(), st.Uid, st.Gid, data)
 	}
 }
+
+// TestVersion2Ports: TCP servers in a version 2 distro, bound to 0.0.0.0,
+// 127.0.0.1 and [::1] in the VM, are reached from host 127.0.0.1 and [::1]
+// soon after they listen; the localhost toggle turns that off and on; a
+// server that stops is gone from the host.
+func TestVersion2Ports(t *testing.T) {
+	s := startV2Server(t)
+	ps := freePorts(t, 3)
+	s.importV2("web", tinyRootfs(t))
+	s.sh("web", "mkdir -p /root/www && echo served-from-the-vm > /root/www/index.html")
+	binds := []string{"0.0.0.0", "127.0.0.1", "[::1]"}
+	for i, b := range binds {
+		if res := s.sh("web", fmt.Sprintf("httpd -p %s:%d -h /root/www", b, ps[i])); res.ExitCode != 0 {
+			t.Fatalf("httpd on %s:%d: %+v", b, ps[i], res)
+		}
+	}
+	get := func(host string, port uint16) (string, error) {
+		c := http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get(fmt.Sprintf("http://%s/", net.JoinHostPort(host, strconv.Itoa(int(port)))))
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	for i, b := range binds {
+		for _, host := range []string{"127.0.0.1", "::1"} {
+			began := time.Now()
+			waitFor(t, 20*time.Second, fmt.Sprintf("the guest's %s:%d on host %s", b, ps[i], host), func() bool {
+				body, err := get(host, ps[i])
+				return err == nil && body == "served-from-the-vm\n"
+			})
+			t.Logf("guest %s:%d reached on host %s after %v", b, ps[i], host, time.Since(began).Round(time.Millisecond))
+		}
+	}
+	p, ok := s.port("web", "tcp", ps[0])
+	if !ok || !p.Localhost || p.State != "local" || p.Process != "httpd" {
+		t.Errorf("port %d = %+v, want a local port of httpd with localhost on", ps[0], p)
+	}
+
+	// localhost off: the host's listeners go; on again: they come back.
+	s.expose("web", "tcp", ps[0], map[string]any{"localhost": false})
+	waitFor(t, 10*time.Second, "the host listener to close", func() bool {
+		_, err := get("127.0.0.1", ps[0])
+		return err != nil
+	})
+	s.expose("web", "tcp", ps[0], map[string]any{"localhost": true})
+	waitFor(t, 10*time.Second, "the host listener to open again", func() bool {
+		body, err := get("127.0.0.1", ps[0])
+		return err == nil && body == "served-from-the-vm\n"
+	})
+
+	// The server stops in the guest: gone from the host.
+	s.sh("web", "pkill httpd || killall httpd")
+	waitFor(t, 10*time.Second, "the stopped servers to be gone from the host", func() bool {
+		for i := range binds {
+			if _, err := get("127.0.0.1", ps[i]); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -202,6 +202,7 @@ type PortManager struct {
 	proxyErrs map[proxyKey]error // why a wanted LAN listener is not open
 	published map[string][]Port
 	distros   map[string]Distro
+	guestErrs map[string]string // the last error listing a v2 distro's ports, logged once
 }
 
 // socketOwner is the process holding a socket, and its distro.
@@ -252,6 +253,7 @@ func NewPortManager(cfg PortsConfig) *PortManager {
 		proxyErrs: map[proxyKey]error{},
 		published: map[string][]Port{},
 		distros:   map[string]Distro{},
+		guestErrs: map[string]string{},
 	}
 }
 
@@ -530,12 +532,18 @@ func (m *PortManager) look(ctx context.Context) (plan *scanPlan, running map[str
 		ls, err := d.Guest.Listeners(ctx)
 		if err != nil {
 			// Its ports keep their last plan's listeners until the VM answers.
-			m.log.Warn("list a version 2 distro's ports", "distro", d.Name, "err", err)
+			if m.guestErrs[d.ID] != err.Error() {
+				m.log.Warn("list a version 2 distro's ports", "distro", d.Name, "err", err)
+				m.guestErrs[d.ID] = err.Error()
+			}
 			m.mu.Lock()
 			for _, p := range m.ports[d.ID] {
 				ls = append(ls, Listener{Proto: p.Proto, Address: p.Address, Port: p.Port, PID: p.PID, Process: p.Process})
 			}
 			m.mu.Unlock()
+		}
+		if err == nil {
+			delete(m.guestErrs, d.ID)
 		}
 		sortListeners(ls)
 		listeners[d.ID] = ls

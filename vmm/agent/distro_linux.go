@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
 
+	"github.com/subsys-dev/subsys/netmgr/sockdiag"
 	"github.com/subsys-dev/subsys/vmm/archive"
 )
 
@@ -154,6 +156,16 @@ func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader,
 		return true
 	case opPowerOff:
 		h.handlePowerOff(ctx, st)
+		return true
+	case opListeners:
+		ls, lerr := distroListeners(ctx)
+		if lerr == nil {
+			writeHeader(st, reply{OK: true, Listeners: ls})
+			return true
+		}
+		err = lerr
+	case opDial:
+		h.dial(ctx, st, br, req.Net, req.Address)
 		return true
 	case opConfigureNetwork, opNetworkInfo:
 		if req.Op == opConfigureNetwork {
@@ -625,11 +637,18 @@ func (h *vmHost) open(ctx context.Context, st *yamux.Stream, br *bufio.Reader, i
 	splice(ctx, st, br, conn.(*net.UnixConn))
 }
 
+// halfCloser is a connection that can end its writing side alone (TCP,
+// unix stream sockets).
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
 // splice copies bytes both ways between the host's stream (read through br,
 // which may hold bytes already) and a distro agent's connection until both
 // directions have ended. An end of file is passed on as a half-close; an
 // error, or ctx ending, closes both.
-func splice(ctx context.Context, st *yamux.Stream, br *bufio.Reader, conn *net.UnixConn) {
+func splice(ctx context.Context, st *yamux.Stream, br *bufio.Reader, conn halfCloser) {
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
@@ -797,4 +816,66 @@ func (h *vmHost) hostFiles() string {
 	h.hostMounted = true
 	h.log.Info("host files mounted", "at", hostDir)
 	return hostDir
+}
+
+// dial connects to address (host:port) inside the VM for the host, and
+// splices the stream to the connection: how a port of a version 2 distro
+// reaches the host. Only TCP, to an IP address.
+func (h *vmHost) dial(ctx context.Context, st *yamux.Stream, br *bufio.Reader, network, address string) {
+	fail := func(err error) {
+		writeHeader(st, reply{Error: &wireError{Code: errorCode(err), Message: err.Error()}})
+	}
+	ap, err := netip.ParseAddrPort(address)
+	if network != "tcp" || err != nil || ap.Port() == 0 {
+		fail(fmt.Errorf("%w: dial %s %q: want tcp and an IP address with a port", ErrBadRequest, network, address))
+		return
+	}
+	var dialer net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	conn, err := dialer.DialContext(dctx, "tcp", ap.String())
+	cancel()
+	if err != nil {
+		fail(fmt.Errorf("dial %s: %w", ap, err))
+		return
+	}
+	if err := writeHeader(st, reply{OK: true}); err != nil {
+		conn.Close()
+		return
+	}
+	splice(ctx, st, br, conn.(*net.TCPConn))
+}
+
+// distroListeners lists the VM's listening sockets that a distro's process
+// holds, by the distro's cgroup (/distros/<id>/…) as /proc/PID/cgroup shows
+// it: the VM's agent and sockets of no distro are left out.
+func distroListeners(ctx context.Context) ([]Listener, error) {
+	socks, err := sockdiag.ListeningSockets(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listeners: %w", err)
+	}
+	want := make(map[uint64]bool, len(socks))
+	for _, s := range socks {
+		if s.Inode != 0 {
+			want[s.Inode] = true
+		}
+	}
+	owners, err := sockdiag.Owners(ctx, want, func(dir string) (string, bool) {
+		raw, err := os.ReadFile(dir + "/cgroup")
+		if err != nil {
+			return "", false
+		}
+		return distroOfCgroup(string(raw))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listeners: %w", err)
+	}
+	var out []Listener
+	for _, s := range socks {
+		o, ok := owners[s.Inode]
+		if !ok {
+			continue
+		}
+		out = append(out, Listener{Distro: o.Tag, Proto: s.Proto, Address: s.Local.Addr().String(), Port: s.Local.Port(), PID: o.PID, Process: o.Comm})
+	}
+	return out, nil
 }

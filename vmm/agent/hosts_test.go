@@ -88,3 +88,19 @@ func FuzzAddHosts(f *testing.F) {
 		}
 	})
 }
+
+func TestDistroOfCgroup(t *testing.T) {
+	for in, want := range map[string]string{
+		"0::/distros/abc-123\n":                  "abc-123",
+		"0::/distros/abc-123/user.slice\n":       "abc-123",
+		"0::/\n":                                 "",
+		"0::/distros/../etc\n":                   "",
+		"1:name=systemd:/distros/abc\n":          "",
+		"0::/distros/" + strings.Repeat("a", 65): "",
+	} {
+		got, ok := distroOfCgroup(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("distroOfCgroup(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}

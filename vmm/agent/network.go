@@ -86,3 +86,55 @@ func (c *Client) NetworkAddresses(ctx context.Context) ([]string, error) {
 	st.Close()
 	return rep.Addresses, nil
 }
+
+// Listener is a listening socket of a version 2 distro, as the VM's agent
+// reports it (listeners).
+type Listener struct {
+	// Distro is the id of the distro whose process holds the socket.
+	Distro string `json:"distro"`
+	// Proto is "tcp" or "udp".
+	Proto string `json:"proto"`
+	// Address is the bind address ("0.0.0.0", "::", "127.0.0.1", …).
+	Address string `json:"address"`
+	Port    uint16 `json:"port"`
+	// PID and Process name the holder (in the VM's PID namespace).
+	PID     int    `json:"pid"`
+	Process string `json:"process"`
+}
+
+// Listeners returns the listening sockets of every distro in the VM. Only
+// the utility VM's agent answers it.
+func (c *Client) Listeners(ctx context.Context) ([]Listener, error) {
+	st, _, rep, err := c.roundTrip(ctx, request{Op: opListeners})
+	if err != nil {
+		return nil, err
+	}
+	st.Close()
+	return rep.Listeners, nil
+}
+
+// Dial connects to address ("127.0.0.1:8080", "[::1]:53") inside the VM over
+// network ("tcp") and returns the connection, carried by one stream.
+func (c *Client) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	st, br, _, err := c.roundTrip(ctx, request{Op: opDial, Net: network, Address: address})
+	if err != nil {
+		return nil, err
+	}
+	return &bufferedConn{Stream: st, br: br}, nil
+}
+
+// distroOfCgroup names the distro whose cgroup a process is in, from its
+// /proc/PID/cgroup as the VM's agent reads it ("0::/distros/ID/…").
+func distroOfCgroup(procCgroup string) (string, bool) {
+	for _, l := range strings.Split(procCgroup, "\n") {
+		path, ok := strings.CutPrefix(l, "0::/distros/")
+		if !ok {
+			continue
+		}
+		id, _, _ := strings.Cut(path, "/")
+		if validDistroID(id) {
+			return id, true
+		}
+	}
+	return "", false
+}

@@ -74,6 +74,10 @@ const (
 	// opNetworkInfo reports its addresses.
 	opConfigureNetwork = "configure-network"
 	opNetworkInfo      = "network-info"
+	// opListeners lists the distros' listening sockets; opDial connects to
+	// an address in the VM and splices the stream to it.
+	opListeners = "listeners"
+	opDial      = "dial"
 )
 
 // Flow-control and I/O sizes.
@@ -218,6 +222,9 @@ type request struct {
 	Format string `json:"format,omitempty"`
 	// configure-network: the VM's network.
 	Network *NetworkConfig `json:"network,omitempty"`
+	// dial: the protocol ("tcp") and address ("127.0.0.1:8080").
+	Net     string `json:"net,omitempty"`
+	Address string `json:"address,omitempty"`
 }
 
 // reply is every agent header. Fields an op does not use are left out.
@@ -237,6 +244,8 @@ type reply struct {
 	Distros []string `json:"distros,omitempty"`
 	// configure-network, network-info: the VM's addresses
 	Addresses []string `json:"addresses,omitempty"`
+	// listeners: the distros' listening sockets
+	Listeners []Listener `json:"listeners,omitempty"`
 }
 
 type wireError struct {

@@ -29,7 +29,10 @@ import (
 // files (9p, virtio-fs), vsock, entropy, and what distros may use of the
 // VM's kernel (overlay, fuse, loop devices, tun).
 var (
-	vmModules         = []string{"virtio_pci", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "virtio_balloon", "virtio_net"}
+	vmModules = []string{"virtio_pci", "virtio_console", "virtio_scsi", "sd_mod", "ext4", "virtio_balloon", "virtio_net",
+		// sock_diag for TCP and UDP: the agent lists the distros' listening
+		// sockets with it, to forward their ports.
+		"inet_diag", "tcp_diag", "udp_diag"}
 	vmOptionalModules = []string{"virtio_rng", "9p", "9pnet_virtio", "virtiofs", "vmw_vsock_virtio_transport", "overlay", "fuse", "loop", "tun"}
 )
 
@@ -907,4 +910,36 @@ func hostShare(modules string) string {
 		return ""
 	}
 	return "/"
+}
+
+// Listeners returns the listening sockets of version 2 distro id in the VM
+// (vmm.ErrNotRunning when the VM does not run).
+func (b *Backend) Listeners(ctx context.Context, id string) ([]agent.Listener, error) {
+	_, ac := b.vmClient()
+	if ac == nil {
+		return nil, vmm.ErrNotRunning
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	all, err := ac.Listeners(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the VM's listeners: %w", err)
+	}
+	var out []agent.Listener
+	for _, l := range all {
+		if l.Distro == id {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// Dial connects to address in the VM (network "tcp") through the VM's agent:
+// how a host listener reaches a version 2 distro's port.
+func (b *Backend) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	_, ac := b.vmClient()
+	if ac == nil {
+		return nil, vmm.ErrNotRunning
+	}
+	return ac.Dial(ctx, network, address)
 }
