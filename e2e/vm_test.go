@@ -604,6 +604,17 @@ func TestVersion2Ports(t *testing.T) {
 		return err == nil && body == "served-from-the-vm\n"
 	})
 
+	// The server restarts (a crash): the VM is adopted and the port is
+	// forwarded again.
+	s.kill9()
+	s.start()
+	began := time.Now()
+	waitFor(t, 10*time.Second, "the port to be forwarded again after a server restart", func() bool {
+		body, err := get("::1", ps[0])
+		return err == nil && body == "served-from-the-vm\n"
+	})
+	t.Logf("forwarded again %v after the restarted server answered", time.Since(began).Round(time.Millisecond))
+
 	// The server stops in the guest: gone from the host.
 	s.sh("web", "pkill httpd || killall httpd")
 	waitFor(t, 10*time.Second, "the stopped servers to be gone from the host", func() bool {
