@@ -1,6 +1,8 @@
 // The distro page's Ports panel: every socket a program in the distro listens
 // on, with live counters (from the `ports` event), a LAN toggle and the source
-// ranges allowed to connect from the LAN.
+// ranges allowed to connect from the LAN; for a version 2 distro also a
+// "This computer" toggle (the port's `localhost` setting: forwarded to this
+// computer's 127.0.0.1 and ::1 or not).
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorMessage, type Distro, type Port } from '../api';
 import { bytes } from '../format';
@@ -66,7 +68,7 @@ export function PortsPanel({ d }: { d: Distro }) {
       </div>
       <p class="muted small">
         {d.version === 2
-          ? 'Ports are forwarded to this computer’s localhost automatically. Turn on LAN to let other computers on your network connect.'
+          ? 'Ports are forwarded to this computer’s localhost automatically. Turn off “This computer” for a port to stop forwarding it to this computer’s localhost (127.0.0.1 and ::1). Turn on LAN to let other computers on your network connect.'
           : 'A version 1 distro shares this computer’s network: its ports are this computer’s ports. Turn on LAN to let other computers on your network connect to one that listens on localhost only.'}
       </p>
       <ErrorBox error={error} />
@@ -92,6 +94,7 @@ export function PortsPanel({ d }: { d: Distro }) {
                 <th scope="col">Process</th>
                 <th scope="col">State</th>
                 <th scope="col" class="num">Traffic</th>
+                {d.version === 2 && <th scope="col">This computer</th>}
                 <th scope="col">LAN</th>
                 <th scope="col">Allowed from the LAN</th>
               </tr>
@@ -124,7 +127,7 @@ function PortRow({ d, p }: { d: Distro; p: Port }) {
         {p.pid > 0 && <span class="muted small block">pid {p.pid}</span>}
       </td>
       <td data-label="State">
-        <PortState p={p} />
+        <PortState p={p} v2={d.version === 2} />
       </td>
       <td data-label="Traffic" class="num">
         <span title="Connections open now through subsys">{count(p.connections, 'connection')}</span>
@@ -132,6 +135,11 @@ function PortRow({ d, p }: { d: Distro; p: Port }) {
           in {bytes(p.bytes_in)} · out {bytes(p.bytes_out)}
         </span>
       </td>
+      {d.version === 2 && (
+        <td data-label="This computer" class="localhost-cell">
+          <LocalhostToggle d={d} p={p} what={what} />
+        </td>
+      )}
       <td data-label="LAN" class="lan-cell">
         <LanToggle d={d} p={p} what={what} />
       </td>
@@ -150,18 +158,25 @@ function addressNote(a: string): string {
 
 export const count = (n: number, what: string) => `${(n ?? 0).toLocaleString()} ${what}${n === 1 ? '' : 's'}`;
 
-/** local = "This computer only", lan = "LAN", conflict and error show the server's text. */
-export function PortState({ p }: { p: Pick<Port, 'state' | 'error'> }) {
+/**
+ * local = "This computer only", lan = "LAN", conflict and error show the
+ * server's text. For a version 2 port (v2) whose localhost forwarding is off,
+ * local means nothing forwards it: "Not forwarded".
+ */
+export function PortState({ p, v2 = false }: { p: Pick<Port, 'state' | 'error'> & Partial<Pick<Port, 'localhost'>>; v2?: boolean }) {
+  const unforwarded = v2 && p.localhost === false && p.state === 'local';
   const text =
     p.state === 'local'
-      ? 'This computer only'
+      ? unforwarded
+        ? 'Not forwarded'
+        : 'This computer only'
       : p.state === 'lan'
         ? 'LAN'
         : p.state === 'closed'
           ? 'Not listening'
           : p.error || (p.state === 'conflict' ? 'Conflict' : 'Error');
   return (
-    <span class={`pstate pstate-${p.state}`} data-state={p.state}>
+    <span class={`pstate pstate-${unforwarded ? 'closed' : p.state}`} data-state={p.state}>
       <span class="state-dot" aria-hidden="true" />
       <span>{text}</span>
     </span>
@@ -234,6 +249,77 @@ function LanToggle({ d, p, what }: { d: Distro; p: Port; what: string }) {
       )}
       {error && (
         <p class="field-hint" role="alert">
+          {error}
+        </p>
+      )}
+    </div>
+  );
+}
+
+/**
+ * Version 2: whether the port is forwarded to this computer's localhost
+ * (127.0.0.1 and ::1). Neither direction asks: off exposes less, and on is
+ * the default every new port gets.
+ */
+function LocalhostToggle({ d, p, what }: { d: Distro; p: Port; what: string }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState('');
+  // What a screen reader hears after a change (the switch itself says on/off).
+  const [note, setNote] = useState('');
+  const box = useRef<HTMLInputElement>(null);
+  const toggle = async () => {
+    if (busy) return;
+    const want = !p.localhost;
+    // Disabling the focused switch drops the keyboard focus: give it back after.
+    const hadFocus = document.activeElement === box.current;
+    setError('');
+    setNote('');
+    setBusy(true);
+    try {
+      const r = await api.putPort(d.name, p.proto, p.port, { localhost: want });
+      applyPort(d.id, r);
+      setNote(
+        want
+          ? `Port ${p.port} is forwarded to this computer’s localhost.`
+          : `Port ${p.port} is no longer forwarded to this computer’s localhost.`,
+      );
+    } catch (e) {
+      setError(errorMessage(e));
+    } finally {
+      setBusy(false);
+      if (hadFocus)
+        requestAnimationFrame(() => {
+          const at = document.activeElement;
+          if (!at || at === document.body) box.current?.focus();
+        });
+    }
+  };
+  return (
+    <div class="lan">
+      <label class="switch-label">
+        <input
+          ref={box}
+          type="checkbox"
+          role="switch"
+          class="switch"
+          checked={p.localhost}
+          disabled={busy}
+          aria-label={`Forward ${what} to this computer`}
+          aria-describedby={error ? `localhost-err-${p.proto}-${p.port}-${p.address}` : undefined}
+          onClick={(e) => {
+            // The box follows the server's answer, not the click.
+            e.preventDefault();
+            toggle();
+          }}
+        />
+        <span aria-hidden="true">{p.localhost ? 'On' : 'Off'}</span>
+        {busy && <Spinner />}
+      </label>
+      <span class="sr-only" aria-live="polite" data-testid="localhost-note">
+        {note}
+      </span>
+      {error && (
+        <p class="field-hint" role="alert" id={`localhost-err-${p.proto}-${p.port}-${p.address}`}>
           {error}
         </p>
       )}

@@ -31,11 +31,14 @@ function freePort() {
 
 /**
  * Starts bin/subsys serve with a temporary data directory. Its log goes to
- * test-output/server.log (or logName). Returns {base, token, data, api, loginURL, restart(), stop()}.
+ * test-output/server.log (or logName). prepare(data), when given, runs on the
+ * data directory before the server first starts (to put a kernel in vm/, say).
+ * Returns {base, token, data, api, loginURL, restart(), stop()}.
  */
-export async function startServer({ logName = 'server.log' } = {}) {
+export async function startServer({ logName = 'server.log', prepare } = {}) {
   if (!existsSync(SUBSYS_BIN)) throw new Error(`${SUBSYS_BIN} is missing: run "cd web && npm run build && cd .. && make build" first`);
   const data = mkdtempSync(join(tmpdir(), 'subsys-webtest-'));
+  if (prepare) await prepare(data);
   const port = await freePort();
   const listen = `127.0.0.1:${port}`;
   const base = `http://${listen}`;
