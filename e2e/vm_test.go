@@ -626,3 +626,34 @@ func TestVersion2Ports(t *testing.T) {
 		return true
 	})
 }
+
+// TestVersion2UDPPorts: UDP servers in a version 2 distro, bound to 0.0.0.0
+// and [::] in the VM, answer datagrams sent to host 127.0.0.1 and [::1].
+func TestVersion2UDPPorts(t *testing.T) {
+	s := startV2Server(t)
+	ps := freePorts(t, 2)
+	s.importV2("udp", echodRootfs(t))
+	s.sh("udp", fmt.Sprintf("echod -udp 0.0.0.0:%d -udp [::]:%d </dev/null >/dev/null 2>&1 &", ps[0], ps[1]))
+	for _, p := range ps {
+		for _, host := range []string{"127.0.0.1", "::1"} {
+			addr := net.JoinHostPort(host, strconv.Itoa(int(p)))
+			waitFor(t, 20*time.Second, "a UDP echo from the guest through "+addr, func() bool {
+				c, err := net.Dial("udp", addr)
+				if err != nil {
+					return false
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Second))
+				if _, err := c.Write([]byte("ping over " + addr)); err != nil {
+					return false
+				}
+				buf := make([]byte, 256)
+				n, err := c.Read(buf)
+				return err == nil && strings.Contains(string(buf[:n]), "ping over "+addr)
+			})
+		}
+	}
+	if p, ok := s.port("udp", "udp", ps[0]); !ok || p.State != "local" || p.Process != "echod" || !p.Localhost {
+		t.Errorf("udp port %d = %+v, want local and echod's", ps[0], p)
+	}
+}

@@ -52,8 +52,8 @@ func (m *PortManager) applyProxies(sp *scanPlan, running map[string]Distro) {
 		}
 		if want.guest {
 			guest := running[want.distroID].Guest
-			if guest == nil || k.proto != TCP {
-				m.proxyErrs[k] = fmt.Errorf("%s ports of version 2 distros are not forwarded yet", k.proto)
+			if guest == nil {
+				m.proxyErrs[k] = fmt.Errorf("version 2 distro %s has no network to reach its port through", want.distroID)
 				m.retryAt[k] = now.Add(conflictRetry)
 				continue
 			}

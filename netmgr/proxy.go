@@ -49,9 +49,11 @@ type ProxyConfig struct {
 	// Required unless Dial is set.
 	Target string
 	// Dial, when set, opens the connection to the target instead of dialing
-	// Target (TCP only); version 2 uses it to reach a guest port through the
-	// agent. Half-close is passed on when the conn has CloseWrite. Data between
-	// two *net.TCPConn moves with splice(2); anything else is copied in user space.
+	// Target; version 2 uses it to reach a guest port through the agent.
+	// For TCP, half-close is passed on when the conn has CloseWrite, and data
+	// between two *net.TCPConn moves with splice(2) (anything else is copied
+	// in user space). For UDP, Dial opens one client's flow: each Write on
+	// the conn must carry one datagram and each Read return one.
 	Dial func(ctx context.Context) (net.Conn, error)
 	// Allow lists the source prefixes that may connect; empty allows every source.
 	// A refused TCP client is reset at once and the target is never dialed; a
@@ -144,7 +146,7 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 		return nil, fmt.Errorf("%w: no listen address", ErrInvalid)
 	}
 	cfg.Listen = netip.AddrPortFrom(cfg.Listen.Addr().Unmap(), cfg.Listen.Port())
-	if cfg.Target == "" && (cfg.Dial == nil || cfg.Proto == UDP) {
+	if cfg.Target == "" && cfg.Dial == nil {
 		return nil, fmt.Errorf("%w: no target", ErrInvalid)
 	}
 	for i, pfx := range cfg.Allow {
@@ -528,7 +530,7 @@ func (p *Proxy) pipe(c *tcpConn, dst, src net.Conn, counter *atomic.Int64) {
 // datagrams to the target and brings the replies back.
 type udpFlow struct {
 	client netip.AddrPort
-	conn   *net.UDPConn
+	conn   net.Conn // a *net.UDPConn, or a datagram conn from ProxyConfig.Dial
 	oob    []byte // control message that makes replies leave from the address the client used
 	last   atomic.Int64
 	once   sync.Once
@@ -595,8 +597,14 @@ func (p *Proxy) flow(src netip.AddrPort, oob []byte) *udpFlow {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.DialTimeout)
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "udp", p.cfg.Target)
+	var conn net.Conn
+	var err error
+	if p.cfg.Dial != nil {
+		conn, err = p.cfg.Dial(ctx)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "udp", p.cfg.Target)
+	}
 	cancel()
 	if err != nil {
 		if p.ctx.Err() == nil {
@@ -605,7 +613,7 @@ func (p *Proxy) flow(src netip.AddrPort, oob []byte) *udpFlow {
 		}
 		return nil
 	}
-	f = &udpFlow{client: src, conn: conn.(*net.UDPConn)}
+	f = &udpFlow{client: src, conn: conn}
 	if p.oob {
 		f.oob = replyOOB(oob, p.addr.Addr().Is6())
 	}

@@ -826,23 +826,68 @@ func (h *vmHost) dial(ctx context.Context, st *yamux.Stream, br *bufio.Reader, n
 		writeHeader(st, reply{Error: &wireError{Code: errorCode(err), Message: err.Error()}})
 	}
 	ap, err := netip.ParseAddrPort(address)
-	if network != "tcp" || err != nil || ap.Port() == 0 {
-		fail(fmt.Errorf("%w: dial %s %q: want tcp and an IP address with a port", ErrBadRequest, network, address))
+	if (network != "tcp" && network != "udp") || err != nil || ap.Port() == 0 {
+		fail(fmt.Errorf("%w: dial %s %q: want tcp or udp and an IP address with a port", ErrBadRequest, network, address))
 		return
 	}
 	var dialer net.Dialer
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	conn, err := dialer.DialContext(dctx, "tcp", ap.String())
+	conn, err := dialer.DialContext(dctx, network, ap.String())
 	cancel()
 	if err != nil {
-		fail(fmt.Errorf("dial %s: %w", ap, err))
+		fail(fmt.Errorf("dial %s %s: %w", network, ap, err))
 		return
 	}
 	if err := writeHeader(st, reply{OK: true}); err != nil {
 		conn.Close()
 		return
 	}
+	if network == "udp" {
+		spliceDatagrams(ctx, st, br, conn.(*net.UDPConn))
+		return
+	}
 	splice(ctx, st, br, conn.(*net.TCPConn))
+}
+
+// spliceDatagrams carries a UDP flow over the host's stream, datagrams
+// framed as DatagramConn does, until the stream ends (the host's flow went
+// idle or closed) or ctx does. A refused datagram (the port closed for a
+// moment) is no reason to end the flow.
+func spliceDatagrams(ctx context.Context, st *yamux.Stream, br *bufio.Reader, conn *net.UDPConn) {
+	stream := &DatagramConn{Conn: &bufferedConn{Stream: st, br: br}}
+	stop := context.AfterFunc(ctx, func() { conn.Close(); st.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		buf := make([]byte, maxDatagram)
+		for {
+			n, err := conn.Read(buf)
+			if errors.Is(err, unix.ECONNREFUSED) {
+				continue
+			}
+			if err != nil {
+				st.Close()
+				return
+			}
+			if _, err := stream.Write(buf[:n]); err != nil {
+				conn.Close()
+				return
+			}
+		}
+	})
+	buf := make([]byte, maxDatagram)
+	for {
+		n, err := stream.Read(buf)
+		if err != nil {
+			break
+		}
+		if _, err := conn.Write(buf[:n]); err != nil && !errors.Is(err, unix.ECONNREFUSED) {
+			break
+		}
+	}
+	conn.Close()
+	st.Close()
+	wg.Wait()
 }
 
 // distroListeners lists the VM's listening sockets that a distro's process

@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 )
 
 // HostAliasName is the name a version 2 distro reaches the host by, as
@@ -114,13 +117,67 @@ func (c *Client) Listeners(ctx context.Context) ([]Listener, error) {
 }
 
 // Dial connects to address ("127.0.0.1:8080", "[::1]:53") inside the VM over
-// network ("tcp") and returns the connection, carried by one stream.
+// network ("tcp" or "udp") and returns the connection, carried by one
+// stream. A "udp" connection keeps datagrams whole: each Write sends one and
+// each Read returns one (see DatagramConn).
 func (c *Client) Dial(ctx context.Context, network, address string) (net.Conn, error) {
 	st, br, _, err := c.roundTrip(ctx, request{Op: opDial, Net: network, Address: address})
 	if err != nil {
 		return nil, err
 	}
-	return &bufferedConn{Stream: st, br: br}, nil
+	conn := &bufferedConn{Stream: st, br: br}
+	if network == "udp" {
+		return &DatagramConn{Conn: conn}, nil
+	}
+	return conn, nil
+}
+
+// maxDatagram is the largest UDP payload a DatagramConn carries.
+const maxDatagram = 65535
+
+// DatagramConn carries datagrams over a stream: each is a 2-byte big-endian
+// length and that many bytes. Write sends p as one datagram; Read returns
+// one datagram (its excess dropped when p is too small, as a UDP socket
+// does). It is how a UDP flow of a forwarded port crosses the agent.
+type DatagramConn struct {
+	net.Conn
+	rmu, wmu sync.Mutex
+	hdr      [2]byte
+}
+
+// Write sends p as one datagram.
+func (d *DatagramConn) Write(p []byte) (int, error) {
+	if len(p) > maxDatagram {
+		return 0, fmt.Errorf("datagram of %d bytes is larger than %d", len(p), maxDatagram)
+	}
+	frame := make([]byte, 2+len(p))
+	binary.BigEndian.PutUint16(frame, uint16(len(p)))
+	copy(frame[2:], p)
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if _, err := d.Conn.Write(frame); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Read returns the next datagram.
+func (d *DatagramConn) Read(p []byte) (int, error) {
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	if _, err := io.ReadFull(d.Conn, d.hdr[:]); err != nil {
+		return 0, err
+	}
+	n := int(binary.BigEndian.Uint16(d.hdr[:]))
+	if n <= len(p) {
+		_, err := io.ReadFull(d.Conn, p[:n])
+		return n, err
+	}
+	if _, err := io.ReadFull(d.Conn, p); err != nil {
+		return 0, err
+	}
+	_, err := io.CopyN(io.Discard, d.Conn, int64(n-len(p)))
+	return len(p), err
 }
 
 // distroOfCgroup names the distro whose cgroup a process is in, from its
