@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/subsys-dev/subsys/api"
+	"github.com/subsys-dev/subsys/internal/lantest"
 	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
@@ -655,5 +657,60 @@ func TestVersion2UDPPorts(t *testing.T) {
 	}
 	if p, ok := s.port("udp", "udp", ps[0]); !ok || p.State != "local" || p.Process != "echod" || !p.Localhost {
 		t.Errorf("udp port %d = %+v, want local and echod's", ps[0], p)
+	}
+}
+
+// TestVersion2LAN: a version 2 distro's port reaches the LAN (the network
+// tests' LAN host) only while its lan toggle is on, and only from sources
+// its allowlist admits; localhost stays as it is.
+func TestVersion2LAN(t *testing.T) {
+	s := startV2Server(t)
+	h := lantest.New(t)
+	ps := freePorts(t, 2)
+	p := ps[0]
+	s.importV2("lan2", echodRootfs(t))
+	s.sh("lan2", fmt.Sprintf("echod -tcp 0.0.0.0:%d </dev/null >/dev/null 2>&1 &", p))
+	local := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)
+	waitFor(t, 20*time.Second, "the port on host localhost", func() bool {
+		c, err := net.DialTimeout("tcp", local.String(), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	lan := netip.AddrPortFrom(h.Host4, p)
+	// The probe can see a LAN listener: a port of this host's that listens
+	// on every address answers the LAN host now.
+	control, err := net.Listen("tcp", netip.AddrPortFrom(netip.IPv4Unspecified(), ps[1]).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := control.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	defer control.Close()
+	if err := h.Ping(t, "tcp", netip.AddrPortFrom(h.Host4, ps[1]), 3*time.Second); err != nil {
+		t.Fatalf("the LAN host cannot reach a host listener at all: %v", err)
+	}
+	if err := h.Ping(t, "tcp", lan, 2*time.Second); err == nil {
+		t.Fatalf("the v2 port %d reaches the LAN with its toggle off", p)
+	}
+	s.expose("lan2", "tcp", p, map[string]any{"lan": true})
+	waitFor(t, 10*time.Second, "the v2 port on the LAN", func() bool { return h.Ping(t, "tcp", lan, 2*time.Second) == nil })
+	// An allowlist without the LAN host shuts it out.
+	s.expose("lan2", "tcp", p, map[string]any{"lan": true, "allow": []string{"198.51.100.0/24"}})
+	waitFor(t, 10*time.Second, "the allowlist to shut the LAN host out", func() bool { return h.Ping(t, "tcp", lan, 2*time.Second) != nil })
+	s.expose("lan2", "tcp", p, map[string]any{"lan": false, "allow": []string{}})
+	waitFor(t, 10*time.Second, "the port to leave the LAN", func() bool { return h.Ping(t, "tcp", lan, 2*time.Second) != nil })
+	if c, err := net.DialTimeout("tcp", local.String(), time.Second); err != nil {
+		t.Errorf("host localhost lost the port: %v", err)
+	} else {
+		c.Close()
 	}
 }
