@@ -531,7 +531,7 @@ func (p *Proxy) pipe(c *tcpConn, dst, src net.Conn, counter *atomic.Int64) {
 type udpFlow struct {
 	client netip.AddrPort
 	conn   net.Conn // a *net.UDPConn, or a datagram conn from ProxyConfig.Dial
-	oob    []byte // control message that makes replies leave from the address the client used
+	oob    []byte   // control message that makes replies leave from the address the client used
 	last   atomic.Int64
 	once   sync.Once
 }
