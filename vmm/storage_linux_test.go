@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subsys-dev/subsys/internal/testenv"
+	"github.com/subsys-dev/subsys/internal/testutil"
 	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm/archive"
 	"github.com/subsys-dev/subsys/vmm/disk"
@@ -273,6 +274,20 @@ func importV2(t *testing.T, m *Manager, name, root string, size int64) error {
 // or dir when given, holds anything.
 func noLeftovers(t *testing.T, data string, keep int, dirs ...string) {
 	t.Helper()
+	// A version 2 import removes its staging tree in the background, under
+	// a ".removing-" name: wait for those to go, then nothing may be left.
+	removing := func(dir string) bool {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".removing-") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, dir := range append([]string{filepath.Join(data, "tmp")}, dirs...) {
+		testutil.WaitFor(t, 30*time.Second, "background removal in "+dir, func() bool { return !removing(dir) })
+	}
 	if entries, _ := os.ReadDir(filepath.Join(data, "tmp")); len(entries) != 0 {
 		t.Errorf("left in tmp/: %v", entries)
 	}
