@@ -164,6 +164,9 @@ func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader,
 			return true
 		}
 		err = lerr
+	case opWatchListeners:
+		h.watchListeners(ctx, st)
+		return true
 	case opDial:
 		h.dial(ctx, st, br, req.Net, req.Address)
 		return true
@@ -923,4 +926,44 @@ func distroListeners(ctx context.Context) ([]Listener, error) {
 		out = append(out, Listener{Distro: o.Tag, Proto: s.Proto, Address: s.Local.Addr().String(), Port: s.Local.Port(), PID: o.PID, Process: o.Comm})
 	}
 	return out, nil
+}
+
+// listenerPoll is how often watch-listeners looks at the VM's sockets: a
+// port shows on the host within it. Looking costs the guest some CPU each
+// time (under TCG, a few milliseconds), which is why the host does not ask
+// across the port itself.
+const listenerPoll = 750 * time.Millisecond
+
+// watchListeners sends the distros' listening sockets as one header line now
+// and again each time they change, until the stream or ctx ends.
+func (h *vmHost) watchListeners(ctx context.Context, st *yamux.Stream) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The host closes the stream to stop watching: a read returns then.
+	go func() {
+		io.Copy(io.Discard, st)
+		cancel()
+	}()
+	tick := time.NewTicker(listenerPoll)
+	defer tick.Stop()
+	var last []Listener
+	first := true
+	for {
+		ls, err := distroListeners(ctx)
+		if err != nil {
+			writeHeader(st, reply{Error: &wireError{Code: errorCode(err), Message: err.Error()}})
+			return
+		}
+		if first || !slices.Equal(ls, last) {
+			if err := writeHeader(st, reply{OK: true, Listeners: ls}); err != nil {
+				return
+			}
+			last, first = ls, false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

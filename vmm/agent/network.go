@@ -116,6 +116,33 @@ func (c *Client) Listeners(ctx context.Context) ([]Listener, error) {
 	return rep.Listeners, nil
 }
 
+// WatchListeners calls fn with the listening sockets of every distro in the
+// VM now and again each time they change (the agent looks a little more
+// often than once a second), until ctx ends or the connection does; then it
+// returns the reason.
+func (c *Client) WatchListeners(ctx context.Context, fn func([]Listener)) error {
+	st, br, rep, err := c.roundTrip(ctx, request{Op: opWatchListeners})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.Close() })
+	defer stop()
+	for {
+		fn(rep.Listeners)
+		rep = reply{}
+		if err := readHeader(br, &rep); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("watch listeners: %w", err)
+		}
+		if rep.Error != nil {
+			return fmt.Errorf("watch listeners: %s", rep.Error.Message)
+		}
+	}
+}
+
 // Dial connects to address ("127.0.0.1:8080", "[::1]:53") inside the VM over
 // network ("tcp" or "udp") and returns the connection, carried by one
 // stream. A "udp" connection keeps datagrams whole: each Write sends one and

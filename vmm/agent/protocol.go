@@ -78,6 +78,8 @@ const (
 	// an address in the VM and splices the stream to it.
 	opListeners = "listeners"
 	opDial      = "dial"
+	// opWatchListeners streams the listeners each time they change.
+	opWatchListeners = "watch-listeners"
 )
 
 // Flow-control and I/O sizes.

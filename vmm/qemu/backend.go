@@ -99,11 +99,16 @@ type Backend struct {
 	cpus        int
 	lastErr     string
 	lastConsole []byte
-	addresses   []string       // the VM's, as configure-network or network-info said
-	targets     map[string]int // distro id (or an export's key) → SCSI target
-	nextTarget  int            // where takeTarget looks first
-	idle        *time.Timer
-	adoptTried  bool
+	addresses   []string // the VM's, as configure-network or network-info said
+	// listeners are the distros' listening sockets as the agent's
+	// watch-listeners last said, by distro id; watching says whether that
+	// watch is live (else Listeners asks the agent itself).
+	listeners  map[string][]agent.Listener
+	watching   bool
+	targets    map[string]int // distro id (or an export's key) → SCSI target
+	nextTarget int            // where takeTarget looks first
+	idle       *time.Timer
+	adoptTried bool
 }
 
 // NewBackend returns the version 2 backend; it starts nothing until a distro
@@ -440,6 +445,7 @@ func (b *Backend) vmGone(v *VM, why string) {
 		b.agent.Close()
 	}
 	b.vm, b.agent, b.addresses = nil, nil, nil
+	b.listeners, b.watching = nil, false
 	b.targets = map[string]int{}
 	if b.idle != nil {
 		b.idle.Stop()
@@ -451,8 +457,14 @@ func (b *Backend) vmGone(v *VM, why string) {
 	}
 }
 
-// watch marks the VM stopped when QEMU exits, however it does.
+// watch marks the VM stopped when QEMU exits, however it does, and keeps
+// the distros' listening sockets up to date while it runs.
 func (b *Backend) watch(v *VM) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.watchListeners(v)
+	}()
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -912,12 +924,70 @@ func hostShare(modules string) string {
 	return "/"
 }
 
+// watchListeners follows the agent's watch-listeners while v runs: the
+// agent looks at the VM's sockets itself and speaks only when they change,
+// so the port manager's scans cost the idle VM nothing. A watch that breaks
+// while the VM runs is started again.
+func (b *Backend) watchListeners(v *VM) {
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-v.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for ctx.Err() == nil {
+		b.mu.Lock()
+		ac := b.agent
+		current := b.vm == v
+		b.mu.Unlock()
+		if !current || ac == nil {
+			return
+		}
+		err := ac.WatchListeners(ctx, func(ls []agent.Listener) {
+			by := map[string][]agent.Listener{}
+			for _, l := range ls {
+				by[l.Distro] = append(by[l.Distro], l)
+			}
+			b.mu.Lock()
+			if b.vm == v {
+				b.listeners, b.watching = by, true
+			}
+			b.mu.Unlock()
+		})
+		b.mu.Lock()
+		if b.vm == v {
+			b.watching = false
+		}
+		b.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Debug("watching the VM's listeners", "err", err)
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Listeners returns the listening sockets of version 2 distro id in the VM
-// (vmm.ErrNotRunning when the VM does not run).
+// (vmm.ErrNotRunning when the VM does not run): from the agent's watch when
+// it is live, else by asking.
 func (b *Backend) Listeners(ctx context.Context, id string) ([]agent.Listener, error) {
-	_, ac := b.vmClient()
+	b.mu.Lock()
+	ac, watching, ls := b.agent, b.watching, slices.Clone(b.listeners[id])
+	b.mu.Unlock()
 	if ac == nil {
 		return nil, vmm.ErrNotRunning
+	}
+	if watching {
+		return ls, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
