@@ -617,11 +617,32 @@ func TestVersion2Ports(t *testing.T) {
 	})
 	t.Logf("forwarded again %v after the restarted server answered", time.Since(began).Round(time.Millisecond))
 
+	// A guest port whose host port another program holds is in conflict,
+	// naming the holder; once the holder lets go, it is forwarded.
+	pc := freePorts(t, 1)[0]
+	holder, err := net.Listen("tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), pc).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.sh("web", fmt.Sprintf("httpd -p 0.0.0.0:%d -h /root/www", pc))
+	waitFor(t, 10*time.Second, "the guest port to be in conflict", func() bool {
+		p, ok := s.port("web", "tcp", pc)
+		return ok && p.State == "conflict"
+	})
+	if p, _ := s.port("web", "tcp", pc); !strings.Contains(p.Error, "in use") || !strings.Contains(p.Error, strconv.Itoa(os.Getpid())) {
+		t.Errorf("conflict error %q does not name the holder (pid %d)", p.Error, os.Getpid())
+	}
+	holder.Close()
+	waitFor(t, 10*time.Second, "the port to be forwarded once the holder let go", func() bool {
+		body, err := get("127.0.0.1", pc)
+		return err == nil && body == "served-from-the-vm\n"
+	})
+
 	// The server stops in the guest: gone from the host.
 	s.sh("web", "pkill httpd || killall httpd")
 	waitFor(t, 10*time.Second, "the stopped servers to be gone from the host", func() bool {
-		for i := range binds {
-			if _, err := get("127.0.0.1", ps[i]); err == nil {
+		for _, p := range append(ps[:len(binds):len(binds)], pc) {
+			if _, err := get("127.0.0.1", p); err == nil {
 				return false
 			}
 		}
