@@ -71,9 +71,7 @@ func settle(t *testing.T, fds, sockets, goroutines int) {
 // TestSoak runs 10,000 short connections and 100 long ones through one proxy,
 // then checks that nothing leaked: descriptors, goroutines, live counters.
 func TestSoak(t *testing.T) {
-	if testing.Short() {
-		t.Skip("soak test; -short")
-	}
+	testenv.SkipIfShort(t, "soak test")
 	const (
 		short   = 10_000
 		long    = 100

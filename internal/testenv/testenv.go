@@ -5,9 +5,10 @@
 // machine that lacks something says so rather than passing with tests
 // skipped.
 //
-// Route every skip that is about the machine through SkipOrFail (or the
-// Require helpers); a skip that is about the test run, such as
-// testing.Short(), stays a plain t.Skip. Only tests import this package.
+// Route every skip through SkipOrFail (or the Require helpers), and a skip of
+// a slow test under -short through SkipIfShort: under Strict nothing is
+// skipped, so CI cannot pass with a test left out. Only tests import this
+// package.
 package testenv
 
 import (
@@ -64,6 +65,21 @@ func SkipPart(tb testing.TB, args ...any) {
 		return
 	}
 	tb.Logf("left out: %s (with %s=1 this fails)", why, StrictVar)
+}
+
+// SkipIfShort skips a slow test when the run is -short (testing.Short), and
+// says why; under Strict, -short is no reason to leave a test out, so the
+// test runs as if -short were not given.
+func SkipIfShort(tb testing.TB, why string) {
+	tb.Helper()
+	if !testing.Short() {
+		return
+	}
+	if Strict() {
+		tb.Logf("-short, but %s=1 runs it anyway: %s", StrictVar, why)
+		return
+	}
+	tb.Skipf("%s (-short)", why)
 }
 
 // RequireRoot stops the test unless it runs as root (effective uid 0); why

@@ -115,3 +115,25 @@ func TestOutcome(t *testing.T) {
 		}
 	}
 }
+
+// TestSkipIfShortOutcome runs itself in a child `go test -short`: a plain run
+// skips the slow test, a strict one runs it (so CI never leaves it out).
+func TestSkipIfShortOutcome(t *testing.T) {
+	if os.Getenv("TESTENV_CHILD") == "short" {
+		SkipIfShort(t, "a slow test")
+		t.Log("ran the slow test")
+		return
+	}
+	for _, c := range []struct {
+		strict string
+		want   string
+		ran    bool
+	}{{"", "--- SKIP: TestSkipIfShortOutcome", false}, {"1", "--- PASS: TestSkipIfShortOutcome", true}} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSkipIfShortOutcome$", "-test.v", "-test.short")
+		cmd.Env = append(os.Environ(), "TESTENV_CHILD=short", StrictVar+"="+c.strict)
+		out, _ := cmd.CombinedOutput()
+		if !strings.Contains(string(out), c.want) || strings.Contains(string(out), "ran the slow test") != c.ran {
+			t.Errorf("%s=%q: child test said\n%s\nwant %q, slow test run: %v", StrictVar, c.strict, out, c.want, c.ran)
+		}
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subsys-dev/subsys/internal/testenv"
 )
 
 // memoryUse is what measureMemory saw of one call.
@@ -76,9 +78,7 @@ func measureMemory(fn func()) memoryUse {
 // kept the path of every level held about 400 MB at the bottom (level i's
 // path is 2i bytes long); one name per level is about a megabyte.
 func TestDeepTreeMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a tree 20,000 levels deep")
-	}
+	testenv.SkipIfShort(t, "builds a tree 20,000 levels deep")
 	const depth = 20000
 	tree := filepath.Join(t.TempDir(), "tree")
 	if err := os.Mkdir(tree, 0o755); err != nil {
@@ -140,9 +140,7 @@ func exportTreeOf(t *testing.T, tree string, depth int) string {
 // usage and removes it: a listing read whole held every name at once (about
 // 8 MB here, and a distro can make millions); read in batches, it holds one.
 func TestWideDirectoryMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("makes 100,000 files")
-	}
+	testenv.SkipIfShort(t, "makes 100,000 files")
 	const entries = 100000
 	dir := filepath.Join(t.TempDir(), "wide")
 	if err := os.Mkdir(dir, 0o755); err != nil {

@@ -98,9 +98,7 @@ func debianDisk(t *testing.T, ctx context.Context) string {
 // commands in it through OpenDistro, exports it, stops it, unplugs the disk
 // and powers the VM off.
 func TestAgentInVM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a kernel under TCG: tens of seconds")
-	}
+	testenv.SkipIfShort(t, "boots a kernel under TCG: tens of seconds")
 	testenv.RequireRoot(t, "extracts a rootfs with its owners and makes an ext4 image of it")
 	testenv.RequireCommand(t, DefaultBinary, "make deps (qemu-system-x86)")
 	kernel := testKernel(t)

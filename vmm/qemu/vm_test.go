@@ -125,9 +125,7 @@ func checkGone(t *testing.T, v *VM, run string) {
 }
 
 func TestBootToInitAndQuit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a kernel under TCG: tens of seconds")
-	}
+	testenv.SkipIfShort(t, "boots a kernel under TCG: tens of seconds")
 	testenv.RequireCommand(t, DefaultBinary, "make deps (qemu-system-x86)")
 	kernel := testKernel(t)
 	initrd := buildInitramfs(t)
