@@ -405,6 +405,49 @@ type tarEntry struct {
 	body string
 }
 
+// concatTars joins a gzip'ed tarball and a plain one into one plain tarball.
+func concatTars(t testing.TB, gz, plain []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, r := range []*tar.Reader{tar.NewReader(zr), tar.NewReader(bytes.NewReader(plain))} {
+		for {
+			h, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tw.WriteHeader(h)
+			io.Copy(tw, r)
+		}
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+// buildStatic builds the program in package dir (./testdata/…) as a static
+// binary and returns its bytes, for a root file system or an initramfs.
+func buildStatic(t testing.TB, dir string) []byte {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(dir))
+	cmd := exec.Command("go", "build", "-o", bin, dir)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", dir, err, out)
+	}
+	body, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
 // waitFor is testutil.WaitFor, by the name the e2e tests use.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -3,8 +3,6 @@ package e2e
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,39 +24,8 @@ import (
 // echo server, added.
 func echodRootfs(t testing.TB) []byte {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "echod")
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/echod")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build echod: %v\n%s", err, out)
-	}
-	body, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Re-pack: the tiny tarball plus one file.
-	zr, err := gzip.NewReader(bytes.NewReader(tinyRootfs(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		tw.WriteHeader(h)
-		io.Copy(tw, tr)
-	}
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "./bin/echod", Mode: 0o755, Size: int64(len(body)), ModTime: time.Unix(1700000000, 0)})
-	tw.Write(body)
-	tw.Close()
-	return buf.Bytes()
+	body := buildStatic(t, "./testdata/echod")
+	return concatTars(t, tinyRootfs(t), tarOf(t, tarEntry{h: tar.Header{Typeflag: tar.TypeReg, Name: "./bin/echod", Mode: 0o755, ModTime: time.Unix(1700000000, 0)}, body: string(body)}))
 }
 
 func (s *server) ports(distro string) []api.Port {

@@ -152,13 +152,7 @@ func startV2ServerB(b *testing.B, kdir string) *server {
 // accelerator as the VM, with an initramfs whose init powers off at once,
 // and returns the wall time from QEMU's start to its exit.
 func bareBoot(b *testing.B, kdir string, vm api.VMStatus) time.Duration {
-	bin := filepath.Join(b.TempDir(), "poweroff")
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/poweroff")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build poweroff: %v %s", err, out)
-	}
-	init, _ := os.ReadFile(bin)
+	init := buildStatic(b, "./testdata/poweroff")
 	mods, _ := filepath.Glob(filepath.Join(kdir, "lib/modules/*"))
 	images, _ := filepath.Glob(filepath.Join(kdir, "boot/vmlinuz-*"))
 	var cpio bytes.Buffer

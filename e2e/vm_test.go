@@ -462,32 +462,6 @@ func treeManifest(t *testing.T, root string) map[string]string {
 	return out
 }
 
-// concatTars joins a gzip'ed tarball and a plain one into one plain tarball.
-func concatTars(t *testing.T, gz, plain []byte) []byte {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(gz))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, r := range []*tar.Reader{tar.NewReader(zr), tar.NewReader(bytes.NewReader(plain))} {
-		for {
-			h, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			tw.WriteHeader(h)
-			io.Copy(tw, r)
-		}
-	}
-	tw.Close()
-	return buf.Bytes()
-}
-
 // TestVersion2Network: a version 2 distro has the VM's network: IPv4 and
 // IPv6 addresses, name servers, and the host's own services by the name
 // host.subsys.internal (IPv4) and the host's IPv6 address on that network.
