@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,34 @@ func loadToken(dataDir string) (string, error) {
 		return "", err
 	}
 	return tok, nil
+}
+
+// programFromEnv is the program the environment variable names: its value, ""
+// for "off", or lookup's answer when it is unset.
+func programFromEnv(name string, lookup func() string) string {
+	switch v := os.Getenv(name); v {
+	case "":
+		return lookup()
+	case "off":
+		return ""
+	default:
+		return v
+	}
+}
+
+// intFromEnv is the environment variable's value as a number, 0 when unset
+// or not a number (which it logs).
+func intFromEnv(name string, log *slog.Logger) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		log.Warn("ignoring an environment variable that is not a count", "name", name, "value", v)
+		return 0
+	}
+	return n
 }
 
 // installAgent writes the embedded agent into the data directory (named by its
@@ -175,6 +204,12 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 		Agent:    func() ([]byte, error) { return os.ReadFile(agentPath) },
 		Settings: func(ctx context.Context) (vmm.Settings, error) { return vmm.ReadSettings(ctx, db) },
 		Logger:   log,
+		// passt and virtiofsd where installed; the environment can name
+		// others or turn them off ("off": slirp, 9p).
+		Passt:             programFromEnv("SUBSYS_PASST", qemu.LookupPasst),
+		Virtiofsd:         programFromEnv("SUBSYS_VIRTIOFSD", qemu.LookupVirtiofsd),
+		VirtiofsdMaxFiles: intFromEnv("SUBSYS_VIRTIOFSD_MAX_FILES", log),
+		ExtraQEMUArgs:     strings.Fields(os.Getenv("SUBSYS_QEMU_ARGS")),
 	})
 	if err != nil {
 		return err

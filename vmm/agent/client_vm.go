@@ -162,3 +162,30 @@ func (d *dataReader) Close() error {
 	d.st.SetReadDeadline(time.Unix(1, 0))
 	return nil
 }
+
+// What Client.HostFiles asks the VM's agent to do.
+const (
+	// HostFilesReport only reports the transport.
+	HostFilesReport = ""
+	// HostFilesTrim has the VM forget the host files it holds in its
+	// dentry and inode caches, so virtiofsd can close the descriptor it
+	// keeps for each (the host asks when virtiofsd nears its limit).
+	HostFilesTrim = "trim"
+	// HostFilesAbort says virtiofsd is gone: the agent aborts the FUSE
+	// connection, so that what waits on /mnt/host fails (ENOTCONN) instead
+	// of hanging, and mounts the host's files over 9p for distros that
+	// start from then on.
+	HostFilesAbort = "abort"
+)
+
+// HostFiles does action (HostFilesReport, HostFilesTrim, HostFilesAbort)
+// and returns how the host's files are mounted in the VM afterwards:
+// "virtio-fs", "9p", or "" (no distro has started yet, or no share).
+func (c *Client) HostFiles(ctx context.Context, action string) (string, error) {
+	st, _, rep, err := c.roundTrip(ctx, request{Op: opHostFiles, Action: action})
+	if err != nil {
+		return "", err
+	}
+	st.Close()
+	return rep.HostFiles, nil
+}

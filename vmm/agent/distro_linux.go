@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -61,8 +62,15 @@ type vmHost struct {
 
 	mu      sync.Mutex
 	distros map[string]*vmDistro // running distros by id
-	// hostMounted says the host's files are mounted at hostDir.
-	hostMounted bool
+	// hostFS is how the host's files are mounted at hostDir: "virtio-fs",
+	// "9p", or "" while they are not. noVirtiofs is set once virtiofsd
+	// has gone: from then on 9p.
+	hostFS     string
+	noVirtiofs bool
+	// hostFSDev is the device number of the virtio-fs mount, which names
+	// its FUSE connection in fusectl; 0 when there is none. Atomic: an
+	// abort must not wait for h.mu, which a hung mount may hold.
+	hostFSDev atomic.Uint64
 	// hostAddress is what HostAliasName names in distros started from now
 	// on (configure-network); empty before the network is set up.
 	hostAddress string
@@ -170,6 +178,13 @@ func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader,
 	case opDial:
 		h.dial(ctx, st, br, req.Net, req.Address)
 		return true
+	case opHostFiles:
+		transport, herr := h.handleHostFiles(req.Action)
+		if herr == nil {
+			writeHeader(st, reply{OK: true, HostFiles: transport})
+			return true
+		}
+		err = herr
 	case opConfigureNetwork, opNetworkInfo:
 		if req.Op == opConfigureNetwork {
 			if req.Network == nil {
@@ -786,27 +801,56 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 	return total, nil
 }
 
-// hostDir is where the VM mounts the host's files (the 9p share the host
-// offers as HostShareTag), for every distro's /mnt/host.
+// hostDir is where the VM mounts the host's files (the virtio-fs or 9p share
+// the host offers), for every distro's /mnt/host.
 const hostDir = "/run/subsys/host"
 
-// hostShareTag is the 9p mount tag of the host's files (vmm/qemu's
-// HostShareTag).
-const hostShareTag = "subsys.host"
+// Mount tags of the host's files: vmm/qemu's HostFSTag (virtio-fs) and
+// HostShareTag (9p).
+const (
+	hostFSTag    = "subsys.hostfs"
+	hostShareTag = "subsys.host"
+)
+
+// Transports of the host's files, as HostFiles reports them.
+const (
+	transportVirtiofs = "virtio-fs"
+	transport9p       = "9p"
+)
+
+// fusectlDir is where the FUSE control file system is mounted; its
+// <device>/abort ends a FUSE connection.
+const fusectlDir = "/sys/fs/fuse/connections"
 
 // hostFiles mounts the host's files at hostDir the first time a distro
 // starts, and returns hostDir, or "" when the VM has no such share (a kernel
 // without 9p, a host that offers none): the distro then starts without
-// /mnt/host.
+// /mnt/host. virtio-fs is taken where the host offers it (much faster over
+// many small files), 9p otherwise.
 func (h *vmHost) hostFiles() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.hostMounted {
+	if h.hostFS != "" {
 		return hostDir
 	}
 	if err := os.MkdirAll(hostDir, 0o755); err != nil {
 		h.log.Warn("no /mnt/host for distros", "err", err)
 		return ""
+	}
+	if !h.noVirtiofs {
+		err := unix.Mount(hostFSTag, hostDir, "virtiofs", unix.MS_NODEV, "")
+		if err == nil {
+			var st unix.Stat_t
+			if err := unix.Stat(hostDir, &st); err == nil {
+				h.hostFSDev.Store(st.Dev)
+			}
+			h.hostFS = transportVirtiofs
+			h.log.Info("host files mounted", "at", hostDir, "over", h.hostFS)
+			return hostDir
+		}
+		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
+			h.log.Warn("host files: virtio-fs did not mount; trying 9p", "err", err)
+		}
 	}
 	// version 9p2000.L carries owners, modes and xattrs as Linux has them;
 	// a large msize moves more per round trip.
@@ -816,9 +860,66 @@ func (h *vmHost) hostFiles() string {
 		h.log.Warn("no /mnt/host for distros: the host's files are not shared", "err", err)
 		return ""
 	}
-	h.hostMounted = true
-	h.log.Info("host files mounted", "at", hostDir)
+	h.hostFS = transport9p
+	h.log.Info("host files mounted", "at", hostDir, "over", h.hostFS)
 	return hostDir
+}
+
+// handleHostFiles does a host-files action and reports the transport.
+func (h *vmHost) handleHostFiles(action string) (string, error) {
+	switch action {
+	case HostFilesReport:
+	case HostFilesTrim:
+		// 2: dentries and inodes, which is what holds virtiofsd's
+		// descriptors; the page cache stays.
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
+			return "", fmt.Errorf("host files: trim: %w", err)
+		}
+	case HostFilesAbort:
+		if err := h.abortVirtiofs(); err != nil {
+			return "", err
+		}
+	default:
+		return "", fmt.Errorf("%w: host-files action %q", ErrBadRequest, action)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hostFS, nil
+}
+
+// abortVirtiofs ends the virtio-fs connection whose daemon is gone: every
+// request waiting on it, and every later one, fails with ENOTCONN instead of
+// hanging. The mount is detached from hostDir and distros started from now
+// on get 9p; running distros keep the dead mount until they restart.
+func (h *vmHost) abortVirtiofs() error {
+	dev := h.hostFSDev.Swap(0)
+	if dev == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(fusectlDir, 0o755); err == nil {
+		// Already mounted is fine (EBUSY).
+		unix.Mount("fusectl", fusectlDir, "fusectl", 0, "")
+	}
+	abort := filepath.Join(fusectlDir, strconv.FormatUint(dev, 10), "abort")
+	if err := os.WriteFile(abort, []byte("1"), 0); err != nil {
+		return fmt.Errorf("host files: abort virtio-fs: %w", err)
+	}
+	h.log.Warn("host files: virtio-fs aborted, its daemon is gone; distros that start from now on get 9p")
+	// Not under h.mu until the mount is aborted: a hung mount may hold it.
+	h.mu.Lock()
+	h.noVirtiofs = true
+	wasMounted := h.hostFS == transportVirtiofs
+	if wasMounted {
+		if err := unix.Unmount(hostDir, unix.MNT_DETACH); err != nil {
+			h.log.Warn("host files: detach the aborted virtio-fs", "err", err)
+		}
+		h.hostFS = ""
+	}
+	h.mu.Unlock()
+	if wasMounted {
+		h.hostFiles() // 9p, for distros that start from now on
+	}
+	return nil
 }
 
 // dial connects to address (host:port) inside the VM for the host, and

@@ -80,6 +80,9 @@ const (
 	opDial      = "dial"
 	// opWatchListeners streams the listeners each time they change.
 	opWatchListeners = "watch-listeners"
+	// opHostFiles reports and looks after the host's files (/mnt/host):
+	// see Client.HostFiles.
+	opHostFiles = "host-files"
 )
 
 // Flow-control and I/O sizes.
@@ -227,6 +230,8 @@ type request struct {
 	// dial: the protocol ("tcp") and address ("127.0.0.1:8080").
 	Net     string `json:"net,omitempty"`
 	Address string `json:"address,omitempty"`
+	// host-files: what to do (HostFilesTrim, HostFilesAbort; "" to report).
+	Action string `json:"action,omitempty"`
 }
 
 // reply is every agent header. Fields an op does not use are left out.
@@ -248,6 +253,9 @@ type reply struct {
 	Addresses []string `json:"addresses,omitempty"`
 	// listeners: the distros' listening sockets
 	Listeners []Listener `json:"listeners,omitempty"`
+	// host-files: how the host's files are mounted ("virtio-fs", "9p"),
+	// "" before the first distro has started or when they are not shared
+	HostFiles string `json:"host_files,omitempty"`
 }
 
 type wireError struct {

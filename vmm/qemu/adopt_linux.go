@@ -35,6 +35,14 @@ func Adopt(ctx context.Context, cfg Config) (*VM, error) {
 		removeStale(cfg)
 		return nil, fmt.Errorf("%w: pid %d is not this VM's QEMU", ErrNoVM, pid)
 	}
+	// What the VM was started with, as far as the status reports it.
+	cfg.Network = bytes.Contains(cmdline, []byte("netdev=net0"))
+	if bytes.Contains(cmdline, []byte("stream,id=net0")) {
+		cfg.Passt = "passt"
+	}
+	if bytes.Contains(cmdline, []byte("vhost-user-fs-pci")) {
+		cfg.Virtiofsd, cfg.HostShare = "virtiofsd", "/"
+	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		removeStale(cfg)

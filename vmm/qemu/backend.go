@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -68,6 +69,36 @@ type BackendConfig struct {
 	Settings func(ctx context.Context) (vmm.Settings, error)
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Passt is the passt program for the VM's network; "" means QEMU's
+	// slirp (see LookupPasst).
+	Passt string
+	// Virtiofsd is the virtiofsd program for the host's files; "" means 9p
+	// only (see LookupVirtiofsd).
+	Virtiofsd string
+	// VirtiofsdMaxFiles is virtiofsd's limit on open files; 0 for the most
+	// the host allows. Tests lower it to walk trees larger than the limit.
+	VirtiofsdMaxFiles int
+	// ExtraQEMUArgs are appended to QEMU's arguments (benchmarks add
+	// devices to compare against).
+	ExtraQEMUArgs []string
+}
+
+// LookupPasst returns the path of passt, or "" when it is not installed.
+func LookupPasst() string {
+	p, _ := exec.LookPath("passt")
+	return p
+}
+
+// LookupVirtiofsd returns the path of virtiofsd where Debian (qemu-system-
+// common), Fedora or $PATH has it, or "" when there is none.
+func LookupVirtiofsd() string {
+	for _, p := range []string{"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	p, _ := exec.LookPath("virtiofsd")
+	return p
 }
 
 // Backend runs version 2 distros in one utility VM: it boots the VM with the
@@ -100,6 +131,9 @@ type Backend struct {
 	lastErr     string
 	lastConsole []byte
 	addresses   []string // the VM's, as configure-network or network-info said
+	// hostFilesNote says why the host's files fell back to 9p in the
+	// running VM (virtiofsd failed); cleared when a VM boots.
+	hostFilesNote string
 	// listeners are the distros' listening sockets as the agent's
 	// watch-listeners last said, by distro id; watching says whether that
 	// watch is live (else Listeners asks the agent itself).
@@ -147,6 +181,16 @@ func (b *Backend) Close() error {
 	}
 	b.wg.Wait()
 	return nil
+}
+
+// agentOf returns the agent of v while v is the running VM, nil otherwise.
+func (b *Backend) agentOf(v *VM) *agent.Client {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.vm != v {
+		return nil
+	}
+	return b.agent
 }
 
 // vmClient returns the VM and its agent when the VM runs.
@@ -460,10 +504,14 @@ func (b *Backend) vmGone(v *VM, why string) {
 // watch marks the VM stopped when QEMU exits, however it does, and keeps
 // the distros' listening sockets up to date while it runs.
 func (b *Backend) watch(v *VM) {
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go func() {
 		defer b.wg.Done()
 		b.watchListeners(v)
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.watchHostFiles(v)
 	}()
 	b.wg.Add(1)
 	go func() {
@@ -574,7 +622,13 @@ func (b *Backend) boot(ctx context.Context) (*VM, *agent.Client, error) {
 	accel := b.accel
 	b.mu.Unlock()
 	cfg := Config{Kernel: kernel, Initrd: initrd, Append: kernelCmdline, MemoryMiB: mem, CPUs: cpus, RunDir: b.cfg.RunDir,
-		Network: modules != "", HostShare: hostShare(modules)}
+		Network: modules != "", HostShare: hostShare(modules), ExtraArgs: b.cfg.ExtraQEMUArgs}
+	if cfg.Network {
+		cfg.Passt = b.cfg.Passt
+	}
+	if cfg.HostShare != "" {
+		cfg.Virtiofsd, cfg.VirtiofsdMaxFiles = b.cfg.Virtiofsd, b.cfg.VirtiofsdMaxFiles
+	}
 
 	if accel == "" {
 		if kvmUsable() {
@@ -605,6 +659,7 @@ func (b *Backend) boot(ctx context.Context) (*VM, *agent.Client, error) {
 func (b *Backend) booted(v *VM, ac *agent.Client, info agent.Info) (*VM, *agent.Client, error) {
 	b.mu.Lock()
 	b.vm, b.agent, b.state, b.startedAt, b.release = v, ac, vmm.VMRunning, time.Now(), info.Kernel
+	b.hostFilesNote = v.sidecarNote
 	b.mu.Unlock()
 	b.watch(v)
 	b.log.Info("utility VM running", "pid", v.PID(), "accel", v.cfg.Accel, "kernel", info.Kernel, "memory_mib", v.cfg.MemoryMiB, "cpus", v.cfg.CPUs)
@@ -699,9 +754,10 @@ func (b *Backend) VMStatus(ctx context.Context) vmm.VMStatus {
 	b.mu.Lock()
 	s := vmm.VMStatus{State: b.state, Accel: b.accel, AccelNote: b.accelNote, Error: b.lastErr,
 		IdleTimeoutS: st.VMIdleTimeoutS, Kernel: b.kernel, KernelRelease: b.release}
-	v := b.vm
+	v, ac := b.vm, b.agent
 	if v != nil {
 		s.PID, s.StartedAt, s.MemoryMiB, s.CPUs, s.Accel = v.PID(), b.startedAt, v.cfg.MemoryMiB, v.cfg.CPUs, v.cfg.Accel
+		s.Network, s.HostFilesNote = v.cfg.networkName(), b.hostFilesNote
 		for id := range b.targets {
 			if !strings.HasPrefix(id, "export:") {
 				s.Distros = append(s.Distros, id)
@@ -715,6 +771,11 @@ func (b *Backend) VMStatus(ctx context.Context) vmm.VMStatus {
 	} else {
 		s.RSSBytes = processRSS(v.PID())
 		s.Addresses = b.vmAddresses(ctx)
+		if ac != nil {
+			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			s.HostFiles, _ = ac.HostFiles(hctx, agent.HostFilesReport)
+			cancel()
+		}
 	}
 	return s
 }

@@ -3,6 +3,7 @@ package qemu
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -72,9 +73,19 @@ type Config struct {
 	// share passes owners and modes through as they are (passthrough), so
 	// the VM's root is the host's root there, as /mnt/host is in version 1.
 	HostShare string
-	// Network gives the VM a NIC on QEMU's user-mode network (slirp), IPv4
-	// and IPv6 (see UserNet).
+	// Virtiofsd is the virtiofsd program (a path). With HostShare set, the
+	// VM gets HostShare over virtio-fs as well, with the tag HostFSTag,
+	// served by virtiofsd on VirtiofsSocket; the guest prefers it to 9p.
+	Virtiofsd string
+	// VirtiofsdMaxFiles is virtiofsd's limit on open files (it keeps one
+	// per file the guest holds in its cache); 0 means the most the host
+	// allows (fs.nr_open).
+	VirtiofsdMaxFiles int
+	// Network gives the VM a NIC on a user-mode network with IPv4 and
+	// IPv6 (see UserNet): passt's when Passt is set, QEMU's slirp otherwise.
 	Network bool
+	// Passt is the passt program (a path), or "" for slirp.
+	Passt string
 	// ExtraArgs are appended to QEMU's arguments as they are (tests use them
 	// to add devices).
 	ExtraArgs []string
@@ -83,20 +94,53 @@ type Config struct {
 // HostShareTag is the 9p mount tag of Config.HostShare.
 const HostShareTag = "subsys.host"
 
+// HostFSTag is the virtio-fs tag of Config.HostShare (with Config.Virtiofsd).
+const HostFSTag = "subsys.hostfs"
+
+// Names of the files virtiofsd uses in Config.RunDir.
+const (
+	VirtiofsSocketName   = "virtiofs.sock"
+	VirtiofsdPIDFileName = "virtiofsd.pid"
+)
+
+// passtFD is the descriptor number QEMU finds passt's socket on (its first
+// extra file).
+const passtFD = 3
+
 // UserNet is the user-mode network a VM with Config.Network gets: QEMU's
 // slirp with IPv4 and IPv6 both on (naming only ipv6 turns IPv4 off). The
 // host is HostAddress (and HostAddress6): slirp hands connections to it to
 // the host's loopback. DNS forwards to the host's resolvers.
 var UserNet = struct {
-	MAC, Net, Address4, Gateway4, DNS4, Net6, Host6, DNS6 string
+	MAC, Net, Address4, Gateway4, DNS4, Net6, Address6, Host6, DNS6 string
 }{
 	MAC: "52:54:00:5b:55:01", Net: "10.0.2.0/24", Address4: "10.0.2.15/24", Gateway4: "10.0.2.2", DNS4: "10.0.2.3",
-	Net6: "fec0::/64", Host6: "fec0::2", DNS6: "fec0::3",
+	Net6: "fec0::/64", Address6: "fec0::15", Host6: "fec0::2", DNS6: "fec0::3",
 }
 
 // AgentSocket is the path of the agent's virtio-serial socket: one client at a
 // time, which may disconnect and come back (a server restart) while the VM runs.
 func (c Config) AgentSocket() string { return filepath.Join(c.RunDir, AgentSocketName) }
+
+// VirtiofsSocket is the path of virtiofsd's vhost-user socket.
+func (c Config) VirtiofsSocket() string { return filepath.Join(c.RunDir, VirtiofsSocketName) }
+
+// VirtiofsdPIDFile is where Start writes virtiofsd's pid, for a server that
+// adopts the VM to watch it.
+func (c Config) VirtiofsdPIDFile() string { return filepath.Join(c.RunDir, VirtiofsdPIDFileName) }
+
+// virtiofsdFileLimit is the limit on open files virtiofsd gets.
+func (c Config) virtiofsdFileLimit() int {
+	if c.VirtiofsdMaxFiles > 0 {
+		return c.VirtiofsdMaxFiles
+	}
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 1 << 20
+}
 
 // PIDFile is the path of the file QEMU writes its pid to.
 func (c Config) PIDFile() string { return filepath.Join(c.RunDir, PIDFileName) }
@@ -202,15 +246,34 @@ func (c Config) Args() ([]string, error) {
 		args = append(args,
 			"-fsdev", "local,id=hostfs,path="+optEscape(c.HostShare)+",security_model=passthrough,multidevs=remap",
 			"-device", "virtio-9p-pci,fsdev=hostfs,mount_tag="+HostShareTag)
+		if c.Virtiofsd != "" {
+			args = append(args,
+				"-chardev", "socket,id=hostfsd,path="+optEscape(c.VirtiofsSocket()),
+				"-device", "vhost-user-fs-pci,chardev=hostfsd,queue-size=1024,tag="+HostFSTag)
+		}
 	}
 	if c.Network {
-		args = append(args,
-			"-netdev", "user,id=net0,ipv4=on,ipv6=on,net="+UserNet.Net+",host="+UserNet.Gateway4+",dns="+UserNet.DNS4+
-				",ipv6-net="+UserNet.Net6+",ipv6-host="+UserNet.Host6+",ipv6-dns="+UserNet.DNS6,
-			"-device", "virtio-net-pci,netdev=net0,mac="+UserNet.MAC)
+		netdev := "user,id=net0,ipv4=on,ipv6=on,net=" + UserNet.Net + ",host=" + UserNet.Gateway4 + ",dns=" + UserNet.DNS4 +
+			",ipv6-net=" + UserNet.Net6 + ",ipv6-host=" + UserNet.Host6 + ",ipv6-dns=" + UserNet.DNS6
+		if c.Passt != "" {
+			netdev = "stream,id=net0,addr.type=fd,addr.str=" + strconv.Itoa(passtFD)
+		}
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,mac="+UserNet.MAC)
 	}
 	args = append(args, c.ExtraArgs...)
 	return args, nil
+}
+
+// networkName names the VM's network: "passt", "slirp", or "" for none.
+func (c Config) networkName() string {
+	switch {
+	case !c.Network:
+		return ""
+	case c.Passt != "":
+		return "passt"
+	default:
+		return "slirp"
+	}
 }
 
 // optEscape escapes a value inside a QEMU option list, where a comma is

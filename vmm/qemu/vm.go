@@ -48,7 +48,15 @@ type VM struct {
 	conMu      sync.Mutex
 	consoleC   net.Conn
 	consoleEnd chan struct{} // closed when the console copier ends; nil if none
-	qmp        *qmpClient
+	// sidecars are the programs started beside QEMU (passt, virtiofsd),
+	// set before QEMU starts; the reaper stops them after QEMU exits.
+	// virtiofsd is also among them, nil when not started by this server.
+	sidecars  []*sidecar
+	virtiofsd *sidecar
+	// sidecarNote says what went wrong starting a sidecar that the VM
+	// does without (virtiofsd).
+	sidecarNote string
+	qmp         *qmpClient
 	// events hands QMP events to those waiting for one (DetachDisk); its
 	// goroutine ends when the QMP connection does, and closes eventsEnd.
 	events    *eventHub
@@ -77,8 +85,7 @@ type Status struct {
 // wrote on stderr and the console's last lines.
 func Start(ctx context.Context, cfg Config) (*VM, error) {
 	cfg = cfg.withDefaults()
-	args, err := cfg.Args()
-	if err != nil {
+	if _, err := cfg.Args(); err != nil {
 		return nil, err
 	}
 	bin, err := exec.LookPath(cfg.Binary)
@@ -96,12 +103,30 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		started: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	files, err := v.startSidecars(ctx)
+	if err != nil {
+		v.stopSidecars(0)
+		return nil, err
+	}
+	// The sidecars may have changed the config (a virtiofsd that did not
+	// start leaves 9p alone).
+	args, err := v.cfg.Args()
+	if err != nil {
+		v.stopSidecars(0)
+		return nil, err
+	}
 	// Not exec.CommandContext: the VM outlives ctx, and Quit ends it.
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = v.stderr
 	cmd.Stderr = v.stderr
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	cmd.ExtraFiles = files
+	err = cmd.Start()
+	for _, f := range files {
+		f.Close() // QEMU has its copies
+	}
+	if err != nil {
+		v.stopSidecars(0)
 		return nil, fmt.Errorf("qemu: starting %s: %w", bin, err)
 	}
 	v.proc = childProcess{cmd}
@@ -232,7 +257,49 @@ func (v *VM) reap() {
 	os.Remove(v.cfg.ConsoleSocket())
 	os.Remove(v.cfg.AgentSocket())
 	os.Remove(v.cfg.PIDFile())
+	v.stopSidecars(sidecarLinger)
 	close(v.done)
+}
+
+// startSidecars starts the programs the config asks for beside QEMU (passt,
+// virtiofsd) and returns the files QEMU needs of them, its fds 3, ….
+// A virtiofsd that does not start is no failure: the VM shares the host's
+// files over 9p alone, and sidecarNote says why.
+func (v *VM) startSidecars(ctx context.Context) ([]*os.File, error) {
+	var files []*os.File
+	if v.cfg.Network && v.cfg.Passt != "" {
+		s, qemuEnd, err := startPasst(v.cfg)
+		if err != nil {
+			return nil, err
+		}
+		v.sidecars = append(v.sidecars, s)
+		files = append(files, qemuEnd) // fd passtFD
+	}
+	if v.cfg.HostShare != "" && v.cfg.Virtiofsd != "" {
+		s, err := startVirtiofsd(ctx, v.cfg)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			v.sidecarNote = fmt.Sprintf("virtiofsd did not start, so /mnt/host uses 9p: %v", err)
+			v.cfg.Virtiofsd = ""
+		} else {
+			v.sidecars = append(v.sidecars, s)
+			v.virtiofsd = s
+		}
+	}
+	return files, nil
+}
+
+// stopSidecars waits up to linger for the sidecars to end, then kills them.
+func (v *VM) stopSidecars(linger time.Duration) {
+	for _, s := range v.sidecars {
+		s.stop(linger)
+	}
+	if v.virtiofsd != nil {
+		os.Remove(v.cfg.VirtiofsdPIDFile())
+		os.Remove(v.cfg.VirtiofsSocket())
+	}
 }
 
 // diagnostics is what QEMU said, for an error message.
@@ -243,6 +310,9 @@ func (v *VM) diagnostics() string {
 	}
 	if s := bytes.TrimSpace(v.console.Bytes()); len(s) > 0 {
 		fmt.Fprintf(&b, "; console: %q", tail(s, 2048))
+	}
+	for _, s := range v.sidecars {
+		b.WriteString(s.diagnostics())
 	}
 	return b.String()
 }
