@@ -85,6 +85,9 @@ type server struct {
 	// level is the server's --log-level: debug for tests, info for
 	// benchmarks, where a log line per connection would be measured too.
 	level string
+	// env is added to the server's environment (NAME=value), as
+	// startServerEnv sets it.
+	env []string
 }
 
 func freePort(t testing.TB) string {
@@ -106,11 +109,18 @@ func startServer(t testing.TB, data string) *server {
 // startServerLevel is startServer with the server logging at level.
 func startServerLevel(t testing.TB, data, level string) *server {
 	t.Helper()
+	return startServerEnv(t, data, level)
+}
+
+// startServerEnv is startServerLevel with env (NAME=value) added to the
+// server's environment, at this start and every restart.
+func startServerEnv(t testing.TB, data, level string, env ...string) *server {
+	t.Helper()
 	requireRoot(t)
 	if data == "" {
 		data = t.TempDir()
 	}
-	s := &server{t: t, data: data, addr: freePort(t), log: &bytes.Buffer{}, level: level}
+	s := &server{t: t, data: data, addr: freePort(t), log: &bytes.Buffer{}, level: level, env: env}
 	s.url = "http://" + s.addr
 	s.start()
 	t.Cleanup(func() {
@@ -132,6 +142,12 @@ func (s *server) start() {
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if agent := filepath.Join(filepath.Dir(subsysBin), "subsys-agent"); os.Getenv("SUBSYS_BIN") == "" {
 		s.cmd.Env = append(os.Environ(), "SUBSYS_AGENT="+agent)
+	}
+	if len(s.env) > 0 {
+		if s.cmd.Env == nil {
+			s.cmd.Env = os.Environ()
+		}
+		s.cmd.Env = append(s.cmd.Env, s.env...)
 	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
