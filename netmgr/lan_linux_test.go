@@ -48,14 +48,10 @@ func newLANHost(t *testing.T) *lanHost {
 	return &lanHost{Host: h, host4: h.Host4, peer4: h.Peer4, host6: h.Host6, peer6: h.Peer6, hostIf: h.HostIf}
 }
 
-// isTimeout reports whether err is a dial or read that ran out of time: what
-// a probe whose packets a firewall dropped ends with. A refused or reset
-// connection is an answer, not a drop, and a negative check that took any
-// error for a drop would also pass while its listener was not up yet.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
+// The LAN tests take isTimeout (proxy.go) for a dial or read that ran out of
+// time: what a probe whose packets a firewall dropped ends with. A refused or
+// reset connection is an answer, not a drop, and a negative check that took
+// any error for a drop would also pass while its listener was not up yet.
 
 // in runs fn in the LAN test host's network namespace.
 func (h *lanHost) in(t *testing.T, fn func()) { h.In(t, fn) }

@@ -511,7 +511,7 @@ func (p *Proxy) pipe(c *tcpConn, dst, src net.Conn, counter *atomic.Int64) {
 				_ = cw.CloseWrite()
 			}
 			return
-		case deadline && errors.Is(err, os.ErrDeadlineExceeded) && !c.isClosed():
+		case deadline && isTimeout(err) && !c.isClosed():
 			continue
 		default:
 			reset := errors.Is(err, syscall.ECONNRESET)
@@ -670,4 +670,12 @@ func (p *Proxy) dropFlow(f *udpFlow) {
 		p.live.Add(-1)
 		_ = f.conn.Close()
 	})
+}
+
+// isTimeout says whether err is a read deadline's expiry: os.ErrDeadlineExceeded
+// for the kernel's sockets, a net.Error that says Timeout for others (a yamux
+// stream, the path to a version 2 distro).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
+
 	"github.com/subsys-dev/subsys/internal/testenv"
 	"github.com/subsys-dev/subsys/internal/testutil"
 
@@ -428,6 +430,90 @@ func TestTCPDial(t *testing.T) {
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != "hello from the guest" {
 		t.Fatalf("read = %q, %v", got, err)
+	}
+}
+
+// timeoutSeen is a conn whose first read timeout closes seen.
+type timeoutSeen struct {
+	net.Conn
+	once sync.Once
+	seen chan struct{}
+}
+
+func (c *timeoutSeen) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.once.Do(func() { close(c.seen) })
+	}
+	return n, err
+}
+
+// TestTCPDialOutlivesCountInterval: a connection through Dial to a yamux
+// stream (a version 2 port: the agent's dial) lives on after the read
+// deadline the proxy arms to count bytes expires, as one to a TCP target
+// does. yamux's timeout is not os.ErrDeadlineExceeded; taking it for a
+// failure cut every version 2 connection after a second.
+func TestTCPDialOutlivesCountInterval(t *testing.T) {
+	hostEnd, guestEnd := net.Pipe()
+	client, err := yamux.Client(hostEnd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := yamux.Server(guestEnd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	go func() { // the guest's echo server
+		for {
+			st, err := server.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer st.Close(); _, _ = io.Copy(st, st) }()
+		}
+	}()
+	var dialed atomic.Pointer[timeoutSeen]
+	p := newProxy(t, ProxyConfig{
+		Listen: netip.AddrPortFrom(lo4, 0),
+		// The count interval is half of it: a second.
+		IdleTimeout: 2 * time.Second,
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			st, err := client.Open()
+			if err != nil {
+				return nil, err
+			}
+			c := &timeoutSeen{Conn: st, seen: make(chan struct{})}
+			dialed.Store(c)
+			return c, nil
+		},
+	})
+	c := dialTCP(t, p.Addr())
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	echo := func(msg string) error {
+		if _, err := io.WriteString(c, msg); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil {
+			return err
+		}
+		if string(got) != msg {
+			return fmt.Errorf("echo %q, want %q", got, msg)
+		}
+		return nil
+	}
+	if err := echo("before"); err != nil {
+		t.Fatalf("first echo: %v", err)
+	}
+	select {
+	case <-dialed.Load().seen:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the proxy's read deadline on the stream never expired")
+	}
+	if err := echo("after the count interval"); err != nil {
+		t.Fatalf("echo after the proxy's read deadline expired: %v", err)
 	}
 }
 
