@@ -16,7 +16,8 @@
 # host's network), run with --network=host; --privileged already grants the
 # CAP_NET_ADMIN that the nftables table and SOCK_DESTROY need.
 #
-# Version 2 distros run in a QEMU utility VM: the image carries qemu-system-x86 and
+# Version 2 distros run in a QEMU utility VM: the image carries qemu-system-x86 (with
+# virtiofsd, for /mnt/host), passt (the VM's network) and
 # Debian's kernel (unpacked, with depmod run, in /usr/lib/subsys/kernel, linked as the
 # data directory's vm/kernel; a volume mounted on /var/lib/subsys hides that link, so
 # there set the kernel setting to /usr/lib/subsys/kernel). Pass --device /dev/kvm for KVM;
@@ -39,7 +40,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o embedded/subsys-agent .
  && go build -trimpath -o /out/subsys .
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends e2fsprogs ca-certificates qemu-system-x86 kmod \
+RUN apt-get update && apt-get install -y --no-install-recommends e2fsprogs ca-certificates qemu-system-x86 kmod passt \
  && cd /tmp && pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}') \
  && apt-get download "$pkg" && mkdir -p /usr/lib/subsys/kernel && dpkg-deb -x /tmp/linux-image-*.deb /usr/lib/subsys/kernel \
  && depmod -b /usr/lib/subsys/kernel "$(ls /usr/lib/subsys/kernel/lib/modules)" \

@@ -45,6 +45,15 @@ type VMStatus struct {
 	KernelRelease string `json:"kernel_release,omitempty"`
 	// Addresses are the VM's own addresses (IPv4 and IPv6, as prefixes).
 	Addresses []string `json:"addresses,omitempty"`
+	// Network is the running VM's user-mode network: "passt", or "slirp"
+	// (QEMU's own) where passt is not installed.
+	Network string `json:"network,omitempty"`
+	// HostFiles is how /mnt/host reaches the host's files in the running
+	// VM: "virtio-fs", or "9p" where virtiofsd is missing or failed; empty
+	// until a distro has started. HostFilesNote says why virtio-fs is not
+	// used where it was meant to be.
+	HostFiles     string `json:"host_files,omitempty"`
+	HostFilesNote string `json:"host_files_note,omitempty"`
 	// Distros are the ids of the version 2 distros running in the VM.
 	Distros []string `json:"distros,omitempty"`
 	// IdleTimeoutS is how long the VM stays up with no version 2 distro

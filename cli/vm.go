@@ -77,6 +77,15 @@ func printVM(w io.Writer, st api.VMStatus, now time.Time) {
 		}
 		fmt.Fprintf(w, "  addresses: %s (the host: host.subsys.internal)\n", strings.Join(addrs, ", "))
 	}
+	if st.Network != "" {
+		fmt.Fprintf(w, "  network: %s\n", sanitize(st.Network))
+	}
+	if st.HostFiles != "" {
+		fmt.Fprintf(w, "  host files (/mnt/host): %s\n", sanitize(st.HostFiles))
+	}
+	if st.HostFilesNote != "" {
+		fmt.Fprintf(w, "  host files note: %s\n", sanitize(st.HostFilesNote))
+	}
 	fmt.Fprintf(w, "  version 2 distros running: %d\n", len(st.Distros))
 	if st.IdleTimeoutS < 0 {
 		fmt.Fprintln(w, "  idle timeout: none (stays up)")

@@ -93,6 +93,8 @@ func TestPrintVM(t *testing.T) {
 				"version 2 distros running: 2", "idle timeout: 1m0s"}},
 		{"failed", api.VMStatus{Available: true, State: api.VMFailed, Accel: "tcg", AccelNote: "no /dev/kvm", MemoryMiB: 1024, CPUs: 1, IdleTimeoutS: -1,
 			Error: "no agent\x1b]0;x\x07"}, []string{"VM: Failed (tcg)", "note: no /dev/kvm", "idle timeout: none", `error: no agent\x1b]0;x\x07`}},
+		{"host files fell back", api.VMStatus{Available: true, State: api.VMRunning, Network: "passt", HostFiles: "9p", HostFilesNote: "virtiofsd exited\x1b[2J"},
+			[]string{"network: passt", "host files (/mnt/host): 9p", `host files note: virtiofsd exited\x1b[2J`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

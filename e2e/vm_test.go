@@ -464,8 +464,23 @@ func treeManifest(t *testing.T, root string) map[string]string {
 
 // TestVersion2Network: a version 2 distro has the VM's network: IPv4 and
 // IPv6 addresses, name servers, and the host's own services by the name
-// host.subsys.internal (IPv4) and the host's IPv6 address on that network.
+// host.subsys.internal (IPv4) and the host's IPv6 address on that network;
+// with passt where it is installed, and with QEMU's slirp without it.
 func TestVersion2Network(t *testing.T) {
+	if _, err := exec.LookPath("passt"); err != nil {
+		testenv.SkipOrFailf(t, "needs passt (make deps)")
+	}
+	for _, network := range []string{"passt", "slirp"} {
+		t.Run(network, func(t *testing.T) {
+			if network == "slirp" {
+				t.Setenv("SUBSYS_PASST", "off")
+			}
+			testVersion2Network(t, network)
+		})
+	}
+}
+
+func testVersion2Network(t *testing.T, network string) {
 	s := startV2Server(t)
 	serve := func(network, addr string) string {
 		ln, err := net.Listen(network, addr)
@@ -493,16 +508,31 @@ func TestVersion2Network(t *testing.T) {
 		a := strings.Join(s.vm().Addresses, " ")
 		return strings.Contains(a, "10.0.2.15/24") && strings.Contains(a, "fec0::")
 	})
+	if got := s.vm().Network; got != network {
+		t.Errorf("GET /vm says the network is %q, want %q", got, network)
+	}
 	res = s.sh("net", "ip -o addr show; ip route show; ip -6 route show")
 	if !strings.Contains(res.Stdout, "10.0.2.15/24") || !strings.Contains(res.Stdout, "default via 10.0.2.2") || !strings.Contains(res.Stdout, "fec0::") {
 		t.Errorf("the distro's view of the VM's network:\n%s", res.Stdout)
 	}
 }
 
-// TestVersion2HostFiles: /mnt/host in a version 2 distro is the host's root
-// (over 9p): host files read with their owners and modes, and files the
-// distro writes land on the host with theirs.
+// TestVersion2HostFiles: /mnt/host in a version 2 distro is the host's root,
+// over virtio-fs where virtiofsd is installed and over 9p without it: host
+// files read with their owners and modes, and files the distro writes land
+// on the host with theirs.
 func TestVersion2HostFiles(t *testing.T) {
+	for _, transport := range []string{"virtio-fs", "9p"} {
+		t.Run(transport, func(t *testing.T) {
+			if transport == "9p" {
+				t.Setenv("SUBSYS_VIRTIOFSD", "off")
+			}
+			testVersion2HostFiles(t, transport)
+		})
+	}
+}
+
+func testVersion2HostFiles(t *testing.T, transport string) {
 	s := startV2Server(t)
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
@@ -513,9 +543,17 @@ func TestVersion2HostFiles(t *testing.T) {
 	os.Chown(host, 1000, 50)
 	s.importV2("files", tinyRootfs(t))
 	res := s.sh("files", "stat -c '%u:%g %a' /mnt/host"+host+"; cat /mnt/host"+host+
-		"; echo written in the distro > /mnt/host"+dir+"/from-guest && chmod 600 /mnt/host"+dir+"/from-guest && chown 1000:1000 /mnt/host"+dir+"/from-guest")
+		"; echo written in the distro > /mnt/host"+dir+"/from-guest && chmod 600 /mnt/host"+dir+"/from-guest && chown 1000:1000 /mnt/host"+dir+"/from-guest"+
+		"; grep ' /mnt/host ' /proc/mounts")
 	if res.ExitCode != 0 || !strings.Contains(res.Stdout, "1000:50 640") || !strings.Contains(res.Stdout, "written on the host") {
 		t.Fatalf("reading a host file in a v2 distro: %+v", res)
+	}
+	fsType := map[string]string{"virtio-fs": " virtiofs ", "9p": " 9p "}[transport]
+	if !strings.Contains(res.Stdout, fsType) {
+		t.Errorf("/mnt/host is not %s: %q", transport, res.Stdout)
+	}
+	if got := s.vm().HostFiles; got != transport {
+		t.Errorf("GET /vm says host files go over %q, want %q", got, transport)
 	}
 	fi, err := os.Stat(filepath.Join(dir, "from-guest"))
 	if err != nil {

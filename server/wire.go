@@ -44,7 +44,7 @@ func apiSnapshot(s vmm.Snapshot) api.Snapshot {
 func apiVMStatus(v vmm.VMStatus) api.VMStatus {
 	return api.VMStatus{Available: v.Available, State: api.VMState(v.State), Accel: v.Accel, AccelNote: v.AccelNote,
 		PID: v.PID, StartedAt: v.StartedAt, MemoryMiB: v.MemoryMiB, CPUs: v.CPUs, RSSBytes: v.RSSBytes, Kernel: v.Kernel,
-		KernelRelease: v.KernelRelease, Addresses: v.Addresses, Distros: v.Distros, IdleTimeoutS: v.IdleTimeoutS, Error: v.Error}
+		KernelRelease: v.KernelRelease, Addresses: v.Addresses, Network: v.Network, HostFiles: v.HostFiles, HostFilesNote: v.HostFilesNote, Distros: v.Distros, IdleTimeoutS: v.IdleTimeoutS, Error: v.Error}
 }
 
 func apiRemoved(r vmm.RemovedDistro) api.RemovedDistro { return api.RemovedDistro(r) }

@@ -171,10 +171,10 @@ const (
 	// dentry and inode caches, so virtiofsd can close the descriptor it
 	// keeps for each (the host asks when virtiofsd nears its limit).
 	HostFilesTrim = "trim"
-	// HostFilesAbort says virtiofsd is gone: the agent aborts the FUSE
-	// connection, so that what waits on /mnt/host fails (ENOTCONN) instead
-	// of hanging, and mounts the host's files over 9p for distros that
-	// start from then on.
+	// HostFilesAbort says virtiofsd is gone: the agent detaches the dead
+	// virtio-fs mount and mounts the host's files over 9p in its place,
+	// which every distro's /mnt/host follows, running ones too. A process
+	// that was waiting on virtio-fs then stays blocked until killed.
 	HostFilesAbort = "abort"
 )
 

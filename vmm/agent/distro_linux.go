@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -67,10 +66,12 @@ type vmHost struct {
 	// has gone: from then on 9p.
 	hostFS     string
 	noVirtiofs bool
-	// hostFSDev is the device number of the virtio-fs mount, which names
-	// its FUSE connection in fusectl; 0 when there is none. Atomic: an
-	// abort must not wait for h.mu, which a hung mount may hold.
-	hostFSDev atomic.Uint64
+	// hostBase is an O_PATH descriptor of hostDir's shared tmpfs, opened
+	// before the share covered it; -1 before it is mounted.
+	hostBase int
+	// virtiofsMounted says virtio-fs is mounted at hostDir and not yet
+	// replaced; atomic, so that a second abort returns at once.
+	virtiofsMounted atomic.Bool
 	// hostAddress is what HostAliasName names in distros started from now
 	// on (configure-network); empty before the network is set up.
 	hostAddress string
@@ -414,7 +415,12 @@ func (h *vmHost) startAgent(d *vmDistro, hostname string) (<-chan ExitStatus, er
 	// -flag=value, so that no value can pass for a flag. No host tree yet:
 	// -host-root= skips RunInit's /mnt/host.
 	cmd := exec.Command(h.agentPath,
-		"-socket="+d.sock, "-root="+d.root, "-hostname="+hostname, "-host-root="+h.hostFiles(), "-vm-devices")
+		"-socket="+d.sock, "-root="+d.root, "-hostname="+hostname, "-host-root=", "-vm-devices")
+	if tree := h.hostTree(); tree != nil {
+		defer tree.Close() // the agent has its copy
+		cmd.ExtraFiles = []*os.File{tree}
+		cmd.Args = append(cmd.Args, "-host-root-fd=3")
+	}
 	h.mu.Lock()
 	if h.hostAddress != "" {
 		cmd.Args = append(cmd.Args, "-add-host="+HostAliasName+"="+h.hostAddress)
@@ -802,7 +808,10 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 }
 
 // hostDir is where the VM mounts the host's files (the virtio-fs or 9p share
-// the host offers), for every distro's /mnt/host.
+// the host offers), for every distro's /mnt/host. It is a small tmpfs made a
+// shared mount, and the share is mounted on top of it. Each distro's
+// /mnt/host is a slave copy of both (hostTree), so that a share mounted there
+// later (9p, when virtiofsd dies) reaches the distros that are running too.
 const hostDir = "/run/subsys/host"
 
 // Mount tags of the host's files: vmm/qemu's HostFSTag (virtio-fs) and
@@ -818,10 +827,6 @@ const (
 	transport9p       = "9p"
 )
 
-// fusectlDir is where the FUSE control file system is mounted; its
-// <device>/abort ends a FUSE connection.
-const fusectlDir = "/sys/fs/fuse/connections"
-
 // hostFiles mounts the host's files at hostDir the first time a distro
 // starts, and returns hostDir, or "" when the VM has no such share (a kernel
 // without 9p, a host that offers none): the distro then starts without
@@ -833,17 +838,30 @@ func (h *vmHost) hostFiles() string {
 	if h.hostFS != "" {
 		return hostDir
 	}
-	if err := os.MkdirAll(hostDir, 0o755); err != nil {
-		h.log.Warn("no /mnt/host for distros", "err", err)
-		return ""
+	if h.hostBase <= 0 {
+		err := os.MkdirAll(hostDir, 0o755)
+		if err == nil {
+			err = unix.Mount("subsys-host", hostDir, "tmpfs", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=16k")
+		}
+		if err == nil {
+			err = unix.Mount("", hostDir, "", unix.MS_SHARED, "")
+		}
+		fd := -1
+		if err == nil {
+			fd, err = unix.Open(hostDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		}
+		if err != nil {
+			h.log.Warn("no /mnt/host for distros", "err", err)
+			return ""
+		}
+		h.hostBase = fd
 	}
 	if !h.noVirtiofs {
 		err := unix.Mount(hostFSTag, hostDir, "virtiofs", unix.MS_NODEV, "")
 		if err == nil {
-			var st unix.Stat_t
-			if err := unix.Stat(hostDir, &st); err == nil {
-				h.hostFSDev.Store(st.Dev)
-			}
+			// Nothing here touches the mount after this: with its daemon
+			// dead, that would hang with h.mu held.
+			h.virtiofsMounted.Store(true)
 			h.hostFS = transportVirtiofs
 			h.log.Info("host files mounted", "at", hostDir, "over", h.hostFS)
 			return hostDir
@@ -863,6 +881,33 @@ func (h *vmHost) hostFiles() string {
 	h.hostFS = transport9p
 	h.log.Info("host files mounted", "at", hostDir, "over", h.hostFS)
 	return hostDir
+}
+
+// hostTree returns a detached copy of hostDir's tmpfs with the share mounted
+// on it (open_tree of the descriptor taken before the share covered it: a
+// bind by path would copy the share alone), made a slave, for a distro's
+// agent to attach at /mnt/host; nil when the host's files are not shared.
+// Mounts made on hostDir later reach that /mnt/host; none made in the
+// distro reach the VM.
+func (h *vmHost) hostTree() *os.File {
+	if h.hostFiles() == "" {
+		return nil
+	}
+	h.mu.Lock()
+	base := h.hostBase
+	h.mu.Unlock()
+	tree, err := unix.OpenTree(base, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_EMPTY_PATH)
+	if err == nil {
+		err = unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Propagation: unix.MS_SLAVE})
+		if err != nil {
+			unix.Close(tree)
+		}
+	}
+	if err != nil {
+		h.log.Warn("no /mnt/host for a distro", "err", err)
+		return nil
+	}
+	return os.NewFile(uintptr(tree), "host-files")
 }
 
 // handleHostFiles does a host-files action and reports the transport.
@@ -887,37 +932,25 @@ func (h *vmHost) handleHostFiles(action string) (string, error) {
 	return h.hostFS, nil
 }
 
-// abortVirtiofs ends the virtio-fs connection whose daemon is gone: every
-// request waiting on it, and every later one, fails with ENOTCONN instead of
-// hanging. The mount is detached from hostDir and distros started from now
-// on get 9p; running distros keep the dead mount until they restart.
+// abortVirtiofs puts 9p in place of the virtio-fs mount whose daemon is
+// gone: 9p is mounted on top of it at hostDir, which reaches every distro's
+// /mnt/host (their slave copies), running ones too. The dead mount stays
+// underneath: unmounting it would wait for ever on its daemon's answer to
+// FUSE_DESTROY, and nothing reaches it once it is covered. A process that
+// was waiting on virtio-fs when its daemon died stays blocked until it is
+// killed: virtio-fs has no abort (no fusectl entry, and a forced unmount is
+// refused).
 func (h *vmHost) abortVirtiofs() error {
-	dev := h.hostFSDev.Swap(0)
-	if dev == 0 {
-		return nil
+	if !h.virtiofsMounted.Swap(false) {
+		return nil // never mounted, or replaced already
 	}
-	if err := os.MkdirAll(fusectlDir, 0o755); err == nil {
-		// Already mounted is fine (EBUSY).
-		unix.Mount("fusectl", fusectlDir, "fusectl", 0, "")
-	}
-	abort := filepath.Join(fusectlDir, strconv.FormatUint(dev, 10), "abort")
-	if err := os.WriteFile(abort, []byte("1"), 0); err != nil {
-		return fmt.Errorf("host files: abort virtio-fs: %w", err)
-	}
-	h.log.Warn("host files: virtio-fs aborted, its daemon is gone; distros that start from now on get 9p")
-	// Not under h.mu until the mount is aborted: a hung mount may hold it.
+	h.log.Warn("host files: virtio-fs's daemon is gone; /mnt/host goes over 9p")
 	h.mu.Lock()
 	h.noVirtiofs = true
-	wasMounted := h.hostFS == transportVirtiofs
-	if wasMounted {
-		if err := unix.Unmount(hostDir, unix.MNT_DETACH); err != nil {
-			h.log.Warn("host files: detach the aborted virtio-fs", "err", err)
-		}
-		h.hostFS = ""
-	}
+	h.hostFS = ""
 	h.mu.Unlock()
-	if wasMounted {
-		h.hostFiles() // 9p, for distros that start from now on
+	if h.hostFiles() == "" {
+		return errors.New("host files: 9p did not mount in place of virtio-fs")
 	}
 	return nil
 }

@@ -17,6 +17,11 @@ type InitConfig struct {
 	// for a version 1 distro (the host's tree). Empty binds nothing, as in
 	// the utility VM, which has no host tree to offer yet.
 	HostRoot string
+	// HostRootFD, when positive, is an inherited descriptor of a detached
+	// mount tree (open_tree) that is attached at /mnt/host instead of
+	// HostRoot: the utility VM's host files, which a bind by path could
+	// not give (see vmHost.hostTree).
+	HostRootFD int
 	// VMDevices adds to the distro's /dev the devices a version 2 distro
 	// owns because the kernel is the VM's, not the host's: loop devices (so
 	// `mount -o loop` of an image file works), /dev/fuse and /dev/net/tun.

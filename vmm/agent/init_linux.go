@@ -223,8 +223,11 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 		log.Warn("the host has no resolv.conf; leaving the distro's")
 	}
 
-	// Nothing done in here may reach the host's mount table.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+	// Nothing done in here may reach the host's mount table. In the
+	// utility VM the mounts are slaves rather than private: they still
+	// receive what the VM's agent mounts on the host files' shared mount
+	// point (9p in place of a virtio-fs whose daemon died).
+	if err := unix.Mount("", "/", "", unix.MS_REC|mountFollow(cfg.VMDevices), ""); err != nil {
 		return fmt.Errorf("init: make mounts private: %w", err)
 	}
 	rootPath, err := filepath.Abs(cfg.RootFS)
@@ -241,7 +244,7 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 		return fmt.Errorf("init: open rootfs: %w", err)
 	}
 	defer unix.Close(root)
-	if err := mountAll(root, cfg.HostRoot, cfg.VMDevices); err != nil {
+	if err := mountAll(root, cfg.HostRoot, cfg.HostRootFD, cfg.VMDevices); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
 
@@ -269,22 +272,45 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 	return nil
 }
 
+// mountFollow is the propagation of a distro's mounts: private on the host,
+// where nothing of the host's mount table may reach it after the start; a
+// slave in the utility VM (inVM), which receives and never sends.
+func mountFollow(inVM bool) uintptr {
+	if inVM {
+		return unix.MS_SLAVE
+	}
+	return unix.MS_PRIVATE
+}
+
 // mountAll mounts the distro's file systems inside root (an fd to the rootfs
 // mount). Every target is resolved inside root and must be a real directory.
-func mountAll(root int, hostRoot string, vmDevices bool) error {
+func mountAll(root int, hostRoot string, hostRootFD int, vmDevices bool) error {
 	const (
 		nosuid = unix.MS_NOSUID
 		nodev  = unix.MS_NODEV
 		noexec = unix.MS_NOEXEC
 	)
 	// First /mnt/host, so the copy of the host's tree holds no distro mounts.
-	// Without a host root (the utility VM) there is none.
-	if hostRoot != "" {
+	// Without a host root there is none.
+	if hostRootFD > 0 {
+		// The VM's host files, a detached tree made a slave already.
+		fd, err := mkdirIn(root, "mnt/host", 0o755)
+		if err != nil {
+			return err
+		}
+		err = unix.MoveMount(hostRootFD, "", fd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+		unix.Close(fd)
+		unix.Close(hostRootFD)
+		if err != nil {
+			return fmt.Errorf("attach the host's files at /mnt/host: %w", err)
+		}
+	} else if hostRoot != "" {
 		if err := mountIn(root, "mnt/host", hostRoot, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return err
 		}
-		// Private again, explicitly: nothing under /mnt/host propagates back.
-		if err := mountIn(root, "mnt/host", "", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		// Private (a slave in the VM) again, explicitly: nothing under
+		// /mnt/host propagates back.
+		if err := mountIn(root, "mnt/host", "", "", unix.MS_REC|mountFollow(vmDevices), ""); err != nil {
 			return err
 		}
 	}

@@ -660,6 +660,9 @@ func (b *Backend) booted(v *VM, ac *agent.Client, info agent.Info) (*VM, *agent.
 	b.mu.Lock()
 	b.vm, b.agent, b.state, b.startedAt, b.release = v, ac, vmm.VMRunning, time.Now(), info.Kernel
 	b.hostFilesNote = v.sidecarNote
+	if v.sidecarNote != "" {
+		b.log.Warn("host files: " + v.sidecarNote)
+	}
 	b.mu.Unlock()
 	b.watch(v)
 	b.log.Info("utility VM running", "pid", v.PID(), "accel", v.cfg.Accel, "kernel", info.Kernel, "memory_mib", v.cfg.MemoryMiB, "cpus", v.cfg.CPUs)

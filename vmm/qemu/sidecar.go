@@ -127,10 +127,19 @@ func startVirtiofsd(ctx context.Context, cfg Config) (*sidecar, error) {
 		// name); announce_submounts gives each host file system its own
 		// device number in the guest, as 9p's multidevs=remap does.
 		"-o", "cache=auto", "-o", "xattr", "-o", "announce_submounts", "-o", "sandbox=chroot",
-		"--rlimit-nofile=" + strconv.Itoa(cfg.virtiofsdFileLimit())}
+		// Its own --rlimit-nofile cannot go past the hard limit it
+		// inherits; the server sets both limits itself, below.
+		"--rlimit-nofile=0"}
 	s, err := startSidecar("virtiofsd", cfg.Virtiofsd, args)
 	if err != nil {
 		return nil, err
+	}
+	// Right after exec: before the guest can look anything up, which is
+	// what costs descriptors.
+	if err := setFileLimit(s.Pid(), uint64(cfg.virtiofsdFileLimit())); err != nil {
+		s.cmd.Process.Kill()
+		<-s.done
+		return nil, fmt.Errorf("virtiofsd: %w", err)
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -150,4 +159,28 @@ func startVirtiofsd(ctx context.Context, cfg Config) (*sidecar, error) {
 			// virtiofsd offers no sign of readiness but its socket.
 		}
 	}
+}
+
+// setFileLimit sets pid's limit on open files (soft and hard) to want, or,
+// where the server may not raise a hard limit (no CAP_SYS_RESOURCE, as in
+// some containers), to the server's own hard limit, the most it can give.
+func setFileLimit(pid int, want uint64) error {
+	err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: want, Max: want}, nil)
+	if !errors.Is(err, unix.EPERM) {
+		if err != nil {
+			return fmt.Errorf("setting its limit on open files to %d: %w", want, err)
+		}
+		return nil
+	}
+	var own unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &own); err != nil {
+		return fmt.Errorf("reading the limit on open files: %w", err)
+	}
+	if own.Max < want {
+		want = own.Max
+	}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: want, Max: want}, nil); err != nil {
+		return fmt.Errorf("setting its limit on open files to %d: %w", want, err)
+	}
+	return nil
 }

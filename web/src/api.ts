@@ -77,6 +77,12 @@ export interface VMStatus {
   kernel_release?: string;
   /** The VM's own addresses, IPv4 and IPv6, as prefixes. */
   addresses?: string[];
+  /** The VM's user-mode network: "passt", or "slirp" where passt is missing. */
+  network?: string;
+  /** How /mnt/host reaches the host: "virtio-fs", or "9p" where virtiofsd is missing or failed. */
+  host_files?: string;
+  /** Why virtio-fs is not used where it was meant to be. */
+  host_files_note?: string;
   /** Ids of the version 2 distros running in it. */
   distros?: string[];
   /** Negative: the VM stays up. */

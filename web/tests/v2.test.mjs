@@ -85,6 +85,9 @@ test('a console of hostile guest bytes and a hostile status are shown as inert t
     kernel_release: '6.1.0-<b>bold</b>',
     idle_timeout_s: 60,
     error: 'no agent: <img src=x onerror="window.__pwned=4">',
+    network: 'passt',
+    host_files: '9p',
+    host_files_note: 'virtiofsd exited <img src=x onerror="window.__pwned=5">',
   };
   await page.route('**/api/v1/vm/console', (route) =>
     route.fulfill({ status: 200, headers: { 'Content-Type': 'application/octet-stream', 'X-Content-Type-Options': 'nosniff' }, body: HOSTILE }),
@@ -103,6 +106,9 @@ test('a console of hostile guest bytes and a hostile status are shown as inert t
     await page.getByTestId('vm-error').waitFor();
     assert.equal(await page.getByTestId('vm-error').textContent(), status.error);
     assert.match(await page.getByTestId('vm-panel').textContent(), /6\.1\.0-<b>bold<\/b>/);
+    const panelText = await page.getByTestId('vm-panel').textContent();
+    assert.match(panelText, /Networkpasst/);
+    assert.match(panelText, /Host files \(\/mnt\/host\)9pvirtiofsd exited <img src=x onerror="window.__pwned=5">/);
     // Nothing ran, and nothing became markup.
     assert.equal(await page.evaluate(() => window.__pwned), undefined);
     assert.equal(await page.locator('main img, main script, main b').count(), 0);

@@ -101,6 +101,13 @@ function VMPanel() {
             </dd>
             <dt>Addresses</dt>
             <dd class="mono">{vm.addresses && vm.addresses.length > 0 ? vm.addresses.join(', ') : '—'}</dd>
+            <dt>Network</dt>
+            <dd>{vm.network || '—'}</dd>
+            <dt>Host files (/mnt/host)</dt>
+            <dd class="break">
+              {vm.host_files || '—'}
+              {vm.host_files_note && <div class="muted">{vm.host_files_note}</div>}
+            </dd>
             <dt>Version 2 distros running</dt>
             <dd>
               {names.length === 0

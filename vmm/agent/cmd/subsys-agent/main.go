@@ -30,6 +30,7 @@ func main() {
 	flag.StringVar(&cfg.RootFS, "root", "", "host `dir`ectory of the distro's root file system")
 	flag.StringVar(&cfg.Hostname, "hostname", "", "the distro's hostname")
 	flag.StringVar(&cfg.HostRoot, "host-root", "/", "host `dir`ectory to bind at /mnt/host; empty for none")
+	flag.IntVar(&cfg.HostRootFD, "host-root-fd", 0, "inherited `fd` of a detached mount tree to attach at /mnt/host (the utility VM's)")
 	flag.BoolVar(&cfg.VMDevices, "vm-devices", false, "give the distro the VM's loop, fuse and tun devices (version 2 only)")
 	flag.Func("add-host", "an /etc/hosts entry `name=address` (repeatable)", func(v string) error {
 		name, addr, ok := strings.Cut(v, "=")
