@@ -514,7 +514,14 @@ func (p *Proxy) pipe(c *tcpConn, dst, src net.Conn, counter *atomic.Int64) {
 		case deadline && isTimeout(err) && !c.isClosed():
 			continue
 		default:
-			reset := errors.Is(err, syscall.ECONNRESET)
+			// A target dialled without waiting for its answer (Dial, version
+			// 2) reports a refusal here, as ECONNREFUSED: the client sees a
+			// reset, as when a dial fails before the copy.
+			refused := errors.Is(err, syscall.ECONNREFUSED)
+			if refused {
+				p.failed.Add(1)
+			}
+			reset := errors.Is(err, syscall.ECONNRESET) || refused
 			if reset && !c.isClosed() {
 				p.log.Debug("connection reset", "client", c.client.RemoteAddr().String())
 			}

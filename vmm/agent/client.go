@@ -52,6 +52,7 @@ func NewClient(conn net.Conn) (*Client, error) {
 func yamuxConfig() *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
+	cfg.MaxStreamWindowSize = 2 << 20
 	return cfg
 }
 

@@ -1,14 +1,20 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
+
+	"github.com/hashicorp/yamux"
 )
 
 // HostAliasName is the name a version 2 distro reaches the host by, as
@@ -147,16 +153,79 @@ func (c *Client) WatchListeners(ctx context.Context, fn func([]Listener)) error 
 // network ("tcp" or "udp") and returns the connection, carried by one
 // stream. A "udp" connection keeps datagrams whole: each Write sends one and
 // each Read returns one (see DatagramConn).
+//
+// Dial does not wait for the VM's answer: what the caller writes follows the
+// request at once, which saves a round trip to the VM on every connection
+// (a forwarded port's client usually speaks first). A refused connection
+// shows as the first Read's error, and what was written is dropped.
 func (c *Client) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	st, br, _, err := c.roundTrip(ctx, request{Op: opDial, Net: network, Address: address})
-	if err != nil {
-		return nil, err
+	fail := func(err error) (net.Conn, error) {
+		if errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%w: %v", ErrDisconnected, err)
+		}
+		return nil, fmt.Errorf("agent dial: %w", err)
 	}
-	conn := &bufferedConn{Stream: st, br: br}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	st, err := c.sess.OpenStream()
+	if err != nil {
+		return fail(err)
+	}
+	if err := writeHeader(st, request{Op: opDial, Net: network, Address: address}); err != nil {
+		st.Close()
+		return fail(err)
+	}
+	conn := &dialConn{Conn: st, br: bufio.NewReader(st)}
 	if network == "udp" {
 		return &DatagramConn{Conn: conn}, nil
 	}
 	return conn, nil
+}
+
+// dialConn is Dial's connection: its first Read takes the VM's answer to the
+// dial off the stream before any data. A read that times out part way
+// through the answer (the caller's deadline) keeps what came, and the next
+// Read goes on from there.
+type dialConn struct {
+	net.Conn // the stream
+	br       *bufio.Reader
+	answered bool
+	answer   []byte
+	err      error // the VM's refusal, for every Read
+}
+
+func (c *dialConn) Read(p []byte) (int, error) {
+	for !c.answered {
+		chunk, err := c.br.ReadSlice('\n')
+		c.answer = append(c.answer, chunk...)
+		if len(c.answer) > maxHeaderSize {
+			c.answered, c.err = true, fmt.Errorf("agent dial: %w: answer exceeds %d bytes", ErrProtocol, maxHeaderSize)
+			break
+		}
+		switch {
+		case err == nil:
+			c.answered = true
+			var rep reply
+			if err := json.Unmarshal(c.answer[:len(c.answer)-1], &rep); err != nil {
+				c.err = fmt.Errorf("agent dial: %w: bad answer: %v", ErrProtocol, err)
+			} else if rep.Error != nil {
+				// ECONNREFUSED: a port that could not be reached in the
+				// VM is, to the client, a port that refused it.
+				c.err = fmt.Errorf("agent dial: %s: %w", rep.Error.Message, syscall.ECONNREFUSED)
+			}
+			c.answer = nil
+		case errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, io.EOF):
+			return 0, io.ErrUnexpectedEOF
+		default:
+			return 0, err // a timeout: the next Read goes on
+		}
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.br.Read(p)
 }
 
 // maxDatagram is the largest UDP payload a DatagramConn carries.
