@@ -660,6 +660,22 @@ func TestVersion2Ports(t *testing.T) {
 		}
 		return true
 	})
+
+	// Terminating the distro closes its host listeners at once.
+	s.sh("web", fmt.Sprintf("httpd -p 0.0.0.0:%d -h /root/www", pc))
+	waitFor(t, 10*time.Second, "the port to be forwarded before the distro stops", func() bool {
+		body, err := get("127.0.0.1", pc)
+		return err == nil && body == "served-from-the-vm\n"
+	})
+	if st, raw := s.api("POST", "/distros/web/terminate", nil, nil); st >= 300 {
+		t.Fatalf("terminate: %d %s", st, raw)
+	}
+	began = time.Now()
+	waitFor(t, 5*time.Second, "the terminated distro's host listener to close", func() bool {
+		_, err := get("127.0.0.1", pc)
+		return err != nil
+	})
+	t.Logf("host listener closed %v after the terminate returned", time.Since(began).Round(time.Millisecond))
 }
 
 // TestVersion2UDPPorts: UDP servers in a version 2 distro, bound to 0.0.0.0
