@@ -26,6 +26,9 @@ const (
 	CodeAlreadyExists = "already_exists"
 	// CodeBusy: another operation holds the distro; the message names it.
 	CodeBusy = "busy"
+	// CodeNotRunning: the action needs something running that is not (the
+	// utility VM, for POST /vm/reclaim).
+	CodeNotRunning = "not_running"
 	// CodeCancelled: the operation was cancelled.
 	CodeCancelled = "cancelled"
 	// CodeTooLarge: a body, upload or archive went over a limit.

@@ -39,6 +39,10 @@ type Settings struct {
 	// Kernel is the VM's kernel (an image file, or an unpacked Debian
 	// linux-image package directory) on the server; empty: the default.
 	Kernel string `json:"kernel"`
+	// MemoryReclaim is how the utility VM gives its page cache back to the
+	// host when it has been idle two minutes: "gradual" (in steps, the
+	// default), "dropcache" (all at once) or "disabled".
+	MemoryReclaim string `json:"memory_reclaim"`
 }
 
 // SettingsUpdate is the body of PUT /settings: nil fields stay as they are.
@@ -55,4 +59,5 @@ type SettingsUpdate struct {
 	VMProcessors         *int    `json:"vm_processors,omitempty"`
 	VMIdleTimeoutS       *int    `json:"vm_idle_timeout_s,omitempty"`
 	Kernel               *string `json:"kernel,omitempty"`
+	MemoryReclaim        *string `json:"memory_reclaim,omitempty"`
 }

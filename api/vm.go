@@ -54,6 +54,14 @@ type VMStatus struct {
 	// used where it was meant to be.
 	HostFiles     string `json:"host_files,omitempty"`
 	HostFilesNote string `json:"host_files_note,omitempty"`
+	// Memory is the guest's memory as its kernel counts it, while it runs.
+	Memory *VMMemory `json:"memory,omitempty"`
+	// MemoryReclaim is the idle reclaim mode in force in the running VM
+	// (the memory_reclaim setting: gradual, dropcache, disabled).
+	MemoryReclaim string `json:"memory_reclaim,omitempty"`
+	// MemoryHistory samples the VM's memory every 10 s while it runs, the
+	// oldest first (the last 15 minutes).
+	MemoryHistory []MemorySample `json:"memory_history,omitempty"`
 	// Distros are the ids of the version 2 distros running in the VM.
 	Distros []string `json:"distros,omitempty"`
 	// IdleTimeoutS is how long the VM stays up with no version 2 distro
@@ -67,4 +75,33 @@ type VMStatus struct {
 type SetVersionRequest struct {
 	// Version is what the distro is converted to: 1 or 2.
 	Version int `json:"version"`
+}
+
+// VMMemory is the utility VM's memory as its kernel counts it.
+type VMMemory struct {
+	TotalBytes     int64 `json:"total_bytes"`
+	UsedBytes      int64 `json:"used_bytes"`
+	CachedBytes    int64 `json:"cached_bytes"`
+	AvailableBytes int64 `json:"available_bytes"`
+	// ReclaimedBytes is the page cache reclaim has dropped since the VM
+	// booted (idle reclaim and POST /vm/reclaim).
+	ReclaimedBytes int64 `json:"reclaimed_bytes"`
+}
+
+// MemorySample is the VM's memory at time T: QEMU's resident memory on the
+// host, and the guest's used and cached memory.
+type MemorySample struct {
+	T           time.Time `json:"t"`
+	RSSBytes    int64     `json:"rss_bytes"`
+	UsedBytes   int64     `json:"used_bytes"`
+	CachedBytes int64     `json:"cached_bytes"`
+}
+
+// VMReclaim is the reply of POST /vm/reclaim: the page cache the guest
+// dropped and its memory after. QEMU's resident memory (RSSBytes, now) falls
+// over the next seconds as the balloon reports the freed pages to the host.
+type VMReclaim struct {
+	DroppedBytes int64    `json:"dropped_bytes"`
+	Memory       VMMemory `json:"memory"`
+	RSSBytes     int64    `json:"rss_bytes"`
 }

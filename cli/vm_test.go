@@ -95,6 +95,9 @@ func TestPrintVM(t *testing.T) {
 			Error: "no agent\x1b]0;x\x07"}, []string{"VM: Failed (tcg)", "note: no /dev/kvm", "idle timeout: none", `error: no agent\x1b]0;x\x07`}},
 		{"host files fell back", api.VMStatus{Available: true, State: api.VMRunning, Network: "passt", HostFiles: "9p", HostFilesNote: "virtiofsd exited\x1b[2J"},
 			[]string{"network: passt", "host files (/mnt/host): 9p", `host files note: virtiofsd exited\x1b[2J`}},
+		{"guest memory", api.VMStatus{Available: true, State: api.VMRunning, MemoryReclaim: "gradual",
+			Memory: &api.VMMemory{TotalBytes: 2 << 30, UsedBytes: 100 << 20, CachedBytes: 50 << 20, AvailableBytes: 1 << 30, ReclaimedBytes: 900 << 20}},
+			[]string{"guest memory: 100.0 MiB used, 50.0 MiB cache, 1.0 GiB available of 2.0 GiB; reclaim (gradual) gave back 900.0 MiB"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +135,47 @@ func TestVMConsoleCommand(t *testing.T) {
 	}
 	for i, line := range lines {
 		checkPrintable(t, "line "+string(rune('0'+i)), line)
+	}
+}
+
+// TestVMReclaimCommand: `vm reclaim` posts to /vm/reclaim (nothing else) and
+// says what the VM gave back; a VM that does not run is the server's 409,
+// said as it is.
+func TestVMReclaimCommand(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		reply   func(w http.ResponseWriter)
+		want    string
+		wantErr string
+	}{
+		{"running", func(w http.ResponseWriter) {
+			writeJSONReply(w, 200, api.VMReclaim{DroppedBytes: 900 << 20, Memory: api.VMMemory{UsedBytes: 100 << 20, CachedBytes: 5 << 20}, RSSBytes: 1 << 30})
+		}, "The VM dropped 900.0 MiB of page cache; it uses 100.0 MiB, caches 5.0 MiB. QEMU's resident memory (1.0 GiB now) falls over the next seconds.", ""},
+		{"not running", func(w http.ResponseWriter) {
+			writeJSONReply(w, 409, api.ErrorBody{Error: api.Error{Code: api.CodeNotRunning, Message: "the VM is not running"}})
+		}, "", "the VM is not running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var got []string
+			serveSocket(t, dir, func(w http.ResponseWriter, r *http.Request) {
+				got = append(got, r.Method+" "+r.URL.Path)
+				tc.reply(w)
+			})
+			out, stderr, err := runCLI(t, "--data", dir, "vm", "reclaim")
+			if len(got) != 1 || got[0] != "POST /api/v1/vm/reclaim" {
+				t.Errorf("requests = %q, want one POST /api/v1/vm/reclaim", got)
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(stderr+err.Error(), tc.wantErr) {
+					t.Errorf("vm reclaim = %q, %q, %v; want the error %q", out, stderr, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || strings.TrimSpace(out) != tc.want {
+				t.Errorf("vm reclaim = %q, %v; want %q", out, err, tc.want)
+			}
+		})
 	}
 }
 

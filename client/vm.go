@@ -20,6 +20,14 @@ func (c *Client) VM(ctx context.Context) (api.VMStatus, error) {
 	return get[api.VMStatus](ctx, c, "/vm", nil)
 }
 
+// ReclaimVM has the running utility VM give its page cache back to the host
+// now; a *Error with code not_running when it does not run.
+func (c *Client) ReclaimVM(ctx context.Context) (api.VMReclaim, error) {
+	var r api.VMReclaim
+	err := c.call(ctx, http.MethodPost, "/vm/reclaim", nil, nil, &r)
+	return r, err
+}
+
 // VMConsole returns the last bytes of the utility VM's serial console, as
 // the guest wrote them: they may hold terminal escape sequences and invalid
 // UTF-8, so escape them before showing them.

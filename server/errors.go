@@ -51,6 +51,8 @@ func classify(err error) (int, string, string) {
 		return http.StatusConflict, api.CodeAlreadyExists, err.Error()
 	case errors.Is(err, vmm.ErrBusy):
 		return http.StatusConflict, api.CodeBusy, err.Error()
+	case errors.Is(err, vmm.ErrNotRunning):
+		return http.StatusConflict, api.CodeNotRunning, err.Error()
 	case errors.Is(err, archive.ErrFormat), errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnsafe):
 		// Before vmm.ErrInvalid, which wraps these: a client can tell a bad
 		// archive from a bad request.

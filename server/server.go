@@ -120,6 +120,7 @@ func (s *Server) routes() http.Handler {
 			r.Get("/status", s.handle(s.handleStatus))
 			r.Get("/vm", s.handle(s.handleVM))
 			r.Get("/vm/console", s.handle(s.handleVMConsole))
+			r.Post("/vm/reclaim", s.handle(s.handleVMReclaim))
 			r.Get("/events", s.handle(s.handleEvents))
 			r.Get("/settings", s.handle(s.handleGetSettings))
 			r.Put("/settings", s.handle(s.handlePutSettings))

@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/subsys-dev/subsys/api"
 )
 
 // handleVM answers GET /vm: the utility VM of version 2 distros. It only
@@ -26,5 +28,17 @@ func (s *Server) handleVMConsole(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
+	return nil
+}
+
+// handleVMReclaim answers POST /vm/reclaim: the running VM drops its page
+// cache and compacts its memory now; 409 not_running when it does not run
+// (asking never boots it).
+func (s *Server) handleVMReclaim(w http.ResponseWriter, r *http.Request) error {
+	res, err := s.cfg.Manager.ReclaimVM(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.VMReclaim{DroppedBytes: res.DroppedBytes, Memory: apiVMMemory(res.Memory), RSSBytes: res.RSSBytes})
 	return nil
 }

@@ -27,11 +27,18 @@ type fakeVM struct {
 	*vmmtest.Backend
 	status  vmm.VMStatus
 	console []byte
+	reclaim vmm.VMReclaim
 }
 
 func (f *fakeVM) VMStatus(context.Context) vmm.VMStatus { return f.status }
 func (f *fakeVM) VMConsole() []byte                     { return f.console }
 func (f *fakeVM) ShutdownVM(ctx context.Context) error  { return nil }
+func (f *fakeVM) ReclaimVM(context.Context) (vmm.VMReclaim, error) {
+	if f.status.State != vmm.VMRunning {
+		return vmm.VMReclaim{}, vmm.ErrNotRunning
+	}
+	return f.reclaim, nil
+}
 func newFakeVM(t *testing.T, st vmm.VMStatus, console []byte) *fakeVM {
 	b := vmmtest.NewBackend(vmmtest.Config{})
 	t.Cleanup(func() { b.Close() })
@@ -105,6 +112,45 @@ func TestVM(t *testing.T) {
 			if resp.StatusCode != 200 || h.Get("Content-Type") != "application/octet-stream" || h.Get("X-Content-Type-Options") != "nosniff" ||
 				h.Get("Content-Disposition") == "" || !bytes.Equal(raw, tc.wantConsole) {
 				t.Errorf("GET /vm/console = %d %v %q", resp.StatusCode, h, raw)
+			}
+		})
+	}
+}
+
+// TestVMReclaim: POST /vm/reclaim answers what the VM gave back, or 409
+// not_running (it never boots the VM), in the one error shape; a GET is not
+// allowed to do it.
+func TestVMReclaim(t *testing.T) {
+	mem := vmm.VMMemory{TotalBytes: 2 << 30, UsedBytes: 100 << 20, CachedBytes: 10 << 20, AvailableBytes: 1 << 30, ReclaimedBytes: 900 << 20}
+	tests := []struct {
+		name     string
+		v2       func(t *testing.T) vmm.Backend
+		want     api.VMReclaim
+		wantCode string
+	}{
+		{"no version 2 backend", func(*testing.T) vmm.Backend { return nil }, api.VMReclaim{}, api.CodeNotRunning},
+		{"stopped", func(t *testing.T) vmm.Backend { return newFakeVM(t, vmm.VMStatus{State: vmm.VMStopped}, nil) }, api.VMReclaim{}, api.CodeNotRunning},
+		{"running", func(t *testing.T) vmm.Backend {
+			f := newFakeVM(t, vmm.VMStatus{State: vmm.VMRunning}, nil)
+			f.reclaim = vmm.VMReclaim{DroppedBytes: 800 << 20, Memory: mem, RSSBytes: 400 << 20}
+			return f
+		}, api.VMReclaim{DroppedBytes: 800 << 20, Memory: api.VMMemory(mem), RSSBytes: 400 << 20}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvWith(t, nil, tc.v2(t))
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			got, err := e.c.ReclaimVM(ctx)
+			var ce *api.Error
+			switch {
+			case tc.wantCode != "" && (!errors.As(err, &ce) || ce.Code != tc.wantCode || ce.Status != http.StatusConflict):
+				t.Fatalf("ReclaimVM = %+v, %v; want a 409 %s", got, err, tc.wantCode)
+			case tc.wantCode == "" && (err != nil || got != tc.want):
+				t.Fatalf("ReclaimVM = %+v, %v; want %+v", got, err, tc.want)
+			}
+			if resp, _ := e.get("/vm/reclaim"); resp.StatusCode != http.StatusMethodNotAllowed {
+				t.Errorf("GET /vm/reclaim = %d, want 405", resp.StatusCode)
 			}
 		})
 	}

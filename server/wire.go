@@ -42,10 +42,18 @@ func apiSnapshot(s vmm.Snapshot) api.Snapshot {
 // apiVMStatus is a field-by-field copy: the guest's words (Error,
 // KernelRelease) pass as they are and are escaped where they are shown.
 func apiVMStatus(v vmm.VMStatus) api.VMStatus {
-	return api.VMStatus{Available: v.Available, State: api.VMState(v.State), Accel: v.Accel, AccelNote: v.AccelNote,
+	st := api.VMStatus{Available: v.Available, State: api.VMState(v.State), Accel: v.Accel, AccelNote: v.AccelNote,
 		PID: v.PID, StartedAt: v.StartedAt, MemoryMiB: v.MemoryMiB, CPUs: v.CPUs, RSSBytes: v.RSSBytes, Kernel: v.Kernel,
-		KernelRelease: v.KernelRelease, Addresses: v.Addresses, Network: v.Network, HostFiles: v.HostFiles, HostFilesNote: v.HostFilesNote, Distros: v.Distros, IdleTimeoutS: v.IdleTimeoutS, Error: v.Error}
+		KernelRelease: v.KernelRelease, Addresses: v.Addresses, Network: v.Network, HostFiles: v.HostFiles, HostFilesNote: v.HostFilesNote, Distros: v.Distros,
+		MemoryReclaim: v.MemoryReclaim, MemoryHistory: convertAll(v.MemoryHistory, func(m vmm.MemorySample) api.MemorySample { return api.MemorySample(m) }), IdleTimeoutS: v.IdleTimeoutS, Error: v.Error}
+	if v.Memory != nil {
+		m := apiVMMemory(*v.Memory)
+		st.Memory = &m
+	}
+	return st
 }
+
+func apiVMMemory(m vmm.VMMemory) api.VMMemory { return api.VMMemory(m) }
 
 func apiRemoved(r vmm.RemovedDistro) api.RemovedDistro { return api.RemovedDistro(r) }
 

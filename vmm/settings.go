@@ -48,6 +48,10 @@ type Settings struct {
 	// Debian linux-image package (boot/vmlinuz-*, lib/modules/). Empty: the
 	// one `make deps` unpacked under the data directory's vm/kernel.
 	Kernel string `json:"kernel"`
+	// MemoryReclaim is how the utility VM gives its page cache back to the
+	// host when idle, as .wslconfig's autoMemoryReclaim: "gradual" (the
+	// default), "dropcache" or "disabled".
+	MemoryReclaim string `json:"memory_reclaim"`
 }
 
 // SettingsUpdate changes some settings; nil fields stay.
@@ -65,11 +69,12 @@ type SettingsUpdate struct {
 	VMProcessors   *int    `json:"vm_processors,omitempty"`
 	VMIdleTimeoutS *int    `json:"vm_idle_timeout_s,omitempty"`
 	Kernel         *string `json:"kernel,omitempty"`
+	MemoryReclaim  *string `json:"memory_reclaim,omitempty"`
 }
 
 // DefaultSettings are the settings of a new installation.
 var DefaultSettings = Settings{DefaultVersion: 1, DefaultUser: "root", ScrollbackBytes: 1 << 20, SessionTimeoutS: 300, V1LANDefault: "off",
-	ImportReserveBytes: 1 << 30, ImportReservePercent: 5, VMIdleTimeoutS: 60}
+	ImportReserveBytes: 1 << 30, ImportReservePercent: 5, VMIdleTimeoutS: 60, MemoryReclaim: "gradual"}
 
 // limits returns lim with the import reserve of s (archive's Limits leave a
 // bound out when it is negative, where s turns it off with 0).
@@ -114,7 +119,7 @@ func ReadSettings(ctx context.Context, st Store) (Settings, error) {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return s, err
 	}
-	strs := map[string]*string{"default_user": &s.DefaultUser, "v1_lan_default": &s.V1LANDefault, "kernel": &s.Kernel}
+	strs := map[string]*string{"default_user": &s.DefaultUser, "v1_lan_default": &s.V1LANDefault, "kernel": &s.Kernel, "memory_reclaim": &s.MemoryReclaim}
 	for k, p := range strs {
 		v, err := st.Setting(ctx, settingsPrefix+k)
 		if errors.Is(err, store.ErrNotFound) {
@@ -162,6 +167,9 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	if u.Kernel != nil && *u.Kernel != "" && !filepath.IsAbs(*u.Kernel) {
 		return Settings{}, fmt.Errorf("%w: kernel must be an absolute path, or empty for the default", ErrInvalid)
 	}
+	if u.MemoryReclaim != nil && *u.MemoryReclaim != "gradual" && *u.MemoryReclaim != "dropcache" && *u.MemoryReclaim != "disabled" {
+		return Settings{}, fmt.Errorf("%w: memory_reclaim must be gradual, dropcache or disabled", ErrInvalid)
+	}
 	set := func(k, v string) error { return m.cfg.Store.SetSetting(ctx, settingsPrefix+k, v) }
 	var err error
 	if u.DefaultVersion != nil {
@@ -196,6 +204,9 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	}
 	if u.Kernel != nil {
 		err = errors.Join(err, set("kernel", *u.Kernel))
+	}
+	if u.MemoryReclaim != nil {
+		err = errors.Join(err, set("memory_reclaim", *u.MemoryReclaim))
 	}
 	if err != nil {
 		return Settings{}, err

@@ -55,6 +55,13 @@ type VMStatus struct {
 	// virtio-fs is not used when it was meant to be.
 	HostFiles     string `json:"host_files,omitempty"`
 	HostFilesNote string `json:"host_files_note,omitempty"`
+	// Memory is the guest's memory as its kernel counts it, while it runs.
+	Memory *VMMemory `json:"memory,omitempty"`
+	// MemoryReclaim is the memory_reclaim setting in force.
+	MemoryReclaim string `json:"memory_reclaim,omitempty"`
+	// MemoryHistory samples the VM's memory every MemorySampleInterval
+	// while it runs, the oldest first (the last 15 minutes).
+	MemoryHistory []MemorySample `json:"memory_history,omitempty"`
 	// Distros are the ids of the version 2 distros running in it.
 	Distros []string `json:"distros,omitempty"`
 	// IdleTimeoutS is vm_idle_timeout: how long the VM stays up with no
@@ -62,6 +69,38 @@ type VMStatus struct {
 	IdleTimeoutS int `json:"idle_timeout_s"`
 	// Error is why the last start failed, when State is Failed.
 	Error string `json:"error,omitempty"`
+}
+
+// VMMemory is the utility VM's memory as its kernel counts it.
+type VMMemory struct {
+	TotalBytes     int64 `json:"total_bytes"`
+	UsedBytes      int64 `json:"used_bytes"`
+	CachedBytes    int64 `json:"cached_bytes"`
+	AvailableBytes int64 `json:"available_bytes"`
+	// ReclaimedBytes is the page cache reclaim has dropped since the VM
+	// booted (idle reclaim and POST /vm/reclaim).
+	ReclaimedBytes int64 `json:"reclaimed_bytes"`
+}
+
+// MemorySampleInterval is how often the VM's memory is sampled.
+const MemorySampleInterval = 10 * time.Second
+
+// MemorySample is the VM's memory at one time: QEMU's resident memory on the
+// host, and the guest's used and cached memory.
+type MemorySample struct {
+	T           time.Time `json:"t"`
+	RSSBytes    int64     `json:"rss_bytes"`
+	UsedBytes   int64     `json:"used_bytes"`
+	CachedBytes int64     `json:"cached_bytes"`
+}
+
+// VMReclaim is what POST /vm/reclaim did: the page cache the guest dropped,
+// and the VM's memory after. The host's share (QEMU's RSS) falls over the
+// next seconds, as the balloon reports the freed pages.
+type VMReclaim struct {
+	DroppedBytes int64    `json:"dropped_bytes"`
+	Memory       VMMemory `json:"memory"`
+	RSSBytes     int64    `json:"rss_bytes"`
 }
 
 // VMBackend is implemented by a backend that runs its distros in a utility VM
@@ -75,6 +114,9 @@ type VMBackend interface {
 	// ShutdownVM stops the VM (its distros are stopped first by the Manager):
 	// sync and power-off through the agent, then QMP quit, then kill.
 	ShutdownVM(ctx context.Context) error
+	// ReclaimVM has the running VM drop its page cache and compact its
+	// memory now (ErrNotRunning when it is not running).
+	ReclaimVM(ctx context.Context) (VMReclaim, error)
 }
 
 // TreeExporter is implemented by backends whose distros' files the host must
@@ -101,6 +143,20 @@ func (m *Manager) VM(ctx context.Context) VMStatus {
 	st := b.VMStatus(ctx)
 	st.Available = true
 	return st
+}
+
+// ReclaimVM has the utility VM give its page cache back now; ErrNotRunning
+// when it does not run or there is no version 2 backend.
+func (m *Manager) ReclaimVM(ctx context.Context) (VMReclaim, error) {
+	b := m.vmBackend()
+	if b == nil {
+		return VMReclaim{}, ErrNotRunning
+	}
+	r, err := b.ReclaimVM(ctx)
+	if err == nil {
+		m.audit(ctx, "vm-reclaim", "", "")
+	}
+	return r, err
 }
 
 // VMConsole returns the last bytes (at most 1 MiB) of the utility VM's serial

@@ -189,3 +189,27 @@ func (c *Client) HostFiles(ctx context.Context, action string) (string, error) {
 	st.Close()
 	return rep.HostFiles, nil
 }
+
+// Memory reports the utility VM's memory. With reclaim, it first drops the
+// VM's page cache and compacts its memory, and also returns what that
+// dropped; the balloon's free page reporting then hands the pages to the
+// host. With mode non-empty, it first sets the idle reclaim mode (ReclaimGradual,
+// ReclaimDropCache, ReclaimDisabled).
+func (c *Client) Memory(ctx context.Context, reclaim bool, mode string) (MemoryInfo, int64, error) {
+	req := request{Op: opMemory, Mode: mode}
+	switch {
+	case reclaim:
+		req.Action = "reclaim"
+	case mode != "":
+		req.Action = "set-mode"
+	}
+	st, _, rep, err := c.roundTrip(ctx, req)
+	if err != nil {
+		return MemoryInfo{}, 0, err
+	}
+	st.Close()
+	if rep.Memory == nil {
+		return MemoryInfo{}, 0, fmt.Errorf("agent memory: %w: no memory in the answer", ErrProtocol)
+	}
+	return *rep.Memory, rep.Reclaimed, nil
+}

@@ -46,6 +46,8 @@ const (
 // agents. It implements the VM's ops for the Server.
 type vmHost struct {
 	log *slog.Logger
+	// mem reclaims the VM's page cache (memory op, idle loop).
+	mem *reclaimer
 	// Where things are; fields so tests can point them elsewhere.
 	sysRoot   string // sysfs, /sys
 	devRoot   string // device nodes, /dev
@@ -101,6 +103,7 @@ type idLock struct {
 func newVMHost(log *slog.Logger) *vmHost {
 	return &vmHost{
 		log:       log,
+		mem:       newReclaimer(log),
 		sysRoot:   "/sys",
 		devRoot:   "/dev",
 		runDir:    "/run/subsys/distros",
@@ -179,6 +182,13 @@ func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader,
 	case opDial:
 		h.dial(ctx, st, br, req.Net, req.Address)
 		return true
+	case opMemory:
+		m, dropped, merr := h.handleMemory(req.Action, req.Mode)
+		if merr == nil {
+			writeHeader(st, reply{OK: true, Memory: &m, Reclaimed: dropped})
+			return true
+		}
+		err = merr
 	case opHostFiles:
 		transport, herr := h.handleHostFiles(req.Action)
 		if herr == nil {
@@ -908,6 +918,30 @@ func (h *vmHost) hostTree() *os.File {
 		return nil
 	}
 	return os.NewFile(uintptr(tree), "host-files")
+}
+
+// handleMemory does a memory action ("", "reclaim", "set-mode") and reports
+// the VM's memory.
+func (h *vmHost) handleMemory(action, mode string) (MemoryInfo, int64, error) {
+	var dropped int64
+	switch action {
+	case "":
+	case "set-mode":
+		if err := h.mem.setMode(mode); err != nil {
+			return MemoryInfo{}, 0, err
+		}
+	case "reclaim":
+		d, err := h.mem.reclaim(-1)
+		if err != nil {
+			return MemoryInfo{}, 0, err
+		}
+		dropped = d
+		h.log.Info("memory reclaim: the host asked", "dropped", dropped)
+	default:
+		return MemoryInfo{}, 0, fmt.Errorf("%w: memory action %q", ErrBadRequest, action)
+	}
+	m, err := h.mem.info()
+	return m, dropped, err
 }
 
 // handleHostFiles does a host-files action and reports the transport.

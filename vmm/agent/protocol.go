@@ -83,6 +83,10 @@ const (
 	// opHostFiles reports and looks after the host's files (/mnt/host):
 	// see Client.HostFiles.
 	opHostFiles = "host-files"
+	// opMemory reports the VM's memory, reclaims its page cache now
+	// (action "reclaim") or sets the idle reclaim mode (action "set-mode"):
+	// see Client.Memory.
+	opMemory = "memory"
 )
 
 // Flow-control and I/O sizes.
@@ -230,8 +234,11 @@ type request struct {
 	// dial: the protocol ("tcp") and address ("127.0.0.1:8080").
 	Net     string `json:"net,omitempty"`
 	Address string `json:"address,omitempty"`
-	// host-files: what to do (HostFilesTrim, HostFilesAbort; "" to report).
+	// host-files: what to do (HostFilesTrim, HostFilesAbort; "" to report);
+	// memory: "reclaim", "set-mode" or "" to report.
 	Action string `json:"action,omitempty"`
+	// memory set-mode: the idle reclaim mode (a Reclaim* constant).
+	Mode string `json:"mode,omitempty"`
 }
 
 // reply is every agent header. Fields an op does not use are left out.
@@ -256,6 +263,9 @@ type reply struct {
 	// host-files: how the host's files are mounted ("virtio-fs", "9p"),
 	// "" before the first distro has started or when they are not shared
 	HostFiles string `json:"host_files,omitempty"`
+	// memory: the VM's memory, and what a reclaim dropped
+	Memory    *MemoryInfo `json:"memory,omitempty"`
+	Reclaimed int64       `json:"reclaimed,omitempty"`
 }
 
 type wireError struct {

@@ -91,6 +91,12 @@ func RunVM(ctx context.Context, cfg VMConfig) error {
 	defer cancel()
 	served := make(chan error, 1)
 	go func() { served <- servePort(sctx, srv, cfg.PortName, log) }()
+	reclaimDone := make(chan struct{})
+	go func() {
+		defer close(reclaimDone)
+		h.mem.run(sctx)
+	}()
+	defer func() { cancel(); <-reclaimDone }()
 
 	var serveErr error
 wait:

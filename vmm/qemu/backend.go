@@ -134,6 +134,12 @@ type Backend struct {
 	// hostFilesNote says why the host's files fell back to 9p in the
 	// running VM (virtiofsd failed); cleared when a VM boots.
 	hostFilesNote string
+	// memory is the running VM's last memory sample (watchMemory),
+	// memoryMode its reclaim mode and memoryHistory the samples; all
+	// cleared when a VM boots.
+	memory        *vmm.VMMemory
+	memoryMode    string
+	memoryHistory []vmm.MemorySample
 	// listeners are the distros' listening sockets as the agent's
 	// watch-listeners last said, by distro id; watching says whether that
 	// watch is live (else Listeners asks the agent itself).
@@ -504,10 +510,14 @@ func (b *Backend) vmGone(v *VM, why string) {
 // watch marks the VM stopped when QEMU exits, however it does, and keeps
 // the distros' listening sockets up to date while it runs.
 func (b *Backend) watch(v *VM) {
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go func() {
 		defer b.wg.Done()
 		b.watchListeners(v)
+	}()
+	go func() {
+		defer b.wg.Done()
+		b.watchMemory(v)
 	}()
 	go func() {
 		defer b.wg.Done()
@@ -568,6 +578,7 @@ func (b *Backend) adoptVM(ctx context.Context) (*VM, *agent.Client, error) {
 	}
 	b.mu.Lock()
 	b.vm, b.agent, b.state, b.startedAt, b.release = v, ac, vmm.VMRunning, started, info.Kernel
+	b.memory, b.memoryMode, b.memoryHistory = nil, "", nil
 	b.mu.Unlock()
 	b.watch(v)
 	b.log.Info("adopted the running utility VM", "pid", v.PID(), "kernel", info.Kernel)
@@ -660,6 +671,7 @@ func (b *Backend) booted(v *VM, ac *agent.Client, info agent.Info) (*VM, *agent.
 	b.mu.Lock()
 	b.vm, b.agent, b.state, b.startedAt, b.release = v, ac, vmm.VMRunning, time.Now(), info.Kernel
 	b.hostFilesNote = v.sidecarNote
+	b.memory, b.memoryMode, b.memoryHistory = nil, "", nil
 	if v.sidecarNote != "" {
 		b.log.Warn("host files: " + v.sidecarNote)
 	}
@@ -761,6 +773,11 @@ func (b *Backend) VMStatus(ctx context.Context) vmm.VMStatus {
 	if v != nil {
 		s.PID, s.StartedAt, s.MemoryMiB, s.CPUs, s.Accel = v.PID(), b.startedAt, v.cfg.MemoryMiB, v.cfg.CPUs, v.cfg.Accel
 		s.Network, s.HostFilesNote = v.cfg.networkName(), b.hostFilesNote
+		if b.memory != nil {
+			m := *b.memory
+			s.Memory = &m
+		}
+		s.MemoryReclaim, s.MemoryHistory = b.memoryMode, slices.Clone(b.memoryHistory)
 		for id := range b.targets {
 			if !strings.HasPrefix(id, "export:") {
 				s.Distros = append(s.Distros, id)
@@ -777,6 +794,11 @@ func (b *Backend) VMStatus(ctx context.Context) vmm.VMStatus {
 		if ac != nil {
 			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			s.HostFiles, _ = ac.HostFiles(hctx, agent.HostFilesReport)
+			// The guest's memory now, rather than the last sample's.
+			if m, _, err := ac.Memory(hctx, false, ""); err == nil {
+				mem := vmMemory(m)
+				s.Memory, s.MemoryReclaim = &mem, m.ReclaimMode
+			}
 			cancel()
 		}
 	}

@@ -55,6 +55,32 @@ export interface Settings {
   vm_idle_timeout_s?: number;
   /** The VM's kernel on the server; empty: the one installed with subsys. */
   kernel?: string;
+  /** How the idle VM gives its page cache back: gradual, dropcache or disabled. */
+  memory_reclaim?: 'gradual' | 'dropcache' | 'disabled';
+}
+
+export interface VMMemory {
+  total_bytes: number;
+  used_bytes: number;
+  cached_bytes: number;
+  available_bytes: number;
+  /** Page cache reclaim has dropped since the VM booted. */
+  reclaimed_bytes: number;
+}
+
+export interface MemorySample {
+  t: string;
+  /** QEMU's resident memory on the host. */
+  rss_bytes: number;
+  used_bytes: number;
+  cached_bytes: number;
+}
+
+/** POST /vm/reclaim's reply. */
+export interface VMReclaim {
+  dropped_bytes: number;
+  memory: VMMemory;
+  rss_bytes: number;
 }
 
 export type VMState = 'Stopped' | 'Starting' | 'Running' | 'Stopping' | 'Failed';
@@ -83,6 +109,12 @@ export interface VMStatus {
   host_files?: string;
   /** Why virtio-fs is not used where it was meant to be. */
   host_files_note?: string;
+  /** The guest's memory as its kernel counts it, while it runs. */
+  memory?: VMMemory;
+  /** The idle reclaim mode in force: gradual, dropcache or disabled. */
+  memory_reclaim?: string;
+  /** The VM's memory every 10 s while it runs, oldest first (15 minutes). */
+  memory_history?: MemorySample[];
   /** Ids of the version 2 distros running in it. */
   distros?: string[];
   /** Negative: the VM stays up. */
@@ -332,6 +364,7 @@ export const api = {
   version: () => request<{ version: string }>('GET', `${BASE}/version`),
   setVersion: (name: string, version: number) => request<Operation>('POST', `${distroPath(name)}/set-version`, { version }),
   vm: () => request<VMStatus>('GET', `${BASE}/vm`),
+  reclaimVM: () => request<VMReclaim>('POST', `${BASE}/vm/reclaim`),
   vmConsole,
 };
 

@@ -1,6 +1,10 @@
 // A small line chart in plain SVG: one series over the last ten minutes, gaps
 // where there are no samples (the distro was stopped).
-import type { Metrics } from '../api';
+/** Samples at times t, taken every interval_s. */
+export interface Series<S extends { t: string }> {
+  interval_s: number;
+  samples: S[];
+}
 
 const W = 300;
 const H = 90;
@@ -14,7 +18,7 @@ function niceCeil(v: number): number {
   return 10 * p;
 }
 
-export function Chart({
+export function Chart<S extends { t: string }>({
   title,
   metrics,
   pick,
@@ -23,8 +27,8 @@ export function Chart({
   cls,
 }: {
   title: string;
-  metrics: Metrics | null;
-  pick: (s: Metrics['samples'][number]) => number;
+  metrics: Series<S> | null;
+  pick: (s: S) => number;
   format: (v: number) => string;
   minMax: number;
   cls: string;

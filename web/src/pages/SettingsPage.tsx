@@ -38,6 +38,7 @@ export function SettingsPage() {
     vm: Partial<Record<VMKey, string>>;
     /** undefined: the server has no kernel setting. */
     kernel?: string;
+    memory_reclaim?: Settings['memory_reclaim'];
   } | null>(null);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
@@ -52,6 +53,7 @@ export function SettingsPage() {
       v1_lan_default: s.v1_lan_default ?? 'off',
       vm: Object.fromEntries(VM_FIELDS.filter((f) => typeof s[f.key] === 'number').map((f) => [f.key, String(s[f.key])])),
       kernel: s.kernel,
+      memory_reclaim: s.memory_reclaim,
     });
   };
 
@@ -96,6 +98,7 @@ export function SettingsPage() {
     if (k && !k.startsWith('/')) problems.kernel = 'An absolute path on the server, or empty for the default.';
     else if (k !== (saved.kernel ?? '')) changes.kernel = k;
   }
+  if (form.memory_reclaim !== undefined && form.memory_reclaim !== saved.memory_reclaim) changes.memory_reclaim = form.memory_reclaim;
   const dirty = Object.keys(changes).length > 0;
 
   const submit = async (e: Event) => {
@@ -176,9 +179,27 @@ export function SettingsPage() {
           </span>
         </fieldset>
 
-        {(vmFields.length > 0 || form.kernel !== undefined) && (
+        {(vmFields.length > 0 || form.kernel !== undefined || form.memory_reclaim !== undefined) && (
           <fieldset class="field" data-testid="vm-settings">
             <legend class="field-label">Utility VM (version 2 distros)</legend>
+            {form.memory_reclaim !== undefined && (
+              <label class="field">
+                <span class="field-label">Memory reclaim</span>
+                <select
+                  name="memory_reclaim"
+                  value={form.memory_reclaim}
+                  onChange={(e) => setForm({ ...form, memory_reclaim: (e.target as HTMLSelectElement).value as Settings['memory_reclaim'] })}
+                >
+                  <option value="gradual">Gradual</option>
+                  <option value="dropcache">Drop the cache at once</option>
+                  <option value="disabled">Disabled</option>
+                </select>
+                <span class="field-hint muted">
+                  How the utility VM gives its page cache back to this computer once it has been idle for 2 minutes (as WSL’s autoMemoryReclaim);
+                  applies to the running VM within 10 seconds.
+                </span>
+              </label>
+            )}
             {form.kernel !== undefined && (
               <label class="field">
                 <span class="field-label">Kernel</span>

@@ -8,7 +8,8 @@ import { api, errorMessage, type VMStatus } from '../api';
 import { bytes, consoleText, dateTime, duration, uptime } from '../format';
 import { distroHref, onLinkClick } from '../router';
 import { live, useStore } from '../store';
-import { ErrorBox, Icon, Spinner, StateBadge } from '../ui';
+import { ErrorBox, Icon, Spinner, StateBadge, toast } from '../ui';
+import { Chart } from './Chart';
 
 /** How often the status is asked for while the page is shown. */
 const REFRESH_MS = 5000;
@@ -135,9 +136,57 @@ function VMPanel() {
               {vm.error}
             </p>
           )}
+          {vm.state === 'Running' && <MemoryPart vm={vm} onReclaimed={load} />}
         </>
       )}
     </section>
+  );
+}
+
+/**
+ * The running VM's memory: the guest's figures, QEMU's resident memory on the
+ * host and the guest's page cache over time, and a button that gives the
+ * cache back now (POST /vm/reclaim).
+ */
+function MemoryPart({ vm, onReclaimed }: { vm: VMStatus; onReclaimed: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState('');
+  const series = { interval_s: 10, samples: vm.memory_history ?? [] };
+  const m = vm.memory;
+  const reclaim = async () => {
+    setBusy(true);
+    setError('');
+    try {
+      const r = await api.reclaimVM();
+      toast('info', `The VM dropped ${bytes(r.dropped_bytes)} of page cache; QEMU's memory on the host falls over the next seconds.`);
+      onReclaimed();
+    } catch (e) {
+      setError(errorMessage(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="vm-memory" data-testid="vm-memory">
+      <div class="card-head">
+        <h3>Memory</h3>
+        <button type="button" class="btn btn-sm" onClick={reclaim} disabled={busy}>
+          {busy ? <Spinner /> : null}
+          Reclaim now
+        </button>
+      </div>
+      <ErrorBox error={error} />
+      {m && (
+        <p class="muted small">
+          The guest uses {bytes(m.used_bytes)} and caches {bytes(m.cached_bytes)} of {bytes(m.total_bytes)}; reclaim (
+          {vm.memory_reclaim || '—'}) has given back {bytes(m.reclaimed_bytes)} since it booted. Memory the guest frees goes back to the host.
+        </p>
+      )}
+      <div class="charts">
+        <Chart title="QEMU on the host" cls="chart-mem" metrics={series} pick={(s) => s.rss_bytes} format={bytes} minMax={64 << 20} />
+        <Chart title="Guest page cache" cls="chart-cpu" metrics={series} pick={(s) => s.cached_bytes} format={bytes} minMax={16 << 20} />
+      </div>
+    </div>
   );
 }
 
