@@ -208,12 +208,58 @@ test('the settings page edits the utility VM’s settings', async () => {
   await group.getByText('A whole number: 0, or 256 or more.').waitFor();
   assert.equal(await page.getByRole('button', { name: 'Save' }).isDisabled(), true, 'a bad memory size is refused in the page');
   await mem.fill('1024');
+  await group.getByRole('combobox', { name: 'Memory reclaim' }).selectOption('dropcache');
   await page.getByRole('button', { name: 'Save' }).click();
   await page.getByText('Settings saved.').waitFor();
   const s = await srv.api('GET', '/api/v1/settings');
   assert.equal(s.json.vm_processors, 2);
   assert.equal(s.json.vm_idle_timeout_s, -1);
   assert.equal(s.json.vm_memory_mib, 1024);
+  assert.equal(s.json.memory_reclaim, 'dropcache');
+});
+
+test('the VM page charts a running VM’s memory, and Reclaim now posts to /vm/reclaim', async () => {
+  const now = Date.now();
+  const history = [0, 1, 2, 3].map((i) => ({
+    t: new Date(now - (3 - i) * 10000).toISOString(),
+    rss_bytes: (600 + i * 300) * 2 ** 20,
+    used_bytes: 80 * 2 ** 20,
+    cached_bytes: i * 300 * 2 ** 20,
+  }));
+  const status = {
+    available: true,
+    state: 'Running',
+    accel: 'tcg',
+    memory_mib: 2048,
+    cpus: 2,
+    idle_timeout_s: 60,
+    memory: { total_bytes: 2 ** 31, used_bytes: 80 * 2 ** 20, cached_bytes: 900 * 2 ** 20, available_bytes: 2 ** 30, reclaimed_bytes: 0 },
+    memory_reclaim: 'gradual',
+    memory_history: history,
+  };
+  await page.route('**/api/v1/vm', (route) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(status) }));
+  await page.route('**/api/v1/vm/reclaim', (route) =>
+    route.fulfill({
+      status: 200,
+      contentType: 'application/json',
+      body: JSON.stringify({ dropped_bytes: 900 * 2 ** 20, memory: { ...status.memory, cached_bytes: 0 }, rss_bytes: 2 ** 30 }),
+    }),
+  );
+  try {
+    await page.goto(`${srv.base}/vm`);
+    const part = page.getByTestId('vm-memory');
+    await part.waitFor();
+    assert.match(await part.textContent(), /uses 80\.0 MiB and caches 900 MiB of 2\.0 GiB; reclaim \(gradual\)/);
+    const plot = part.getByRole('img', { name: /QEMU on the host over the last 10 minutes: now 1\.5 GiB/ });
+    await plot.waitFor();
+    const sent = page.waitForRequest((r) => r.url().endsWith('/api/v1/vm/reclaim') && r.method() === 'POST');
+    await part.getByRole('button', { name: 'Reclaim now' }).click();
+    await sent;
+    await page.getByText('The VM dropped 900 MiB of page cache').waitFor();
+  } finally {
+    await page.unroute('**/api/v1/vm/reclaim');
+    await page.unroute('**/api/v1/vm');
+  }
 });
 
 test('no script errors on the version 2 pages', () => {
