@@ -22,7 +22,7 @@ const cacheBurst = "sync; echo 3 > /proc/sys/vm/drop_caches; cat /root/big > /de
 // qemuRSS reads QEMU's resident memory from /proc, as GET /vm does, without
 // asking the server: a test's polling must not keep the guest busy (GET /vm
 // asks the VM's agent), or the VM would never be idle enough to reclaim.
-func qemuRSS(t *testing.T, s *server) int64 {
+func qemuRSS(t testing.TB, s *server) int64 {
 	t.Helper()
 	pid := qemuPID(s.data)
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -42,7 +42,7 @@ func qemuRSS(t *testing.T, s *server) int64 {
 }
 
 // waitRSS waits until QEMU's resident memory satisfies ok and returns it.
-func waitRSS(t *testing.T, s *server, timeout time.Duration, what string, ok func(int64) bool) int64 {
+func waitRSS(t testing.TB, s *server, timeout time.Duration, what string, ok func(int64) bool) int64 {
 	t.Helper()
 	var rss int64
 	waitFor(t, timeout, what, func() bool {
@@ -55,7 +55,7 @@ func waitRSS(t *testing.T, s *server, timeout time.Duration, what string, ok fun
 // settledRSS waits until QEMU's resident memory holds still (three samples
 // over 4 s within 2 %: longer than the 2 s the guest waits before reporting
 // free pages) and returns it.
-func settledRSS(t *testing.T, s *server) int64 {
+func settledRSS(t testing.TB, s *server) int64 {
 	t.Helper()
 	var samples []int64
 	waitFor(t, 90*time.Second, "QEMU's resident memory to settle", func() bool {
