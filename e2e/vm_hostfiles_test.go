@@ -15,17 +15,7 @@ import (
 )
 
 // virtiofsdPID is the pid of the data directory's virtiofsd, 0 when none runs.
-func virtiofsdPID(data string) int {
-	b, err := os.ReadFile(filepath.Join(data, "run", "vm", "virtiofsd.pid"))
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
-		return 0
-	}
-	return pid
-}
+func virtiofsdPID(data string) int { return vmRunPID(data, "virtiofsd.pid") }
 
 // countFDs counts pid's open descriptors.
 func countFDs(t *testing.T, pid int) int {

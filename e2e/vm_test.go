@@ -68,8 +68,12 @@ func startV2Server(t *testing.T) *server {
 }
 
 // qemuPID is the pid of the data directory's QEMU, 0 when none runs.
-func qemuPID(data string) int {
-	b, err := os.ReadFile(filepath.Join(data, "run", "vm", "qemu.pid"))
+func qemuPID(data string) int { return vmRunPID(data, "qemu.pid") }
+
+// vmRunPID is the pid in the data directory's run/vm/name, 0 when there is
+// none or it does not run.
+func vmRunPID(data, name string) int {
+	b, err := os.ReadFile(filepath.Join(data, "run", "vm", name))
 	if err != nil {
 		return 0
 	}

@@ -1010,13 +1010,10 @@ func hostShare(modules string) string {
 	return "/"
 }
 
-// watchListeners follows the agent's watch-listeners while v runs: the
-// agent looks at the VM's sockets itself and speaks only when they change,
-// so the port manager's scans cost the idle VM nothing. A watch that breaks
-// while the VM runs is started again.
-func (b *Backend) watchListeners(v *VM) {
+// vmContext returns a context that ends when v has exited or the backend
+// closes: the owner of a goroutine that looks after v.
+func (b *Backend) vmContext(v *VM) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(b.ctx)
-	defer cancel()
 	go func() {
 		select {
 		case <-v.Done():
@@ -1024,6 +1021,16 @@ func (b *Backend) watchListeners(v *VM) {
 		case <-ctx.Done():
 		}
 	}()
+	return ctx, cancel
+}
+
+// watchListeners follows the agent's watch-listeners while v runs: the
+// agent looks at the VM's sockets itself and speaks only when they change,
+// so the port manager's scans cost the idle VM nothing. A watch that breaks
+// while the VM runs is started again.
+func (b *Backend) watchListeners(v *VM) {
+	ctx, cancel := b.vmContext(v)
+	defer cancel()
 	for ctx.Err() == nil {
 		b.mu.Lock()
 		ac := b.agent

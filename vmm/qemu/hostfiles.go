@@ -105,15 +105,8 @@ func (b *Backend) watchHostFiles(v *VM) {
 	if pid == 0 {
 		return
 	}
-	ctx, cancel := context.WithCancel(b.ctx)
+	ctx, cancel := b.vmContext(v)
 	defer cancel()
-	go func() {
-		select {
-		case <-v.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	var lastTrim time.Time
 	t := time.NewTimer(hostFilesSlowPoll)
 	defer t.Stop()

@@ -17,15 +17,8 @@ const memoryHistoryLen = 90
 // agent's idle reclaim in the mode the memory_reclaim setting says, from the
 // first sample on (so a changed setting applies within a sample).
 func (b *Backend) watchMemory(v *VM) {
-	ctx, cancel := context.WithCancel(b.ctx)
+	ctx, cancel := b.vmContext(v)
 	defer cancel()
-	go func() {
-		select {
-		case <-v.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	sent := ""
 	t := time.NewTimer(0)
 	defer t.Stop()
