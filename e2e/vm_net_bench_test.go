@@ -127,6 +127,7 @@ echo "$iface"`, benchMAC, benchNetAddr, strings.Join(files, " "), echod, iperfPo
 	echoAddr := map[string]string{"subsys": subsysEcho, "hostfwd": fwdEcho}
 	connLoop(subsysEcho, time.Second) // warm-up, unmeasured
 	connLoop(fwdEcho, time.Second)
+	rtts := map[string][]float64{}
 	for i := 0; i < rounds; i++ {
 		for _, p := range paths(i) {
 			n, errs, elapsed := connLoop(echoAddr[p], connWindow)
@@ -135,6 +136,13 @@ echo "$iface"`, benchMAC, benchNetAddr, strings.Join(files, " "), echod, iperfPo
 			}
 			connErrs[p] += errs
 			conns[p] = append(conns[p], float64(n)/elapsed.Seconds())
+			// What a message costs on a connection already open: the rest
+			// of a connection's cost is setting it up.
+			rtt, err := echoRoundTrips(echoAddr[p], 200)
+			if err != nil {
+				b.Fatalf("echo round trips through %s: %v", p, err)
+			}
+			rtts[p] = append(rtts[p], float64(rtt.Microseconds())/1000)
 		}
 	}
 
@@ -191,6 +199,8 @@ echo "$iface"`, benchMAC, benchNetAddr, strings.Join(files, " "), echod, iperfPo
 		b.Logf("  %-38s %12s %12s %10s", tputRow, "failed", "", "")
 	}
 	b.Logf("  %-38s %12.0f %12.0f %9.2fx  (goal >= 1)", fmt.Sprintf("connect+echo+close, %v each, conn/s", connWindow), cs, cf, cs/cf)
+	rs, rf := medianF(rtts["subsys"]), medianF(rtts["hostfwd"])
+	b.Logf("  %-38s %12.2f %12.2f %9.2fx  (per connection beyond it: subsys %.1f ms, hostfwd %.1f ms)", "echo on an open connection, ms", rs, rf, rs/rf, 1000/cs-rs, 1000/cf-rf)
 	b.Logf("  rounds: iperf3 Gbit/s subsys %s, hostfwd %s (runs started: subsys %d, hostfwd %d, warm-up included); conn/s subsys %s, hostfwd %s; failed connections subsys %d, hostfwd %d",
 		fmtFloats(tput["subsys"], 3), fmtFloats(tput["hostfwd"], 3), tries["subsys"], tries["hostfwd"],
 		fmtFloats(conns["subsys"], 0), fmtFloats(conns["hostfwd"], 0), connErrs["subsys"], connErrs["hostfwd"])
@@ -434,6 +444,28 @@ func echoOnce(addr string) error {
 		return fmt.Errorf("echo %q", buf)
 	}
 	return nil
+}
+
+// echoRoundTrips opens one connection to the echo server at addr and returns
+// the mean time of n round trips of a small message on it.
+func echoRoundTrips(addr string, n int) (time.Duration, error) {
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	buf := make([]byte, 4)
+	t0 := time.Now()
+	for range n {
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return 0, err
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(t0) / time.Duration(n), nil
 }
 
 // connLoop runs echoOnce against addr one connection after the other for
