@@ -568,6 +568,24 @@ func testVersion2HostFiles(t *testing.T, transport string) {
 	if fi.Mode().Perm() != 0o600 || st.Uid != 1000 || st.Gid != 1000 || string(data) != "written in the distro\n" {
 		t.Errorf("the file the distro wrote is %v %d:%d %q; want 0600 1000:1000 and its text", fi.Mode(), st.Uid, st.Gid, data)
 	}
+	if transport != "virtio-fs" {
+		return
+	}
+	// The server crashes and comes back: virtiofsd, which outlives it with
+	// the VM, still serves, and the new server watches it.
+	pid := virtiofsdPID(s.data)
+	s.kill9()
+	s.start()
+	res = s.sh("files", "cat /mnt/host"+host)
+	if res.ExitCode != 0 || res.Stdout != "written on the host\n" {
+		t.Errorf("reading a host file after a server restart: %+v", res)
+	}
+	if got := virtiofsdPID(s.data); got == 0 || got != pid {
+		t.Errorf("virtiofsd was pid %d before the server restart and is %d after", pid, got)
+	}
+	if v := s.vm(); v.HostFiles != "virtio-fs" || v.HostFilesNote != "" {
+		t.Errorf("GET /vm after a server restart: host files %q, note %q", v.HostFiles, v.HostFilesNote)
+	}
 }
 
 // TestVersion2Ports: TCP servers in a version 2 distro, bound to 0.0.0.0,

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +22,7 @@ import (
 type sidecar struct {
 	name string
 	cmd  *exec.Cmd
-	out  *ring
+	log  string        // the file its output goes to
 	done chan struct{} // closed once the program has exited and been reaped
 	err  error         // how it exited, set before done is closed
 }
@@ -30,11 +32,18 @@ type sidecar struct {
 const sidecarLinger = 3 * time.Second
 
 // startSidecar starts bin with args, handing it files as its fds 3, 4, ….
-// Its output goes into a small ring, for error messages.
-func startSidecar(name, bin string, args []string, files ...*os.File) (*sidecar, error) {
-	s := &sidecar{name: name, out: newRing(stderrLimit), done: make(chan struct{})}
+// Its output goes to runDir/<name>.log, a file and not a pipe: the sidecar
+// outlives this server with its VM, and a write to a pipe whose reader is
+// gone would kill it (SIGPIPE).
+func startSidecar(runDir, name, bin string, args []string, files ...*os.File) (*sidecar, error) {
+	s := &sidecar{name: name, log: filepath.Join(runDir, name+".log"), done: make(chan struct{})}
+	out, err := os.OpenFile(s.log, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	defer out.Close() // the sidecar has its copy
 	s.cmd = exec.Command(bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.Stdout, s.cmd.Stderr = out, out
 	s.cmd.ExtraFiles = files
 	s.cmd.SysProcAttr = sysProcAttr()
 	if err := s.cmd.Start(); err != nil {
@@ -80,7 +89,21 @@ func (s *sidecar) diagnostics() string {
 	if s.exited() {
 		st = fmt.Sprintf("exited (%v)", s.err)
 	}
-	return fmt.Sprintf("; %s %s, its output: %q", s.name, st, tail(s.out.Bytes(), 1024))
+	return fmt.Sprintf("; %s %s, its output (%s): %q", s.name, st, s.log, s.output(1024))
+}
+
+// output is the last n bytes the sidecar wrote.
+func (s *sidecar) output(n int64) []byte {
+	f, err := os.Open(s.log)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > n {
+		f.Seek(fi.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, n))
+	return b
 }
 
 // startPasst starts passt on one end of a socket pair and returns the other
@@ -102,7 +125,7 @@ func startPasst(cfg Config) (*sidecar, *os.File, error) {
 		"--dns-forward", UserNet.DNS4, "--dns-forward", UserNet.DNS6,
 		"--dns", UserNet.DNS4, "--dns", UserNet.DNS6,
 		"--tcp-ports", "none", "--udp-ports", "none"}
-	s, err := startSidecar("passt", cfg.Passt, args, ours)
+	s, err := startSidecar(cfg.RunDir, "passt", cfg.Passt, args, ours)
 	if err != nil {
 		theirs.Close()
 		return nil, nil, err
@@ -130,7 +153,7 @@ func startVirtiofsd(ctx context.Context, cfg Config) (*sidecar, error) {
 		// Its own --rlimit-nofile cannot go past the hard limit it
 		// inherits; the server sets both limits itself, below.
 		"--rlimit-nofile=0"}
-	s, err := startSidecar("virtiofsd", cfg.Virtiofsd, args)
+	s, err := startSidecar(cfg.RunDir, "virtiofsd", cfg.Virtiofsd, args)
 	if err != nil {
 		return nil, err
 	}
