@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,15 +26,17 @@ import (
 // vmmtest's do, and its VM is whatever status and console the test sets.
 type fakeVM struct {
 	*vmmtest.Backend
-	status  vmm.VMStatus
-	console []byte
-	reclaim vmm.VMReclaim
+	status   vmm.VMStatus
+	console  []byte
+	reclaim  vmm.VMReclaim
+	reclaims atomic.Int32 // calls of ReclaimVM
 }
 
 func (f *fakeVM) VMStatus(context.Context) vmm.VMStatus { return f.status }
 func (f *fakeVM) VMConsole() []byte                     { return f.console }
 func (f *fakeVM) ShutdownVM(ctx context.Context) error  { return nil }
 func (f *fakeVM) ReclaimVM(context.Context) (vmm.VMReclaim, error) {
+	f.reclaims.Add(1)
 	if f.status.State != vmm.VMRunning {
 		return vmm.VMReclaim{}, vmm.ErrNotRunning
 	}
@@ -153,6 +156,47 @@ func TestVMReclaim(t *testing.T) {
 				t.Errorf("GET /vm/reclaim = %d, want 405", resp.StatusCode)
 			}
 		})
+	}
+}
+
+// TestVMReclaimAttacks: what a browser sends by itself (a cookie) or a page
+// of another origin sends with a stolen-looking token never reaches the VM;
+// the same POST with the token as a header does (the control).
+func TestVMReclaimAttacks(t *testing.T) {
+	f := newFakeVM(t, vmm.VMStatus{State: vmm.VMRunning}, nil)
+	e := newEnvWith(t, nil, f)
+	post := func(hdr map[string]string) int {
+		req, err := http.NewRequest("POST", e.url+"/api/v1/vm/reclaim", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := e.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+	}{
+		{"a cookie only", map[string]string{"Cookie": "subsys_token=" + token}},
+		{"another origin", map[string]string{"Authorization": "Bearer " + token, "Origin": "http://evil.example"}},
+		{"nothing", nil},
+	} {
+		if st := post(tc.hdr); st != http.StatusUnauthorized && st != http.StatusForbidden {
+			t.Errorf("%s: POST /vm/reclaim = %d, want 401 or 403", tc.name, st)
+		}
+	}
+	if n := f.reclaims.Load(); n != 0 {
+		t.Fatalf("refused requests reached the VM %d times", n)
+	}
+	if st := post(map[string]string{"Authorization": "Bearer " + token}); st != 200 || f.reclaims.Load() != 1 {
+		t.Errorf("control: POST /vm/reclaim with the token = %d, %d calls; want 200 and one", st, f.reclaims.Load())
 	}
 }
 
