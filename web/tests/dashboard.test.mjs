@@ -8,19 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBadTar, buildRootfsTar } from './lib/rootfs.mjs';
-import {
-  cursorLine,
-  launchBrowser,
-  lines,
-  outDir,
-  sleep,
-  startServer,
-  termInfo,
-  termText,
-  waitTermOpen,
-  waitTermText,
-  watchPage,
-} from './lib/harness.mjs';
+import { cursorLine, lines, openPage, outDir, sleep, startServer, termInfo, termText, until as untilPolled, waitTermOpen, waitTermText, watchPage } from './lib/harness.mjs';
 
 const DISTRO = 'bb';
 let srv;
@@ -53,25 +41,14 @@ const frames = (p, n = 2) =>
   );
 
 /** Polls f until it returns something truthy; fails after timeout ms. */
-async function until(what, f, timeout = 10_000) {
-  const end = Date.now() + timeout;
-  let last;
-  while (Date.now() < end) {
-    last = await f();
-    if (last) return last;
-    await sleep(50); // poll interval
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
+/** The dashboard tests poll faster and wait longer. */
+const until = (what, f, timeout = 10_000) => untilPolled(what, f, timeout, 50);
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-tar-'));
   tarball = buildRootfsTar(tmp);
   srv = await startServer();
-  ctx = await launchBrowser();
-  page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.setDefaultTimeout(15_000);
-  problems = watchPage(page);
+  ({ ctx, page, problems } = await openPage());
 });
 
 after(async () => {

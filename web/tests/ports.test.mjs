@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { freePort, launchBrowser, outDir, sleep, startServer, watchPage } from './lib/harness.mjs';
+import { freePort, openPage, outDir, sleep, startServer, until } from './lib/harness.mjs';
 
 const DISTRO = 'net';
 let srv;
@@ -50,12 +50,7 @@ before(async () => {
   do PROXY_PORT = await freePort();
   while (PROXY_PORT === PORT);
 
-  ctx = await launchBrowser();
-  page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.setDefaultTimeout(15_000);
-  problems = watchPage(page);
-  await page.goto(srv.loginURL);
-  await page.locator('.conn-ok').waitFor();
+  ({ ctx, page, problems } = await openPage(srv));
 });
 
 after(async () => {
@@ -84,16 +79,6 @@ const portRow = () => page.locator(`.ports tr[data-port="tcp/${PORT}"]`);
 const lanSwitch = () => page.getByRole('switch', { name: `LAN access for tcp port ${PORT}` });
 const allowBox = () => page.getByRole('textbox', { name: `Allowed sources for tcp port ${PORT}` });
 
-async function until(what, f, timeout = 5000) {
-  const end = Date.now() + timeout;
-  let last;
-  while (Date.now() < end) {
-    last = await f();
-    if (last) return last;
-    await sleep(100); // poll interval
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
 
 /** A non-loopback IPv4 address of this machine, for connecting "from the LAN". */
 function lanAddress() {

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { launchBrowser, outDir, startServer, watchPage } from './lib/harness.mjs';
+import { openPage, outDir, startServer } from './lib/harness.mjs';
 
 const DISTRO = 'conv';
 let srv;
@@ -34,12 +34,7 @@ before(async () => {
   for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
   assert.equal(op.status, 'success', `import: ${JSON.stringify(op)}`);
 
-  ctx = await launchBrowser();
-  page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.setDefaultTimeout(15_000);
-  problems = watchPage(page);
-  await page.goto(srv.loginURL);
-  await page.locator('.conn-ok').waitFor();
+  ({ ctx, page, problems } = await openPage(srv));
 });
 
 after(async () => {

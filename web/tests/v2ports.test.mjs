@@ -13,7 +13,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { freePort, launchBrowser, outDir, sleep, startServer, watchPage } from './lib/harness.mjs';
+import { freePort, openPage, outDir, sleep, startServer, until } from './lib/harness.mjs';
 
 const DISTRO = 'web2';
 const KERNEL_DIR = process.env.SUBSYS_KERNEL_DIR || '/var/cache/subsys-test/kernel';
@@ -81,12 +81,7 @@ before(async () => {
   // daemonizes: exec returns and it keeps listening.
   await execIn(`mkdir -p /root/www && echo hi > /root/www/index.html && httpd -p 0.0.0.0:${PORT} -h /root/www`, 180);
 
-  ctx = await launchBrowser();
-  page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.setDefaultTimeout(15_000);
-  problems = watchPage(page);
-  await page.goto(srv.loginURL);
-  await page.locator('.conn-ok').waitFor();
+  ({ ctx, page, problems } = await openPage(srv));
 });
 
 after(async () => {
@@ -131,16 +126,6 @@ const portRow = () => page.locator(`.ports tr[data-port="tcp/${PORT}"]`);
 const hereSwitch = () => page.getByRole('switch', { name: `Forward tcp port ${PORT} to this computer` });
 const lanSwitch = () => page.getByRole('switch', { name: `LAN access for tcp port ${PORT}` });
 
-async function until(what, f, timeout = 5000) {
-  const end = Date.now() + timeout;
-  let last;
-  while (Date.now() < end) {
-    last = await f();
-    if (last) return last;
-    await sleep(100); // poll interval
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
 
 /** Connects to host:port over TCP: 'open', 'refused' (ECONNREFUSED) or the error's code. */
 function probe(port, host = '127.0.0.1') {

@@ -142,6 +142,35 @@ export async function launchBrowser({ width = 1280, height = 800 } = {}) {
   return ctx;
 }
 
+/**
+ * A browser and its one page (15 s default timeout), with the page's problems
+ * collected (watchPage). With srv, the page signs in through the login URL
+ * and waits until the dashboard's live connection is up.
+ */
+export async function openPage(srv) {
+  const ctx = await launchBrowser();
+  const page = ctx.pages()[0] ?? (await ctx.newPage());
+  page.setDefaultTimeout(15_000);
+  const problems = watchPage(page);
+  if (srv) {
+    await page.goto(srv.loginURL);
+    await page.locator('.conn-ok').waitFor();
+  }
+  return { ctx, page, problems };
+}
+
+/** Polls f every interval ms until it returns something truthy, which it returns; throws after timeout ms. */
+export async function until(what, f, timeout = 5000, interval = 100) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    last = await f();
+    if (last) return last;
+    await sleep(interval); // poll interval
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
 /** Collects console errors and failed requests of a page, for test messages. */
 export function watchPage(page) {
   const problems = [];
