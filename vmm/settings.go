@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/subsys-dev/subsys/store"
+	"github.com/subsys-dev/subsys/vmm/agent"
 	"github.com/subsys-dev/subsys/vmm/archive"
 )
 
@@ -74,7 +75,7 @@ type SettingsUpdate struct {
 
 // DefaultSettings are the settings of a new installation.
 var DefaultSettings = Settings{DefaultVersion: 1, DefaultUser: "root", ScrollbackBytes: 1 << 20, SessionTimeoutS: 300, V1LANDefault: "off",
-	ImportReserveBytes: 1 << 30, ImportReservePercent: 5, VMIdleTimeoutS: 60, MemoryReclaim: "gradual"}
+	ImportReserveBytes: 1 << 30, ImportReservePercent: 5, VMIdleTimeoutS: 60, MemoryReclaim: agent.ReclaimGradual}
 
 // limits returns lim with the import reserve of s (archive's Limits leave a
 // bound out when it is negative, where s turns it off with 0).
@@ -167,7 +168,7 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	if u.Kernel != nil && *u.Kernel != "" && !filepath.IsAbs(*u.Kernel) {
 		return Settings{}, fmt.Errorf("%w: kernel must be an absolute path, or empty for the default", ErrInvalid)
 	}
-	if u.MemoryReclaim != nil && *u.MemoryReclaim != "gradual" && *u.MemoryReclaim != "dropcache" && *u.MemoryReclaim != "disabled" {
+	if u.MemoryReclaim != nil && !agent.ValidReclaimMode(*u.MemoryReclaim) {
 		return Settings{}, fmt.Errorf("%w: memory_reclaim must be gradual, dropcache or disabled", ErrInvalid)
 	}
 	set := func(k, v string) error { return m.cfg.Store.SetSetting(ctx, settingsPrefix+k, v) }
