@@ -33,8 +33,17 @@ type Distro struct {
 	DefaultUser string `json:"default_user"`
 	// CreatedAt is when the distro was imported (or cloned).
 	CreatedAt time.Time `json:"created_at"`
-	// DiskBytes is the space the distro's files take, measured every minute.
+	// DiskBytes is the space the distro's files take on the host, measured
+	// every minute: a version 2 distro's image counts its allocated blocks.
 	DiskBytes int64 `json:"disk_bytes"`
+	// DiskMaxBytes is a version 2 distro's disk size: its image's apparent
+	// size, which its file system fills (POST /distros/{name}/resize
+	// changes it). 0 for version 1, whose files use the host's disk.
+	DiskMaxBytes int64 `json:"disk_max_bytes,omitempty"`
+	// DiskFreeBytes is the free space of a version 2 distro's file system
+	// as its guest sees it (df): from the running distro, else from the
+	// image's superblock. Omitted when it cannot be told.
+	DiskFreeBytes int64 `json:"disk_free_bytes,omitempty"`
 	// MemoryBytes and CPUPercent are the latest sample of a running distro's
 	// use (100 % is one core).
 	MemoryBytes int64   `json:"memory_bytes"`

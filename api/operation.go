@@ -14,6 +14,15 @@ const (
 	// KindSetVersion converts a distro between version 1 and 2
 	// (POST /distros/{name}/set-version).
 	KindSetVersion = "set-version"
+	// KindResize changes a version 2 distro's disk size
+	// (POST /distros/{name}/resize).
+	KindResize = "resize"
+	// KindCompact gives a version 2 distro's free blocks back to the host
+	// (POST /distros/{name}/compact).
+	KindCompact = "compact"
+	// KindMove moves a stopped distro's files to another directory
+	// (POST /distros/{name}/move).
+	KindMove = "move"
 )
 
 // Operation statuses: running until it ends in success or failure.

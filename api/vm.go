@@ -77,6 +77,21 @@ type SetVersionRequest struct {
 	Version int `json:"version"`
 }
 
+// ResizeRequest is the body of POST /distros/{name}/resize.
+type ResizeRequest struct {
+	// Size is the version 2 distro's new disk size in bytes (rounded down
+	// to 4 KiB), between 64 MiB and 8 TiB. A running distro can only grow
+	// (online); a stopped one can grow or shrink to what its files need.
+	Size int64 `json:"size"`
+}
+
+// MoveRequest is the body of POST /distros/{name}/move.
+type MoveRequest struct {
+	// Location is the directory the stopped distro's files move to, as an
+	// import's location: absolute, and empty or absent.
+	Location string `json:"location"`
+}
+
 // VMMemory is the utility VM's memory as its kernel counts it.
 type VMMemory struct {
 	TotalBytes     int64 `json:"total_bytes"`

@@ -17,6 +17,13 @@ const (
 	KindUnregister = "unregister"
 	// KindSetVersion converts a distro between versions 1 and 2 (SetVersion).
 	KindSetVersion = "set-version"
+	// KindResize changes a version 2 distro's disk size (Resize).
+	KindResize = "resize"
+	// KindCompact gives a version 2 distro's free blocks back to the host
+	// (Compact).
+	KindCompact = "compact"
+	// KindMove moves a stopped distro's files to another directory (Move).
+	KindMove = "move"
 )
 
 // Operation statuses.

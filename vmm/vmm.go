@@ -92,8 +92,15 @@ type Distro struct {
 	Location    string    `json:"location"`
 	DefaultUser string    `json:"default_user"`
 	CreatedAt   time.Time `json:"created_at"`
-	// DiskBytes is the space the distro's files take, measured every minute.
+	// DiskBytes is the space the distro's files take, measured every minute
+	// (a version 2 image: its allocated blocks).
 	DiskBytes int64 `json:"disk_bytes"`
+	// DiskMaxBytes is a version 2 distro's disk size (its image's apparent
+	// size); 0 for version 1.
+	DiskMaxBytes int64 `json:"disk_max_bytes,omitempty"`
+	// DiskFreeBytes is the free space in a version 2 distro's file system;
+	// 0 when it cannot be told.
+	DiskFreeBytes int64 `json:"disk_free_bytes,omitempty"`
 	// MemoryBytes and CPUPercent are the latest sample of a running distro's use.
 	MemoryBytes int64   `json:"memory_bytes"`
 	CPUPercent  float64 `json:"cpu_percent"`
