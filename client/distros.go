@@ -251,3 +251,35 @@ func (c *Client) UpdateSettings(ctx context.Context, u api.SettingsUpdate) (api.
 	err := c.call(ctx, http.MethodPut, "/settings", nil, u, &st)
 	return st, err
 }
+
+// Resize sets a version 2 distro's disk size to size bytes and waits for
+// the operation to end, calling onProgress (when not nil) as it goes. A
+// running distro's disk grows online; a stopped one's may also shrink.
+func (c *Client) Resize(ctx context.Context, name string, size int64, onProgress func(api.Operation)) (api.Operation, error) {
+	var op api.Operation
+	if err := c.call(ctx, http.MethodPost, distroPath(name)+"/resize", nil, api.ResizeRequest{Size: size}, &op); err != nil {
+		return api.Operation{}, fmt.Errorf("resize %s: %w", name, err)
+	}
+	return c.finish(ctx, op, onProgress)
+}
+
+// Compact gives a version 2 distro's free disk blocks back to the host and
+// waits for the operation to end; its Result.Bytes is how much smaller the
+// image's allocation became.
+func (c *Client) Compact(ctx context.Context, name string, onProgress func(api.Operation)) (api.Operation, error) {
+	var op api.Operation
+	if err := c.call(ctx, http.MethodPost, distroPath(name)+"/compact", nil, struct{}{}, &op); err != nil {
+		return api.Operation{}, fmt.Errorf("compact %s: %w", name, err)
+	}
+	return c.finish(ctx, op, onProgress)
+}
+
+// Move moves a stopped distro's files to the directory location (absolute,
+// on the server's host) and waits for the operation to end.
+func (c *Client) Move(ctx context.Context, name, location string, onProgress func(api.Operation)) (api.Operation, error) {
+	var op api.Operation
+	if err := c.call(ctx, http.MethodPost, distroPath(name)+"/move", nil, api.MoveRequest{Location: location}, &op); err != nil {
+		return api.Operation{}, fmt.Errorf("move %s: %w", name, err)
+	}
+	return c.finish(ctx, op, onProgress)
+}

@@ -330,3 +330,58 @@ func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) error {
 	w.Write(OpenAPI)
 	return nil
 }
+
+// handleResize sets a version 2 distro's disk size: 202 with the operation,
+// which grows a running distro's disk online, or checks and resizes a
+// stopped one's in the VM.
+func (s *Server) handleResize(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	var b api.ResizeRequest
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	op, err := s.cfg.Manager.Resize(r.Context(), chi.URLParam(r, "name"), b.Size)
+	if err != nil {
+		return err
+	}
+	return acceptOperation(w, op)
+}
+
+// handleCompact gives a version 2 distro's free disk blocks back to the
+// host: 202 with the operation. The body, if any, is an empty JSON object.
+func (s *Server) handleCompact(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	if r.ContentLength != 0 {
+		var b struct{}
+		if err := s.decodeJSON(w, r, &b); err != nil {
+			return err
+		}
+	}
+	op, err := s.cfg.Manager.Compact(r.Context(), chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	return acceptOperation(w, op)
+}
+
+// handleMove moves a stopped distro's files to another directory: 202 with
+// the operation.
+func (s *Server) handleMove(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	var b api.MoveRequest
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	op, err := s.cfg.Manager.Move(r.Context(), chi.URLParam(r, "name"), b.Location)
+	if err != nil {
+		return err
+	}
+	return acceptOperation(w, op)
+}
+
+// acceptOperation answers 202 with op and its address.
+func acceptOperation(w http.ResponseWriter, op *vmm.Operation) error {
+	w.Header().Set("Location", "/api/v1/operations/"+op.ID())
+	writeJSON(w, http.StatusAccepted, apiOperation(op.Info()))
+	return nil
+}

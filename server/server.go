@@ -135,6 +135,9 @@ func (s *Server) routes() http.Handler {
 				r.Post("/terminate", s.handle(s.handleTerminate))
 				r.Post("/clone", s.handle(s.handleClone))
 				r.Post("/set-version", s.handle(s.handleSetVersion))
+				r.Post("/resize", s.handle(s.handleResize))
+				r.Post("/compact", s.handle(s.handleCompact))
+				r.Post("/move", s.handle(s.handleMove))
 				// POST: an export takes the distro's operation lock and records an
 				// operation, so it is not a GET (no GET changes anything).
 				r.Post("/export", s.handle(s.handleExport))

@@ -249,6 +249,11 @@ func (m *Manager) completeImport(ctx context.Context, d store.Distro) error {
 	if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateStopped)); err != nil {
 		return err
 	}
+	if d.Version == 2 {
+		// A new disk's size and allocation are two stats away: shown at
+		// once, not after the next minute's sample (a tree's walk waits).
+		m.refreshDisk(context.WithoutCancel(ctx), d)
+	}
 	return m.fixDefault(context.WithoutCancel(ctx))
 }
 

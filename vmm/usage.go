@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm/archive"
 )
 
@@ -46,6 +47,9 @@ type usageState struct {
 	history  []Sample
 	diskUsed int64
 	diskAt   time.Time
+	// diskMax and diskFree are a version 2 distro's disk size and the free
+	// space in its file system (0: unknown).
+	diskMax, diskFree int64
 }
 
 type sampler struct {
@@ -86,10 +90,7 @@ func (m *Manager) sampleOnce(ctx context.Context) {
 		needDisk := now.Sub(st.diskAt) >= diskInterval && State(d.State) != StateInstalling
 		m.sampler.mu.Unlock()
 		if needDisk {
-			used := m.storage(d.Version).usage(ctx, d)
-			m.sampler.mu.Lock()
-			st.diskUsed, st.diskAt = used, now
-			m.sampler.mu.Unlock()
+			m.measureDisk(ctx, d, st)
 		}
 		var sample Sample
 		sample.T = now.UTC()
@@ -125,6 +126,20 @@ func (m *Manager) sampleOnce(ctx context.Context) {
 	m.publishChanges(ctx)
 }
 
+// measureDisk measures the space distro d's files take (and, for version
+// 2, its disk's size and free space) into st.
+func (m *Manager) measureDisk(ctx context.Context, d store.Distro, st *usageState) {
+	var used, size, free int64
+	if d.Version == 2 {
+		size, used, free = m.diskFigures(ctx, d)
+	} else {
+		used = m.storage(d.Version).usage(ctx, d)
+	}
+	m.sampler.mu.Lock()
+	st.diskUsed, st.diskMax, st.diskFree, st.diskAt = used, size, free, time.Now()
+	m.sampler.mu.Unlock()
+}
+
 // Metrics returns distro name's resource history.
 func (m *Manager) Metrics(ctx context.Context, name string) (Metrics, error) {
 	d, err := m.row(ctx, name)
@@ -148,7 +163,7 @@ func (m *Manager) usageOf(v *Distro) {
 	if st == nil {
 		return
 	}
-	v.DiskBytes = st.diskUsed
+	v.DiskBytes, v.DiskMaxBytes, v.DiskFreeBytes = st.diskUsed, st.diskMax, st.diskFree
 	if v.State == StateRunning && len(st.history) > 0 {
 		last := st.history[len(st.history)-1]
 		v.MemoryBytes, v.CPUPercent = last.MemoryBytes, last.CPUPercent

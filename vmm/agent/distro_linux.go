@@ -189,6 +189,13 @@ func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader,
 			return true
 		}
 		err = merr
+	case opDisk:
+		info, derr := h.handleDisk(ctx, req)
+		if derr == nil {
+			writeHeader(st, reply{OK: true, Disk: &info})
+			return true
+		}
+		err = derr
 	case opHostFiles:
 		transport, herr := h.handleHostFiles(req.Action)
 		if herr == nil {

@@ -87,6 +87,9 @@ const (
 	// (action "reclaim") or sets the idle reclaim mode (action "set-mode"):
 	// see Client.Memory.
 	opMemory = "memory"
+	// opDisk checks, resizes, trims or measures a distro's disk: see
+	// Client.Disk.
+	opDisk = "disk"
 )
 
 // Flow-control and I/O sizes.
@@ -239,6 +242,8 @@ type request struct {
 	Action string `json:"action,omitempty"`
 	// memory set-mode: the idle reclaim mode (a Reclaim* constant).
 	Mode string `json:"mode,omitempty"`
+	// disk: the new size in bytes (DiskGrow, DiskResize).
+	Size int64 `json:"size,omitempty"`
 }
 
 // reply is every agent header. Fields an op does not use are left out.
@@ -266,6 +271,8 @@ type reply struct {
 	// memory: the VM's memory, and what a reclaim dropped
 	Memory    *MemoryInfo `json:"memory,omitempty"`
 	Reclaimed int64       `json:"reclaimed,omitempty"`
+	// disk: the distro's file system
+	Disk *DiskInfo `json:"disk,omitempty"`
 }
 
 type wireError struct {
@@ -356,6 +363,8 @@ func (e *RemoteError) Unwrap() []error {
 		return []error{ErrSessionNotFound}
 	case codeNoDistro:
 		return []error{ErrDistroNotRunning}
+	case codeDiskTooSmall:
+		return []error{ErrDiskTooSmall}
 	}
 	return nil
 }
@@ -377,6 +386,8 @@ func errorCode(err error) string {
 		return codeNoSession
 	case errors.Is(err, ErrDistroNotRunning):
 		return codeNoDistro
+	case errors.Is(err, ErrDiskTooSmall):
+		return codeDiskTooSmall
 	}
 	return codeInternal
 }

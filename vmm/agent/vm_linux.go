@@ -180,6 +180,13 @@ func setupVM() error {
 			return fmt.Errorf("vm: mount %s on %s: %w", m.fstype, m.target, err)
 		}
 	}
+	// e2fsck and resize2fs tell a mounted file system by /etc/mtab.
+	if err := os.MkdirAll("/etc", 0o755); err != nil {
+		return fmt.Errorf("vm: %w", err)
+	}
+	if err := os.Symlink("/proc/self/mounts", "/etc/mtab"); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("vm: %w", err)
+	}
 	return nil
 }
 

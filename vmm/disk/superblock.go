@@ -36,6 +36,10 @@ type Superblock struct {
 	BlockSize int64
 	// Blocks is the filesystem's size in blocks (s_blocks_count).
 	Blocks uint64
+	// FreeBlocks is s_free_blocks_count: the free blocks as of the last
+	// time the kernel or e2fsprogs wrote the superblock (an unmount, a
+	// check). While the file system is mounted it lags.
+	FreeBlocks uint64
 	// Inodes is its inode count.
 	Inodes uint32
 	// Checksummed says the superblock carries a metadata_csum checksum,
@@ -46,6 +50,9 @@ type Superblock struct {
 // Size is the filesystem's size in bytes: what an image holding it must be
 // at least.
 func (s Superblock) Size() int64 { return int64(s.Blocks) * s.BlockSize }
+
+// Free is the file system's free space in bytes, as FreeBlocks counts it.
+func (s Superblock) Free() int64 { return int64(s.FreeBlocks) * s.BlockSize }
 
 // ParseSuperblock reads the ext4 superblock from the first bytes of an image
 // (at least SuperblockOffset+SuperblockSize of them) and checks that it is
@@ -81,8 +88,10 @@ func ParseSuperblock(b []byte) (Superblock, error) {
 	incompat := le.Uint32(sb[0x60:])
 	roCompat := le.Uint32(sb[0x64:])
 	s.Blocks = blocksLo
+	s.FreeBlocks = uint64(le.Uint32(sb[0x0C:]))
 	if incompat&incompat64Bit != 0 {
 		s.Blocks |= uint64(le.Uint32(sb[0x150:])) << 32
+		s.FreeBlocks |= uint64(le.Uint32(sb[0x158:])) << 32
 	}
 	switch {
 	case s.Blocks == 0 || s.Inodes == 0:
@@ -105,6 +114,9 @@ func ParseSuperblock(b []byte) (Superblock, error) {
 	groups := (s.Blocks - uint64(firstData) + uint64(blocksPerGroup) - 1) / uint64(blocksPerGroup)
 	if uint64(s.Inodes) != groups*uint64(inodesPerGroup) {
 		return Superblock{}, fmt.Errorf("%w: %d inodes, where %d groups of %d make %d", ErrNotExt4, s.Inodes, groups, inodesPerGroup, groups*uint64(inodesPerGroup))
+	}
+	if s.FreeBlocks > s.Blocks {
+		return Superblock{}, fmt.Errorf("%w: %d free blocks of %d", ErrNotExt4, s.FreeBlocks, s.Blocks)
 	}
 	if roCompat&roCompatMetadataCsum != 0 {
 		// crc32c of the superblock up to s_checksum, seeded with ~0 and

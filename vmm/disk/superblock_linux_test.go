@@ -4,7 +4,10 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"testing"
 
 	"github.com/subsys-dev/subsys/internal/testenv"
@@ -41,6 +44,14 @@ func TestParseSuperblockOfCreate(t *testing.T) {
 		}
 		if !s.Checksummed || s.Size() != size || s.FitsIn(size) != nil || s.FitsIn(size-1) == nil {
 			t.Errorf("size %d: ParseSuperblock = %+v (size %d)", size, s, s.Size())
+		}
+		// The free blocks are dumpe2fs's (e2fsprogs' own reading).
+		if dump, err := exec.Command("dumpe2fs", "-h", img).Output(); err != nil {
+			t.Errorf("dumpe2fs: %v", err)
+		} else if m := regexp.MustCompile(`(?m)^Free blocks:\s+(\d+)$`).FindSubmatch(dump); m == nil || string(m[1]) != strconv.FormatUint(s.FreeBlocks, 10) {
+			t.Errorf("size %d: FreeBlocks = %d; dumpe2fs says %q", size, s.FreeBlocks, m)
+		} else if s.Free() <= 0 || s.Free() >= size {
+			t.Errorf("size %d: Free() = %d", size, s.Free())
 		}
 		os.Remove(img)
 	}

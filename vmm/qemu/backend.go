@@ -945,7 +945,7 @@ func (b *Backend) initramfs(modules string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("the agent for the VM: %w", err)
 	}
-	spec := initramfs.Spec{Init: init, ModulesDir: modules, Modules: vmModules, Optional: vmOptionalModules}
+	spec := initramfs.Spec{Init: init, ModulesDir: modules, Modules: vmModules, Optional: vmOptionalModules, Programs: diskTools()}
 	if modules == "" {
 		spec.Modules, spec.Optional = nil, nil
 	}
@@ -980,6 +980,30 @@ func (b *Backend) initramfs(modules string) (string, error) {
 	}
 	b.log.Info("built the VM's initramfs", "path", path, "modules", len(man.Modules), "absent", man.Absent)
 	return path, nil
+}
+
+// diskToolNames are the e2fsprogs programs the VM's agent runs on distros'
+// disks (an offline check and resize); diskToolDirs where the host has them.
+var (
+	diskToolNames = []string{"e2fsck", "resize2fs"}
+	diskToolDirs  = []string{"/usr/sbin", "/sbin"}
+)
+
+// diskTools returns the host's e2fsprogs programs for the initramfs. The VM
+// runs them on a guest's file system, so the host never does; without them
+// (no e2fsprogs on the host) an offline resize says what to install.
+func diskTools() []string {
+	var out []string
+	for _, name := range diskToolNames {
+		for _, dir := range diskToolDirs {
+			p := filepath.Join(dir, name)
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // vmAddresses asks the VM's agent for its addresses (an IPv6 one arrives by

@@ -131,3 +131,13 @@ func (v *VM) AttachedDisks(ctx context.Context) (map[int]string, error) {
 	}
 	return out, nil
 }
+
+// ResizeBlock grows the disk at target to size bytes while the guest uses
+// it (QMP block_resize): QEMU extends the image file, sparse, and the guest
+// sees the new capacity at its next rescan.
+func (v *VM) ResizeBlock(ctx context.Context, target int, size int64) error {
+	if err := v.Execute(ctx, "block_resize", map[string]any{"node-name": nodeName(target), "size": size}, nil); err != nil {
+		return fmt.Errorf("qemu: resize disk %d to %d: %w", target, size, err)
+	}
+	return nil
+}

@@ -81,6 +81,11 @@ type Spec struct {
 	// and leave out where it does not (vsock transports, say); the Manifest
 	// lists those left out.
 	Optional []string
+	// Programs are host programs (absolute paths) to carry at the same
+	// paths, with their ELF interpreter and shared libraries (see
+	// LibDirs): e2fsck and resize2fs, which the VM runs on distros' disks
+	// so that the host never parses a guest's file system.
+	Programs []string
 	// Extra are more regular files, mode 0644, by path inside the archive
 	// (relative or absolute; they must not collide with the files Build
 	// writes itself).
@@ -103,6 +108,9 @@ type Manifest struct {
 	// Absent are the optional names the kernel has neither as a module nor
 	// built in.
 	Absent []string
+	// Programs are the archive paths of Spec.Programs and the libraries
+	// they need, sorted.
+	Programs []string
 	// Files are the archive paths of every entry, in archive order.
 	Files []string
 }
@@ -158,7 +166,7 @@ func Build(w io.Writer, s Spec) (Manifest, error) {
 
 // cacheKeyVersion changes whenever the archive layout changes, so an image
 // cached by an older subsys is not taken for a current one.
-const cacheKeyVersion = "subsys-initramfs-1\n"
+const cacheKeyVersion = "subsys-initramfs-2\n"
 
 // CacheKey names the image Build would write for s: the hex SHA-256 of the
 // archive itself (behind a layout version). Because the archive is
@@ -239,6 +247,16 @@ func plan(s Spec) ([]entry, Manifest, error) {
 		load.WriteString("/" + name + "\n")
 	}
 	add(entry{name: strings.TrimPrefix(LoadOrderPath, "/"), mode: cpio.TypeReg | 0o644, data: load.Bytes()})
+	progs, err := programFiles(s.Programs)
+	if err != nil {
+		return nil, m, err
+	}
+	for _, name := range sortedKeys(progs) {
+		if err := add(progs[name]); err != nil {
+			return nil, m, err
+		}
+		m.Programs = append(m.Programs, name)
+	}
 	for _, p := range sortedKeys(s.Extra) {
 		name := strings.TrimPrefix(p, "/")
 		if name == "" || path.Clean(name) != name || name == ".." || strings.HasPrefix(name, "../") || strings.ContainsRune(name, 0) {
