@@ -153,6 +153,11 @@ func (m *Manager) recover(ctx context.Context) error {
 	if err := m.cfg.Store.FailUnfinishedOperations(ctx, StatusRunning, StatusFailure, "the server stopped before the operation ended"); err != nil {
 		return err
 	}
+	// A move a crash stopped is finished or undone from its journal in
+	// tmp/ (move.go), before tmp/ is emptied and the distros are looked at.
+	if err := m.recoverMoves(ctx); err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(m.cfg.tmpDir())
 	if err != nil {
 		return fmt.Errorf("read staging area: %w", err)
