@@ -1,7 +1,8 @@
 // What a user can do to a distro, shared by the list and the distro page. The
 // destructive ones (terminate, unregister) ask first. State changes arrive back
 // through the event stream; only when it is down do we apply replies ourselves.
-import { api, nameProblem, type Distro } from './api';
+import { api, nameProblem, type Distro, type Operation } from './api';
+import { bytes, diskSizeProblem, locationProblem, parseSize, sizeText } from './format';
 import { applyDistro, applyOperation, isLive, refreshIfNotLive, waitOperation } from './store';
 import { confirmAction, promptAction, toast, withToast } from './ui';
 
@@ -125,6 +126,112 @@ export const convertDistro = (d: Distro) => {
     },
   });
 };
+
+/**
+ * Follows an operation a disk action started: into the store at once (the
+ * distro page shows its bar from there, then the `operation` events), and a
+ * toast when it ends, with the server's reason when it failed.
+ */
+function follow(op: Operation, failed: string, done: (end: Operation) => string) {
+  applyOperation(op);
+  waitOperation(op.id).then((end) => {
+    if (end.status === 'failure') toast('error', `${failed}: ${end.error || 'no reason given'}`);
+    else toast('info', done(end));
+    refreshIfNotLive();
+  });
+}
+
+/**
+ * Sets a version 2 distro's disk size (POST resize): sizes as people write
+ * them ("64G", "512M", bytes), checked in the page; a running distro's disk
+ * only grows. A refusal shows in the dialog in the server's words; a resize
+ * that fails later (its files do not fit) shows on the distro page.
+ */
+export const resizeDisk = (d: Distro) => {
+  const current = d.disk_max_bytes ?? 0;
+  const running = d.state === 'Running';
+  return promptAction({
+    title: `Resize the disk of ${d.name}`,
+    message: (
+      <>
+        <p>
+          The disk is {current > 0 ? bytes(current) : 'of unknown size'}
+          {d.disk_bytes ? `, of which ${bytes(d.disk_bytes)} is allocated on the host` : ''}. It is sparse: a larger disk takes no more room
+          on the host until files fill it.
+        </p>
+        <p>
+          {running
+            ? `${d.name} is running, so its disk can only grow now; stop it to shrink the disk.`
+            : `${d.name} is stopped: its disk can grow, or shrink down to what its files need.`}
+        </p>
+      </>
+    ),
+    label: 'New disk size',
+    initial: current > 0 ? sizeText(current) : '',
+    placeholder: '64G',
+    validate: (v) => diskSizeProblem(v, current, running, d.name),
+    hint: (v) => {
+      const n = parseSize(v);
+      return n > 0 ? `${bytes(n)} (${n.toLocaleString('en-US')} bytes). A size such as 64G, 512M or 1.5T, or bytes.` : '';
+    },
+    confirmLabel: 'Resize',
+    action: async (v) => {
+      const size = parseSize(v);
+      const op = await api.resize(d.name, size);
+      follow(op, `Resizing the disk of ${d.name} failed`, () => `Resized the disk of ${d.name} to ${bytes(size - (size % 4096))}.`);
+    },
+  });
+};
+
+/**
+ * Gives a version 2 distro's free disk blocks back to the host (POST
+ * compact): nothing in the distro changes, so it does not ask.
+ */
+export const compactDisk = (d: Distro) =>
+  withToast(async () => {
+    const op = await api.compact(d.name);
+    follow(op, `Compacting the disk of ${d.name} failed`, (end) => compactedText(d.name, end));
+  });
+
+/** What a finished compact did, for people. */
+export function compactedText(name: string, end: Operation): string {
+  const b = end.result?.bytes;
+  if (b === undefined) return `Compacted the disk of ${name}.`;
+  return b > 0 ? `Compacted the disk of ${name}: ${bytes(b)} given back to the host.` : `Compacted the disk of ${name}: nothing to give back.`;
+}
+
+/**
+ * Moves a distro's files to another directory on the host (POST move), as
+ * `wsl --manage --move` does: absolute, empty or absent, checked for shape in
+ * the page; the distro must be stopped (the server's 409 shows in the dialog).
+ */
+export const moveDistro = (d: Distro) =>
+  promptAction({
+    title: `Move ${d.name} to another directory`,
+    message: (
+      <>
+        <p>
+          Its {d.version === 2 ? 'disk image' : 'files'} move from <span class="mono break">{d.location}</span> into the directory you give: an
+          absolute path to an empty directory, or one that does not exist yet. Every directory above it must be one only root can change.
+        </p>
+        <p class={d.state === 'Stopped' ? undefined : 'warn-text'}>
+          {d.state === 'Running'
+            ? `${d.name} is running: terminate it first, since only a stopped distro can move.`
+            : `${d.name} must stay stopped while it moves; it cannot start until the move ends.`}
+        </p>
+      </>
+    ),
+    label: 'New location',
+    initial: '',
+    placeholder: `/srv/subsys/${d.name}`,
+    validate: (v) => locationProblem(v, d.location),
+    confirmLabel: 'Move',
+    action: async (v) => {
+      const location = v.trim();
+      const op = await api.move(d.name, location);
+      follow(op, `Moving ${d.name} failed`, () => `Moved ${d.name} to ${location}.`);
+    },
+  });
 
 export const makeDefault = (d: Distro) => withToast(async () => settle(await api.update(d.name, { default: true })));
 

@@ -19,7 +19,12 @@ export interface Distro {
   location: string;
   default_user: string;
   created_at: string;
+  /** What its files take on the host (version 2: the image's allocated blocks). */
   disk_bytes?: number;
+  /** Version 2: the disk's size, which its file system fills; absent or 0 for version 1. */
+  disk_max_bytes?: number;
+  /** Version 2: free space inside its file system (the guest's df); absent when unknown. */
+  disk_free_bytes?: number;
   memory_bytes?: number;
   cpu_percent?: number;
   /** The running agent speaks another protocol version (from before an upgrade). */
@@ -36,6 +41,8 @@ export interface Operation {
   progress: { done: number; total: number };
   error: string;
   created_at?: string;
+  /** What an import or clone made; for a compact, `bytes` is how much the image gave back. */
+  result?: { bytes?: number; entries?: number; warnings?: string[] };
 }
 
 export interface Metrics {
@@ -363,6 +370,12 @@ export const api = {
   putSettings: (s: Partial<Settings>) => request<Settings>('PUT', `${BASE}/settings`, s),
   version: () => request<{ version: string }>('GET', `${BASE}/version`),
   setVersion: (name: string, version: number) => request<Operation>('POST', `${distroPath(name)}/set-version`, { version }),
+  /** A version 2 distro's new disk size in bytes: a running one only grows. */
+  resize: (name: string, size: number) => request<Operation>('POST', `${distroPath(name)}/resize`, { size }),
+  /** Gives a version 2 distro's free disk blocks back to the host. */
+  compact: (name: string) => request<Operation>('POST', `${distroPath(name)}/compact`, {}),
+  /** Moves a stopped distro's files to location: absolute, empty or absent. */
+  move: (name: string, location: string) => request<Operation>('POST', `${distroPath(name)}/move`, { location }),
   vm: () => request<VMStatus>('GET', `${BASE}/vm`),
   reclaimVM: () => request<VMReclaim>('POST', `${BASE}/vm/reclaim`),
   vmConsole,

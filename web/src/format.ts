@@ -80,6 +80,53 @@ export function parseSize(text: string): number {
 }
 
 /**
+ * A size as parseSize reads it, as short as it is exact: 68719476736 → "64G",
+ * 536870912 → "512M", 1000 → "1000".
+ */
+export function sizeText(n: number): string {
+  for (const u of ['T', 'G', 'M', 'K']) {
+    const m = SIZE_UNITS[u];
+    if (n >= m && n % m === 0) return `${n / m}${u}`;
+  }
+  return String(n);
+}
+
+/** The bounds of a version 2 disk (the server's): 64 MiB to 8 TiB. */
+export const DISK_MIN_BYTES = 64 * 2 ** 20;
+export const DISK_MAX_BYTES = 8 * 2 ** 40;
+
+/**
+ * Why text is not a new disk size for a distro whose disk is current bytes,
+ * or '' when it is one. A running distro's disk only grows.
+ */
+export function diskSizeProblem(text: string, current: number, running: boolean, name: string): string {
+  if (!text.trim()) return 'A size is required, such as 64G or 512M.';
+  const n = parseSize(text);
+  if (!(n > 0)) return 'Not a size: write one such as 64G, 512M or 1.5T, or a number of bytes.';
+  if (n < DISK_MIN_BYTES) return `Too small: a disk is at least ${bytes(DISK_MIN_BYTES)}.`;
+  if (n > DISK_MAX_BYTES) return `Too large: a disk is at most ${bytes(DISK_MAX_BYTES)}.`;
+  const rounded = n - (n % 4096);
+  if (current > 0 && rounded === current) return `That is its size already (${bytes(current)}).`;
+  if (running && current > 0 && rounded < current)
+    return `${name} is running, and a running distro's disk can only grow. Stop it first to shrink the disk below ${bytes(current)}.`;
+  return '';
+}
+
+/** Why text is not a directory to move a distro at current into, or '' when it is one. */
+export function locationProblem(text: string, current: string): string {
+  const p = text.trim();
+  if (!p) return 'A directory is required, such as /srv/subsys/name.';
+  if (!p.startsWith('/')) return 'Give an absolute path, starting with / (such as /srv/subsys/name).';
+  if (/[\u0000-\u001f\u007f]/.test(p)) return 'The path holds a control character.';
+  const clean = p.replace(/\/+$/, '') || '/';
+  if (clean === '/') return 'Not / itself: give a directory for this distro alone.';
+  const cur = current.replace(/\/+$/, '');
+  if (clean === cur) return 'The distro is there already.';
+  if (cur && clean.startsWith(cur + '/')) return 'Not inside its own directory: give one outside it.';
+  return '';
+}
+
+/**
  * The utility VM's console bytes as text that shows every byte and drives
  * nothing: invalid UTF-8 becomes U+FFFD; control characters (but newline and
  * tab), DEL, C1 and the bidi and line-separator characters become visible

@@ -109,6 +109,10 @@ export function distroByName(l: Live, name: string): Distro | undefined {
 const KEEP_ENDED_MS = 30_000;
 
 function withOperation(l: Live, op: Operation): Live {
+  // An operation that ended never runs again: a 202 reply read after the
+  // event of its end (a quick move or compact) is older news.
+  const known = l.operations.get(op.id);
+  if (known && known.status !== 'running' && op.status === 'running') return l;
   const operations = new Map(l.operations);
   const ended = new Map(l.ended);
   operations.set(op.id, op);

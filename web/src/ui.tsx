@@ -30,6 +30,9 @@ const PATHS: Record<string, string> = {
   proxy: 'M4 8h12m0 0l-3-3m3 3l-3 3M20 16H8m0 0l3-3m-3 3l3 3',
   warn: 'M12 4l9 16H3zM12 10v4M12 17h.01',
   vm: 'M4 5h16v11H4zM9 20h6M12 16v4',
+  resize: 'M4 20l6-6M4 20v-5M4 20h5M20 4l-6 6M20 4v5M20 4h-5',
+  compact: 'M4 4l6 6M10 10V5M10 10H5M20 20l-6-6M14 14v5M14 14h5',
+  move: 'M4 7h6l2 2h8v10H4zM10 14h6m0 0l-2-2m2 2l-2 2',
 };
 
 export function Icon({ name, size = 16 }: { name: keyof typeof PATHS | string; size?: number }) {
@@ -235,6 +238,9 @@ type Ask =
       initial: string;
       confirmLabel: string;
       validate?: (v: string) => string;
+      /** What a valid value means (e.g. a size in bytes), shown under the field. */
+      hint?: (v: string) => string;
+      placeholder?: string;
       action: (v: string) => Promise<unknown>;
       resolve: (ok: boolean) => void;
       id: number;
@@ -269,11 +275,13 @@ function AskDialog({ a }: { a: Ask }) {
   const [value, setValue] = useState(a.kind === 'prompt' ? a.initial : '');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
+  const [hintId] = useState(() => `ask-hint-${a.id}`);
   const close = (ok: boolean) => {
     asks.set(null);
     a.resolve(ok);
   };
   const problem = a.kind === 'prompt' && a.validate ? a.validate(value) : '';
+  const hint = a.kind === 'prompt' ? (problem && value !== a.initial ? problem : !problem && a.hint ? a.hint(value) : '') : '';
   const submit = async (e: Event) => {
     e.preventDefault();
     if (busy) return;
@@ -304,10 +312,20 @@ function AskDialog({ a }: { a: Ask }) {
               autoFocus
               spellcheck={false}
               autocomplete="off"
-              aria-invalid={problem ? true : undefined}
-              onInput={(e) => setValue((e.target as HTMLInputElement).value)}
+              placeholder={a.placeholder}
+              aria-invalid={problem && value !== a.initial ? true : undefined}
+              aria-describedby={hint ? hintId : undefined}
+              onInput={(e) => {
+                setValue((e.target as HTMLInputElement).value);
+                // What the last try said was about the value before this edit.
+                setError('');
+              }}
             />
-            {problem && value !== a.initial && <span class="field-hint">{problem}</span>}
+            {hint && (
+              <span id={hintId} class={`field-hint${problem ? '' : ' muted'}`}>
+                {hint}
+              </span>
+            )}
           </label>
         )}
         <ErrorBox error={error} />

@@ -1,7 +1,7 @@
 // The distro list: state, version, disk and memory at a glance, and every action.
 import { useEffect, useState } from 'preact/hooks';
 import { EXPORT_FORMATS, downloadExport, errorMessage, type Distro, type Operation } from '../api';
-import { busy, cloneDistro, makeDefault, renameDistro, setDefaultUser, startDistro, terminateDistro, unregisterDistro } from '../actions';
+import { busy, cloneDistro, compactDisk, makeDefault, moveDistro, renameDistro, resizeDisk, setDefaultUser, startDistro, terminateDistro, unregisterDistro } from '../actions';
 import { bytes, percent } from '../format';
 import { distroHref, onLinkClick, terminalHref } from '../router';
 import { live, sortedDistros, useStore } from '../store';
@@ -236,6 +236,21 @@ export function DistroMenuItems({ d, onRenamed }: { d: Distro; onRenamed?: (r: D
         Default user…
       </MenuItem>
       <hr />
+      <div class="menu-label">Disk</div>
+      {d.version === 2 && (
+        <>
+          <MenuItem icon="resize" disabled={isBusy} onClick={() => resizeDisk(d)}>
+            Resize disk…
+          </MenuItem>
+          <MenuItem icon="compact" disabled={isBusy} onClick={() => compactDisk(d)}>
+            Compact disk
+          </MenuItem>
+        </>
+      )}
+      <MenuItem icon="move" disabled={isBusy} onClick={() => moveDistro(d)}>
+        Move…
+      </MenuItem>
+      <hr />
       <MenuItem icon="trash" danger disabled={d.state === 'Uninstalling'} onClick={() => unregisterDistro(d)}>
         Unregister…
       </MenuItem>
@@ -249,7 +264,13 @@ const KIND: Record<string, string> = {
   export: 'Exporting',
   unregister: 'Unregistering',
   'set-version': 'Converting',
+  resize: 'Resizing the disk of',
+  compact: 'Compacting the disk of',
+  move: 'Moving',
 };
+
+/** Kinds whose progress counts steps, not bytes. */
+export const STEPS = new Set(['resize', 'compact']);
 
 /** Long work in progress (from any tab or the CLI), and what ended a moment ago. */
 function Activity({ ops }: { ops: Operation[] }) {
@@ -270,7 +291,13 @@ function Activity({ ops }: { ops: Operation[] }) {
                 <>
                   <Progress value={o.progress.done} max={o.progress.total} indeterminate={o.progress.total === 0} label={`${KIND[o.kind] ?? o.kind} ${o.distro}`} />
                   <span class="muted small num">
-                    {o.progress.total > 0 ? `${Math.floor(pct * 100)}% · ${bytes(o.progress.done)} of ${bytes(o.progress.total)}` : bytes(o.progress.done)}
+                    {STEPS.has(o.kind)
+                      ? o.progress.total > 0
+                        ? `${Math.floor(pct * 100)}%`
+                        : ''
+                      : o.progress.total > 0
+                        ? `${Math.floor(pct * 100)}% · ${bytes(o.progress.done)} of ${bytes(o.progress.total)}`
+                        : bytes(o.progress.done)}
                   </span>
                 </>
               ) : o.status === 'success' ? (

@@ -1,11 +1,12 @@
-// One distro: details, CPU and memory over the last ten minutes, its terminal
-// sessions, and its ports.
+// One distro: details, its disk (size, allocation, free space; resize, compact,
+// move), CPU and memory over the last ten minutes, its terminal sessions, and
+// its ports.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorMessage, type Distro, type Metrics, type Operation, type TerminalInfo } from '../api';
-import { busy, convertDistro, renameDistro, setDefaultUser, startDistro, terminateDistro } from '../actions';
+import { busy, compactDisk, compactedText, convertDistro, moveDistro, renameDistro, resizeDisk, setDefaultUser, startDistro, terminateDistro } from '../actions';
 import { ago, bytes, dateTime, percent } from '../format';
 import { distroHref, navigate, onLinkClick, terminalHref } from '../router';
-import { distroByName, live, useStore } from '../store';
+import { distroByName, live, useStore, type Live } from '../store';
 import { closeTerminal, findTerminal, terminals } from '../terminal';
 import { ErrorBox, Icon, Menu, Progress, Spinner, StateBadge, VersionBadge, usePending, withToast } from '../ui';
 import { Chart } from './Chart';
@@ -132,8 +133,6 @@ function DistroView({ d }: { d: Distro }) {
                 change
               </button>
             </dd>
-            <dt>Disk use</dt>
-            <dd>{d.disk_bytes ? bytes(d.disk_bytes) : '—'}</dd>
             <dt>Memory</dt>
             <dd>{d.state === 'Running' ? bytes(d.memory_bytes ?? 0) : '—'}</dd>
             <dt>CPU</dt>
@@ -152,6 +151,7 @@ function DistroView({ d }: { d: Distro }) {
           </p>
         </section>
 
+        <Disk d={d} />
         <Usage d={d} />
         <Sessions d={d} />
 
@@ -168,10 +168,7 @@ function DistroView({ d }: { d: Distro }) {
  */
 function Conversion({ d }: { d: Distro }) {
   const l = useStore(live);
-  let op: Operation | undefined;
-  for (const o of l.operations.values()) {
-    if (o.kind === 'set-version' && o.distro === d.name && (!op || (o.created_at ?? '') >= (op.created_at ?? ''))) op = o;
-  }
+  const op = latestOperation(l, d.name, ['set-version']);
   if (!op || op.status === 'success') return null;
   if (op.status === 'failure') {
     return (
@@ -187,6 +184,151 @@ function Conversion({ d }: { d: Distro }) {
       <p class="small" role="status">
         <Spinner /> Converting {d.name}
         {total > 0 ? `: ${bytes(done)} of ${bytes(total)}` : '…'}
+      </p>
+    </div>
+  );
+}
+
+/** The newest operation of one of kinds on the distro named name, if the store has one. */
+function latestOperation(l: Live, name: string, kinds: string[]): Operation | undefined {
+  let op: Operation | undefined;
+  for (const o of l.operations.values()) {
+    if (kinds.includes(o.kind) && o.distro === name && (!op || (o.created_at ?? '') >= (op.created_at ?? ''))) op = o;
+  }
+  return op;
+}
+
+const DISK_KINDS = ['resize', 'compact', 'move'];
+
+/**
+ * The distro's disk: for version 2 its size, what its image takes on the host
+ * and the free space inside, with a bar of allocated against size; for
+ * version 1 the host space its files use. Resize and compact (version 2) and
+ * move, with the latest of those operations followed below them.
+ */
+function Disk({ d }: { d: Distro }) {
+  const l = useStore(live);
+  const op = latestOperation(l, d.name, DISK_KINDS);
+  const working = op?.status === 'running';
+  const off = busy(d) || working;
+  const v2 = d.version === 2;
+  const size = d.disk_max_bytes ?? 0;
+  const alloc = d.disk_bytes ?? 0;
+  const free = d.disk_free_bytes;
+  const pct = size > 0 ? Math.max(0, Math.min(100, (alloc / size) * 100)) : 0;
+  return (
+    <section class="card" aria-labelledby="disk-h" data-testid="disk">
+      <h2 id="disk-h">Disk</h2>
+      {v2 ? (
+        <>
+          <dl class="disk-figures">
+            <dt>Size</dt>
+            <dd data-testid="disk-size">{size > 0 ? bytes(size) : '—'}</dd>
+            <dt>Allocated on host</dt>
+            <dd data-testid="disk-allocated">{alloc > 0 ? bytes(alloc) : '—'}</dd>
+            <dt>Free inside</dt>
+            <dd data-testid="disk-free">{free !== undefined && free !== null && free > 0 ? bytes(free) : '—'}</dd>
+          </dl>
+          {size > 0 && (
+            <div class="disk-meter">
+              <div
+                class="disk-bar"
+                role="meter"
+                aria-label="Allocated on host, of the disk size"
+                aria-valuemin={0}
+                aria-valuemax={100}
+                aria-valuenow={Math.round(pct)}
+                aria-valuetext={`${bytes(alloc)} of ${bytes(size)}`}
+              >
+                <div class="disk-bar-fill" style={{ width: `${pct}%` }} />
+              </div>
+              <p class="muted small">
+                {bytes(alloc)} of {bytes(size)} allocated on the host ({percent(pct)}). The image is sparse: it grows as files fill it, up to its size.
+              </p>
+            </div>
+          )}
+        </>
+      ) : (
+        <>
+          <dl class="disk-figures">
+            <dt>Host space used</dt>
+            <dd data-testid="disk-used">{alloc > 0 ? bytes(alloc) : '—'}</dd>
+          </dl>
+          <p class="muted small">Version 1 keeps its files in a directory on the host: it has no disk size of its own and uses the host's free space.</p>
+        </>
+      )}
+      <dl class="disk-figures">
+        <dt>Location</dt>
+        <dd class="mono break" data-testid="disk-location">
+          {d.location}
+        </dd>
+      </dl>
+      <div class="disk-actions">
+        {v2 && (
+          <>
+            <button type="button" class="btn btn-sm" disabled={off} aria-label="Resize disk" onClick={() => resizeDisk(d)}>
+              <Icon name="resize" />
+              Resize…
+            </button>
+            <button type="button" class="btn btn-sm" disabled={off} aria-label="Compact disk" onClick={() => compactDisk(d)}>
+              <Icon name="compact" />
+              Compact
+            </button>
+          </>
+        )}
+        <button type="button" class="btn btn-sm" disabled={off} aria-label="Move distro" onClick={() => moveDistro(d)}>
+          <Icon name="move" />
+          Move…
+        </button>
+      </div>
+      {op && <DiskOperation d={d} op={op} />}
+    </section>
+  );
+}
+
+const DISK_WORDS: Record<string, { running: string; failed: string }> = {
+  resize: { running: 'Resizing the disk', failed: 'Resizing the disk failed' },
+  compact: { running: 'Compacting the disk', failed: 'Compacting the disk failed' },
+  move: { running: 'Moving the files', failed: 'The move failed' },
+};
+
+/**
+ * A resize, compact or move of the distro, from the operation events: a bar
+ * while it runs, what it did or the server's reason (as text) when it ended;
+ * the store keeps ended operations for half a minute.
+ */
+function DiskOperation({ d, op }: { d: Distro; op: Operation }) {
+  const words = DISK_WORDS[op.kind] ?? { running: op.kind, failed: `${op.kind} failed` };
+  if (op.status === 'failure') {
+    return (
+      <div class="disk-progress" data-testid="disk-status" data-kind={op.kind} data-status={op.status}>
+        <ErrorBox error={`${words.failed}: ${op.error || 'no reason given'}`} />
+      </div>
+    );
+  }
+  if (op.status === 'success') {
+    const text =
+      op.kind === 'compact'
+        ? compactedText(d.name, op)
+        : op.kind === 'resize'
+          ? `Resized the disk${d.disk_max_bytes ? ` to ${bytes(d.disk_max_bytes)}` : ''}.`
+          : `Moved to ${d.location}.`;
+    return (
+      <div class="disk-progress" data-testid="disk-status" data-kind={op.kind} data-status={op.status}>
+        <p class="small ok-text" role="status">
+          <Icon name="check" size={14} /> {text}
+        </p>
+      </div>
+    );
+  }
+  const { done, total } = op.progress;
+  const steps = op.kind !== 'move';
+  return (
+    <div class="disk-progress" data-testid="disk-status" data-kind={op.kind} data-status={op.status}>
+      <Progress value={done} max={total} label={`${words.running} of ${d.name}`} indeterminate={total <= 0} />
+      <p class="small" role="status">
+        <Spinner /> {words.running}
+        {total > 0 ? (steps ? `: ${Math.floor((done / total) * 100)}%` : `: ${bytes(done)} of ${bytes(total)}`) : '…'}
       </p>
     </div>
   );
