@@ -209,6 +209,7 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 		Passt:             programFromEnv("SUBSYS_PASST", qemu.LookupPasst),
 		Virtiofsd:         programFromEnv("SUBSYS_VIRTIOFSD", qemu.LookupVirtiofsd),
 		VirtiofsdMaxFiles: intFromEnv("SUBSYS_VIRTIOFSD_MAX_FILES", log),
+		NoMemoryHotplug:   os.Getenv("SUBSYS_VIRTIO_MEM") == "off",
 		ExtraQEMUArgs:     strings.Fields(os.Getenv("SUBSYS_QEMU_ARGS")),
 	})
 	if err != nil {

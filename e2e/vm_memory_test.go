@@ -168,3 +168,48 @@ func TestVersion2MemoryReclaimGradual(t *testing.T) {
 	t.Logf("QEMU's resident memory: %d MiB before the burst, %d MiB at its peak, %d MiB %v after it; the guest says reclaim gave back %d MiB",
 		before/mib, peak/mib, after/mib, time.Since(burstEnd).Round(time.Second), reclaimed/mib)
 }
+
+// TestVersion2MemoryHotplug: a VM whose memory setting is large boots with
+// part of it and gets the rest as its guest needs it (virtio-mem): an idle
+// VM's guest has under 3 GiB; 3 GiB written to a tmpfs in a distro (memory
+// nothing can reclaim) succeed, the guest's memory growing past them; once
+// the file is gone the memory is unplugged again, and QEMU's resident
+// memory falls back.
+func TestVersion2MemoryHotplug(t *testing.T) {
+	s := startV2Server(t)
+	if st, raw := s.api("PUT", "/settings", map[string]any{"vm_memory_mib": 8192, "memory_reclaim": "disabled"}, nil); st != 200 {
+		t.Fatalf("PUT vm_memory_mib: %d %s", st, raw)
+	}
+	s.importV2("hot", tinyRootfs(t))
+	s.sh("hot", "true")
+	v := s.vm()
+	if v.MemoryMiB != 8192 || v.Memory == nil || v.Memory.TotalBytes > 3<<30 {
+		t.Fatalf("GET /vm of an idle VM of 8 GiB: memory_mib %d, guest memory %+v; want under 3 GiB plugged", v.MemoryMiB, v.Memory)
+	}
+	idleTotal := v.Memory.TotalBytes
+	before := settledRSS(t, s)
+
+	res := s.sh("hot", "mkdir -p /fill && mount -t tmpfs -o size=4g tmpfs /fill && dd if=/dev/zero of=/fill/big bs=1M count=3072 2>&1")
+	if res.ExitCode != 0 {
+		t.Fatalf("writing 3 GiB to a tmpfs: %+v", res)
+	}
+	v = s.vm()
+	if v.Memory == nil || v.Memory.TotalBytes < 3<<30 {
+		t.Fatalf("after 3 GiB in a tmpfs the guest has %+v", v.Memory)
+	}
+	peak := qemuRSS(t, s)
+	if peak < before+2500*mib {
+		t.Fatalf("QEMU's resident memory went from %d to only %d MiB with 3 GiB in the guest's tmpfs: the probe cannot see memory given back", before/mib, peak/mib)
+	}
+	grown := v.Memory.TotalBytes
+	s.sh("hot", "rm /fill/big && umount /fill")
+	waitFor(t, 2*time.Minute, "the guest's memory to be unplugged", func() bool {
+		m := s.vm().Memory
+		return m != nil && m.TotalBytes < grown-2<<30
+	})
+	after := waitRSS(t, s, 2*time.Minute, "QEMU's resident memory to fall back within 20 % of its level before", func(rss int64) bool {
+		return rss <= before+before/5
+	})
+	t.Logf("guest memory: %d MiB idle, %d MiB with 3 GiB in a tmpfs; QEMU's resident memory: %d MiB idle, %d MiB at the peak, %d MiB after",
+		idleTotal/mib, grown/mib, before/mib, peak/mib, after/mib)
+}

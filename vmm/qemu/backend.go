@@ -34,12 +34,16 @@ var (
 		// sock_diag for TCP and UDP: the agent lists the distros' listening
 		// sockets with it, to forward their ports.
 		"inet_diag", "tcp_diag", "udp_diag"}
-	vmOptionalModules = []string{"virtio_rng", "9p", "9pnet_virtio", "virtiofs", "vmw_vsock_virtio_transport", "overlay", "fuse", "loop", "tun"}
+	vmOptionalModules = []string{"virtio_mem", "virtio_rng", "9p", "9pnet_virtio", "virtiofs", "vmw_vsock_virtio_transport", "overlay", "fuse", "loop", "tun"}
 )
 
 // kernelCmdline is the VM's kernel command line: the serial console for boot
-// messages, a panic ends QEMU (with -no-reboot) instead of hanging.
-const kernelCmdline = "console=ttyS0 panic=-1 quiet"
+// messages, a panic ends QEMU (with -no-reboot) instead of hanging, and no
+// SWIOTLB bounce buffer: the kernel sets aside (and zeroes) 64 MiB for one
+// when the VM may have memory above 4 GiB, and nothing in the VM uses it —
+// virtio devices without VIRTIO_F_ACCESS_PLATFORM reach guest memory
+// directly — so it would be 64 MiB of the host's memory for nothing.
+const kernelCmdline = "console=ttyS0 panic=-1 quiet swiotlb=noforce"
 
 // Timeouts of the VM's life.
 const (
@@ -78,6 +82,9 @@ type BackendConfig struct {
 	// VirtiofsdMaxFiles is virtiofsd's limit on open files; 0 for the most
 	// the host allows. Tests lower it to walk trees larger than the limit.
 	VirtiofsdMaxFiles int
+	// NoMemoryHotplug gives the VM all its memory at boot rather than
+	// through virtio-mem as it needs it (see memoryLayout).
+	NoMemoryHotplug bool
 	// ExtraQEMUArgs are appended to QEMU's arguments (benchmarks add
 	// devices to compare against).
 	ExtraQEMUArgs []string
@@ -634,6 +641,10 @@ func (b *Backend) boot(ctx context.Context) (*VM, *agent.Client, error) {
 	b.mu.Unlock()
 	cfg := Config{Kernel: kernel, Initrd: initrd, Append: kernelCmdline, MemoryMiB: mem, CPUs: cpus, RunDir: b.cfg.RunDir,
 		Network: modules != "", HostShare: hostShare(modules), ExtraArgs: b.cfg.ExtraQEMUArgs}
+	cfg.MemoryMiB, cfg.HotplugMiB, cfg.PlugMiB = memoryLayout(mem, !b.cfg.NoMemoryHotplug && kernelHasModule(modules, "virtio_mem"))
+	if cfg.HotplugMiB > 0 {
+		cfg.Append += " " + hotplugKernelArg
+	}
 	if cfg.Network {
 		cfg.Passt = b.cfg.Passt
 	}
@@ -677,7 +688,7 @@ func (b *Backend) booted(v *VM, ac *agent.Client, info agent.Info) (*VM, *agent.
 	}
 	b.mu.Unlock()
 	b.watch(v)
-	b.log.Info("utility VM running", "pid", v.PID(), "accel", v.cfg.Accel, "kernel", info.Kernel, "memory_mib", v.cfg.MemoryMiB, "cpus", v.cfg.CPUs)
+	b.log.Info("utility VM running", "pid", v.PID(), "accel", v.cfg.Accel, "kernel", info.Kernel, "memory_mib", v.cfg.MemoryMiB+v.cfg.HotplugMiB, "hotplug_mib", v.cfg.HotplugMiB, "cpus", v.cfg.CPUs)
 	return v, ac, nil
 }
 
@@ -771,7 +782,7 @@ func (b *Backend) VMStatus(ctx context.Context) vmm.VMStatus {
 		IdleTimeoutS: st.VMIdleTimeoutS, Kernel: b.kernel, KernelRelease: b.release}
 	v, ac := b.vm, b.agent
 	if v != nil {
-		s.PID, s.StartedAt, s.MemoryMiB, s.CPUs, s.Accel = v.PID(), b.startedAt, v.cfg.MemoryMiB, v.cfg.CPUs, v.cfg.Accel
+		s.PID, s.StartedAt, s.MemoryMiB, s.CPUs, s.Accel = v.PID(), b.startedAt, v.cfg.MemoryMiB+v.cfg.HotplugMiB, v.cfg.CPUs, v.cfg.Accel
 		s.Network, s.HostFilesNote = v.cfg.networkName(), b.hostFilesNote
 		if b.memory != nil {
 			m := *b.memory

@@ -59,6 +59,14 @@ type Config struct {
 	Append string
 	// MemoryMiB is the guest's memory in MiB; DefaultMemoryMiB when zero.
 	MemoryMiB int
+	// HotplugMiB is memory beyond MemoryMiB that the guest gets through a
+	// virtio-mem device (HotplugDeviceID), plugged as it needs it: PlugMiB
+	// of it at boot, more or less later (VM.SetPluggedMemory). 0 for
+	// none. The guest's kernel allocates its page structures (1.6 % of
+	// RAM) only for memory that is plugged, so a VM with a large maximum
+	// that uses little costs the host little.
+	HotplugMiB int
+	PlugMiB    int
 	// CPUs is the number of virtual CPUs; DefaultCPUs when zero.
 	CPUs int
 	// Accel is QEMU's accelerator ("tcg", "kvm"); DefaultAccel when empty.
@@ -151,6 +159,12 @@ func (c Config) QMPSocket() string { return filepath.Join(c.RunDir, QMPSocketNam
 // ConsoleSocket is the path of the serial console's socket.
 func (c Config) ConsoleSocket() string { return filepath.Join(c.RunDir, ConsoleSocketName) }
 
+// HotplugDeviceID is the id of the virtio-mem device (Config.HotplugMiB).
+const HotplugDeviceID = "vmem0"
+
+// hotplugMemdev is the id of the hot-pluggable memory's backend object.
+const hotplugMemdev = "vmem"
+
 func (c Config) withDefaults() Config {
 	if c.Binary == "" {
 		c.Binary = DefaultBinary
@@ -190,6 +204,9 @@ func (c Config) Args() ([]string, error) {
 	} else if p := c.ConsoleSocket(); len(p) > maxSocketPath || len(c.AgentSocket()) > maxSocketPath {
 		errs = append(errs, fmt.Errorf("run directory %q is too long for a unix socket path (%d bytes > %d)", c.RunDir, len(p), maxSocketPath))
 	}
+	if c.HotplugMiB < 0 || c.PlugMiB < 0 || c.PlugMiB > c.HotplugMiB {
+		errs = append(errs, fmt.Errorf("hot-plugged memory %d MiB of %d is out of range", c.PlugMiB, c.HotplugMiB))
+	}
 	if c.MemoryMiB < 0 {
 		errs = append(errs, fmt.Errorf("memory %d MiB is negative", c.MemoryMiB))
 	}
@@ -216,6 +233,18 @@ func (c Config) Args() ([]string, error) {
 		"-smp", strconv.Itoa(c.CPUs),
 		"-kernel", c.Kernel,
 		"-pidfile", c.PIDFile(),
+	}
+	if c.HotplugMiB > 0 {
+		// The hot-pluggable memory is a shared memfd too (virtiofsd maps
+		// it); virtio-mem discards what the guest unplugs.
+		for i, a := range args {
+			if a == "-m" {
+				args[i+1] = mem + "M,maxmem=" + strconv.Itoa(c.MemoryMiB+c.HotplugMiB) + "M"
+			}
+		}
+		args = append(args,
+			"-object", "memory-backend-memfd,id="+hotplugMemdev+",share=on,size="+strconv.Itoa(c.HotplugMiB)+"M",
+			"-device", "virtio-mem-pci,id="+HotplugDeviceID+",memdev="+hotplugMemdev+",requested-size="+strconv.Itoa(c.PlugMiB)+"M")
 	}
 	if c.Initrd != "" {
 		args = append(args, "-initrd", c.Initrd)

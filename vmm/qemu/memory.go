@@ -1,7 +1,11 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/subsys-dev/subsys/vmm"
@@ -15,24 +19,40 @@ const memoryHistoryLen = 90
 // watchMemory samples the VM's memory while v runs (QEMU's RSS, the guest's
 // used and cached memory), for the status and its chart, and keeps the
 // agent's idle reclaim in the mode the memory_reclaim setting says, from the
-// first sample on (so a changed setting applies within a sample).
+// first sample on (so a changed setting applies within a sample). With
+// hot-pluggable memory it also plugs and unplugs it (adjustPlug): it then
+// looks every plugWatchTick at QEMU's CPU time, on the host, and asks the
+// guest as soon as QEMU was busy or the guest short of memory, so that an
+// allocation burst gets memory within about a second while an idle VM is
+// not woken more than every sample interval.
 func (b *Backend) watchMemory(v *VM) {
 	ctx, cancel := b.vmContext(v)
 	defer cancel()
 	sent := ""
-	t := time.NewTimer(0)
+	var asked, recorded time.Time
+	hotplug, short := false, false
+	lastCPU := processCPU(v.PID())
+	t := time.NewTicker(plugWatchTick)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
-		t.Reset(vmm.MemorySampleInterval)
+		cpu := processCPU(v.PID())
+		busy := cpu-lastCPU > plugBusyCPU
+		lastCPU = cpu
+		if !first && time.Since(asked) < vmm.MemorySampleInterval && !(hotplug && (busy || short)) {
+			continue
+		}
 		ac := b.agentOf(v)
 		if ac == nil {
 			continue
 		}
+		asked = time.Now()
 		mode := ""
 		if st, err := b.cfg.Settings(ctx); err == nil && st.MemoryReclaim != sent {
 			mode = st.MemoryReclaim
@@ -49,9 +69,25 @@ func (b *Backend) watchMemory(v *VM) {
 		if mode != "" {
 			sent = mode
 		}
-		b.recordMemory(v, m)
+		// The history keeps one sample an interval, also while the
+		// hot-plug watch looks more often.
+		if time.Since(recorded) >= vmm.MemorySampleInterval-plugWatchTick {
+			b.recordMemory(v, m)
+			recorded = time.Now()
+		}
+		qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+		hotplug, short = b.adjustPlug(qctx, v, m)
+		qcancel()
 	}
 }
+
+// plugWatchTick is how often watchMemory looks at QEMU's CPU time, and
+// plugBusyCPU the CPU time in one tick above which the guest is asked for
+// its memory at once.
+const (
+	plugWatchTick = time.Second
+	plugBusyCPU   = 50 * time.Millisecond
+)
 
 // recordMemory keeps m as the VM's memory now and appends a sample.
 func (b *Backend) recordMemory(v *VM, m agent.MemoryInfo) {
@@ -87,4 +123,30 @@ func (b *Backend) ReclaimVM(ctx context.Context) (vmm.VMReclaim, error) {
 	b.recordMemory(v, m)
 	b.log.Info("VM memory reclaimed on request", "dropped", dropped)
 	return vmm.VMReclaim{DroppedBytes: dropped, Memory: vmMemory(m), RSSBytes: processRSS(v.PID())}, nil
+}
+
+// processCPU is a process's CPU time so far (user and system), from
+// /proc/PID/stat; 0 if unknown. Reading it costs the guest nothing.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	// USER_HZ is 100 on Linux.
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
