@@ -1,8 +1,8 @@
 // Package initramfs builds the initramfs that version 2's utility VM boots
 // with: Debian's linux-image kernel runs the static subsys agent as /init,
 // and the agent first loads the kernel modules packed beside it (virtio
-// transport and disks, ext4, 9p, virtiofs, vsock) before it can reach its
-// disks and the host.
+// transport and disks, ext4, 9p, virtiofs, virtio-mem, vsock) before it can
+// reach its disks and the host.
 //
 // The archive is a newc ("070701") cpio, the format the kernel unpacks,
 // written with github.com/cavaliergopher/cpio. It is deterministic — entries
@@ -17,8 +17,10 @@
 // expected to mount devtmpfs on /dev itself; the kernel's
 // CONFIG_DEVTMPFS_MOUNT does not apply to an initramfs root.
 //
-// Nothing uses this package yet; see the package's tests for how its output
-// reads back.
+// Beside the agent and the modules it can carry host programs with the
+// shared libraries they need (Spec.Programs): the VM runs e2fsck and
+// resize2fs on distros' disks, so that the host never parses a file system
+// a guest has written. vmm/qemu builds and caches the image.
 package initramfs
 
 import (
