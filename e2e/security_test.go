@@ -3,11 +3,15 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/subsys-dev/subsys/api"
 )
 
 // curl runs the real curl against the server and returns the status code and
@@ -209,5 +213,81 @@ func TestSocketRefusesOtherUsers(t *testing.T) {
 	code, out := get(true)
 	if code != 403 || !strings.Contains(out, "forbidden_peer") {
 		t.Fatalf("nobody over the socket: %d %s, want 403 forbidden_peer", code, out)
+	}
+}
+
+// TestDiskActionsRefuseBrowserCredentials: move, resize and compact start
+// work as root on a distro's files, so what a browser sends by itself (the
+// cookie, a form, a GET) or a page of another origin sends never starts
+// them: the distro stays where it is and the chosen directory is never made.
+// The same move with the token as a header does happen (the control, so the
+// probe can see a move).
+func TestDiskActionsRefuseBrowserCredentials(t *testing.T) {
+	s := startServer(t, "")
+	s.importTar("victim", tinyRootfs(t))
+	home := s.getDistro("victim").Location
+	target := filepath.Join(t.TempDir(), "stolen")
+	cookie := map[string]string{"Cookie": "subsys_token=" + s.token}
+	post := func(path, contentType, body string, hdr map[string]string) int {
+		req, err := http.NewRequest("POST", s.url+"/api/v1"+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	moveBody := `{"location":"` + target + `"}`
+	for _, tc := range []struct {
+		name, path, ct, body string
+		hdr                  map[string]string
+		want                 int
+	}{
+		{"fetch POST move with the cookie", "/distros/victim/move", "application/json", moveBody, cookie, 401},
+		{"form POST move with the cookie", "/distros/victim/move", "application/x-www-form-urlencoded", "location=" + target, cookie, 401},
+		{"cross-site POST move with the token", "/distros/victim/move", "application/json", moveBody,
+			map[string]string{"Authorization": "Bearer " + s.token, "Origin": "http://localhost:5173", "Sec-Fetch-Site": "same-site"}, 403},
+		{"POST resize with the cookie", "/distros/victim/resize", "application/json", `{"size":1073741824}`, cookie, 401},
+		{"POST compact with the cookie", "/distros/victim/compact", "", "", cookie, 401},
+	} {
+		if st := post(tc.path, tc.ct, tc.body, tc.hdr); st != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, st, tc.want)
+		}
+	}
+	// No GET starts work: not even with the token.
+	req, _ := http.NewRequest("GET", s.url+"/api/v1/distros/victim/move?location="+url.QueryEscape(target), nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET move: %d, want 405", resp.StatusCode)
+	}
+	if d := s.getDistro("victim"); d.Location != home {
+		t.Fatalf("a refused request moved the distro to %q", d.Location)
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Fatalf("a refused request made %s: %v", target, err)
+	}
+	// Control: with the token the same move happens.
+	s.waitOp(s.postOp("/distros/victim/move", api.MoveRequest{Location: target}).ID)
+	if d := s.getDistro("victim"); d.Location != target {
+		t.Fatalf("control: the move with the token left the distro at %q", d.Location)
+	}
+	// Version 1 distros have no disk to resize or compact: a clear 400.
+	var e api.ErrorBody
+	if st, raw := s.api("POST", "/distros/victim/resize", api.ResizeRequest{Size: 1 << 30}, &e); st != http.StatusBadRequest || !strings.Contains(e.Error.Message, "version 2") {
+		t.Errorf("resize of a version 1 distro: %d %s", st, raw)
+	}
+	if st, raw := s.api("POST", "/distros/victim/compact", nil, &e); st != http.StatusBadRequest || !strings.Contains(e.Error.Message, "version 2") {
+		t.Errorf("compact of a version 1 distro: %d %s", st, raw)
 	}
 }
