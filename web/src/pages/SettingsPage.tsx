@@ -15,7 +15,7 @@ const VM_FIELDS = [
     key: 'vm_memory_mib',
     label: 'VM memory (MiB)',
     min: 0,
-    hint: 'Memory the utility VM gets at its next start: 0 is half the host’s, else at least 256.',
+    hint: 'The most memory the utility VM may have, from its next start: 0 is half the host’s, else at least 256. A VM over 2 GiB gets it as its guest needs it.',
   },
   { key: 'vm_processors', label: 'VM processors', min: 0, hint: 'Virtual CPUs of the utility VM at its next start: 0 is all the host’s.' },
   {

@@ -90,7 +90,8 @@ function VMPanel() {
             </dd>
             <dt>Memory</dt>
             <dd>
-              {vm.memory_mib} MiB
+              {vm.memory_mib} MiB at most
+              {vm.state === 'Running' && vm.memory?.total_bytes ? <span class="muted"> · the guest has {bytes(vm.memory.total_bytes)} now</span> : null}
               {vm.rss_bytes ? <span class="muted"> · QEMU uses {bytes(vm.rss_bytes)} on the host</span> : null}
             </dd>
             <dt>CPUs</dt>
