@@ -62,7 +62,10 @@ func (m *Manager) beginDiskOp(kind string, d store.Distro) (*Operation, context.
 // grows online and its guest's df shows the new size at once; a stopped
 // one's file system is checked and grown or shrunk in the VM. Shrinking a
 // running distro is ErrBusy; a size out of bounds, or one its files do not
-// fit in, is ErrInvalid. A failure leaves the disk as it was.
+// fit in, is ErrInvalid. A failure leaves the disk as it was, or at worst
+// its image longer than its file system, which is harmless: the size the
+// disk already has makes the file system fill it, so a resize that was
+// cut short can be finished by asking again.
 func (m *Manager) Resize(ctx context.Context, name string, size int64) (*Operation, error) {
 	d, err := m.row(ctx, name)
 	if err != nil {
@@ -84,9 +87,6 @@ func (m *Manager) Resize(ctx context.Context, name string, size int64) (*Operati
 	cur, _, err := disk.Usage(imageStorage{m}.path(d.Location))
 	if err != nil {
 		return nil, fmt.Errorf("resize %s: %w", d.Name, err)
-	}
-	if size == cur {
-		return nil, fmt.Errorf("%w: %q's disk is %d bytes already", ErrInvalid, d.Name, size)
 	}
 	op, opCtx, running, err := m.beginDiskOp(KindResize, d)
 	if err != nil {
