@@ -62,6 +62,8 @@ func TestParseSuperblock(t *testing.T) {
 			le.PutUint32(sb[0x20:], 8192)
 			le.PutUint32(sb[0x28:], 2048)
 		}), fileSize: 8 << 20, wantSize: 8 << 20, wantFitOK: true},
+		{name: "more free blocks than blocks", b: testSuperblock(262144, true, func(sb []byte) { le.PutUint32(sb[0x0C:], 262145) }), wantErr: "free blocks"},
+		{name: "free blocks high half", b: testSuperblock(262144, true, func(sb []byte) { le.PutUint32(sb[0x158:], 1) }), wantErr: "free blocks"},
 		{name: "too short", b: make([]byte, 2047), wantErr: "too short"},
 		{name: "zeros", b: make([]byte, 4096), wantErr: "magic"},
 		{name: "tarball", b: []byte(strings.Repeat("./etc/passwd\x00", 200)), wantErr: "magic"},
@@ -123,6 +125,11 @@ func FuzzParseSuperblock(f *testing.F) {
 		}
 		if s.FitsIn(s.Size()) != nil || s.FitsIn(s.Size()-1) == nil {
 			t.Fatalf("FitsIn disagrees with Size %d", s.Size())
+		}
+		// The free space is shown to users: never negative, never more
+		// than the file system.
+		if s.Free() < 0 || s.Free() > s.Size() {
+			t.Fatalf("Free() = %d of %d", s.Free(), s.Size())
 		}
 	})
 }
