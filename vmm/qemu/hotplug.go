@@ -20,11 +20,11 @@ import (
 // WSL, and an idle VM costs the host what a small one does.
 const (
 	// bootMemoryMiB is the plain memory of a VM with hot-pluggable memory.
-	bootMemoryMiB = 1024
+	bootMemoryMiB = 512
 	// hotplugMinTotalMiB: a VM this small gets all its memory at boot.
 	hotplugMinTotalMiB = 2048
 	// initialPlugMiB is what is plugged at boot, so a fresh VM has room
-	// for a burst before the first sample.
+	// for a burst before the first sample: with the boot memory, 2 GiB.
 	initialPlugMiB = 1536
 	// The guest's available memory is kept between plugLow and plugHigh:
 	// below plugLow the device grows, above plugHigh it shrinks, each
