@@ -88,7 +88,8 @@ type ResizeRequest struct {
 // MoveRequest is the body of POST /distros/{name}/move.
 type MoveRequest struct {
 	// Location is the directory the stopped distro's files move to, as an
-	// import's location: absolute, and empty or absent.
+	// import's location: absolute, and empty or absent. An empty Location
+	// moves the distro back into the server's data directory.
 	Location string `json:"location"`
 }
 
