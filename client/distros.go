@@ -283,3 +283,19 @@ func (c *Client) Move(ctx context.Context, name, location string, onProgress fun
 	}
 	return c.finish(ctx, op, onProgress)
 }
+
+// Install makes a new distro from a catalog release ("debian:bookworm",
+// built on the server), an https URL or a server path of a tarball, and
+// waits for the operation to end, calling onProgress as it goes.
+func (c *Client) Install(ctx context.Context, req api.InstallRequest, onProgress func(api.Operation)) (api.Operation, error) {
+	var op api.Operation
+	if err := c.call(ctx, http.MethodPost, "/distros/install", nil, req, &op); err != nil {
+		return api.Operation{}, fmt.Errorf("install %s: %w", req.Source, err)
+	}
+	return c.finish(ctx, op, onProgress)
+}
+
+// Catalog lists the releases the server can install.
+func (c *Client) Catalog(ctx context.Context) ([]api.CatalogEntry, error) {
+	return get[[]api.CatalogEntry](ctx, c, "/catalog", nil)
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/vmm"
+	"github.com/subsys-dev/subsys/vmm/catalog"
 	"github.com/subsys-dev/subsys/vmm/archive"
 )
 
@@ -383,5 +384,27 @@ func (s *Server) handleMove(w http.ResponseWriter, r *http.Request) error {
 func acceptOperation(w http.ResponseWriter, op *vmm.Operation) error {
 	w.Header().Set("Location", "/api/v1/operations/"+op.ID())
 	writeJSON(w, http.StatusAccepted, apiOperation(op.Info()))
+	return nil
+}
+
+// handleInstall makes a distro from the catalog or a tarball's address:
+// 202 with the install operation.
+func (s *Server) handleInstall(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	var b api.InstallRequest
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	op, err := s.cfg.Manager.Install(r.Context(), vmm.InstallRequest{Name: b.Name, Source: b.Source, Version: b.Version,
+		Location: b.Location, SizeBytes: b.SizeBytes, Variant: b.Variant, Include: b.Include, Mirror: b.Mirror, SHA256: b.SHA256})
+	if err != nil {
+		return err
+	}
+	return acceptOperation(w, op)
+}
+
+// handleCatalog lists the releases this server can install.
+func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, convertAll(s.cfg.Manager.Catalog(), func(e catalog.Entry) api.CatalogEntry { return api.CatalogEntry(e) }))
 	return nil
 }

@@ -127,6 +127,8 @@ func (s *Server) routes() http.Handler {
 			r.Post("/shutdown", s.handle(s.handleShutdown))
 			r.Get("/distros", s.handle(s.handleListDistros))
 			r.Post("/distros", s.handle(s.handleImport))
+			r.Post("/distros/install", s.handle(s.handleInstall))
+			r.Get("/catalog", s.handle(s.handleCatalog))
 			r.Route("/distros/{name}", func(r chi.Router) {
 				r.Get("/", s.handle(s.handleGetDistro))
 				r.Patch("/", s.handle(s.handleUpdateDistro))

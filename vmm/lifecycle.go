@@ -46,6 +46,16 @@ type ImportRequest struct {
 	// the host checks its ext4 superblock (disk.ParseSuperblock) and
 	// never mounts it nor runs e2fsprogs on it.
 	RawImage bool
+
+	// kind is the operation's kind: KindImport, or KindInstall for Install.
+	kind string
+	// closer, when set, is closed once the operation has stopped reading
+	// Body (Install's build or download, which it stops).
+	closer io.Closer
+	// finish, when set, is called once the archive has been extracted, and
+	// its error fails the import: Install's stream reads to its end there,
+	// where a build's exit status and a download's checksum are known.
+	finish func() error
 }
 
 // importParams are what populate needs of an ImportRequest.
@@ -54,12 +64,25 @@ type importParams struct {
 	maxSize int64
 	// raw: the source is a raw disk image (ImportRequest.RawImage).
 	raw bool
+	// finish: see ImportRequest.finish.
+	finish func() error
 }
 
 // Import checks req, reserves the name (the distro shows as Installing) and starts
 // the import operation. With Body set, BodyDone on the returned operation is closed
 // once the operation has stopped reading it; the caller must keep Body readable until then.
-func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, error) {
+func (m *Manager) Import(ctx context.Context, req ImportRequest) (op *Operation, err error) {
+	if req.closer != nil {
+		// Whatever happens before the operation owns it.
+		defer func() {
+			if err != nil {
+				req.closer.Close()
+			}
+		}()
+	}
+	if req.kind == "" {
+		req.kind = KindImport
+	}
 	if err := ValidateName(req.Name); err != nil {
 		return nil, err
 	}
@@ -113,7 +136,7 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 		}
 		return nil, err
 	}
-	op, opCtx, err := m.beginOperation(KindImport, d, StateInstalling)
+	op, opCtx, err := m.beginOperation(req.kind, d, StateInstalling)
 	if err != nil {
 		m.unreserve(d)
 		if file != nil {
@@ -127,13 +150,16 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (*Operation, er
 	if req.RawImage {
 		detail += ", raw disk image"
 	}
-	m.audit(ctx, "import", d.Name, detail)
+	m.audit(ctx, req.kind, d.Name, detail)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op}, op.bodyDone, op, importParams{maxSize: maxSize, raw: req.RawImage})
+		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op}, op.bodyDone, op, importParams{maxSize: maxSize, raw: req.RawImage, finish: req.finish})
 		if file != nil {
 			file.Close()
+		}
+		if req.closer != nil {
+			req.closer.Close()
 		}
 		m.endOperation(op, d.ID, err)
 	}()
@@ -229,6 +255,11 @@ func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, 
 		op.setResult(OperationResult{Entries: stats.Entries, Bytes: stats.Bytes, SkippedDevices: stats.SkippedDevices, Warnings: stats.Warnings})
 		if err != nil {
 			return mapArchiveErr(err)
+		}
+		if p.finish != nil {
+			if err := p.finish(); err != nil {
+				return err
+			}
 		}
 		// The body is fully read: the uploader can have its answer while we finish.
 		close(bodyDone)
