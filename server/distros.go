@@ -14,8 +14,8 @@ import (
 
 	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/vmm"
-	"github.com/subsys-dev/subsys/vmm/catalog"
 	"github.com/subsys-dev/subsys/vmm/archive"
+	"github.com/subsys-dev/subsys/vmm/catalog"
 )
 
 // decodeJSON reads a bounded JSON body into v, refusing unknown fields so that a
