@@ -40,7 +40,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o embedded/subsys-agent .
  && go build -trimpath -o /out/subsys .
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends e2fsprogs ca-certificates qemu-system-x86 kmod passt \
+# mmdebstrap (with Debian's keyring) builds the catalog's releases for `subsys install`.
+RUN apt-get update && apt-get install -y --no-install-recommends e2fsprogs ca-certificates qemu-system-x86 kmod passt mmdebstrap debian-archive-keyring \
  && cd /tmp && pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}') \
  && apt-get download "$pkg" && mkdir -p /usr/lib/subsys/kernel && dpkg-deb -x /tmp/linux-image-*.deb /usr/lib/subsys/kernel \
  && depmod -b /usr/lib/subsys/kernel "$(ls /usr/lib/subsys/kernel/lib/modules)" \
