@@ -43,6 +43,10 @@ type Settings struct {
 	// host when it has been idle two minutes: "gradual" (in steps, the
 	// default), "dropcache" (all at once) or "disabled".
 	MemoryReclaim string `json:"memory_reclaim"`
+	// InstallMirror is the Debian mirror `subsys install` builds Debian
+	// releases from; empty: the server's apt sources' Debian mirror, else
+	// deb.debian.org.
+	InstallMirror string `json:"install_mirror"`
 }
 
 // SettingsUpdate is the body of PUT /settings: nil fields stay as they are.
@@ -60,4 +64,5 @@ type SettingsUpdate struct {
 	VMIdleTimeoutS       *int    `json:"vm_idle_timeout_s,omitempty"`
 	Kernel               *string `json:"kernel,omitempty"`
 	MemoryReclaim        *string `json:"memory_reclaim,omitempty"`
+	InstallMirror        *string `json:"install_mirror,omitempty"`
 }

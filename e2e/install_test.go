@@ -79,6 +79,15 @@ func TestInstallTarball(t *testing.T) {
 		t.Errorf("install from a path: %+v", d)
 	}
 
+	// The Debian mirror is a setting: a URL, or empty for the host's.
+	if st, raw := s.api("PUT", "/settings", map[string]any{"install_mirror": "ftp://mirror.example/debian"}, nil); st != http.StatusBadRequest {
+		t.Errorf("install_mirror ftp://: %d %s, want 400", st, raw)
+	}
+	var st api.Settings
+	if code, raw := s.api("PUT", "/settings", map[string]any{"install_mirror": "http://deb.debian.org/debian"}, &st); code != 200 || st.InstallMirror != "http://deb.debian.org/debian" {
+		t.Errorf("install_mirror: %d %s", code, raw)
+	}
+
 	// Refusals, before anything starts.
 	var e api.ErrorBody
 	for _, tc := range []struct {

@@ -47,6 +47,16 @@ func (m *Manager) Install(ctx context.Context, req InstallRequest) (*Operation, 
 	if err := opts.Check(src); err != nil {
 		return nil, catalogErr(err)
 	}
+	if src.Kind == catalog.KindDistribution && src.Distribution == "debian" && opts.Mirror == "" {
+		// The install_mirror setting, else the host's own apt sources'.
+		settings, err := m.Settings(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if opts.Mirror = settings.InstallMirror; opts.Mirror == "" {
+			opts.Mirror = catalog.HostDebianMirror()
+		}
+	}
 	name := req.Name
 	if name == "" {
 		name = src.DefaultName()

@@ -10,6 +10,7 @@ import (
 	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm/agent"
 	"github.com/subsys-dev/subsys/vmm/archive"
+	"github.com/subsys-dev/subsys/vmm/catalog"
 )
 
 // Settings are the server-wide preferences kept in SQLite.
@@ -53,6 +54,10 @@ type Settings struct {
 	// host when idle, as .wslconfig's autoMemoryReclaim: "gradual" (the
 	// default), "dropcache" or "disabled".
 	MemoryReclaim string `json:"memory_reclaim"`
+	// InstallMirror is the Debian mirror Install builds Debian releases
+	// from; empty: the host's apt sources' Debian mirror, else
+	// deb.debian.org (catalog.HostDebianMirror).
+	InstallMirror string `json:"install_mirror"`
 }
 
 // SettingsUpdate changes some settings; nil fields stay.
@@ -71,6 +76,7 @@ type SettingsUpdate struct {
 	VMIdleTimeoutS *int    `json:"vm_idle_timeout_s,omitempty"`
 	Kernel         *string `json:"kernel,omitempty"`
 	MemoryReclaim  *string `json:"memory_reclaim,omitempty"`
+	InstallMirror  *string `json:"install_mirror,omitempty"`
 }
 
 // DefaultSettings are the settings of a new installation.
@@ -120,7 +126,7 @@ func ReadSettings(ctx context.Context, st Store) (Settings, error) {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return s, err
 	}
-	strs := map[string]*string{"default_user": &s.DefaultUser, "v1_lan_default": &s.V1LANDefault, "kernel": &s.Kernel, "memory_reclaim": &s.MemoryReclaim}
+	strs := map[string]*string{"default_user": &s.DefaultUser, "v1_lan_default": &s.V1LANDefault, "kernel": &s.Kernel, "memory_reclaim": &s.MemoryReclaim, "install_mirror": &s.InstallMirror}
 	for k, p := range strs {
 		v, err := st.Setting(ctx, settingsPrefix+k)
 		if errors.Is(err, store.ErrNotFound) {
@@ -171,6 +177,11 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	if u.MemoryReclaim != nil && !agent.ValidReclaimMode(*u.MemoryReclaim) {
 		return Settings{}, fmt.Errorf("%w: memory_reclaim must be gradual, dropcache or disabled", ErrInvalid)
 	}
+	if u.InstallMirror != nil && *u.InstallMirror != "" {
+		if err := (catalog.Options{Mirror: *u.InstallMirror}).Check(catalog.Source{Kind: catalog.KindDistribution}); err != nil {
+			return Settings{}, fmt.Errorf("%w: install_mirror %q: want an http://, https:// or file:/// URL, or empty for the host's", ErrInvalid, *u.InstallMirror)
+		}
+	}
 	set := func(k, v string) error { return m.cfg.Store.SetSetting(ctx, settingsPrefix+k, v) }
 	var err error
 	if u.DefaultVersion != nil {
@@ -208,6 +219,9 @@ func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Setting
 	}
 	if u.MemoryReclaim != nil {
 		err = errors.Join(err, set("memory_reclaim", *u.MemoryReclaim))
+	}
+	if u.InstallMirror != nil {
+		err = errors.Join(err, set("install_mirror", *u.InstallMirror))
 	}
 	if err != nil {
 		return Settings{}, err
