@@ -8,6 +8,7 @@ import { terminals } from './terminal';
 import { AskHost, Icon, ToastHost } from './ui';
 import { Dashboard } from './pages/Dashboard';
 import { DistroPage } from './pages/DistroPage';
+import { InstallPage } from './pages/InstallPage';
 import { PortProxyPage } from './pages/PortProxyPage';
 import { SettingsPage } from './pages/SettingsPage';
 import { TerminalPage } from './pages/TerminalPage';
@@ -39,6 +40,10 @@ export function App() {
           <a href="/" onClick={onLinkClick} aria-current={route.page === 'list' || route.page === 'distro' ? 'page' : undefined}>
             <Icon name="list" />
             <span>Distros</span>
+          </a>
+          <a href="/install" onClick={onLinkClick} aria-current={route.page === 'install' ? 'page' : undefined}>
+            <Icon name="package" />
+            <span>Install</span>
           </a>
           {firstTerm && (
             <a
@@ -91,6 +96,8 @@ function Page({ route }: { route: Route }) {
       return <TerminalPage name={route.name} session={route.session} />;
     case 'settings':
       return <SettingsPage />;
+    case 'install':
+      return <InstallPage />;
     case 'portproxy':
       return <PortProxyPage />;
     case 'vm':
@@ -118,6 +125,8 @@ function titleOf(r: Route): string {
       return `Terminal · ${r.name} · subsys`;
     case 'settings':
       return 'Settings · subsys';
+    case 'install':
+      return 'Install · subsys';
     case 'portproxy':
       return 'Port proxy · subsys';
     case 'vm':

@@ -45,6 +45,33 @@ export interface Operation {
   result?: { bytes?: number; entries?: number; warnings?: string[] };
 }
 
+/** A release the server can build (GET /catalog). Every string is the server's: text, never markup. */
+export interface CatalogEntry {
+  /** What to install: "debian:bookworm". */
+  source: string;
+  distribution: string;
+  suite: string;
+  title: string;
+  /** About how large its root file system is. */
+  approx_bytes: number;
+  /** Whether this server can build it; why says what it lacks when not. */
+  available: boolean;
+  why?: string;
+}
+
+/** POST /distros/install: a catalog release, an http(s) tarball URL or a server path. */
+export interface InstallRequest {
+  name?: string;
+  source?: string;
+  version?: number;
+  location?: string;
+  size_bytes?: number;
+  variant?: string;
+  include?: string[];
+  mirror?: string;
+  sha256?: string;
+}
+
 export interface Metrics {
   interval_s: number;
   samples: { t: string; cpu_percent: number; memory_bytes: number }[];
@@ -367,6 +394,8 @@ export const api = {
   addRule: (r: NewRule) => request<RuleStatus>('POST', `${BASE}/portproxy`, r),
   deleteRule: (id: string) => request<void>('DELETE', `${BASE}/portproxy/${encodeURIComponent(id)}`),
   settings: () => request<Settings>('GET', `${BASE}/settings`),
+  catalog: () => request<CatalogEntry[] | null>('GET', `${BASE}/catalog`),
+  install: (r: InstallRequest) => request<Operation>('POST', `${BASE}/distros/install`, r),
   putSettings: (s: Partial<Settings>) => request<Settings>('PUT', `${BASE}/settings`, s),
   version: () => request<{ version: string }>('GET', `${BASE}/version`),
   setVersion: (name: string, version: number) => request<Operation>('POST', `${distroPath(name)}/set-version`, { version }),

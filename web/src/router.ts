@@ -3,6 +3,7 @@
 //   /                              the distro list
 //   /distros/NAME                  one distro
 //   /distros/NAME/terminal?session=ID   a terminal (the session id lets a reload reattach)
+//   /install                       the catalog: install a release or a tarball by URL
 //   /portproxy                     portproxy rules
 //   /vm                            the utility VM of version 2 distros
 //   /settings
@@ -13,6 +14,7 @@ export type Route =
   | { page: 'distro'; name: string }
   | { page: 'terminal'; name: string; session: string }
   | { page: 'settings' }
+  | { page: 'install' }
   | { page: 'portproxy' }
   | { page: 'vm' }
   | { page: 'notfound'; path: string };
@@ -22,6 +24,7 @@ export function parseRoute(loc: { pathname: string; search: string }): Route {
   const q = new URLSearchParams(loc.search);
   if (parts.length === 0) return { page: 'list' };
   if (parts[0] === 'settings' && parts.length === 1) return { page: 'settings' };
+  if (parts[0] === 'install' && parts.length === 1) return { page: 'install' };
   if (parts[0] === 'portproxy' && parts.length === 1) return { page: 'portproxy' };
   if (parts[0] === 'vm' && parts.length === 1) return { page: 'vm' };
   if (parts[0] === 'distros' && parts.length === 2) return { page: 'distro', name: parts[1] };

@@ -33,6 +33,7 @@ const PATHS: Record<string, string> = {
   resize: 'M4 20l6-6M4 20v-5M4 20h5M20 4l-6 6M20 4v5M20 4h-5',
   compact: 'M4 4l6 6M10 10V5M10 10H5M20 20l-6-6M14 14v5M14 14h5',
   move: 'M4 7h6l2 2h8v10H4zM10 14h6m0 0l-2-2m2 2l-2 2',
+  package: 'M4 7.5l8-4 8 4v9l-8 4-8-4zM4 7.5l8 4 8-4M12 11.5v9',
 };
 
 export function Icon({ name, size = 16 }: { name: keyof typeof PATHS | string; size?: number }) {

@@ -1,15 +1,19 @@
 // The distro list: state, version, disk and memory at a glance, and every action.
+// With none yet, a one-click install of Debian (its progress shown in place),
+// the catalog and the import dialog.
 import { useEffect, useState } from 'preact/hooks';
-import { EXPORT_FORMATS, downloadExport, errorMessage, type Distro, type Operation } from '../api';
+import { EXPORT_FORMATS, downloadExport, errorMessage, type CatalogEntry, type Distro, type Operation } from '../api';
 import { busy, cloneDistro, compactDisk, makeDefault, moveDistro, renameDistro, resizeDisk, setDefaultUser, startDistro, terminateDistro, unregisterDistro } from '../actions';
 import { bytes, percent } from '../format';
 import { distroHref, onLinkClick, terminalHref } from '../router';
 import { live, sortedDistros, useStore } from '../store';
-import { Icon, Menu, MenuItem, Progress, Spinner, StateBadge, VersionBadge, toast, usePending } from '../ui';
+import { ErrorBox, Icon, Menu, MenuItem, Progress, Spinner, StateBadge, VersionBadge, toast, usePending } from '../ui';
+import { catalog, DEFAULT_RELEASE, installs, InstallStatus, loadCatalog, startInstall } from '../install';
 import { ImportDialog } from './ImportDialog';
 
 export function Dashboard() {
   const l = useStore(live);
+  const quick = useStore(installs).get('quick');
   const [importing, setImporting] = useState<{ file?: File } | null>(null);
   const [dropping, setDropping] = useState(false);
   const distros = sortedDistros(l);
@@ -63,6 +67,10 @@ export function Dashboard() {
           )}
         </div>
         <div class="page-actions">
+          <a class="btn" href="/install" onClick={onLinkClick}>
+            <Icon name="package" />
+            Install…
+          </a>
           <button type="button" class="btn btn-primary" onClick={() => setImporting({})}>
             <Icon name="upload" />
             Import…
@@ -70,31 +78,16 @@ export function Dashboard() {
         </div>
       </div>
 
-      <Activity ops={[...l.operations.values()]} />
+      {/* The one-click install, shown in place, stays while it runs or until dismissed. */}
+      {l.loaded && (distros.length === 0 || quick) && <QuickInstall empty={distros.length === 0} onImport={() => setImporting({})} />}
+
+      <Activity ops={[...l.operations.values()].filter((o) => o.id !== quick?.op.id)} />
 
       {!l.loaded ? (
         <div class="card empty">
           <Spinner label="Loading distros" /> Loading…
         </div>
-      ) : distros.length === 0 ? (
-        <div class="card empty">
-          <div class="empty-art" aria-hidden="true">
-            <Icon name="terminal" size={40} />
-          </div>
-          <h2>No distros yet</h2>
-          <p>
-            Import a root file system tarball to get a Linux you can open a terminal in. Drop it on this page, or choose{' '}
-            <strong>Import</strong>.
-          </p>
-          <p class="muted small">
-            From the command line: <code>subsys import debian debian.tar.zst</code>
-          </p>
-          <button type="button" class="btn btn-primary" onClick={() => setImporting({})}>
-            <Icon name="upload" />
-            Import a distro
-          </button>
-        </div>
-      ) : (
+      ) : distros.length === 0 ? null : (
         <div class="card table-card">
           <table class="distros">
             <thead>
@@ -128,6 +121,98 @@ export function Dashboard() {
       )}
       {importing && <ImportDialog initialFile={importing.file} onClose={() => setImporting(null)} />}
     </main>
+  );
+}
+
+/**
+ * With no distros: Debian in one click (debian:bookworm with the server's
+ * defaults), or the catalog, or an import. The install's progress shows here,
+ * and stays (above the list, once its distro is in it) until dismissed.
+ */
+function QuickInstall({ empty, onImport }: { empty: boolean; onImport: () => void }) {
+  const list = useStore(catalog);
+  const tracked = useStore(installs).get('quick');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState('');
+
+  useEffect(() => {
+    if (empty && list === null) loadCatalog().catch(() => {});
+  }, [empty]);
+
+  // Without the catalog (not loaded, or failed) the button still tries: the server says what it lacks.
+  const entry: CatalogEntry | undefined = list?.find((e) => e.source === DEFAULT_RELEASE);
+  const title = entry?.title || 'Debian 12 (bookworm)';
+  const unavailable = entry && !entry.available;
+
+  const install = async () => {
+    if (busy) return;
+    setBusy(true);
+    setError('');
+    try {
+      await startInstall('quick', { source: DEFAULT_RELEASE }, title);
+    } catch (e) {
+      setError(errorMessage(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  if (!empty) {
+    return (
+      <section class="card quick-install" aria-label={title}>
+        <InstallStatus origin="quick" />
+      </section>
+    );
+  }
+  return (
+    <section class="card empty" aria-labelledby="empty-h">
+      <div class="empty-art" aria-hidden="true">
+        <Icon name="terminal" size={40} />
+      </div>
+      <h2 id="empty-h">No distros yet</h2>
+      {tracked ? (
+        <div class="quick-status">
+          <InstallStatus origin="quick" />
+        </div>
+      ) : (
+        <>
+          <p>
+            Install {title}: the server builds it from Debian’s mirror{entry ? `, about ${bytes(entry.approx_bytes)}` : ''}, in a few
+            minutes. Then open a terminal in it.
+          </p>
+          <button
+            type="button"
+            class="btn btn-primary btn-lg"
+            disabled={busy || !!unavailable}
+            aria-describedby={unavailable ? 'quick-why' : undefined}
+            onClick={install}
+          >
+            {busy ? <Spinner /> : <Icon name="download" />}
+            Install Debian
+          </button>
+          {unavailable && (
+            <p id="quick-why" class="warn-text small">
+              {entry.why || 'This server cannot build it.'}
+            </p>
+          )}
+          <ErrorBox error={error} />
+        </>
+      )}
+      <p class="muted empty-more">
+        Or{' '}
+        <a href="/install" onClick={onLinkClick}>
+          choose another release or a tarball URL
+        </a>
+        , or{' '}
+        <button type="button" class="btn-link" onClick={onImport}>
+          import a tarball from this computer
+        </button>{' '}
+        (drop it on this page).
+      </p>
+      <p class="muted small">
+        From the command line: <code>subsys install</code> or <code>subsys import debian debian.tar.zst</code>
+      </p>
+    </section>
   );
 }
 
@@ -267,6 +352,7 @@ const KIND: Record<string, string> = {
   resize: 'Resizing the disk of',
   compact: 'Compacting the disk of',
   move: 'Moving',
+  install: 'Installing',
 };
 
 /** Kinds whose progress counts steps, not bytes. */
