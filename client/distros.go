@@ -299,3 +299,36 @@ func (c *Client) Install(ctx context.Context, req api.InstallRequest, onProgress
 func (c *Client) Catalog(ctx context.Context) ([]api.CatalogEntry, error) {
 	return get[[]api.CatalogEntry](ctx, c, "/catalog", nil)
 }
+
+// Snapshots lists a distro's snapshots, the oldest first.
+func (c *Client) Snapshots(ctx context.Context, name string) ([]api.DistroSnapshot, error) {
+	return get[[]api.DistroSnapshot](ctx, c, distroPath(name)+"/snapshots", nil)
+}
+
+// TakeSnapshot copies a stopped distro's files into snapshot snap (empty:
+// named by the time) and waits for the operation to end.
+func (c *Client) TakeSnapshot(ctx context.Context, name, snap string, onProgress func(api.Operation)) (api.Operation, error) {
+	var op api.Operation
+	if err := c.call(ctx, http.MethodPost, distroPath(name)+"/snapshots", nil, api.SnapshotRequest{Name: snap}, &op); err != nil {
+		return api.Operation{}, fmt.Errorf("snapshot %s: %w", name, err)
+	}
+	return c.finish(ctx, op, onProgress)
+}
+
+// RestoreSnapshot puts snapshot snap's files in place of the stopped
+// distro's and waits for the operation to end.
+func (c *Client) RestoreSnapshot(ctx context.Context, name, snap string, onProgress func(api.Operation)) (api.Operation, error) {
+	var op api.Operation
+	if err := c.call(ctx, http.MethodPost, distroPath(name)+"/snapshots/"+url.PathEscape(snap)+"/restore", nil, nil, &op); err != nil {
+		return api.Operation{}, fmt.Errorf("restore %s to %s: %w", name, snap, err)
+	}
+	return c.finish(ctx, op, onProgress)
+}
+
+// DeleteSnapshot removes snapshot snap of a distro.
+func (c *Client) DeleteSnapshot(ctx context.Context, name, snap string) error {
+	if err := c.call(ctx, http.MethodDelete, distroPath(name)+"/snapshots/"+url.PathEscape(snap), nil, nil, nil); err != nil {
+		return fmt.Errorf("delete snapshot %s of %s: %w", snap, name, err)
+	}
+	return nil
+}

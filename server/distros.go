@@ -408,3 +408,51 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, convertAll(s.cfg.Manager.Catalog(), func(e catalog.Entry) api.CatalogEntry { return api.CatalogEntry(e) }))
 	return nil
 }
+
+// handleListSnapshots lists a distro's snapshots, the oldest first.
+func (s *Server) handleListSnapshots(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.cfg.Manager.Snapshots(r.Context(), chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, convertAll(list, func(v vmm.DistroSnapshot) api.DistroSnapshot { return api.DistroSnapshot(v) }))
+	return nil
+}
+
+// handleTakeSnapshot copies a stopped distro's files into a new snapshot:
+// 202 with the operation.
+func (s *Server) handleTakeSnapshot(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	var b api.SnapshotRequest
+	if r.ContentLength != 0 {
+		if err := s.decodeJSON(w, r, &b); err != nil {
+			return err
+		}
+	}
+	op, err := s.cfg.Manager.TakeSnapshot(r.Context(), chi.URLParam(r, "name"), b.Name)
+	if err != nil {
+		return err
+	}
+	return acceptOperation(w, op)
+}
+
+// handleRestoreSnapshot puts a snapshot's files in place of the stopped
+// distro's: 202 with the operation.
+func (s *Server) handleRestoreSnapshot(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	op, err := s.cfg.Manager.Restore(r.Context(), chi.URLParam(r, "name"), chi.URLParam(r, "snap"))
+	if err != nil {
+		return err
+	}
+	return acceptOperation(w, op)
+}
+
+// handleDeleteSnapshot removes a snapshot: 204.
+func (s *Server) handleDeleteSnapshot(w http.ResponseWriter, r *http.Request) error {
+	r = actorCtx(r)
+	if err := s.cfg.Manager.DeleteSnapshot(r.Context(), chi.URLParam(r, "name"), chi.URLParam(r, "snap")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -140,6 +140,10 @@ func (s *Server) routes() http.Handler {
 				r.Post("/resize", s.handle(s.handleResize))
 				r.Post("/compact", s.handle(s.handleCompact))
 				r.Post("/move", s.handle(s.handleMove))
+				r.Get("/snapshots", s.handle(s.handleListSnapshots))
+				r.Post("/snapshots", s.handle(s.handleTakeSnapshot))
+				r.Post("/snapshots/{snap}/restore", s.handle(s.handleRestoreSnapshot))
+				r.Delete("/snapshots/{snap}", s.handle(s.handleDeleteSnapshot))
 				// POST: an export takes the distro's operation lock and records an
 				// operation, so it is not a GET (no GET changes anything).
 				r.Post("/export", s.handle(s.handleExport))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func openTest(t *testing.T) *DB {
@@ -149,5 +150,39 @@ func TestSettingsOperationsAudit(t *testing.T) {
 	log, err := db.AuditLog(ctx, 10)
 	if err != nil || len(log) != 1 || log[0].Action != "import" || log[0].At.IsZero() {
 		t.Errorf("AuditLog() = %+v, %v", log, err)
+	}
+}
+
+func TestSnapshots(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	if err := db.CreateDistro(ctx, Distro{ID: "d1", Name: "one", Version: 1, State: "Stopped", Location: "/x", DefaultUser: "root"}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for i, n := range []string{"before-upgrade", "clean"} {
+		if err := db.AddSnapshot(ctx, Snapshot{DistroID: "d1", Name: n, Version: 1, Bytes: int64(100 * (i + 1)), CreatedAt: t0.Add(time.Duration(i) * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.AddSnapshot(ctx, Snapshot{DistroID: "d1", Name: "clean", Version: 1, CreatedAt: t0}); !errors.Is(err, ErrNameTaken) {
+		t.Errorf("a second snapshot named clean: %v, want ErrNameTaken", err)
+	}
+	got, err := db.Snapshots(ctx, "d1")
+	if err != nil || len(got) != 2 || got[0].Name != "before-upgrade" || got[1].Bytes != 200 || !got[1].CreatedAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("Snapshots = %+v, %v", got, err)
+	}
+	if err := db.DeleteSnapshot(ctx, "d1", "clean"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteSnapshot(ctx, "d1", "clean"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleting it twice: %v, want ErrNotFound", err)
+	}
+	// A distro's snapshots go with it.
+	if err := db.DeleteDistro(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Snapshots(ctx, "d1"); len(got) != 0 {
+		t.Errorf("after the distro is deleted: %+v", got)
 	}
 }

@@ -626,6 +626,11 @@ func (m *Manager) unregister(ctx context.Context, d store.Distro) error {
 		return err
 	}
 	m.removeFiles(d)
+	// Its snapshots go with it (a crash before this is finished by
+	// recoverSnapshots, once the row is gone).
+	if err := archive.RemoveAll(m.cfg.snapshotsDir(d.ID)); err != nil {
+		m.log.Warn("cannot remove the distro's snapshots", "distro", d.Name, "err", err)
+	}
 	if f, ok := m.cfg.Backends[d.Version].(Forgetter); ok {
 		if err := f.Forget(ctx, m.spec(d)); err != nil {
 			m.log.Warn("cannot remove the distro's run files", "distro", d.Name, "err", err)

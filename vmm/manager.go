@@ -206,6 +206,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			m.log.Info("re-adopted running distro", "distro", d.Name)
 		}
 	}
+	m.recoverSnapshots(ctx)
 	return m.fixDefault(ctx)
 }
 

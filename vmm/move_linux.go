@@ -42,3 +42,10 @@ func moveRealPath(p string) (string, error) {
 	}
 	return r, nil
 }
+
+// exchange swaps the two paths in one step (renameat2 RENAME_EXCHANGE):
+// a restore puts a snapshot's files in place of a distro's with no moment
+// when the distro has neither.
+func exchange(a, b string) error {
+	return unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
+}

@@ -30,3 +30,5 @@ func moveRealPath(p string) (string, error) {
 	}
 	return filepath.Clean(p), nil
 }
+
+func exchange(a, b string) error { return errors.ErrUnsupported }
