@@ -147,19 +147,26 @@ func (m *Manager) takeSnapshot(ctx context.Context, ss SnapshotStore, d store.Di
 	}
 	files := m.storage(d.Version).path(d.Location)
 	dst := filepath.Join(final, filepath.Base(files))
-	if d.Version == 2 {
-		err = m.moveImage(ctx, files, stage, dst, op)
-	} else {
-		err = m.moveTree(ctx, files, stage, dst, op)
-	}
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := m.copyFiles(ctx, d.Version, files, stage, dst, op); err != nil {
 		return err
 	}
 	bytes := snapshotUsage(ctx, d.Version, dst)
 	return ss.AddSnapshot(context.WithoutCancel(ctx), store.Snapshot{DistroID: d.ID, Name: snap, Version: d.Version, Bytes: bytes, CreatedAt: time.Now()})
+}
+
+// copyFiles copies a distro's files of version (its image, or its tree)
+// from src to dst through stage, as a move to another file system does.
+func (m *Manager) copyFiles(ctx context.Context, version int, src, stage, dst string, op *Operation) error {
+	var err error
+	if version == 2 {
+		err = m.moveImage(ctx, src, stage, dst, op)
+	} else {
+		err = m.moveTree(ctx, src, stage, dst, op)
+	}
+	if err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // snapshotUsage is what a snapshot's copy takes on the host.
@@ -229,16 +236,7 @@ func (m *Manager) restore(ctx context.Context, d store.Distro, snap string, op *
 		}
 	}()
 	copied := filepath.Join(stage, "new", filepath.Base(files))
-	var err error
-	if d.Version == 2 {
-		err = m.moveImage(ctx, src, stage, copied, op)
-	} else {
-		err = m.moveTree(ctx, src, stage, copied, op)
-	}
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := m.copyFiles(ctx, d.Version, src, stage, copied, op); err != nil {
 		return err
 	}
 	if err := exchange(copied, files); err != nil {
