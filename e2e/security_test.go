@@ -216,8 +216,8 @@ func TestSocketRefusesOtherUsers(t *testing.T) {
 	}
 }
 
-// TestDiskActionsRefuseBrowserCredentials: move, resize and compact start
-// work as root on a distro's files, so what a browser sends by itself (the
+// TestDiskActionsRefuseBrowserCredentials: move, resize, compact,
+// snapshots and install start work as root on a distro's files, so what a browser sends by itself (the
 // cookie, a form, a GET) or a page of another origin sends never starts
 // them: the distro stays where it is and the chosen directory is never made.
 // The same move with the token as a header does happen (the control, so the
@@ -258,6 +258,11 @@ func TestDiskActionsRefuseBrowserCredentials(t *testing.T) {
 			map[string]string{"Authorization": "Bearer " + s.token, "Origin": "http://localhost:5173", "Sec-Fetch-Site": "same-site"}, 403},
 		{"POST resize with the cookie", "/distros/victim/resize", "application/json", `{"size":1073741824}`, cookie, 401},
 		{"POST compact with the cookie", "/distros/victim/compact", "", "", cookie, 401},
+		{"POST snapshot with the cookie", "/distros/victim/snapshots", "application/json", `{"name":"x"}`, cookie, 401},
+		{"POST restore with the cookie", "/distros/victim/snapshots/x/restore", "", "", cookie, 401},
+		{"form POST install with the cookie", "/distros/install", "application/x-www-form-urlencoded", "source=debian:bookworm", cookie, 401},
+		{"cross-site POST install with the token", "/distros/install", "application/json", `{"source":"debian:bookworm"}`,
+			map[string]string{"Authorization": "Bearer " + s.token, "Origin": "http://localhost:5173", "Sec-Fetch-Site": "same-site"}, 403},
 	} {
 		if st := post(tc.path, tc.ct, tc.body, tc.hdr); st != tc.want {
 			t.Errorf("%s: %d, want %d", tc.name, st, tc.want)
@@ -276,6 +281,13 @@ func TestDiskActionsRefuseBrowserCredentials(t *testing.T) {
 	}
 	if _, err := os.Stat(target); !os.IsNotExist(err) {
 		t.Fatalf("a refused request made %s: %v", target, err)
+	}
+	var snaps []api.DistroSnapshot
+	if st, raw := s.api("GET", "/distros/victim/snapshots", nil, &snaps); st != 200 || len(snaps) != 0 {
+		t.Fatalf("a refused request took a snapshot: %d %s", st, raw)
+	}
+	if st, _ := s.api("GET", "/distros/debian", nil, nil); st != http.StatusNotFound {
+		t.Fatalf("a refused request installed debian: %d", st)
 	}
 	// Control: with the token the same move happens.
 	s.waitOp(s.postOp("/distros/victim/move", api.MoveRequest{Location: target}).ID)
