@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm/agent"
@@ -177,7 +178,11 @@ func (m *Manager) diskFigures(ctx context.Context, d store.Distro) (size, alloca
 		return 0, 0, 0
 	}
 	if dm, ok := m.cfg.Backends[2].(DiskManager); ok && m.client(d.ID) != nil {
-		if info, err := dm.DiskStat(ctx, m.spec(d)); err == nil {
+		// Bounded: the sampler must not wait on a VM that does not answer.
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		info, err := dm.DiskStat(sctx, m.spec(d))
+		cancel()
+		if err == nil {
 			return size, allocated, info.AvailableBytes
 		}
 	}
