@@ -91,6 +91,18 @@ export interface Settings {
   kernel?: string;
   /** How the idle VM gives its page cache back: gradual, dropcache or disabled. */
   memory_reclaim?: 'gradual' | 'dropcache' | 'disabled';
+  /** The Debian mirror `subsys install` builds from: an http(s):// or file:/// URL; empty: the server's apt sources' mirror. */
+  install_mirror?: string;
+}
+
+/** A copy of a stopped distro's files (GET /distros/{name}/snapshots). */
+export interface Snapshot {
+  name: string;
+  /** The distro's version when it was taken: it restores into that version only. */
+  version: number;
+  /** What the copy takes on the host. */
+  bytes: number;
+  created_at: string;
 }
 
 export interface VMMemory {
@@ -405,6 +417,14 @@ export const api = {
   compact: (name: string) => request<Operation>('POST', `${distroPath(name)}/compact`, {}),
   /** Moves a stopped distro's files to location: absolute, empty or absent. */
   move: (name: string, location: string) => request<Operation>('POST', `${distroPath(name)}/move`, { location }),
+  /** A distro's snapshots, the oldest first. */
+  snapshots: async (name: string) => (await request<Snapshot[] | null>('GET', `${distroPath(name)}/snapshots`)) ?? [],
+  /** Takes a snapshot of a stopped distro; without a name the server makes one up. */
+  takeSnapshot: (name: string, snap?: string) => request<Operation>('POST', `${distroPath(name)}/snapshots`, snap ? { name: snap } : {}),
+  /** Puts a snapshot's files in place of a stopped distro's. */
+  restoreSnapshot: (name: string, snap: string) =>
+    request<Operation>('POST', `${distroPath(name)}/snapshots/${encodeURIComponent(snap)}/restore`),
+  deleteSnapshot: (name: string, snap: string) => request<void>('DELETE', `${distroPath(name)}/snapshots/${encodeURIComponent(snap)}`),
   vm: () => request<VMStatus>('GET', `${BASE}/vm`),
   reclaimVM: () => request<VMReclaim>('POST', `${BASE}/vm/reclaim`),
   vmConsole,

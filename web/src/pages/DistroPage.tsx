@@ -1,5 +1,5 @@
 // One distro: details, its disk (size, allocation, free space; resize, compact,
-// move), CPU and memory over the last ten minutes, its terminal sessions, and
+// move), its snapshots, CPU and memory over the last ten minutes, its terminal sessions, and
 // its ports.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorMessage, type Distro, type Metrics, type Operation, type TerminalInfo } from '../api';
@@ -12,6 +12,7 @@ import { ErrorBox, Icon, Menu, Progress, Spinner, StateBadge, VersionBadge, useP
 import { Chart } from './Chart';
 import { DistroMenuItems } from './Dashboard';
 import { PortsPanel } from './PortsPanel';
+import { SnapshotsPanel } from './SnapshotsPanel';
 
 export function DistroPage({ name }: { name: string }) {
   const l = useStore(live);
@@ -152,6 +153,7 @@ function DistroView({ d }: { d: Distro }) {
         </section>
 
         <Disk d={d} />
+        <SnapshotsPanel d={d} />
         <Usage d={d} />
         <Sessions d={d} />
 

@@ -9,6 +9,22 @@ import { ErrorBox, Spinner, toast } from '../ui';
 
 const MiB = 1 << 20;
 
+/** Why text is not an install mirror the server takes (empty, or an http://, https:// or file:/// URL), or ''. */
+export function installMirrorProblem(text: string): string {
+  const t = text.trim();
+  if (!t) return '';
+  const problem = 'An http://, https:// or file:/// URL, or empty for the server’s own mirror.';
+  if (/\s/.test(t)) return problem;
+  if (/^file:\/\/\/./i.test(t)) return '';
+  if (!/^https?:\/\//i.test(t)) return problem;
+  try {
+    const u = new URL(t);
+    return u.hostname ? '' : problem;
+  } catch {
+    return problem;
+  }
+}
+
 /** The utility VM's numeric settings, as the form shows them. */
 const VM_FIELDS = [
   {
@@ -39,6 +55,7 @@ export function SettingsPage() {
     /** undefined: the server has no kernel setting. */
     kernel?: string;
     memory_reclaim?: Settings['memory_reclaim'];
+    install_mirror: string;
   } | null>(null);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
@@ -54,6 +71,7 @@ export function SettingsPage() {
       vm: Object.fromEntries(VM_FIELDS.filter((f) => typeof s[f.key] === 'number').map((f) => [f.key, String(s[f.key])])),
       kernel: s.kernel,
       memory_reclaim: s.memory_reclaim,
+      install_mirror: s.install_mirror ?? '',
     });
   };
 
@@ -98,6 +116,10 @@ export function SettingsPage() {
     if (k && !k.startsWith('/')) problems.kernel = 'An absolute path on the server, or empty for the default.';
     else if (k !== (saved.kernel ?? '')) changes.kernel = k;
   }
+  const mirror = form.install_mirror.trim();
+  const mirrorProblem = installMirrorProblem(mirror);
+  if (mirrorProblem) problems.install_mirror = mirrorProblem;
+  else if (mirror !== (saved.install_mirror ?? '')) changes.install_mirror = mirror;
   if (form.memory_reclaim !== undefined && form.memory_reclaim !== saved.memory_reclaim) changes.memory_reclaim = form.memory_reclaim;
   const dirty = Object.keys(changes).length > 0;
 
@@ -178,6 +200,24 @@ export function SettingsPage() {
               : 'As in WSL 1: a program listening on every address is reachable from your network unless its LAN toggle is off.'}
           </span>
         </fieldset>
+
+        <label class="field">
+          <span class="field-label">Install mirror</span>
+          <input
+            type="text"
+            name="install_mirror"
+            value={form.install_mirror}
+            placeholder="the mirror of the server’s apt sources"
+            spellcheck={false}
+            autocomplete="off"
+            onInput={set('install_mirror')}
+            aria-invalid={problems.install_mirror ? true : undefined}
+          />
+          <span class={`field-hint${problems.install_mirror ? '' : ' muted'}`}>
+            {problems.install_mirror ??
+              'The Debian mirror Install builds Debian releases from, such as https://deb.debian.org/debian or file:///srv/mirror. Empty: the mirror of the server’s own apt sources, else deb.debian.org.'}
+          </span>
+        </label>
 
         {(vmFields.length > 0 || form.kernel !== undefined || form.memory_reclaim !== undefined) && (
           <fieldset class="field" data-testid="vm-settings">
