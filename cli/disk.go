@@ -5,24 +5,10 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/subsys-dev/subsys/api"
 	"github.com/subsys-dev/subsys/client"
 )
-
-// operationBar returns a progress callback that drives a bar titled what,
-// and the bar, for commands that wait on an operation.
-func operationBar(what string) (func(api.Operation), *progressbar.ProgressBar) {
-	bar := newBar(-1, what)
-	return func(o api.Operation) {
-		if o.Progress.Total > 0 {
-			bar.ChangeMax64(o.Progress.Total)
-		}
-		bar.Set64(o.Progress.Done)
-	}, bar
-}
 
 // newResizeCmd is `subsys resize NAME SIZE`: a version 2 distro's disk
 // grows (online when it runs) or shrinks (when it is stopped).

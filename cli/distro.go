@@ -98,6 +98,18 @@ func newListCmd(g *globals) *cobra.Command {
 // showProgress is whether to draw progress bars: only on a terminal.
 func showProgress() bool { return term.IsTerminal(int(os.Stderr.Fd())) }
 
+// operationBar returns a progress callback that drives a bar titled what,
+// and the bar, for commands that wait on an operation.
+func operationBar(what string) (func(api.Operation), *progressbar.ProgressBar) {
+	bar := newBar(-1, what)
+	return func(o api.Operation) {
+		if o.Progress.Total > 0 {
+			bar.ChangeMax64(o.Progress.Total)
+		}
+		bar.Set64(o.Progress.Done)
+	}, bar
+}
+
 func newBar(total int64, desc string) *progressbar.ProgressBar {
 	if !showProgress() {
 		return progressbar.DefaultBytesSilent(total, desc)

@@ -79,13 +79,8 @@ func newInstallCmd(g *globals) *cobra.Command {
 			if what == "" {
 				what = "debian:bookworm"
 			}
-			bar := newBar(-1, "installing "+what)
-			op, err := c.Install(ctx, req, func(o api.Operation) {
-				if o.Progress.Total > 0 {
-					bar.ChangeMax64(o.Progress.Total)
-				}
-				bar.Set64(o.Progress.Done)
-			})
+			progress, bar := operationBar("installing " + what)
+			op, err := c.Install(ctx, req, progress)
 			if err != nil {
 				bar.Exit()
 				return err

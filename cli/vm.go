@@ -180,13 +180,8 @@ func newSetVersionCmd(g *globals) *cobra.Command {
 			if err != nil || (version != 1 && version != 2) {
 				return fmt.Errorf("set-version %s: the version is 1 or 2, not %q", name, args[1])
 			}
-			bar := newBar(-1, fmt.Sprintf("converting %s to version %d", name, version))
-			_, err = c.SetVersion(ctx, name, version, func(o api.Operation) {
-				if o.Progress.Total > 0 {
-					bar.ChangeMax64(o.Progress.Total)
-				}
-				bar.Set64(o.Progress.Done)
-			})
+			progress, bar := operationBar(fmt.Sprintf("converting %s to version %d", name, version))
+			_, err = c.SetVersion(ctx, name, version, progress)
 			if err != nil {
 				bar.Exit()
 				return err
