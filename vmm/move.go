@@ -398,8 +398,9 @@ func (m *Manager) move(ctx context.Context, d store.Distro, to string, created b
 // in the copy (cancel it, fill the file system under it).
 var moveStep = func(copied int64) {}
 
-// moveImage copies the version 2 image src to dst on another file system:
-// into staging first, keeping its holes (copyImage), then into place.
+// moveImage copies the version 2 image src to dst (a move to another file
+// system, a clone, a snapshot): into staging first, keeping its holes or
+// as a reflink where the file system can (copyImage), then into place.
 func (m *Manager) moveImage(ctx context.Context, src, staging, dst string, op *Operation) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -418,8 +419,9 @@ func (m *Manager) moveImage(ctx context.Context, src, staging, dst string, op *O
 	if err != nil {
 		return err
 	}
-	// A reflink would take nothing, but there is none across file systems:
-	// the copy takes what the image allocates.
+	// A reflink would take nothing, but whether there will be one is only
+	// known by trying (and there is none across file systems): ask for the
+	// room a real copy takes.
 	_, allocated, err := disk.Usage(src)
 	if err != nil {
 		return err

@@ -194,46 +194,17 @@ func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 
 // cloneImage copies version 2 distro src's disk image into new distro d:
 // into staging first, keeping holes (a reflink where the file system can),
-// then into place. The caller keeps src stopped meanwhile.
+// then into place (moveImage, which a move to another file system uses
+// too). The caller keeps src stopped meanwhile.
 func (m *Manager) cloneImage(ctx context.Context, src, d store.Distro, staging string, op *Operation) error {
-	srcPath := imageStorage{m}.path(src.Location)
-	in, err := os.Open(srcPath)
-	if err != nil {
-		return fmt.Errorf("open %s's disk image: %w", src.Name, err)
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	op.total.Store(st.Size())
-	settings, err := m.Settings(ctx)
-	if err != nil {
-		return err
-	}
-	// A reflink would take nothing, but whether there will be one is only
-	// known by trying: ask for the room a real copy takes.
-	_, allocated, err := disk.Usage(srcPath)
-	if err != nil {
-		return err
-	}
-	if err := checkFree(staging, allocated, settings); err != nil {
-		return err
-	}
-	tmp := filepath.Join(staging, DiskImageName)
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := os.Mkdir(d.Location, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return noSpace(err)
 	}
-	err = copyImage(ctx, out, in, func(n int64) { op.done.Add(n) })
-	if err == nil {
-		err = out.Sync()
+	if err := m.moveImage(ctx, imageStorage{m}.path(src.Location), staging, imageStorage{m}.path(d.Location), op); err != nil {
+		return fmt.Errorf("copy %s's disk image: %w", src.Name, err)
 	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	if err := os.Remove(staging); err != nil {
+		m.log.Warn("cannot remove staging directory", "distro", d.Name, "path", staging, "err", err)
 	}
-	if err != nil {
-		return noSpace(fmt.Errorf("copy disk image: %w", err))
-	}
-	return m.placeImage(d, staging, tmp)
+	return nil
 }
