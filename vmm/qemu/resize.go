@@ -24,7 +24,7 @@ func (b *Backend) ResizeDisk(ctx context.Context, s vmm.Spec, size int64, progre
 		return agent.DiskInfo{}, fmt.Errorf("resize %s: %w", s.Name, err)
 	}
 	orig := st.Size()
-	if v, ac, target, ok := b.runningDisk(ctx, s); ok {
+	if v, ac, target, ok := b.runningDisk(s); ok {
 		if size < orig {
 			return agent.DiskInfo{}, fmt.Errorf("%w: %s runs, and a running distro's disk only grows; stop it with `subsys terminate %s` to shrink it", vmm.ErrBusy, s.Name, s.Name)
 		}
@@ -102,7 +102,7 @@ func fsFits(path string, size int64) bool {
 // stopped distro's disk attached and mounted for it, and QEMU's
 // discard=unmap punches them out of the image.
 func (b *Backend) CompactDisk(ctx context.Context, s vmm.Spec) (agent.DiskInfo, error) {
-	if _, ac, target, ok := b.runningDisk(ctx, s); ok {
+	if _, ac, target, ok := b.runningDisk(s); ok {
 		info, err := ac.Disk(ctx, agent.DiskRequest{ID: s.ID, DiskTarget: target, Action: agent.DiskTrim})
 		if err != nil {
 			return info, fmt.Errorf("compact %s: %w", s.Name, err)
@@ -124,7 +124,7 @@ func (b *Backend) CompactDisk(ctx context.Context, s vmm.Spec) (agent.DiskInfo, 
 // DiskStat implements vmm.DiskManager: a running distro's file system as
 // its guest sees it; vmm.ErrNotRunning when it does not run.
 func (b *Backend) DiskStat(ctx context.Context, s vmm.Spec) (agent.DiskInfo, error) {
-	_, ac, target, ok := b.runningDisk(ctx, s)
+	_, ac, target, ok := b.runningDisk(s)
 	if !ok {
 		return agent.DiskInfo{}, vmm.ErrNotRunning
 	}
@@ -133,7 +133,7 @@ func (b *Backend) DiskStat(ctx context.Context, s vmm.Spec) (agent.DiskInfo, err
 
 // runningDisk returns the VM, its agent and the disk target of distro s
 // when it runs in the VM.
-func (b *Backend) runningDisk(ctx context.Context, s vmm.Spec) (*VM, *agent.Client, int, bool) {
+func (b *Backend) runningDisk(s vmm.Spec) (*VM, *agent.Client, int, bool) {
 	v, ac := b.vmClient()
 	if v == nil {
 		return nil, nil, 0, false
