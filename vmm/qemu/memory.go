@@ -83,10 +83,13 @@ func (b *Backend) watchMemory(v *VM) {
 
 // plugWatchTick is how often watchMemory looks at QEMU's CPU time, and
 // plugBusyCPU the CPU time in one tick above which the guest is asked for
-// its memory at once.
+// its memory at once. It is well above what an idle TCG guest and the ask
+// itself cost together: a lower bound let the asks keep the guest from
+// ever looking idle, so its idle reclaim never came. An allocation burst
+// keeps a vCPU busy, far above it.
 const (
 	plugWatchTick = time.Second
-	plugBusyCPU   = 50 * time.Millisecond
+	plugBusyCPU   = 250 * time.Millisecond
 )
 
 // recordMemory keeps m as the VM's memory now and appends a sample.
