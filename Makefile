@@ -13,6 +13,8 @@ APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 c
 # Where the Debian test root file system is cached between runs.
 ROOTFS_CACHE ?= /var/cache/subsys-test
 ROOTFS_TAR := $(ROOTFS_CACHE)/debian-bookworm-minbase.tar
+# The same with systemd, for the tests of systemd as a distro's PID 1.
+ROOTFS_SYSTEMD_TAR := $(ROOTFS_CACHE)/debian-bookworm-systemd.tar
 # Where Debian's kernel package is unpacked (boot/vmlinuz-*, lib/modules/) for the tests
 # of vmm/qemu, which boot it under QEMU.
 KERNEL_CACHE ?= $(ROOTFS_CACHE)/kernel
@@ -51,13 +53,18 @@ build: web agent ## build bin/subsys with the agent and the dashboard embedded
 run: deps build ## install, build and start the server (DATA=dir LISTEN=addr to override)
 	./bin/subsys serve $(if $(DATA),--data $(DATA)) --listen $(LISTEN)
 
-rootfs: ## build (once) the cached Debian minbase tarball the integration tests and benchmarks use
+rootfs: ## build (once) the cached Debian minbase tarballs (plain, and with systemd) the integration tests and benchmarks use
 	@if [ ! -s $(ROOTFS_TAR) ]; then \
 		mkdir -p $(ROOTFS_CACHE) && \
 		rm -rf $(ROOTFS_TAR).tmp && mmdebstrap --quiet --format=tar --variant=minbase --include=procps,iproute2,passwd,login,less,vim-tiny bookworm $(ROOTFS_TAR).tmp && \
 		mv $(ROOTFS_TAR).tmp $(ROOTFS_TAR); \
 	fi
-	@ls -l $(ROOTFS_TAR)
+	@if [ ! -s $(ROOTFS_SYSTEMD_TAR) ]; then \
+		mkdir -p $(ROOTFS_CACHE) && \
+		rm -rf $(ROOTFS_SYSTEMD_TAR).tmp && mmdebstrap --quiet --format=tar --variant=minbase --include=systemd,systemd-sysv,dbus,procps,iproute2 bookworm $(ROOTFS_SYSTEMD_TAR).tmp && \
+		mv $(ROOTFS_SYSTEMD_TAR).tmp $(ROOTFS_SYSTEMD_TAR); \
+	fi
+	@ls -l $(ROOTFS_TAR) $(ROOTFS_SYSTEMD_TAR)
 
 kernel: ## download (once) Debian's current kernel package and unpack it into KERNEL_CACHE for the QEMU tests
 	@if ! ls $(KERNEL_CACHE)/boot/vmlinuz-* >/dev/null 2>&1; then \

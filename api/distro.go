@@ -31,6 +31,10 @@ type Distro struct {
 	Location string `json:"location"`
 	// DefaultUser is the user commands run as when a request names none.
 	DefaultUser string `json:"default_user"`
+	// Systemd says the distro boots with its own systemd as PID 1, the agent
+	// beside it, as wsl.conf's [boot] systemd=true; a change applies from
+	// the distro's next start.
+	Systemd bool `json:"systemd,omitempty"`
 	// CreatedAt is when the distro was imported (or cloned).
 	CreatedAt time.Time `json:"created_at"`
 	// DiskBytes is the space the distro's files take on the host, measured
@@ -63,6 +67,9 @@ type DistroUpdate struct {
 	Default *bool `json:"default,omitempty"`
 	// DefaultUser sets the user commands run as by default.
 	DefaultUser *string `json:"default_user,omitempty"`
+	// Systemd turns systemd as the distro's PID 1 on or off; it applies from
+	// the distro's next start.
+	Systemd *bool `json:"systemd,omitempty"`
 }
 
 // ContentTypeRawDiskImage is the Content-Type of an import whose body is a

@@ -17,7 +17,7 @@ import (
 
 func apiDistro(d vmm.Distro) api.Distro {
 	return api.Distro{Name: d.Name, ID: d.ID, Version: d.Version, State: api.DistroState(d.State), Default: d.Default,
-		Location: d.Location, DefaultUser: d.DefaultUser, CreatedAt: d.CreatedAt, DiskBytes: d.DiskBytes, DiskMaxBytes: d.DiskMaxBytes, DiskFreeBytes: d.DiskFreeBytes,
+		Location: d.Location, DefaultUser: d.DefaultUser, Systemd: d.Systemd, CreatedAt: d.CreatedAt, DiskBytes: d.DiskBytes, DiskMaxBytes: d.DiskMaxBytes, DiskFreeBytes: d.DiskFreeBytes,
 		MemoryBytes: d.MemoryBytes, CPUPercent: d.CPUPercent, AgentOutdated: d.AgentOutdated, Message: d.Message}
 }
 

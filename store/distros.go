@@ -23,16 +23,18 @@ type Distro struct {
 	Location string
 	// DefaultUser is who commands run as when no user is given.
 	DefaultUser string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// Systemd makes the distro's systemd its PID 1 from its next start.
+	Systemd   bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
-const distroColumns = "id, name, version, state, location, default_user, created_at, updated_at"
+const distroColumns = "id, name, version, state, location, default_user, systemd, created_at, updated_at"
 
 func scanDistro(row interface{ Scan(...any) error }) (Distro, error) {
 	var d Distro
 	var created, updated string
-	err := row.Scan(&d.ID, &d.Name, &d.Version, &d.State, &d.Location, &d.DefaultUser, &created, &updated)
+	err := row.Scan(&d.ID, &d.Name, &d.Version, &d.State, &d.Location, &d.DefaultUser, &d.Systemd, &created, &updated)
 	d.CreatedAt, d.UpdatedAt = parseTime(created), parseTime(updated)
 	return d, err
 }
@@ -40,8 +42,8 @@ func scanDistro(row interface{ Scan(...any) error }) (Distro, error) {
 // CreateDistro inserts d. A duplicate name gives ErrNameTaken.
 func (db *DB) CreateDistro(ctx context.Context, d Distro) error {
 	ts := now()
-	_, err := db.sql.ExecContext(ctx, "INSERT INTO distros ("+distroColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		d.ID, d.Name, d.Version, d.State, d.Location, d.DefaultUser, ts, ts)
+	_, err := db.sql.ExecContext(ctx, "INSERT INTO distros ("+distroColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		d.ID, d.Name, d.Version, d.State, d.Location, d.DefaultUser, d.Systemd, ts, ts)
 	if err != nil {
 		return fmt.Errorf("create distro %q: %w", d.Name, uniqueErr(err))
 	}
@@ -81,8 +83,8 @@ func (db *DB) Distros(ctx context.Context) ([]Distro, error) {
 // UpdateDistro writes d's name, state, location and default user over the row with d.ID.
 func (db *DB) UpdateDistro(ctx context.Context, d Distro) error {
 	res, err := db.sql.ExecContext(ctx,
-		"UPDATE distros SET name = ?, version = ?, state = ?, location = ?, default_user = ?, updated_at = ? WHERE id = ?",
-		d.Name, d.Version, d.State, d.Location, d.DefaultUser, now(), d.ID)
+		"UPDATE distros SET name = ?, version = ?, state = ?, location = ?, default_user = ?, systemd = ?, updated_at = ? WHERE id = ?",
+		d.Name, d.Version, d.State, d.Location, d.DefaultUser, d.Systemd, now(), d.ID)
 	if err != nil {
 		return fmt.Errorf("update distro %q: %w", d.Name, uniqueErr(err))
 	}

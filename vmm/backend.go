@@ -19,6 +19,9 @@ type Spec struct {
 	RootFS string
 	// Disk is the host path of a version 2 distro's ext4 image.
 	Disk string
+	// Systemd makes the distro's systemd its PID 1 (with the agent beside
+	// it) from its next start.
+	Systemd bool
 }
 
 // Backend runs distros of one version. The one implementation is vmm/ns

@@ -655,6 +655,9 @@ type Update struct {
 	Name        *string `json:"name,omitempty"`
 	Default     *bool   `json:"default,omitempty"`
 	DefaultUser *string `json:"default_user,omitempty"`
+	// Systemd turns the distro's systemd as PID 1 on or off from its next
+	// start.
+	Systemd *bool `json:"systemd,omitempty"`
 }
 
 // Update applies u to distro name and returns the result.
@@ -695,6 +698,9 @@ func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, er
 	if u.DefaultUser != nil {
 		changed.DefaultUser = *u.DefaultUser
 	}
+	if u.Systemd != nil {
+		changed.Systemd = *u.Systemd
+	}
 	if changed != d {
 		if err := m.cfg.Store.UpdateDistro(ctx, changed); err != nil {
 			if errors.Is(err, store.ErrNameTaken) {
@@ -702,7 +708,7 @@ func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, er
 			}
 			return Distro{}, err
 		}
-		m.audit(ctx, "update", d.Name, fmt.Sprintf("name=%s default_user=%s", changed.Name, changed.DefaultUser))
+		m.audit(ctx, "update", d.Name, fmt.Sprintf("name=%s default_user=%s systemd=%t", changed.Name, changed.DefaultUser, changed.Systemd))
 	}
 	if u.Default != nil {
 		if err := m.cfg.Store.SetSetting(ctx, settingDefaultDistro, d.ID); err != nil {

@@ -259,7 +259,7 @@ const stagingName = ".subsys-staging"
 const DiskImageName = "disk.img"
 
 func (m *Manager) spec(d store.Distro) Spec {
-	return Spec{ID: d.ID, Name: d.Name, Version: d.Version, RootFS: filepath.Join(d.Location, "rootfs"), Disk: filepath.Join(d.Location, DiskImageName)}
+	return Spec{ID: d.ID, Name: d.Name, Version: d.Version, RootFS: filepath.Join(d.Location, "rootfs"), Disk: filepath.Join(d.Location, DiskImageName), Systemd: d.Systemd}
 }
 
 // adopt records a live agent for distro d and watches it: when it goes away on
@@ -372,7 +372,7 @@ func (m *Manager) view(d store.Distro, defaultID string) Distro {
 	}
 	m.mu.Unlock()
 	v := Distro{Name: d.Name, ID: d.ID, Version: d.Version, State: state, Default: d.ID == defaultID,
-		Location: d.Location, DefaultUser: d.DefaultUser, CreatedAt: d.CreatedAt,
+		Location: d.Location, DefaultUser: d.DefaultUser, Systemd: d.Systemd, CreatedAt: d.CreatedAt,
 		AgentOutdated: problem != "", Message: problem}
 	m.usageOf(&v)
 	return v

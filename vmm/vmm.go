@@ -84,14 +84,17 @@ func ValidateUser(user string) error {
 
 // Distro is what the API and CLI show about one distro.
 type Distro struct {
-	Name        string    `json:"name"`
-	ID          string    `json:"id"`
-	Version     int       `json:"version"`
-	State       State     `json:"state"`
-	Default     bool      `json:"default"`
-	Location    string    `json:"location"`
-	DefaultUser string    `json:"default_user"`
-	CreatedAt   time.Time `json:"created_at"`
+	Name        string `json:"name"`
+	ID          string `json:"id"`
+	Version     int    `json:"version"`
+	State       State  `json:"state"`
+	Default     bool   `json:"default"`
+	Location    string `json:"location"`
+	DefaultUser string `json:"default_user"`
+	// Systemd says the distro boots with its own systemd as PID 1 (from its
+	// next start when changed while it runs).
+	Systemd   bool      `json:"systemd,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 	// DiskBytes is the space the distro's files take, measured every minute
 	// (a version 2 image: its allocated blocks).
 	DiskBytes int64 `json:"disk_bytes"`

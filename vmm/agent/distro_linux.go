@@ -32,7 +32,8 @@ const (
 	distroStartTimeout = 30 * time.Second
 	// distroStopTimeout bounds how long a distro's agent may take to exit
 	// after shutdown before it is killed.
-	distroStopTimeout = 15 * time.Second
+	// A distro's systemd stops its services in that time.
+	distroStopTimeout = 30 * time.Second
 	// diskPoll is how often the agent looks for a hot-plugged disk, and for
 	// a disk to be free after unmount: both are asynchronous in the kernel.
 	diskPoll = 20 * time.Millisecond
@@ -150,7 +151,7 @@ func (h *vmHost) running(id string) *vmDistro {
 }
 
 func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader, req request) bool {
-	dreq := DistroRequest{ID: req.ID, Hostname: req.Hostname, DiskTarget: req.DiskTarget, ReadOnly: req.ReadOnly}
+	dreq := DistroRequest{ID: req.ID, Hostname: req.Hostname, DiskTarget: req.DiskTarget, ReadOnly: req.ReadOnly, Systemd: req.Systemd}
 	var err error
 	switch req.Op {
 	case opStartDistro:
@@ -290,7 +291,7 @@ func (h *vmHost) start(ctx context.Context, req DistroRequest) (err error) {
 	mounted := time.Now()
 	d = &vmDistro{id: id, root: root, sock: filepath.Join(dir, "agent.sock"), dev: dev,
 		target: req.DiskTarget, done: make(chan struct{})}
-	exited, err := h.startAgent(d, req.Hostname)
+	exited, err := h.startAgent(d, req.Hostname, req.Systemd)
 	if err != nil {
 		h.unmount(d)
 		return err
@@ -428,7 +429,7 @@ func mountDisk(dev, target string, ro bool) error {
 // startAgent starts the distro's agent (RunInit, through this binary's flags)
 // on its mounted root, as vmm/ns does on the host, and in a cgroup namespace
 // rooted at its own cgroup. The reaper waits for it.
-func (h *vmHost) startAgent(d *vmDistro, hostname string) (<-chan ExitStatus, error) {
+func (h *vmHost) startAgent(d *vmDistro, hostname string, systemd bool) (<-chan ExitStatus, error) {
 	// -flag=value, so that no value can pass for a flag. No host tree yet:
 	// -host-root= skips RunInit's /mnt/host.
 	cmd := exec.Command(h.agentPath,
@@ -437,6 +438,9 @@ func (h *vmHost) startAgent(d *vmDistro, hostname string) (<-chan ExitStatus, er
 		defer tree.Close() // the agent has its copy
 		cmd.ExtraFiles = []*os.File{tree}
 		cmd.Args = append(cmd.Args, "-host-root-fd=3")
+	}
+	if systemd {
+		cmd.Args = append(cmd.Args, "-systemd")
 	}
 	h.mu.Lock()
 	if h.hostAddress != "" {
@@ -489,7 +493,10 @@ func (h *vmHost) watch(d *vmDistro, exited <-chan ExitStatus) {
 	h.log.Info("distro agent exited", "distro", d.id, "code", st.Code, "signal", st.Signal)
 	h.unmount(d)
 	os.Remove(d.sock)
-	os.Remove(filepath.Join(h.cgroupDir, d.id)) // rmdir; fails harmlessly while in use
+	// With systemd, a tree of cgroups; fails harmlessly while in use.
+	if err := RemoveCgroup(filepath.Join(h.cgroupDir, d.id)); err != nil {
+		h.log.Warn("distro cgroup left behind", "distro", d.id, "err", err)
+	}
 	h.mu.Lock()
 	if h.distros[d.id] == d {
 		delete(h.distros, d.id)

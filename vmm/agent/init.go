@@ -30,6 +30,28 @@ type InitConfig struct {
 	// Hosts are extra /etc/hosts entries, name to address, written at each
 	// start (a version 2 distro's host.subsys.internal).
 	Hosts map[string]string
+	// Systemd makes the distro's own systemd its PID 1, as wsl.conf's
+	// [boot] systemd=true does: the agent sets the distro up as always, then
+	// starts a copy of itself beside systemd (in the child cgroup
+	// AgentCgroup, serving the same socket) and becomes systemd by exec.
+	// The distro must run in a cgroup namespace of its own, which systemd
+	// gets as its delegated cgroup tree at /sys/fs/cgroup.
+	Systemd bool
+	// Logger receives the agent's log. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// AgentCgroup is the cgroup, below the distro's own, that the agent and the
+// processes it starts live in when systemd is the distro's PID 1: cgroup v2
+// lets systemd manage the distro's cgroup only while no process sits in it
+// directly, and systemd leaves alone a cgroup that is not one of its units.
+const AgentCgroup = "subsys-agent"
+
+// BesideConfig configures RunBesideSystemd.
+type BesideConfig struct {
+	// ListenFD is the inherited descriptor of the listening socket the
+	// distro's PID 1 opened on the host (or in the utility VM).
+	ListenFD int
 	// Logger receives the agent's log. Default slog.Default().
 	Logger *slog.Logger
 }

@@ -39,6 +39,11 @@ func RunInit(ctx context.Context, cfg InitConfig) error {
 	if err := checkNamespaces(); err != nil {
 		return err
 	}
+	if cfg.Systemd {
+		if err := checkCgroupNamespace(); err != nil {
+			return err
+		}
+	}
 	// The distro's processes get a conventional umask; ours is inherited.
 	unix.Umask(0o022)
 	// Processes in the distro inherit fds 0–2 and nothing else: Go opens
@@ -62,6 +67,12 @@ func RunInit(ctx context.Context, cfg InitConfig) error {
 	defer cleanup()
 
 	if err := setupRoot(cfg, log); err != nil {
+		ln.Close()
+		return err
+	}
+	if cfg.Systemd {
+		// Success never returns: this process becomes systemd.
+		err := execSystemd(ln, log)
 		ln.Close()
 		return err
 	}
@@ -118,7 +129,7 @@ func checkNamespaces() error {
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
-	parent, err := parentMountNS()
+	parent, err := parentNamespace("mnt")
 	if err != nil {
 		return fmt.Errorf("init: cannot tell the parent's mount namespace, refusing to run: %w", err)
 	}
@@ -128,8 +139,9 @@ func checkNamespaces() error {
 	return nil
 }
 
-// parentMountNS reads the mount namespace of our parent through the host's /proc.
-func parentMountNS() (string, error) {
+// parentNamespace reads our parent's namespace of a kind ("mnt", "cgroup")
+// through the host's /proc.
+func parentNamespace(kind string) (string, error) {
 	hostPID, err := os.Readlink("/proc/self")
 	if err != nil {
 		return "", err
@@ -144,7 +156,7 @@ func parentMountNS() (string, error) {
 	if i < 0 || len(f) < 2 {
 		return "", fmt.Errorf("cannot parse /proc/%s/stat", hostPID)
 	}
-	return os.Readlink("/proc/" + f[1] + "/ns/mnt")
+	return os.Readlink("/proc/" + f[1] + "/ns/" + kind)
 }
 
 // listenHost opens the socket and pid file on the host's file system, before
@@ -247,6 +259,11 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 	if err := mountAll(root, cfg.HostRoot, cfg.HostRootFD, cfg.VMDevices); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
+	if cfg.Systemd {
+		if err := mountSystemdExtras(root); err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+	}
 
 	if err := unix.Fchdir(root); err != nil {
 		return fmt.Errorf("init: %w", err)
@@ -265,7 +282,7 @@ func setupRoot(cfg InitConfig, log *slog.Logger) error {
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fmt.Errorf("init: sethostname: %w", err)
 	}
-	if err := writeNetworkFiles(resolv, cfg.Hostname, cfg.Hosts); err != nil {
+	if err := writeNetworkFiles(resolv, cfg.Hostname, cfg.Hosts, cfg.Systemd); err != nil {
 		// A distro with an odd /etc still runs; name resolution may not.
 		log.Warn("network files", "err", err)
 	}
@@ -471,10 +488,12 @@ func mkdirIn(root int, p string, mode uint32) (int, error) {
 	return fd, nil
 }
 
-// writeNetworkFiles writes /etc/resolv.conf and patches /etc/hosts. It runs
+// writeNetworkFiles writes /etc/resolv.conf and patches /etc/hosts, and with
+// etcHostname writes /etc/hostname too, which a distro's systemd sets the
+// hostname from at boot (over the one the agent set). It runs
 // after the pivot and will not cross into another mount, so an /etc or a file
 // linked to /mnt/host cannot make it write to the host's files.
-func writeNetworkFiles(resolv []byte, hostname string, extra map[string]string) error {
+func writeNetworkFiles(resolv []byte, hostname string, extra map[string]string, etcHostname bool) error {
 	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -516,6 +535,11 @@ func writeNetworkFiles(resolv []byte, hostname string, extra map[string]string) 
 	}
 	if err := writeFileAt(etc, "hosts", addHosts(patchHosts(old, hostname), extra), 0o644); err != nil {
 		errs = append(errs, fmt.Errorf("write /etc/hosts: %w", err))
+	}
+	if etcHostname {
+		if err := writeFileAt(etc, "hostname", []byte(hostname+"\n"), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("write /etc/hostname: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

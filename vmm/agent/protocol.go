@@ -230,6 +230,7 @@ type request struct {
 	Hostname   string `json:"hostname,omitempty"`
 	DiskTarget int    `json:"disk_target,omitempty"`
 	ReadOnly   bool   `json:"read_only,omitempty"`
+	Systemd    bool   `json:"systemd,omitempty"`
 	// export-tree: the archive format (see package vmm/archive).
 	Format string `json:"format,omitempty"`
 	// configure-network: the VM's network.

@@ -41,6 +41,8 @@ type DistroRequest struct {
 	DiskTarget int `json:"disk_target"`
 	// ReadOnly mounts the disk read-only.
 	ReadOnly bool `json:"read_only"`
+	// Systemd makes the distro's systemd its PID 1 (InitConfig.Systemd).
+	Systemd bool `json:"systemd,omitempty"`
 }
 
 // VMConfig configures RunVM. The zero value is what the utility VM runs with.

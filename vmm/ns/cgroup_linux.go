@@ -9,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/subsys-dev/subsys/vmm/agent"
 )
 
 // cgroupParent is the cgroup v2 directory that holds one cgroup per running
@@ -122,18 +124,22 @@ func (c *cgroupParent) adopt(id string, agentPID int) error {
 	return nil
 }
 
-// remove deletes the distro's cgroup once its last process is gone; the
-// kernel refuses (EBUSY) while exiting processes are still in it, so it tries
-// for up to a second.
+// remove deletes the distro's cgroup, and the cgroups a distro's systemd
+// made below it, once its last process is gone.
 func (c *cgroupParent) remove(id string) error {
+	return agent.RemoveCgroup(filepath.Join(c.dir, id))
+}
+
+// open creates the distro's cgroup and opens it, for a clone into it
+// (CLONE_INTO_CGROUP), which roots the distro's cgroup namespace there.
+func (c *cgroupParent) open(id string) (*os.File, error) {
 	dir := filepath.Join(c.dir, id)
-	var err error
-	for range 50 {
-		err = os.Remove(dir)
-		if err == nil || errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
 	}
-	return fmt.Errorf("remove cgroup %s: %w", dir, err)
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
+	}
+	return f, nil
 }

@@ -26,6 +26,9 @@ import (
 const (
 	// startTimeout bounds how long a new agent may take to answer hello.
 	startTimeout = 30 * time.Second
+	// stopTimeout bounds how long a distro may take to end after its agent
+	// accepted shutdown: a distro's systemd stops its services in that time.
+	stopTimeout = 30 * time.Second
 	// helloTimeout bounds hello on an existing socket, so a hung agent cannot
 	// hang Start or Connect.
 	helloTimeout = 10 * time.Second
@@ -212,7 +215,17 @@ func (b *Backend) Stop(ctx context.Context, s vmm.Spec) error {
 	}
 
 	if pidfd >= 0 {
-		if err := waitPidfd(ctx, pidfd); err != nil {
+		// A distro's systemd stops its services first; one that hangs is
+		// killed, as is an agent that does not exit.
+		wctx, cancel := context.WithTimeout(ctx, stopTimeout)
+		err := waitPidfd(wctx, pidfd)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			b.log.Warn("distro did not end in time; killing it", "distro", s.Name, "after", stopTimeout)
+			b.kill(pid, pidfd)
+			err = waitPidfd(ctx, pidfd)
+		}
+		if err != nil {
 			return fmt.Errorf("stop distro %q: wait for agent: %w", s.Name, err)
 		}
 	}
@@ -364,20 +377,31 @@ func (b *Backend) launch(ctx context.Context, s vmm.Spec) (*agent.Client, error)
 		// server (a restart, or kill -9).
 		Setsid: true,
 	}
+	if b.cg != nil {
+		// Born in its cgroup (clone3's CLONE_INTO_CGROUP), so every process
+		// of the distro is in it from the start — a distro outside it would
+		// escape the firewall's distro rules, so it does not start — and in
+		// a cgroup namespace rooted there, which a distro's systemd takes
+		// as its delegated tree.
+		cg, err := b.cg.open(s.ID)
+		if err != nil {
+			lf.Close()
+			return nil, err
+		}
+		defer cg.Close()
+		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWCGROUP
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cg.Fd())
+	} else if s.Systemd {
+		lf.Close()
+		return nil, errors.New("systemd needs a cgroup (v2) of the distro's own, and distros have none on this host")
+	}
+	if s.Systemd {
+		cmd.Args = append(cmd.Args, "-systemd")
+	}
 	err = cmd.Start()
 	lf.Close()
 	if err != nil {
 		return nil, fmt.Errorf("run agent: %w", err)
-	}
-	if b.cg != nil {
-		// Before the agent starts any process of the distro: they are all
-		// born in the cgroup. A distro outside it would escape the firewall's
-		// distro rules, so it does not start.
-		if err := b.cg.join(s.ID, cmd.Process.Pid); err != nil {
-			unix.Kill(cmd.Process.Pid, unix.SIGKILL)
-			cmd.Wait()
-			return nil, err
-		}
 	}
 	ch := &child{pid: cmd.Process.Pid, done: make(chan struct{})}
 	b.mu.Lock()

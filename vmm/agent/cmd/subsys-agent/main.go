@@ -43,6 +43,9 @@ func main() {
 		cfg.Hosts[name] = addr
 		return nil
 	})
+	flag.BoolVar(&cfg.Systemd, "systemd", false, "make the distro's systemd its PID 1, with this agent beside it")
+	beside := flag.Bool("beside-systemd", false, "serve as the agent beside systemd (started by the distro's PID 1 before it becomes systemd)")
+	listenFD := flag.Int("listen-fd", 0, "with -beside-systemd: the inherited `fd` of the listening socket")
 	vm := flag.Bool("vm", false, "run as the utility VM's /init (the default as PID 1 with no arguments)")
 	debug := flag.Bool("debug", false, "log at debug level")
 	version := flag.Bool("version", false, "print the version and exit")
@@ -63,6 +66,13 @@ func main() {
 		err := agent.RunVM(context.Background(), agent.VMConfig{Logger: cfg.Logger})
 		cfg.Logger.Error("subsys-agent: vm agent failed", "err", err)
 		os.Exit(1)
+	}
+	if *beside {
+		if err := agent.RunBesideSystemd(context.Background(), agent.BesideConfig{ListenFD: *listenFD, Logger: cfg.Logger}); err != nil {
+			cfg.Logger.Error("agent beside systemd failed", "err", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := agent.RunInit(context.Background(), cfg); err != nil {
 		cfg.Logger.Error("agent failed", "err", err)
