@@ -95,7 +95,21 @@ func TestCgroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c3.Close()
-	if got := cgroupOf(c3); got != want+want {
-		t.Errorf("a new distro's cgroups: %q, want %q twice", got, want)
+	// Inside, the distro's cgroup is the root of its cgroup namespace; the
+	// host sees where it is.
+	if got := cgroupOf(c3); got != "0::/\n0::/\n" {
+		t.Errorf("a new distro's cgroups as it sees them: %q, want the namespace's root twice", got)
+	}
+	_, pidFile, _ := b.paths(e.spec.ID)
+	pid, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), want) {
+		t.Errorf("a new distro's agent's cgroup as the host sees it: %q, want %q", raw, want)
 	}
 }
