@@ -311,6 +311,29 @@ func newSetUserCmd(g *globals) *cobra.Command {
 	})
 }
 
+func newSetSystemdCmd(g *globals) *cobra.Command {
+	cmd := simple(g, "set-systemd NAME on|off", "Boot a distro with its own systemd as PID 1, or not (from its next start)", 2, func(ctx context.Context, c *client.Client, a []string) error {
+		var on bool
+		switch strings.ToLower(a[1]) {
+		case "on", "true", "yes", "1":
+			on = true
+		case "off", "false", "no", "0":
+		default:
+			return fmt.Errorf("set-systemd %s: say on or off, not %q", a[0], a[1])
+		}
+		d, err := c.SetSystemd(ctx, a[0], on)
+		if err != nil {
+			return err
+		}
+		if d.State == api.StateRunning {
+			fmt.Fprintf(os.Stderr, "%s runs now; the change applies from its next start (subsys terminate %s)\n", sanitize(d.Name), sanitize(d.Name))
+		}
+		return nil
+	})
+	cmd.Example = "  subsys set-systemd debian on\n  subsys terminate debian   # it boots systemd at its next start"
+	return cmd
+}
+
 func newCloneCmd(g *globals) *cobra.Command {
 	return simple(g, "clone NAME NEW", "Copy a distro into a new one", 2, func(ctx context.Context, c *client.Client, a []string) error {
 		bar := newBar(-1, "cloning "+a[0])

@@ -98,7 +98,7 @@ func newRoot(b Build) *cobra.Command {
 		newServeCmd(b, g),
 		newListCmd(g), newImportCmd(g), newExportCmd(g), newRunCmd(g), newShellCmd(g),
 		newTerminateCmd(g), newShutdownCmd(g), newUnregisterCmd(g), newSetDefaultCmd(g),
-		newCloneCmd(g), newRenameCmd(g), newSetUserCmd(g), newStatusCmd(g), newVersionCmd(b, g),
+		newCloneCmd(g), newRenameCmd(g), newSetUserCmd(g), newSetSystemdCmd(g), newStatusCmd(g), newVersionCmd(b, g),
 		newPortsCmd(g), newExposeCmd(g), newPortProxyCmd(g), newDashboardCmd(g), newTokenCmd(g),
 		newSetVersionCmd(g), newVMCmd(g), newResizeCmd(g), newCompactCmd(g), newMoveCmd(g), newInstallCmd(g), newSnapshotCmd(g),
 	)

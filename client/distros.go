@@ -202,6 +202,12 @@ func (c *Client) SetDefaultUser(ctx context.Context, name, user string) (api.Dis
 	return c.Update(ctx, name, api.DistroUpdate{DefaultUser: &user})
 }
 
+// SetSystemd turns systemd as the distro's PID 1 on or off; it applies from
+// the distro's next start.
+func (c *Client) SetSystemd(ctx context.Context, name string, on bool) (api.Distro, error) {
+	return c.Update(ctx, name, api.DistroUpdate{Systemd: &on})
+}
+
 // Clone copies a distro into the new distro newName and waits for the copy
 // to end, calling onProgress (when not nil) as it goes. As with Import,
 // cancelling ctx stops the waiting, not the clone.

@@ -116,9 +116,12 @@ func testSystemd(t *testing.T, s *server, version int) {
 	}
 
 	// Turned off, the agent is PID 1 again, and /proc/sys is as it was.
+	if _, stderr, code := s.cli(nil, "set-systemd", "sd", "off"); code != 0 {
+		t.Fatalf("subsys set-systemd sd off: %d %s", code, stderr)
+	}
 	var off api.Distro
-	if st, raw := s.api("PATCH", "/distros/sd", map[string]any{"systemd": false}, &off); st != 200 || off.Systemd {
-		t.Fatalf("PATCH systemd=false = %d %s", st, raw)
+	if st, raw := s.api("GET", "/distros/sd", nil, &off); st != 200 || off.Systemd {
+		t.Fatalf("GET distro after set-systemd off = %d %s", st, raw)
 	}
 	// (The agent's comm is "exe" in the VM, which runs it as /proc/self/exe.)
 	if res := s.sh("sd", "grep -q -e -socket= /proc/1/cmdline && echo agent; echo subsys > /proc/sys/kernel/domainname && echo wrote"); res.Stdout != "agent\nwrote\n" {

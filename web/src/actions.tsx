@@ -91,6 +91,28 @@ export const setDefaultUser = (d: Distro) =>
   });
 
 /**
+ * Turns systemd as the distro's PID 1 on or off (PATCH systemd), as wsl.conf's
+ * [boot] systemd does; asks first, and says that a running distro keeps its
+ * current init until it is terminated and started again.
+ */
+export const setSystemd = (d: Distro, on: boolean) =>
+  confirmAction({
+    title: `${on ? 'Boot' : 'Stop booting'} ${d.name} with systemd?`,
+    message: (
+      <>
+        <p>
+          {on
+            ? 'At its next start, the distro’s own systemd becomes its PID 1: services start at boot and stop at terminate, and systemctl works. The distro needs systemd installed (apt-get install systemd).'
+            : 'At its next start, the subsys agent is the distro’s PID 1 again and no services start at boot.'}
+        </p>
+        {d.state === 'Running' && <p>{d.name} is running: the change applies once it is terminated and started again.</p>}
+      </>
+    ),
+    confirmLabel: on ? 'Turn on' : 'Turn off',
+    action: async () => settle(await api.update(d.name, { systemd: on })),
+  });
+
+/**
  * Converts a distro to the other version (POST set-version), as `wsl
  * --set-version` does; asks first, since the distro is stopped for it. A
  * refusal (no version 2 on this server, the distro busy) shows in the dialog

@@ -18,6 +18,8 @@ export interface Distro {
   default: boolean;
   location: string;
   default_user: string;
+  /** It boots with its own systemd as PID 1 (a change applies from its next start). */
+  systemd?: boolean;
   created_at: string;
   /** What its files take on the host (version 2: the image's allocated blocks). */
   disk_bytes?: number;
@@ -389,7 +391,7 @@ export const api = {
   start: (name: string) => request<Distro>('POST', `${distroPath(name)}/start`),
   terminate: (name: string) => request<Distro>('POST', `${distroPath(name)}/terminate`),
   clone: (name: string, to: string) => request<Operation>('POST', `${distroPath(name)}/clone`, { name: to }),
-  update: (name: string, u: { name?: string; default?: true; default_user?: string }) =>
+  update: (name: string, u: { name?: string; default?: true; default_user?: string; systemd?: boolean }) =>
     request<Distro>('PATCH', distroPath(name), u),
   unregister: (name: string) => request<void>('DELETE', distroPath(name)),
   metrics: (name: string) => request<Metrics>('GET', `${distroPath(name)}/metrics`),

@@ -3,7 +3,7 @@
 // its ports.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorMessage, type Distro, type Metrics, type Operation, type TerminalInfo } from '../api';
-import { busy, compactDisk, compactedText, convertDistro, moveDistro, renameDistro, resizeDisk, setDefaultUser, startDistro, terminateDistro } from '../actions';
+import { busy, compactDisk, compactedText, convertDistro, moveDistro, renameDistro, resizeDisk, setDefaultUser, setSystemd, startDistro, terminateDistro } from '../actions';
 import { ago, bytes, dateTime, percent } from '../format';
 import { distroHref, navigate, onLinkClick, terminalHref } from '../router';
 import { distroByName, live, useStore, type Live } from '../store';
@@ -132,6 +132,13 @@ function DistroView({ d }: { d: Distro }) {
               <span class="mono">{d.default_user}</span>{' '}
               <button type="button" class="btn btn-link" onClick={() => setDefaultUser(d)}>
                 change
+              </button>
+            </dd>
+            <dt>systemd</dt>
+            <dd>
+              <span data-testid="systemd-state">{d.systemd ? 'PID 1 at boot' : 'off'}</span>{' '}
+              <button type="button" class="btn btn-link" onClick={() => setSystemd(d, !d.systemd)}>
+                {d.systemd ? 'turn off' : 'turn on'}
               </button>
             </dd>
             <dt>Memory</dt>
