@@ -56,6 +56,11 @@ type ImportRequest struct {
 	// its error fails the import: Install's stream reads to its end there,
 	// where a build's exit status and a download's checksum are known.
 	finish func() error
+	// watch, when set, is called once before reading and may make the
+	// source report the operation's progress itself (an image pull:
+	// compressed layer bytes, which layer); true says it does, and the
+	// bytes read are then not counted.
+	watch func(*Operation) bool
 }
 
 // importParams are what populate needs of an ImportRequest.
@@ -145,6 +150,7 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (op *Operation,
 		return nil, err
 	}
 	op.total.Store(req.Size)
+	uncounted := req.watch != nil && req.watch(op)
 	op.bodyDone = make(chan struct{})
 	detail := fmt.Sprintf("version %d", d.Version)
 	if req.RawImage {
@@ -154,7 +160,7 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (op *Operation,
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op}, op.bodyDone, op, importParams{maxSize: maxSize, raw: req.RawImage, finish: req.finish})
+		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op, uncounted: uncounted}, op.bodyDone, op, importParams{maxSize: maxSize, raw: req.RawImage, finish: req.finish})
 		if file != nil {
 			file.Close()
 		}
