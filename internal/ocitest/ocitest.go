@@ -160,6 +160,9 @@ func Serve(t testing.TB) *Registry {
 	return reg
 }
 
+// Close stops the registry before the test's end.
+func (reg *Registry) Close() { reg.srv.Close() }
+
 // Push stores img as repo:tag ("test/img:1") and returns its reference.
 func (reg *Registry) Push(t testing.TB, repoTag string, img v1.Image) string {
 	t.Helper()

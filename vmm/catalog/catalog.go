@@ -159,6 +159,10 @@ func Parse(s string) (Source, error) {
 			return Source{}, fmt.Errorf("%w: %q is not a URL", ErrInvalid, s)
 		}
 		return Source{Kind: KindURL, URL: u.String()}, nil
+	case strings.Contains(s, "://"):
+		// go-containerregistry would read "ftp://host/x" as an image
+		// on a registry named "ftp".
+		return Source{}, fmt.Errorf("%w: %q: a tarball's URL is https:// (or http:// with its sha256), an image's reference has no scheme (or docker://)", ErrInvalid, s)
 	case strings.HasPrefix(s, "/"):
 		if filepath.Clean(s) != s {
 			return Source{}, fmt.Errorf("%w: path %q is not clean", ErrInvalid, s)

@@ -47,6 +47,8 @@ func TestParse(t *testing.T) {
 		{in: "Debian:Bookworm", wantErr: "OCI image reference"},
 		{in: "a b", wantErr: "OCI image reference"},
 		{in: "oci:", wantErr: "OCI image reference"},
+		{in: "ftp://example.org/rootfs.tar", wantErr: "https://"},
+		{in: "oci:ftp://example.org/rootfs", wantErr: "OCI image reference"},
 		{in: "/srv/../etc/shadow", wantErr: "not clean"},
 		{in: "https://", wantErr: "not a URL"},
 	} {

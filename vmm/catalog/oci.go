@@ -59,6 +59,11 @@ func parseOCI(s string) (Source, error) {
 // registry.
 func ociReference(s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s)
+	if err == nil && strings.Contains(s, "://") {
+		// go-containerregistry reads "ftp://host/x" as an image on a
+		// registry named "ftp".
+		err = errors.New("a reference has no scheme")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: want a release (%s), an OCI image reference (alpine:3.20, HOST/org/image:tag), an https:// URL or an absolute path: %v",
 			ErrInvalid, s, strings.Join(Names(), ", "), err)
@@ -130,7 +135,14 @@ func pullOCI(ctx context.Context, src Source) (*Stream, error) {
 		remote.WithPlatform(hostPlatform()), remote.WithTransport(transportForPull()))
 	if err != nil {
 		cancel()
-		return nil, pullErr(ref, err)
+		err = pullErr(ref, err)
+		if errors.Is(err, ErrInvalid) {
+			return nil, err
+		}
+		// A registry that cannot be reached now is no mistake of the
+		// request: the install starts and fails with the reason, as a
+		// download that breaks off does.
+		return &Stream{r: failedReader{err}, stop: func() error { return nil }}, nil
 	}
 	layers, err := img.Layers()
 	if err != nil {
@@ -164,6 +176,11 @@ func pullErr(ref name.Reference, err error) error {
 	}
 	return fmt.Errorf("pull %s: %w", ref.Name(), err)
 }
+
+// failedReader fails every Read with err.
+type failedReader struct{ err error }
+
+func (f failedReader) Read([]byte) (int, error) { return 0, f.err }
 
 // errPullClosed is what a read of a closed pull returns.
 var errPullClosed = errors.New("image pull stopped")

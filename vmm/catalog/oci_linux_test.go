@@ -345,6 +345,27 @@ func TestOCICloseStopsPull(t *testing.T) {
 	}
 }
 
+// TestOCIUnreachableRegistry: a registry that does not answer is no
+// mistake of the request: the stream starts and its first Read fails with
+// the reason (the install's operation fails, and says why).
+func TestOCIUnreachableRegistry(t *testing.T) {
+	reg := ocitest.Serve(t)
+	host := reg.Host
+	reg.Close()
+	src, err := Parse(host + "/test/gone:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), src, Options{})
+	if err != nil {
+		t.Fatalf("Open of an image on a registry that is down: %v, want a stream that fails", err)
+	}
+	defer s.Close()
+	if _, err := io.ReadAll(s); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("read of a pull from a registry that is down: %v, want connection refused", err)
+	}
+}
+
 func TestOCIPlainHTTPOnlyToLoopback(t *testing.T) {
 	for _, c := range []struct {
 		host string
