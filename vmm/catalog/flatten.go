@@ -55,7 +55,10 @@ func (m mark) blocks() bool { return m == markFile || m == markWhiteout || m == 
 // order: it waits (only its header) until its target has been written and
 // is written right after it. If a layer above replaced or deleted the
 // target, the lower layer's file is written under the link's name instead,
-// as the link kept its data.
+// as the link kept its data. A link to a file earlier in its own layer that
+// a layer above replaced or deleted finds that file's data gone by: the
+// layer is read a second time for it (rare: a package's hard-linked files
+// of which a later layer removed only some).
 type flattener struct {
 	tw *tar.Writer
 	// seen is what the layers above the current one did to each path;
@@ -66,6 +69,9 @@ type flattener struct {
 	opaque, layerOpaque map[string]bool
 	// pending are hard links waiting for their target's key.
 	pending map[string][]*tar.Header
+	// orphans are the current layer's hard links to a file earlier in the
+	// same layer that a layer above hides.
+	orphans []*tar.Header
 }
 
 // key is a tar name as a map key: "./usr/bin/" and "usr/bin" are the same
@@ -159,6 +165,73 @@ func (f *flattener) apply(ctx context.Context, l v1.Layer, add func(int64)) erro
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		return err
 	}
+	if len(f.orphans) > 0 {
+		return f.adopt(ctx, l)
+	}
+	return nil
+}
+
+// adopt reads layer l again for the files its orphaned hard links name,
+// and writes each under its first link's name, the other links to that.
+// The second read is not progress: its bytes were counted once.
+func (f *flattener) adopt(ctx context.Context, l v1.Layer) error {
+	want := map[string][]*tar.Header{}
+	for _, h := range f.orphans {
+		t := key(h.Linkname)
+		want[t] = append(want[t], h)
+	}
+	f.orphans = nil
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	br := bufio.NewReaderSize(countingReader{ctx: ctx, r: rc, add: func(int64) {}}, 256<<10)
+	r, closeR, err := decompress(br)
+	if err != nil {
+		return err
+	}
+	defer closeR()
+	tr := tar.NewReader(r)
+	for len(want) > 0 {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%w: layer tar: %v", ErrInvalid, err)
+		}
+		k := key(hdr.Name)
+		links := want[k]
+		if len(links) == 0 || (hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA && hdr.Typeflag != tar.TypeGNUSparse) {
+			continue
+		}
+		delete(want, k)
+		h := *hdr
+		h.Name, h.Typeflag, h.Format = links[0].Name, tar.TypeReg, tar.FormatUnknown
+		if err := f.write(&h, tr); err != nil {
+			return err
+		}
+		first := key(links[0].Name)
+		for _, l := range links[1:] {
+			l.Linkname = links[0].Name
+			f.pending[first] = append(f.pending[first], l)
+		}
+		if err := f.flush(first); err != nil {
+			return err
+		}
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return err
+	}
+	// Links whose target was no file go out as they are, and fail.
+	for _, links := range want {
+		for _, l := range links {
+			if err := f.tw.WriteHeader(l); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -223,9 +296,16 @@ func (f *flattener) entries(tr *tar.Reader) error {
 		if hdr.Typeflag == tar.TypeLink {
 			f.layer[k] = markFile
 			t := key(hdr.Linkname)
-			if _, ok := f.layer[t]; !ok {
+			switch m, ok := f.layer[t]; {
+			case !ok:
 				// In a lower layer: written after its target.
 				f.pending[t] = append(f.pending[t], hdr)
+				continue
+			case m == markHidden:
+				// Earlier in this layer, but replaced or deleted above:
+				// its data is gone by; a second read of the layer
+				// fetches it (orphans).
+				f.orphans = append(f.orphans, hdr)
 				continue
 			}
 		} else if hdr.Typeflag == tar.TypeDir {

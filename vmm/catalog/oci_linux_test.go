@@ -73,6 +73,10 @@ func TestOCILayersApplyInOrder(t *testing.T) {
 			d("usr/"), d("usr/bin/"), f("usr/bin/tool", "tool-data"),
 			d("dirgone/"), d("dirgone/a/"), f("dirgone/a/b", "x"),
 			d("data/"), f("data/orig", "orig"), f("data/del", "del-data"), f("data/same", "same-layer"), ocitest.Hardlink("data/same-link", "data/same"),
+			// Hard links within this layer to files a layer above deletes
+			// or replaces: the links keep this layer's data.
+			f("data/pair", "pair-data"), hl("data/pair-link", "data/pair"), hl("data/pair-link2", "data/pair"),
+			f("data/swap", "old"), hl("data/swap-link", "data/swap"),
 		),
 		ocitest.Layer(t,
 			f("etc/.wh.gone", ""), f("etc/keep", "2"),
@@ -84,7 +88,7 @@ func TestOCILayersApplyInOrder(t *testing.T) {
 			hl("data/link", "data/orig"), hl("data/del-link", "data/del"),
 		),
 		ocitest.Layer(t,
-			f("data/orig", "replaced"), f("data/.wh.del", ""),
+			f("data/orig", "replaced"), f("data/.wh.del", ""), f("data/.wh.pair", ""), f("data/swap", "new"),
 			// A directory back where one was deleted: only what this
 			// layer puts in it shows.
 			d("dirgone/"), f("dirgone/new", "n"),
@@ -143,12 +147,16 @@ func TestOCILayersApplyInOrder(t *testing.T) {
 		{"data/orig", "replaced"},
 		{"data/del-link", "del-data"},
 		{"data/same-link", "same-layer"},
+		{"data/pair-link", "pair-data"},
+		{"data/pair-link2", "pair-data"},
+		{"data/swap-link", "old"},
+		{"data/swap", "new"},
 	} {
 		if got := readFile(t, filepath.Join(dest, c.path)); got != c.want {
 			t.Errorf("%s = %q, want %q", c.path, got, c.want)
 		}
 	}
-	for _, gone := range []string{"etc/gone", "opq/lower", "opq/sub", "d2f/inner", "dirgone/a", "data/del", "etc/.wh.gone", "opq/.wh..wh..opq", ".wh.dirgone"} {
+	for _, gone := range []string{"etc/gone", "opq/lower", "opq/sub", "d2f/inner", "dirgone/a", "data/del", "data/pair", "etc/.wh.gone", "opq/.wh..wh..opq", ".wh.dirgone"} {
 		if _, err := os.Lstat(filepath.Join(dest, gone)); !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			t.Errorf("%s: %v, want it gone", gone, err)
 		}
@@ -156,6 +164,9 @@ func TestOCILayersApplyInOrder(t *testing.T) {
 	var a, b syscall.Stat_t
 	if syscall.Stat(filepath.Join(dest, "usr/bin/tool"), &a) != nil || syscall.Stat(filepath.Join(dest, "usr/bin/tool-link"), &b) != nil || a.Ino != b.Ino {
 		t.Errorf("usr/bin/tool-link is not a hard link of usr/bin/tool (inodes %d, %d)", a.Ino, b.Ino)
+	}
+	if syscall.Stat(filepath.Join(dest, "data/pair-link"), &a) != nil || syscall.Stat(filepath.Join(dest, "data/pair-link2"), &b) != nil || a.Ino != b.Ino {
+		t.Errorf("data/pair-link2 is not a hard link of data/pair-link (inodes %d, %d)", a.Ino, b.Ino)
 	}
 	if st, err := os.Stat(filepath.Join(dest, "f2d")); err != nil || !st.IsDir() {
 		t.Errorf("f2d: %v, want a directory", err)
