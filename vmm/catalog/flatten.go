@@ -203,7 +203,7 @@ func (f *flattener) adopt(ctx context.Context, l v1.Layer) error {
 		}
 		k := key(hdr.Name)
 		links := want[k]
-		if len(links) == 0 || (hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA && hdr.Typeflag != tar.TypeGNUSparse) {
+		if len(links) == 0 || (hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeGNUSparse) {
 			continue
 		}
 		delete(want, k)
@@ -269,7 +269,7 @@ func (f *flattener) entries(tr *tar.Reader) error {
 		if err != nil {
 			return fmt.Errorf("%w: layer tar: %v", ErrInvalid, err)
 		}
-		if hdr.Typeflag == tar.TypeRegA || hdr.Typeflag == tar.TypeGNUSparse {
+		if hdr.Typeflag == tar.TypeGNUSparse {
 			// The reader fills a sparse file's holes: a plain file here.
 			hdr.Typeflag = tar.TypeReg
 		}
