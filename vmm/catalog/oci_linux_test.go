@@ -3,6 +3,7 @@ package catalog
 import (
 	"archive/tar"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -439,4 +440,44 @@ func FuzzFlatten(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestOCIAuthFromDockerConfig: the pull answers a registry's challenge
+// with the credentials of the Docker configuration the server sees
+// ($DOCKER_CONFIG here, ~/.docker otherwise), and without them the
+// registry's 401 is the caller's mistake.
+func TestOCIAuthFromDockerConfig(t *testing.T) {
+	reg := ocitest.Serve(t)
+	ref := reg.Push(t, "private/img:1", ocitest.Image(t, runtime.GOARCH, ocitest.Layer(t, ocitest.File("secret", "s"))))
+	const user, pass = "alice", "s3cret"
+	want := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	var authorized int
+	reg.Intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") != want {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"who are you"}]}`, http.StatusUnauthorized)
+			return true
+		}
+		authorized++
+		return false
+	}
+
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	if _, _, err := install(t, ref); !errors.Is(err, ErrInvalid) || authorized != 0 {
+		t.Fatalf("a pull without credentials: %v (%d requests authorized), want ErrInvalid", err, authorized)
+	}
+
+	dir := t.TempDir()
+	config := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.Host, base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+	dest, _, err := install(t, ref)
+	if err != nil {
+		t.Fatalf("a pull with the credentials of $DOCKER_CONFIG: %v", err)
+	}
+	if got := readFile(t, filepath.Join(dest, "secret")); got != "s" || authorized == 0 {
+		t.Errorf("secret = %q after %d authorized requests", got, authorized)
+	}
 }
