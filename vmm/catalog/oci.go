@@ -144,6 +144,18 @@ func pullOCI(ctx context.Context, src Source) (*Stream, error) {
 		// download that breaks off does.
 		return &Stream{r: failedReader{err}, stop: func() error { return nil }}, nil
 	}
+	// An index was resolved to this platform; a lone image says its own
+	// in its config, which must not be another's (an arm64 root file
+	// system does not run here).
+	cf, err := img.ConfigFile()
+	if err != nil {
+		cancel()
+		return nil, pullErr(ref, err)
+	}
+	if p := hostPlatform(); (cf.OS != "" && cf.OS != p.OS) || (cf.Architecture != "" && cf.Architecture != p.Architecture) {
+		cancel()
+		return nil, fmt.Errorf("%w: pull %s: the image is for %s/%s, not this host's %s/%s", ErrInvalid, ref.Name(), cf.OS, cf.Architecture, p.OS, p.Architecture)
+	}
 	layers, err := img.Layers()
 	if err != nil {
 		cancel()

@@ -194,6 +194,11 @@ func TestOCIIndexPicksHostPlatform(t *testing.T) {
 	if _, _, err := install(t, other); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "no image for linux/"+runtime.GOARCH) {
 		t.Errorf("an index without %s: %v, want ErrInvalid naming the platform", runtime.GOARCH, err)
 	}
+	// A lone image (no index) of another architecture.
+	lone := reg.Push(t, "test/lone:1", images["s390x"])
+	if _, _, err := install(t, lone); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "for linux/s390x") {
+		t.Errorf("a lone s390x image: %v, want ErrInvalid naming its platform", err)
+	}
 }
 
 func TestOCIDigestReference(t *testing.T) {
