@@ -32,11 +32,13 @@ func ociTestImage(t *testing.T) v1.Image {
 		t.Fatal(err)
 	}
 	f := ocitest.File
-	return ocitest.Image(t, runtime.GOARCH,
+	// Its config names uid 1000, alice in the busybox /etc/passwd: the
+	// distro's default user.
+	return ocitest.WithUser(t, ocitest.Image(t, runtime.GOARCH,
 		ocitest.LayerOf(t, base),
 		ocitest.Layer(t, f("etc/deleted", "x"), ocitest.Dir("opq/"), f("opq/lower", "l"), ocitest.Dir("opq/sub/"), f("opq/sub/deeper", "l")),
 		ocitest.Layer(t, f("etc/.wh.deleted", ""), f("opq/.wh..wh..opq", ""), f("opq/upper", "u"), ocitest.Hardlink("bin/hl", "bin/busybox")),
-	)
+	), "1000:1000")
 }
 
 // ociCheck is run in a distro installed from ociTestImage: what it prints
@@ -73,8 +75,11 @@ func TestInstallOCI(t *testing.T) {
 		t.Fatalf("subsys install --from %s: %d\n%s%s", ref, code, out, errOut)
 	}
 	ociVerify(t, "the distro from "+ref, s.sh("oci1", ociCheck))
-	if d := s.getDistro("oci1"); d.Version != 1 {
-		t.Errorf("oci1 = %+v, want version 1", d)
+	if d := s.getDistro("oci1"); d.Version != 1 || d.DefaultUser != "alice" {
+		t.Errorf("oci1 = %+v, want version 1, default user alice (the image config's uid 1000)", d)
+	}
+	if res := s.sh("oci1", "id -un"); res.Stdout != "alice\n" {
+		t.Errorf("id -un in oci1: %+v, want alice", res)
 	}
 
 	// Through the API, named after the repository: the operation's
@@ -167,8 +172,8 @@ func TestInstallOCIVersion2(t *testing.T) {
 	if out, errOut, code := s.cli(nil, "install", "--from", ref, "--version", "2", "oci2"); code != 0 {
 		t.Fatalf("subsys install --from %s --version 2: %d\n%s%s", ref, code, out, errOut)
 	}
-	if d := s.getDistro("oci2"); d.Version != 2 || d.DiskMaxBytes == 0 {
-		t.Errorf("oci2 = %+v, want a version 2 distro", d)
+	if d := s.getDistro("oci2"); d.Version != 2 || d.DiskMaxBytes == 0 || d.DefaultUser != "alice" {
+		t.Errorf("oci2 = %+v, want a version 2 distro, default user alice", d)
 	}
 	ociVerify(t, "the version 2 distro from "+ref, s.sh("oci2", ociCheck))
 }

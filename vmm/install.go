@@ -79,6 +79,7 @@ func (m *Manager) Install(ctx context.Context, req InstallRequest) (*Operation, 
 	}
 	return m.Import(ctx, ImportRequest{Name: name, Version: req.Version, Location: req.Location, SizeBytes: req.SizeBytes,
 		Body: stream, Size: stream.Size, kind: KindInstall, closer: stream, finish: func() error { return catalogErr(stream.Finish()) },
+		defaultUser: stream.DefaultUser,
 		watch: func(op *Operation) bool {
 			return stream.WatchProgress(func(done, total int64, message string) {
 				op.done.Store(done)

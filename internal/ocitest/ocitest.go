@@ -124,6 +124,22 @@ func Image(t testing.TB, arch string, layers ...v1.Layer) v1.Image {
 	return img
 }
 
+// WithUser is img with its config's User set ("app", "1000:1000").
+func WithUser(t testing.TB, img v1.Image, user string) v1.Image {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.User = user
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // Index is an image index of images, one per platform.
 func Index(t testing.TB, images map[string]v1.Image) v1.ImageIndex {
 	t.Helper()

@@ -72,7 +72,14 @@ type flattener struct {
 	// orphans are the current layer's hard links to a file earlier in the
 	// same layer that a layer above hides.
 	orphans []*tar.Header
+	// passwd is the image's /etc/passwd (the top-most one, up to
+	// maxPasswd bytes), for the user its config names; nil when it has
+	// none.
+	passwd []byte
 }
+
+// maxPasswd bounds the /etc/passwd the flattener keeps.
+const maxPasswd = 1 << 20
 
 // key is a tar name as a map key: "./usr/bin/" and "usr/bin" are the same
 // path. Names that climb out ("../x") keep their ".." and reach the
@@ -107,7 +114,19 @@ func (f *flattener) hidden(k string) bool {
 // stream, after its entries went out (the extraction then fails and
 // removes what it wrote).
 func flatten(ctx context.Context, layers []v1.Layer, w io.Writer, progress func(i int, n int64)) error {
+	_, err := flattenImage(ctx, layers, w, progress)
+	return err
+}
+
+// flattenImage is flatten that also returns the image's /etc/passwd (nil
+// when it has none as a regular file).
+func flattenImage(ctx context.Context, layers []v1.Layer, w io.Writer, progress func(i int, n int64)) ([]byte, error) {
 	f := &flattener{tw: tar.NewWriter(w), seen: map[string]mark{}, opaque: map[string]bool{}, pending: map[string][]*tar.Header{}}
+	err := f.run(ctx, layers, progress)
+	return f.passwd, err
+}
+
+func (f *flattener) run(ctx context.Context, layers []v1.Layer, progress func(i int, n int64)) error {
 	for i := range layers {
 		l := layers[len(layers)-1-i]
 		if err := f.apply(ctx, l, func(n int64) { progress(i, n) }); err != nil {
@@ -370,11 +389,20 @@ func (f *flattener) write(hdr *tar.Header, tr *tar.Reader) error {
 		return fmt.Errorf("write %q: %w", hdr.Name, err)
 	}
 	if hdr.Typeflag == tar.TypeReg {
-		if _, err := io.Copy(f.tw, tr); err != nil {
+		var w io.Writer = f.tw
+		var passwd *bytes.Buffer
+		if f.passwd == nil && key(hdr.Name) == "etc/passwd" && hdr.Size <= maxPasswd {
+			passwd = &bytes.Buffer{}
+			w = io.MultiWriter(f.tw, passwd)
+		}
+		if _, err := io.Copy(w, tr); err != nil {
 			if errors.Is(err, tar.ErrWriteTooLong) {
 				return fmt.Errorf("%w: %q is longer than its header says", ErrInvalid, hdr.Name)
 			}
 			return err
+		}
+		if passwd != nil {
+			f.passwd = passwd.Bytes()
 		}
 	}
 	return nil

@@ -170,8 +170,8 @@ func pullOCI(ctx context.Context, src Source) (*Stream, error) {
 		}
 		total += n
 	}
-	p := &ociPull{ctx: ctx, cancel: cancel, layers: layers, total: total, done: make(chan struct{})}
-	return &Stream{Size: total, r: p, stop: p.Close, watch: p.setWatch}, nil
+	p := &ociPull{ctx: ctx, cancel: cancel, layers: layers, total: total, done: make(chan struct{}), configUser: cf.Config.User}
+	return &Stream{Size: total, r: p, stop: p.Close, watch: p.setWatch, user: p.user}, nil
 }
 
 // pullErr says what failed; a registry's "no such image" or "not allowed"
@@ -206,10 +206,42 @@ type ociPull struct {
 	total  int64
 	done   chan struct{}
 
+	// configUser is the image config's User ("app", "1000:1000").
+	configUser string
+
 	mu     sync.Mutex
 	pr     *io.PipeReader
 	closed bool
 	watch  func(done, total int64, message string)
+	// passwd is the image's /etc/passwd, once flattened.
+	passwd []byte
+}
+
+// user is the image config's user as a name the image's /etc/passwd has,
+// once the pull has ended; "" when it names none.
+func (p *ociPull) user() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return passwdUser(p.configUser, p.passwd)
+}
+
+// passwdUser resolves a config's User ("name", "uid", "name:group",
+// "uid:gid") to a name in passwd, or "" when passwd has no such user.
+func passwdUser(user string, passwd []byte) string {
+	user, _, _ = strings.Cut(user, ":")
+	if user == "" {
+		return ""
+	}
+	for _, line := range strings.Split(string(passwd), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 3 || f[0] == "" {
+			continue
+		}
+		if f[0] == user || f[2] == user {
+			return f[0]
+		}
+	}
+	return ""
 }
 
 func (p *ociPull) setWatch(fn func(done, total int64, message string)) {
@@ -239,10 +271,15 @@ func (p *ociPull) Read(b []byte) (int, error) {
 		go func() {
 			defer close(p.done)
 			var read int64
-			err := flatten(p.ctx, p.layers, pw, func(i int, n int64) {
+			passwd, err := flattenImage(p.ctx, p.layers, pw, func(i int, n int64) {
 				read += n
 				p.report(read, fmt.Sprintf("layer %d of %d", i+1, len(p.layers)))
 			})
+			if err == nil {
+				p.mu.Lock()
+				p.passwd = passwd
+				p.mu.Unlock()
+			}
 			pw.CloseWithError(err)
 		}()
 	}

@@ -486,3 +486,42 @@ func TestOCIAuthFromDockerConfig(t *testing.T) {
 		t.Errorf("secret = %q after %d authorized requests", got, authorized)
 	}
 }
+
+func TestPasswdUser(t *testing.T) {
+	passwd := []byte("root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n\n:x:7:7::/:/bin/sh\nbroken\n")
+	for _, c := range []struct{ user, want string }{
+		{"alice", "alice"}, {"1000", "alice"}, {"alice:staff", "alice"}, {"1000:1000", "alice"}, {"0", "root"},
+		{"", ""}, {":1000", ""}, {"bob", ""}, {"7", ""}, {"broken", ""}, {"1001", ""},
+	} {
+		if got := passwdUser(c.user, passwd); got != c.want {
+			t.Errorf("passwdUser(%q) = %q, want %q", c.user, got, c.want)
+		}
+	}
+}
+
+// TestOCIImageUser: an image config's User that the image's (top-most)
+// /etc/passwd has is the stream's DefaultUser, by name; one it does not
+// have is none.
+func TestOCIImageUser(t *testing.T) {
+	reg := ocitest.Serve(t)
+	base := ocitest.Layer(t, ocitest.Dir("etc/"), ocitest.File("etc/passwd", "root:x:0:0::/root:/bin/sh\nold:x:1001:1001::/:/bin/sh\n"))
+	top := ocitest.Layer(t, ocitest.File("etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1001:1001::/:/bin/sh\n"))
+	for _, c := range []struct{ user, want string }{{"1001:1001", "app"}, {"app", "app"}, {"old", ""}, {"", ""}} {
+		ref := reg.Push(t, "test/user:"+strings.NewReplacer(":", "-").Replace(c.user)+"x", ocitest.WithUser(t, ocitest.Image(t, runtime.GOARCH, base, top), c.user))
+		src, _ := Parse(ref)
+		s, err := Open(context.Background(), src, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := archive.Extract(context.Background(), s, t.TempDir(), archive.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.DefaultUser(); got != c.want {
+			t.Errorf("config User %q: DefaultUser = %q, want %q", c.user, got, c.want)
+		}
+		s.Close()
+	}
+}

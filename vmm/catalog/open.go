@@ -113,6 +113,19 @@ type Stream struct {
 	stop func() error
 	// watch, when set, registers the stream's own measure of progress.
 	watch func(func(done, total int64, message string))
+	// user, when set, is the user the source names (DefaultUser).
+	user func() string
+}
+
+// DefaultUser is the user the source names for its distro, once it has
+// been read to its end: an image config's User that the image's
+// /etc/passwd has (as a name; a uid is looked up). "" when there is none,
+// and for every source but an image. Untrusted: a name from the image.
+func (s *Stream) DefaultUser() string {
+	if s.user == nil {
+		return ""
+	}
+	return s.user()
 }
 
 // WatchProgress registers fn to hear the stream's own progress, for a
