@@ -11,9 +11,11 @@ type InstallRequest struct {
 	// debian:bookworm, a tarball's file name).
 	Name string `json:"name,omitempty"`
 	// Source is a release of GET /catalog ("debian:bookworm", built on the
-	// server with mmdebstrap), an https:// URL of a root file system
-	// tarball, or a tarball's absolute path on the server; empty is
-	// debian:bookworm.
+	// server with mmdebstrap), an OCI image reference ("alpine:3.20",
+	// "HOST[:PORT]/org/image:tag", "…@sha256:…"; "oci:" or "docker://"
+	// forces an image where a catalog release has the same name), an
+	// https:// URL of a root file system tarball, or a tarball's absolute
+	// path on the server; empty is debian:bookworm.
 	Source string `json:"source,omitempty"`
 	// Version (1 or 2; 0: the server's default_version), Location and
 	// SizeBytes are as an import's.
@@ -32,12 +34,16 @@ type InstallRequest struct {
 // CatalogEntry is one release GET /catalog lists.
 type CatalogEntry struct {
 	// Source is what to install: "debian:bookworm".
-	Source       string `json:"source"`
+	Source string `json:"source"`
+	// Kind is "distribution" (built on the server) or "oci" (a suggested
+	// image, pulled from its registry).
+	Kind         string `json:"kind"`
 	Distribution string `json:"distribution"`
 	Suite        string `json:"suite"`
 	// Title is for people: "Debian 12 (bookworm)".
 	Title string `json:"title"`
-	// ApproxBytes is about how large its minimal root file system is.
+	// ApproxBytes is about how large its minimal root file system is; 0
+	// when unknown (an image).
 	ApproxBytes int64 `json:"approx_bytes"`
 	// Available says this server can build it; Why says why not
 	// (mmdebstrap or the release's keyring missing).

@@ -53,6 +53,9 @@ type Operation struct {
 	// Result says what an import or clone made, once it has ended; nil for
 	// other kinds and for operations of an earlier server run.
 	Result *OperationResult `json:"result,omitempty"`
+	// Message says what the operation is doing when progress alone does
+	// not ("layer 2 of 5" of an install from an image); untrusted text.
+	Message string `json:"message,omitempty"`
 }
 
 // Done reports whether the operation has ended, in success or failure.

@@ -102,7 +102,14 @@ func showProgress() bool { return term.IsTerminal(int(os.Stderr.Fd())) }
 // and the bar, for commands that wait on an operation.
 func operationBar(what string) (func(api.Operation), *progressbar.ProgressBar) {
 	bar := newBar(-1, what)
+	var message string
 	return func(o api.Operation) {
+		if o.Message != message {
+			// What the server says it is doing ("layer 2 of 5"), as
+			// untrusted as any of its words.
+			message = o.Message
+			bar.Describe(what + " (" + sanitize(message) + ")")
+		}
 		if o.Progress.Total > 0 {
 			bar.ChangeMax64(o.Progress.Total)
 		}

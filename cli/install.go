@@ -21,11 +21,15 @@ func newInstallCmd(g *globals) *cobra.Command {
 	var list bool
 	cmd := &cobra.Command{
 		Use:   "install [NAME] [--from SOURCE]",
-		Short: "Install a distro: Debian or Ubuntu built on the server, or a root file system tarball by URL or path",
+		Short: "Install a distro: Debian or Ubuntu built on the server, an OCI image, or a root file system tarball by URL or path",
 		Long: "Install a distro, as `wsl --install` does. SOURCE is a release of the catalog (`subsys install --list`;\n" +
 			"debian:bookworm by default), built on the server with mmdebstrap from the distribution's own mirror,\n" +
 			"an https:// URL of a root file system tarball (--sha256 pins it; plain http:// needs it), or a tarball's\n" +
-			"absolute path on the server. NAME defaults to the source's (debian, or the tarball's file name).\n" +
+			"absolute path on the server. Any other SOURCE is an OCI image reference (alpine:3.20,\n" +
+			"HOST[:PORT]/org/image:tag, IMAGE@sha256:…), pulled by the server for its platform with the credentials\n" +
+			"of its ~/.docker/config.json, over https (plain http only from localhost); the catalog's releases win\n" +
+			"for the names they list, and an oci: or docker:// prefix forces an image (oci:debian:bookworm).\n" +
+			"NAME defaults to the source's (debian, the image's repository, or the tarball's file name).\n" +
 			"Ctrl-C stops the waiting, not the install (cancel it through the API's DELETE /operations/ID).",
 		Args: cobra.MaximumNArgs(1),
 		RunE: withClient(g, func(ctx context.Context, c *client.Client, args []string) error {
@@ -41,7 +45,11 @@ func newInstallCmd(g *globals) *cobra.Command {
 					if !e.Available {
 						avail = "no: " + e.Why
 					}
-					fmt.Fprintf(w, "%s\t%s\t~%s\t%s\n", sanitize(e.Source), sanitize(e.Title), formatBytes(e.ApproxBytes), sanitize(avail))
+					size := "~" + formatBytes(e.ApproxBytes)
+					if e.ApproxBytes == 0 {
+						size = "-"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", sanitize(e.Source), sanitize(e.Title), size, sanitize(avail))
 				}
 				return w.Flush()
 			}

@@ -96,7 +96,7 @@ func TestInstallTarball(t *testing.T) {
 		want   string
 	}{
 		{api.InstallRequest{Name: "tiny2", Source: src, SHA256: good}, http.StatusConflict, "already exists"},
-		{api.InstallRequest{Name: "x", Source: "debian:sid"}, http.StatusBadRequest, "not a release"},
+		{api.InstallRequest{Name: "x", Source: "Debian:Sid"}, http.StatusBadRequest, "OCI image reference"},
 		{api.InstallRequest{Name: "x", Source: "http://example.org/r.tar"}, http.StatusBadRequest, "plain http"},
 		{api.InstallRequest{Name: "x", Include: []string{"--root=/"}}, http.StatusBadRequest, "not a package name"},
 		{api.InstallRequest{Name: "../x"}, http.StatusBadRequest, "name"},

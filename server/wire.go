@@ -27,7 +27,7 @@ func apiDistros(ds []vmm.Distro) []api.Distro {
 
 func apiOperation(o vmm.OperationInfo) api.Operation {
 	out := api.Operation{ID: o.ID, Kind: o.Kind, Distro: o.Distro, Status: o.Status,
-		Progress: api.Progress(o.Progress), Error: o.Error, CreatedAt: o.CreatedAt}
+		Progress: api.Progress(o.Progress), Error: o.Error, CreatedAt: o.CreatedAt, Message: o.Message}
 	if o.Result != nil {
 		r := api.OperationResult(*o.Result)
 		out.Result = &r

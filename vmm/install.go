@@ -16,9 +16,10 @@ const KindInstall = "install"
 type InstallRequest struct {
 	// Name of the new distro; empty means the source's (catalog.Source.DefaultName).
 	Name string
-	// Source is "debian:bookworm" (built here with mmdebstrap), an https://
-	// URL or an absolute server path of a tarball; empty is
-	// catalog.DefaultSource.
+	// Source is "debian:bookworm" (built here with mmdebstrap), an OCI
+	// image reference (pulled, its layers flattened), an https:// URL or an
+	// absolute server path of a tarball; empty is catalog.DefaultSource.
+	// See catalog.Parse for how a release and an image are told apart.
 	Source string
 	// Version, Location and SizeBytes are as an import's.
 	Version   int
@@ -33,8 +34,8 @@ type InstallRequest struct {
 
 // Install makes a new distro from req's source, as `wsl --install` does,
 // in an operation of kind KindInstall: a release the catalog knows is built
-// with mmdebstrap from its own mirror, a tarball is downloaded or read, and
-// either streams into the same extraction an import uses (the source is
+// with mmdebstrap from its own mirror, an image's layers are pulled and
+// flattened, a tarball is downloaded or read, and each streams into the same extraction an import uses (the source is
 // trusted no more than an upload), its bytes counted as progress. A build
 // or download that fails, or a checksum that does not match, fails the
 // operation with its reason and leaves nothing, the name free again.
@@ -77,7 +78,15 @@ func (m *Manager) Install(ctx context.Context, req InstallRequest) (*Operation, 
 		return nil, fmt.Errorf("install %s: %w", src, catalogErr(err))
 	}
 	return m.Import(ctx, ImportRequest{Name: name, Version: req.Version, Location: req.Location, SizeBytes: req.SizeBytes,
-		Body: stream, Size: stream.Size, kind: KindInstall, closer: stream, finish: func() error { return catalogErr(stream.Finish()) }})
+		Body: stream, Size: stream.Size, kind: KindInstall, closer: stream, finish: func() error { return catalogErr(stream.Finish()) },
+		defaultUser: stream.DefaultUser,
+		watch: func(op *Operation) bool {
+			return stream.WatchProgress(func(done, total int64, message string) {
+				op.done.Store(done)
+				op.total.Store(total)
+				op.setMessage(message)
+			})
+		}})
 }
 
 // Catalog lists the releases Install can build on this host.

@@ -56,6 +56,15 @@ type ImportRequest struct {
 	// its error fails the import: Install's stream reads to its end there,
 	// where a build's exit status and a download's checksum are known.
 	finish func() error
+	// watch, when set, is called once before reading and may make the
+	// source report the operation's progress itself (an image pull:
+	// compressed layer bytes, which layer); true says it does, and the
+	// bytes read are then not counted.
+	watch func(*Operation) bool
+	// defaultUser, when set, is asked once the archive is in and finish
+	// has passed: a user it names (an image config's, which the image has)
+	// becomes the distro's default user instead of the settings'.
+	defaultUser func() string
 }
 
 // importParams are what populate needs of an ImportRequest.
@@ -66,6 +75,8 @@ type importParams struct {
 	raw bool
 	// finish: see ImportRequest.finish.
 	finish func() error
+	// defaultUser: see ImportRequest.defaultUser.
+	defaultUser func() string
 }
 
 // Import checks req, reserves the name (the distro shows as Installing) and starts
@@ -145,6 +156,7 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (op *Operation,
 		return nil, err
 	}
 	op.total.Store(req.Size)
+	uncounted := req.watch != nil && req.watch(op)
 	op.bodyDone = make(chan struct{})
 	detail := fmt.Sprintf("version %d", d.Version)
 	if req.RawImage {
@@ -154,7 +166,7 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (op *Operation,
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op}, op.bodyDone, op, importParams{maxSize: maxSize, raw: req.RawImage, finish: req.finish})
+		err := m.populate(opCtx, d, staging, countingReader{ctx: opCtx, r: src, op: op, uncounted: uncounted}, op.bodyDone, op, importParams{maxSize: maxSize, raw: req.RawImage, finish: req.finish, defaultUser: req.defaultUser})
 		if file != nil {
 			file.Close()
 		}
@@ -259,6 +271,15 @@ func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, 
 		if p.finish != nil {
 			if err := p.finish(); err != nil {
 				return err
+			}
+		}
+		if p.defaultUser != nil {
+			// A name from the source: used only when it is a valid one.
+			if u := p.defaultUser(); u != "" && u != d.DefaultUser && ValidateUser(u) == nil {
+				d.DefaultUser = u
+				if err := m.cfg.Store.UpdateDistro(ctx, d); err != nil {
+					return err
+				}
 			}
 		}
 		// The body is fully read: the uploader can have its answer while we finish.

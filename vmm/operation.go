@@ -48,6 +48,10 @@ type OperationInfo struct {
 	Progress  Progress  `json:"progress"`
 	Error     string    `json:"error"`
 	CreatedAt time.Time `json:"created_at"`
+	// Message says what the operation is doing, for people, when its
+	// progress alone does not ("layer 2 of 5" of an image pull); "" when
+	// there is nothing to say.
+	Message string `json:"message,omitempty"`
 	// Result says what an import or clone made, once it has ended (also when
 	// it failed, as far as it got); nil for other kinds. It is kept in memory
 	// only: an operation read back after a server restart has none. Snapshots
@@ -87,11 +91,12 @@ type Operation struct {
 	// Set before the operation is shared, never changed.
 	exclusive bool
 
-	mu     sync.Mutex
-	status string
-	err    string
-	cause  error
-	result *OperationResult
+	mu      sync.Mutex
+	status  string
+	err     string
+	cause   error
+	result  *OperationResult
+	message string
 }
 
 func newOperation(id, kind, distro string, cancel context.CancelFunc) *Operation {
@@ -137,7 +142,7 @@ func (o *Operation) Info() OperationInfo {
 
 func (o *Operation) infoLocked() OperationInfo {
 	info := OperationInfo{ID: o.id, Kind: o.kind, Distro: o.distro, Status: o.status,
-		Progress: Progress{Done: o.done.Load(), Total: o.total.Load()}, Error: o.err, CreatedAt: o.created}
+		Progress: Progress{Done: o.done.Load(), Total: o.total.Load()}, Error: o.err, CreatedAt: o.created, Message: o.message}
 	// Shared, not copied: a result is never changed once set, and snapshots
 	// stay comparable with == (the event stream sends only changes).
 	info.Result = o.result
@@ -149,6 +154,13 @@ func (o *Operation) infoLocked() OperationInfo {
 func (o *Operation) setResult(r OperationResult) {
 	o.mu.Lock()
 	o.result = &r
+	o.mu.Unlock()
+}
+
+// setMessage says what the operation is doing (OperationInfo.Message).
+func (o *Operation) setMessage(m string) {
+	o.mu.Lock()
+	o.message = m
 	o.mu.Unlock()
 }
 
@@ -212,6 +224,8 @@ type countingReader struct {
 	ctx context.Context
 	r   interface{ Read([]byte) (int, error) }
 	op  *Operation
+	// uncounted: the source reports progress itself (ImportRequest.watch).
+	uncounted bool
 }
 
 func (c countingReader) Read(p []byte) (int, error) {
@@ -219,6 +233,8 @@ func (c countingReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.r.Read(p)
-	c.op.done.Add(int64(n))
+	if !c.uncounted {
+		c.op.done.Add(int64(n))
+	}
 	return n, err
 }

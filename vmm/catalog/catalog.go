@@ -1,6 +1,7 @@
 // Package catalog knows where new distros come from, for `subsys install`:
 // the distributions subsys can build itself with mmdebstrap from their own
-// mirrors (debian:bookworm, debian:trixie, ubuntu:noble), and plain
+// mirrors (debian:bookworm, debian:trixie, ubuntu:noble), OCI (Docker)
+// images pulled from a registry with their layers flattened, and plain
 // tarballs by URL (with an optional SHA-256) or by server path. Parse reads
 // a source as a user writes it; Open turns it into a stream of a root file
 // system tarball, which vmm imports through the same hostile-archive-safe
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"net/url"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -49,6 +51,9 @@ type Source struct {
 	URL string
 	// Path is the tarball's absolute path on the server (KindPath).
 	Path string
+	// Image is the image's full reference (KindOCI), with its registry:
+	// "index.docker.io/library/alpine:3.20".
+	Image string
 }
 
 // String is the source as a user writes it.
@@ -58,6 +63,8 @@ func (s Source) String() string {
 		return s.Distribution + ":" + s.Suite
 	case KindURL:
 		return s.URL
+	case KindOCI:
+		return s.Image
 	}
 	return s.Path
 }
@@ -69,6 +76,13 @@ func (s Source) DefaultName() string {
 	switch s.Kind {
 	case KindDistribution:
 		return s.Distribution
+	case KindOCI:
+		// The repository's last part: "alpine", "img" of host/test/img:tag.
+		ref, err := ociReference(s.Image)
+		if err != nil {
+			return ""
+		}
+		base = path.Base(ref.Context().RepositoryStr())
 	case KindURL:
 		u, err := url.Parse(s.URL)
 		if err != nil {
@@ -125,32 +139,42 @@ func findRelease(distribution, suite string) (release, bool) {
 // Parse reads a source as a user writes it: "debian:bookworm" (a release
 // the catalog knows), "https://…/rootfs.tar.gz" (http is refused: a tarball
 // fetched without TLS could be anyone's, unless a checksum pins it — see
-// Options.SHA256), or an absolute path on the server.
+// Options.SHA256), an absolute path on the server, or else an OCI image
+// reference ("alpine:3.20", "HOST[:PORT]/org/image:tag", "…@sha256:…").
+// The catalog's own releases win for the names it lists: "debian:bookworm"
+// is built here; "oci:debian:bookworm" or "docker://debian:bookworm" is
+// Docker Hub's image.
 func Parse(s string) (Source, error) {
 	s = strings.TrimSpace(s)
 	switch {
 	case s == "":
 		return Parse(DefaultSource)
+	case strings.HasPrefix(s, ociPrefix):
+		return parseOCI(strings.TrimPrefix(s, ociPrefix))
+	case strings.HasPrefix(s, dockerPrefix):
+		return parseOCI(strings.TrimPrefix(s, dockerPrefix))
 	case strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://"):
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" {
 			return Source{}, fmt.Errorf("%w: %q is not a URL", ErrInvalid, s)
 		}
 		return Source{Kind: KindURL, URL: u.String()}, nil
+	case strings.Contains(s, "://"):
+		// go-containerregistry would read "ftp://host/x" as an image
+		// on a registry named "ftp".
+		return Source{}, fmt.Errorf("%w: %q: a tarball's URL is https:// (or http:// with its sha256), an image's reference has no scheme (or docker://)", ErrInvalid, s)
 	case strings.HasPrefix(s, "/"):
 		if filepath.Clean(s) != s {
 			return Source{}, fmt.Errorf("%w: path %q is not clean", ErrInvalid, s)
 		}
 		return Source{Kind: KindPath, Path: s}, nil
 	}
-	dist, suite, ok := strings.Cut(s, ":")
-	if !ok {
-		return Source{}, fmt.Errorf("%w: %q: want a release (%s), an https:// URL or an absolute path", ErrInvalid, s, strings.Join(Names(), ", "))
+	if dist, suite, ok := strings.Cut(s, ":"); ok {
+		if _, ok := findRelease(dist, suite); ok {
+			return Source{Kind: KindDistribution, Distribution: dist, Suite: suite}, nil
+		}
 	}
-	if _, ok := findRelease(dist, suite); !ok {
-		return Source{}, fmt.Errorf("%w: %q is not a release the catalog knows (%s)", ErrInvalid, s, strings.Join(Names(), ", "))
-	}
-	return Source{Kind: KindDistribution, Distribution: dist, Suite: suite}, nil
+	return parseOCI(s)
 }
 
 // Names lists the releases the catalog knows, as sources.
@@ -166,11 +190,15 @@ func Names() []string {
 type Entry struct {
 	// Source is what to pass to install: "debian:bookworm".
 	Source string `json:"source"`
+	// Kind is KindDistribution (built here) or KindOCI (a suggested image;
+	// any other reference installs too).
+	Kind string `json:"kind"`
 	// Distribution and Suite, and Title for people.
 	Distribution string `json:"distribution"`
 	Suite        string `json:"suite"`
 	Title        string `json:"title"`
-	// ApproxBytes is about how large its minbase root file system is.
+	// ApproxBytes is about how large its minbase root file system is; 0
+	// when not known (an image).
 	ApproxBytes int64 `json:"approx_bytes"`
 	// Available says this host can build it; Why says why not.
 	Available bool   `json:"available"`
@@ -178,16 +206,21 @@ type Entry struct {
 }
 
 // List returns the catalog, each release marked available or not on this
-// host (mmdebstrap installed, the release's keyring present).
+// host (mmdebstrap installed, the release's keyring present), then the
+// suggested images (always available: whether their registry answers is
+// known only when pulling).
 func List() []Entry {
 	_, mmErr := exec.LookPath(mmdebstrap)
-	out := make([]Entry, 0, len(releases))
+	out := make([]Entry, 0, len(releases)+len(suggestions))
 	for _, r := range releases {
-		e := Entry{Source: r.distribution + ":" + r.suite, Distribution: r.distribution, Suite: r.suite, Title: r.title, ApproxBytes: r.approxBytes, Available: true}
+		e := Entry{Source: r.distribution + ":" + r.suite, Kind: KindDistribution, Distribution: r.distribution, Suite: r.suite, Title: r.title, ApproxBytes: r.approxBytes, Available: true}
 		if err := r.check(mmErr); err != nil {
 			e.Available, e.Why = false, strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": ")
 		}
 		out = append(out, e)
+	}
+	for _, s := range suggestions {
+		out = append(out, Entry{Source: s.ref, Kind: KindOCI, Distribution: s.distribution, Suite: s.tag, Title: s.title, Available: true})
 	}
 	return out
 }

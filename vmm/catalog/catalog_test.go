@@ -31,10 +31,24 @@ func TestParse(t *testing.T) {
 		{in: "http://example.org/r.tar", want: Source{Kind: KindURL, URL: "http://example.org/r.tar"}, name: "r"},
 		{in: "/srv/images/rootfs.tar.zst", want: Source{Kind: KindPath, Path: "/srv/images/rootfs.tar.zst"}, name: "rootfs"},
 		{in: "/srv/my rootfs!.tgz", want: Source{Kind: KindPath, Path: "/srv/my rootfs!.tgz"}, name: "my-rootfs-"},
-		{in: "debian:sid", wantErr: "not a release"},
-		{in: "fedora:40", wantErr: "not a release"},
-		{in: "debian", wantErr: "want a release"},
-		{in: "rootfs.tar", wantErr: "want a release"},
+		// Not a release the catalog lists: an image, as is anything with a
+		// registry or a digest, and anything with oci: or docker://.
+		{in: "debian:sid", want: Source{Kind: KindOCI, Image: "index.docker.io/library/debian:sid"}, name: "debian"},
+		{in: "fedora:41", want: Source{Kind: KindOCI, Image: "index.docker.io/library/fedora:41"}, name: "fedora"},
+		{in: "alpine", want: Source{Kind: KindOCI, Image: "index.docker.io/library/alpine:latest"}, name: "alpine"},
+		{in: "oci:debian:bookworm", want: Source{Kind: KindOCI, Image: "index.docker.io/library/debian:bookworm"}, name: "debian"},
+		{in: "docker://debian:bookworm", want: Source{Kind: KindOCI, Image: "index.docker.io/library/debian:bookworm"}, name: "debian"},
+		{in: "docker.io/library/alpine:3.20", want: Source{Kind: KindOCI, Image: "index.docker.io/library/alpine:3.20"}, name: "alpine"},
+		{in: "127.0.0.1:5000/test/img:tag", want: Source{Kind: KindOCI, Image: "127.0.0.1:5000/test/img:tag"}, name: "img"},
+		{in: "localhost:5000/Img_x", wantErr: "OCI image reference"},
+		{in: "ghcr.io/org/debian:bookworm", want: Source{Kind: KindOCI, Image: "ghcr.io/org/debian:bookworm"}, name: "debian"},
+		{in: "alpine@sha256:" + strings.Repeat("ab", 32), want: Source{Kind: KindOCI, Image: "index.docker.io/library/alpine@sha256:" + strings.Repeat("ab", 32)}, name: "alpine"},
+		{in: "alpine@sha256:abc", wantErr: "OCI image reference"},
+		{in: "Debian:Bookworm", wantErr: "OCI image reference"},
+		{in: "a b", wantErr: "OCI image reference"},
+		{in: "oci:", wantErr: "OCI image reference"},
+		{in: "ftp://example.org/rootfs.tar", wantErr: "https://"},
+		{in: "oci:ftp://example.org/rootfs", wantErr: "OCI image reference"},
 		{in: "/srv/../etc/shadow", wantErr: "not clean"},
 		{in: "https://", wantErr: "not a URL"},
 	} {
@@ -201,13 +215,26 @@ func TestBuildFailure(t *testing.T) {
 
 func TestList(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
+	var images int
 	for _, e := range List() {
-		if e.Available || !strings.Contains(e.Why, "mmdebstrap is not installed") {
-			t.Errorf("without mmdebstrap: %+v", e)
+		switch e.Kind {
+		case KindDistribution:
+			if e.Available || !strings.Contains(e.Why, "mmdebstrap is not installed") {
+				t.Errorf("without mmdebstrap: %+v", e)
+			}
+		case KindOCI:
+			// Pulled, not built: mmdebstrap does not matter, and each
+			// suggestion installs as an image (not as a catalog release).
+			images++
+			if src, err := Parse(e.Source); !e.Available || err != nil || src.Kind != KindOCI {
+				t.Errorf("suggested image %+v: Parse = %+v, %v", e, src, err)
+			}
+		default:
+			t.Errorf("entry of kind %q: %+v", e.Kind, e)
 		}
 	}
-	if got := len(List()); got != len(releases) {
-		t.Errorf("List has %d entries, want %d", got, len(releases))
+	if got := len(List()); got != len(releases)+len(suggestions) || images != len(suggestions) {
+		t.Errorf("List has %d entries (%d images), want %d releases and %d images", got, images, len(releases), len(suggestions))
 	}
 }
 

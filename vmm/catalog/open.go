@@ -56,6 +56,9 @@ func (o Options) Check(src Source) error {
 			return fmt.Errorf("%w: a checksum applies to a tarball; %s is built here", ErrInvalid, src)
 		}
 	} else if o.Variant != "" || len(o.Include) > 0 || o.Mirror != "" {
+		if src.Kind == KindOCI {
+			return fmt.Errorf("%w: variant, include and mirror apply to a release built here (%s), not to an image", ErrInvalid, strings.Join(Names(), ", "))
+		}
 		return fmt.Errorf("%w: variant, include and mirror apply to a release built here (%s), not to a tarball", ErrInvalid, strings.Join(Names(), ", "))
 	}
 	if o.Variant != "" && !slices.Contains(Variants, o.Variant) {
@@ -70,6 +73,9 @@ func (o Options) Check(src Source) error {
 		if !(strings.HasPrefix(o.Mirror, "http://") || strings.HasPrefix(o.Mirror, "https://") || strings.HasPrefix(o.Mirror, "file:///")) || strings.ContainsAny(o.Mirror, " \t\n") {
 			return fmt.Errorf("%w: mirror %q: want an http(s):// or file:/// URL", ErrInvalid, o.Mirror)
 		}
+	}
+	if src.Kind == KindOCI && o.SHA256 != "" {
+		return fmt.Errorf("%w: an image is pinned by its digest (IMAGE@sha256:…), not by a sha256 option", ErrInvalid)
 	}
 	if o.SHA256 != "" && !sha256Hex.MatchString(o.SHA256) {
 		return fmt.Errorf("%w: sha256 %q: want 64 lowercase hex digits", ErrInvalid, o.SHA256)
@@ -105,6 +111,34 @@ type Stream struct {
 	Size int64
 	r    io.Reader
 	stop func() error
+	// watch, when set, registers the stream's own measure of progress.
+	watch func(func(done, total int64, message string))
+	// user, when set, is the user the source names (DefaultUser).
+	user func() string
+}
+
+// DefaultUser is the user the source names for its distro, once it has
+// been read to its end: an image config's User that the image's
+// /etc/passwd has (as a name; a uid is looked up). "" when there is none,
+// and for every source but an image. Untrusted: a name from the image.
+func (s *Stream) DefaultUser() string {
+	if s.user == nil {
+		return ""
+	}
+	return s.user()
+}
+
+// WatchProgress registers fn to hear the stream's own progress, for a
+// stream that measures it better than by the tarball's bytes (an image
+// pull counts its layers' compressed bytes against their sum and says
+// which layer it reads), and reports whether it does; a false means the
+// reader should count what it reads. Call it before the first Read.
+func (s *Stream) WatchProgress(fn func(done, total int64, message string)) bool {
+	if s.watch == nil {
+		return false
+	}
+	s.watch(fn)
+	return true
 }
 
 // Read reads the tarball.
@@ -133,7 +167,8 @@ func (s *Stream) Finish() error {
 }
 
 // Open starts producing src's tarball: an mmdebstrap build (to standard
-// output, its stderr kept for the error), a download, or a file.
+// output, its stderr kept for the error), an image pull (its manifest
+// fetched now, its layers at the first Read), a download, or a file.
 func Open(ctx context.Context, src Source, opts Options) (*Stream, error) {
 	if err := opts.Check(src); err != nil {
 		return nil, err
@@ -143,6 +178,8 @@ func Open(ctx context.Context, src Source, opts Options) (*Stream, error) {
 		return build(ctx, src, opts)
 	case KindURL:
 		return download(ctx, src.URL, opts.SHA256)
+	case KindOCI:
+		return pullOCI(ctx, src)
 	case KindPath:
 		f, err := os.Open(src.Path)
 		if err != nil {

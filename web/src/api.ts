@@ -45,16 +45,20 @@ export interface Operation {
   created_at?: string;
   /** What an import or clone made; for a compact, `bytes` is how much the image gave back. */
   result?: { bytes?: number; entries?: number; warnings?: string[] };
+  /** What it is doing when progress alone does not say ("layer 2 of 5"): the server's text. */
+  message?: string;
 }
 
 /** A release the server can build (GET /catalog). Every string is the server's: text, never markup. */
 export interface CatalogEntry {
   /** What to install: "debian:bookworm". */
   source: string;
+  /** "distribution": built on the server; "oci": a suggested image, pulled from its registry. */
+  kind?: 'distribution' | 'oci';
   distribution: string;
   suite: string;
   title: string;
-  /** About how large its root file system is. */
+  /** About how large its root file system is; 0 when unknown (an image). */
   approx_bytes: number;
   /** Whether this server can build it; why says what it lacks when not. */
   available: boolean;

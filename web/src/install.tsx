@@ -1,7 +1,8 @@
 // Installing a distro (POST /distros/install), as `subsys install` does: a
-// release of the server's catalog, built there with mmdebstrap, or a root file
-// system tarball the server downloads from a URL. The checks of what a person
-// types (package names, URL, SHA-256, the name taken from a URL), the installs
+// release of the server's catalog, built there with mmdebstrap, an OCI image
+// the server pulls from a registry, or a root file system tarball the server
+// downloads from a URL. The checks of what a person types (package names, URL
+// or image reference, SHA-256, the name taken from a URL or image), the installs
 // this tab started, and how one is going (InstallStatus): the `operation`
 // events' bytes, then links to the new distro. Everything the server says
 // (titles, why, errors, names) is shown as text, never markup.
@@ -72,6 +73,53 @@ export function urlProblem(url: string, sha256: string): string {
 }
 
 /**
+ * Whether a free-form source is a tarball's address (a URL of any scheme but
+ * docker://, which urlProblem then checks, or a server path) rather than an
+ * image reference.
+ */
+export const isTarballSource = (source: string) => {
+  const s = source.trim();
+  return s.startsWith('/') || (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(s) && !s.startsWith('docker://'));
+};
+
+/**
+ * Why ref is not an OCI image reference the server could take, or '' when it
+ * may be one (the server parses it, and says what is wrong): "alpine:3.20",
+ * "HOST[:PORT]/org/image:tag", "IMAGE@sha256:…", "oci:debian:bookworm". A
+ * SHA-256 does not apply: an image is pinned by its digest.
+ */
+export function imageProblem(ref: string, sha256: string): string {
+  const r = ref.trim().replace(/^(oci:|docker:\/\/)/, '');
+  if (!r) return 'Write an image reference, such as alpine:3.20 or registry.example.org/team/image:tag.';
+  if (/[\s\u0000-\u001f\u007f]/.test(r)) return 'An image reference has no spaces or control characters.';
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9._:\/@\[\]-]*$/.test(r)) return 'Not an image reference: write one such as alpine:3.20 or HOST/org/image:tag.';
+  if (normalizeSha256(sha256)) return 'An image is pinned by its digest (IMAGE@sha256:…), not by a SHA-256 here: leave that field empty.';
+  return '';
+}
+
+/** Why source (a tarball's address or an image reference) cannot be installed, or ''. */
+export function sourceProblem(source: string, sha256: string): string {
+  if (!source.trim()) return 'A tarball’s address or an image reference is required, such as https://example.org/rootfs.tar.xz or alpine:3.20.';
+  return isTarballSource(source) ? urlProblem(source, sha256) : imageProblem(source, sha256);
+}
+
+/**
+ * The name an install of an image takes when none is given, as the server
+ * makes it: the repository's last part ("alpine" of alpine:3.20, "img" of
+ * HOST:PORT/test/img:tag).
+ */
+export function nameFromImage(ref: string): string {
+  let r = ref.trim().replace(/^(oci:|docker:\/\/)/, '');
+  r = r.split('@')[0];
+  const last = r.split('/').pop() ?? '';
+  const base = last.split(':')[0];
+  return [...base.replace(/[^a-zA-Z0-9_.-]/gu, '-').replace(/^[-._]+/, '')].slice(0, 64).join('');
+}
+
+/** The name an install of a free-form source takes when none is given. */
+export const nameFromSource = (source: string) => (isTarballSource(source) ? nameFromURL(source) : nameFromImage(source));
+
+/**
  * The name an install from url takes when none is given, as the server makes
  * it: the file name without its archive extensions, every other character
  * than letters, digits, - _ and . made a dash. '' when there is none.
@@ -114,6 +162,8 @@ export interface Tracked {
   what: string;
   /** A build (size unknown until its end) rather than a download. */
   build: boolean;
+  /** An image pull: progress is its layers' compressed bytes, the operation's message the layer. */
+  pull?: boolean;
 }
 
 export const installs = new Store<Map<string, Tracked>>(new Map());
@@ -141,9 +191,13 @@ export const dismissInstall = (origin: string) => setTracked(origin, null);
  */
 export async function startInstall(origin: string, req: InstallRequest, what: string): Promise<Operation> {
   const op = await api.install(req);
-  const build = !!req.source && !/^(https?:\/\/|\/)/.test(req.source);
+  // A catalog entry says what it is; any other source that is not a
+  // tarball's address is an image.
+  const entry = req.source ? catalog.get()?.find((e) => e.source === req.source) : undefined;
+  const pull = !!req.source && !isTarballSource(req.source) && (entry ? entry.kind === 'oci' : true);
+  const build = !!req.source && !isTarballSource(req.source) && !pull;
   applyOperation(op);
-  setTracked(origin, { op, what, build });
+  setTracked(origin, { op, what, build, pull });
   waitOperation(op.id).then((end) => {
     const cur = installs.get().get(origin);
     if (cur?.op.id === end.id) setTracked(origin, { ...cur, op: end });
@@ -186,13 +240,13 @@ export function InstallStatus({ origin }: { origin: string }) {
   const name = op.distro ?? '';
 
   if (op.status === 'running') {
-    const verb = t.build ? `Building ${name || t.what} with mmdebstrap` : `Downloading ${name || t.what}`;
+    const verb = t.build ? `Building ${name || t.what} with mmdebstrap` : t.pull ? `Pulling ${name || t.what}` : `Downloading ${name || t.what}`;
     const text =
-      total > 0
+      (total > 0
         ? `${verb}: ${bytes(done)} of ${bytes(total)} (${Math.floor((Math.min(done, total) / total) * 100)}%)`
         : done > 0
           ? `${verb}: ${bytes(done)} received`
-          : `${verb}…`;
+          : `${verb}…`) + (op.message ? ` · ${op.message}` : '');
     return (
       <div class="install-status" data-testid="install-status" data-status="running" data-op={op.id}>
         <Progress value={done} max={total} indeterminate={total === 0} label={`Installing ${name}`} />

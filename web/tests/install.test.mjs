@@ -3,7 +3,9 @@
 // dashboard's one-click "Install Debian", the tarball-URL form's checks in the
 // page, a real install from a URL (the busybox root file system, served by a
 // small HTTP server of the test's own over plain http, pinned by its SHA-256)
-// that ends in a distro which runs, and the server's refusals and failures,
+// that ends in a distro which runs, a real install of an image from a registry
+// of the test's own (crane registry serve on 127.0.0.1, built from
+// go-containerregistry), and the server's refusals and failures,
 // shown as text. No mmdebstrap build runs: the one-click install's POST is
 // answered by page.route with operations of the test's own. Run with the other
 // browser tests: npm test (as root). The tests run in order and share one
@@ -11,12 +13,13 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createHash } from 'node:crypto';
-import { createServer } from 'node:http';
+import { execFileSync, spawn } from 'node:child_process';
+import { createServer, request as httpRequest } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { freePort, lines, openPage, outDir, startServer, until, waitTermOpen, waitTermText } from './lib/harness.mjs';
+import { freePort, lines, openPage, outDir, startServer, until, waitTermOpen, waitTermText, webDir } from './lib/harness.mjs';
 
 const NAME = 'busybox-rootfs';
 const MiB = 2 ** 20;
@@ -110,7 +113,11 @@ test('the Install page lists the server’s catalog: sizes, and why what it cann
   for (const e of list) {
     const card = page.locator(`.catalog li[data-source="${e.source}"]`);
     assert.equal(await card.getByRole('heading', { level: 3 }).textContent(), e.title);
-    assert.match(await card.textContent(), new RegExp(`about ${bytes(e.approx_bytes).replace('.', '\\.')}`));
+    if (e.kind === 'oci') {
+      // A suggested image: its size is not known before the pull.
+      assert.match(await card.textContent(), /· OCI image/);
+      assert.doesNotMatch(await card.textContent(), /about/);
+    } else assert.match(await card.textContent(), new RegExp(`about ${bytes(e.approx_bytes).replace('.', '\\.')}`));
     const btn = card.getByRole('button', { name: `Install ${e.title}…` });
     assert.equal(await btn.isDisabled(), !e.available, `${e.source}: disabled exactly when unavailable`);
     if (!e.available) {
@@ -260,7 +267,9 @@ test('the forms refuse a bad URL, a bad SHA-256 and a bad package name in the pa
     const hintOf = (field) => field.evaluate((el) => document.getElementById(el.getAttribute('aria-describedby') ?? '')?.textContent ?? '');
     const cases = [
       ['ftp://example.org/rootfs.tar', '', url, 'Use an https:// address'],
-      ['example.org/rootfs.tar', '', url, 'Not an address'],
+      // Not http(s):// nor a path: an image reference, checked as one.
+      ['-example.org/rootfs', '', url, 'Not an image reference'],
+      ['alpine:3.20', '0'.repeat(64), url, 'pinned by its digest'],
       ['https://example.org/root fs.tar', '', url, 'no spaces'],
       [tarURL, '', url, 'A plain http:// download can be changed by anyone on the way'],
       [tarURL, 'abc', sum, 'A SHA-256 is 64 hexadecimal digits'],
@@ -274,10 +283,14 @@ test('the forms refuse a bad URL, a bad SHA-256 and a bad package name in the pa
       await until(`“${want}” for ${u} ${s}`, async () => (await hintOf(field)).includes(want));
       assert.equal(await field.getAttribute('aria-invalid'), 'true', `${u} ${s}`);
     }
-    // The name placeholder follows the URL as the server makes it.
+    // The name placeholder follows the URL, or the image, as the server makes it.
     await url.fill(tarURL);
     await sum.fill('');
     assert.equal(await form.getByRole('textbox', { name: 'Name' }).getAttribute('placeholder'), NAME);
+    await url.fill('127.0.0.1:5000/team/my_image:1@sha256:' + 'a'.repeat(64));
+    assert.equal(await form.getByRole('textbox', { name: 'Name' }).getAttribute('placeholder'), 'my_image');
+    await url.fill('oci:debian:bookworm');
+    assert.equal(await form.getByRole('textbox', { name: 'Name' }).getAttribute('placeholder'), 'debian');
 
     // A release's extra packages.
     await page.getByRole('button', { name: /^Install Debian 12 \(bookworm\)/ }).click();
@@ -399,6 +412,84 @@ test('a tarball whose SHA-256 does not match fails, the page says why, and nothi
   assert.match(end.error, /sha256|checksum/i);
   assert.equal(await st.getByRole('alert').textContent(), `Installing bad-sum failed: ${end.error}`);
   assert.equal((await srv.api('GET', '/api/v1/distros/bad-sum')).status, 404);
+});
+
+test('an image installs from a registry: the form takes its reference, the page names the layer, the distro is there', async () => {
+  // A registry of the test's own on 127.0.0.1 (plain http: the server allows
+  // that for localhost only), go-containerregistry's, with the busybox root
+  // file system pushed as a one-layer image.
+  const crane = join(tmp, 'crane');
+  execFileSync('go', ['build', '-o', crane, 'github.com/google/go-containerregistry/cmd/crane'], { cwd: join(webDir, '..'), stdio: 'inherit' });
+  const port = await freePort();
+  const reg = spawn(crane, ['registry', 'serve', '--address', `127.0.0.1:${port}`], { stdio: 'ignore' });
+  let slow;
+  try {
+    await until('the registry to answer', async () => (await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => null))?.ok === true, 20_000);
+    execFileSync(crane, ['append', '-f', join(tmp, `${NAME}.tar`), '-t', `127.0.0.1:${port}/test/busybox:1`], { stdio: 'inherit' });
+    // The server pulls through a proxy that sends blobs slowly (a chunk
+    // every 60 ms), so the page's progress shows.
+    slow = createServer((req, res) => {
+      const up = httpRequest({ host: '127.0.0.1', port, path: req.url, method: req.method, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode, ur.headers);
+        if (req.method !== 'GET' || !req.url.includes('/blobs/')) return void ur.pipe(res);
+        ur.on('data', (chunk) => {
+          ur.pause();
+          res.write(chunk, () => setTimeout(() => ur.resume(), 60));
+        });
+        ur.on('end', () => res.end());
+      });
+      req.pipe(up);
+    });
+    const slowPort = await freePort();
+    await new Promise((r) => slow.listen(slowPort, '127.0.0.1', r));
+    const ref = `127.0.0.1:${slowPort}/test/busybox:1`;
+
+    await gotoInstall();
+    const form = urlForm();
+    await form.getByRole('textbox', { name: 'Tarball URL' }).fill(ref);
+    await form.getByRole('radio', { name: 'v1' }).check();
+    await form.getByText('Empty: busybox, from the image’s name.').waitFor();
+    const sent = page.waitForRequest((r) => r.url().endsWith('/api/v1/distros/install') && r.method() === 'POST');
+    const reply = page.waitForResponse((r) => r.url().endsWith('/api/v1/distros/install'));
+    await form.getByRole('button', { name: 'Install from URL or image' }).click();
+    assert.deepEqual((await sent).postDataJSON(), { source: ref, name: 'busybox', version: 1 });
+    const res = await reply;
+    assert.equal(res.status(), 202, await res.text());
+    const op = await res.json();
+    const st = status(form);
+    // The pull, as it goes: compressed bytes of the layers' sum, and the layer.
+    await until(
+      'the pull’s progress',
+      async () => {
+        const s = await st.getAttribute('data-status', { timeout: 100 }).catch(() => null);
+        if (s && s !== 'running') throw new Error(`the install ended (${s}) before the page showed its progress`);
+        return /Pulling busybox: .+ of .+ \(\d+%\) · layer 1 of 1/.test((await st.textContent({ timeout: 100 }).catch(() => '')) ?? '');
+      },
+      20_000,
+      30,
+    );
+    await until('the install’s end', async () => (await st.getAttribute('data-status').catch(() => 'running')) !== 'running', 60_000);
+    assert.equal(await st.getAttribute('data-status'), 'success', await st.textContent());
+    assert.match(await st.getByRole('status').textContent(), /Installed busybox/);
+    const end = (await srv.api('GET', `/api/v1/operations/${op.id}`)).json;
+    assert.equal(end.message, 'layer 1 of 1', JSON.stringify(end));
+    assert.ok(end.progress.total > 0 && end.progress.total < readFileSync(join(tmp, `${NAME}.tar`)).length, `compressed layer bytes: ${JSON.stringify(end)}`);
+    const d = (await srv.api('GET', '/api/v1/distros/busybox')).json;
+    assert.equal(d.version, 1);
+  } finally {
+    reg.kill();
+    await new Promise((r) => (slow ? slow.close(r) : r()));
+  }
+
+  // A suggested image's dialog asks for no extra packages, and says it is pulled.
+  await gotoInstall();
+  const card = page.locator('.catalog li[data-source="alpine:3.20"]');
+  await card.getByRole('button', { name: /^Install .*…$/ }).click();
+  const dlg = page.getByRole('dialog');
+  await dlg.getByText('Pulled by the server from its registry').waitFor();
+  assert.equal(await dlg.getByRole('textbox', { name: 'Extra packages' }).count(), 0);
+  await dlg.getByRole('button', { name: 'Cancel' }).click();
+  await dlg.waitFor({ state: 'hidden' });
 });
 
 test('with distros, the dashboard has Install… beside Import…', async () => {

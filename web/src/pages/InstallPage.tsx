@@ -1,8 +1,9 @@
-// The catalog (/install): a card per release the server knows (GET /catalog),
-// each with an Install button that asks for the options (name, version, extra
-// packages) in a dialog, or says why this server cannot build it; and a form
-// that installs a root file system tarball from a URL (https://, or http://
-// pinned by its SHA-256). How each install goes shows where it was started:
+// The catalog (/install): a card per release the server knows (GET /catalog)
+// and per image it suggests, each with an Install button that asks for the
+// options (name, version, extra packages for a release) in a dialog, or says
+// why this server cannot build it; and a form that installs a root file system
+// tarball from a URL (https://, or http:// pinned by its SHA-256) or any OCI
+// image reference. How each install goes shows where it was started:
 // on its card, under the form (InstallStatus). Import of a file from this
 // computer is one button away.
 import { useEffect, useState } from 'preact/hooks';
@@ -13,12 +14,13 @@ import {
   installs,
   InstallStatus,
   loadCatalog,
-  nameFromURL,
+  isTarballSource,
+  nameFromSource,
   normalizeSha256,
   parsePackages,
   sha256Problem,
+  sourceProblem,
   startInstall,
-  urlProblem,
 } from '../install';
 import { live, settings, useStore, type Live } from '../store';
 import { ErrorBox, Icon, Modal, Spinner } from '../ui';
@@ -45,7 +47,8 @@ export function InstallPage() {
         <div>
           <h1>Install a distro</h1>
           <p class="muted">
-            A release built on this server from its distribution’s own mirror, or a root file system tarball the server downloads.
+            A release built on this server from its distribution’s own mirror, an OCI image the server pulls, or a root file system tarball
+            the server downloads.
           </p>
         </div>
         <div class="page-actions">
@@ -59,8 +62,9 @@ export function InstallPage() {
       <section class="install-section" aria-labelledby="releases-h">
         <h2 id="releases-h">Releases</h2>
         <p class="muted small">
-          Built with <code>mmdebstrap</code> (minbase: a shell, apt and little else), which takes a few minutes. From the command line:{' '}
-          <code>subsys install debian:bookworm</code>
+          Built with <code>mmdebstrap</code> (minbase: a shell, apt and little else), which takes a few minutes; an image is pulled from its
+          registry and its layers unpacked. From the command line: <code>subsys install debian:bookworm</code>,{' '}
+          <code>subsys install --from alpine:3.20</code>
         </p>
         <ErrorBox error={error} />
         {list === null ? (
@@ -159,7 +163,7 @@ function ReleaseCard({ e, onInstall }: { e: CatalogEntry; onInstall: () => void 
         <div>
           <h3 id={`${id}-t`}>{e.title}</h3>
           <p class="muted small">
-            <span class="mono">{e.source}</span> · about {bytes(e.approx_bytes)}
+            <span class="mono">{e.source}</span> · {e.kind === 'oci' ? 'OCI image' : `about ${bytes(e.approx_bytes)}`}
           </p>
         </div>
       </div>
@@ -219,8 +223,9 @@ function ReleaseDialog({ e, onClose }: { e: CatalogEntry; onClose: () => void })
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
 
+  const image = e.kind === 'oci';
   const nameErr = nameProblem(name.trim());
-  const pk = parsePackages(extra);
+  const pk = image ? parsePackages('') : parsePackages(extra);
   const isTaken = !nameErr && taken(l, name.trim());
 
   const submit = async (ev: Event) => {
@@ -245,7 +250,15 @@ function ReleaseDialog({ e, onClose }: { e: CatalogEntry; onClose: () => void })
     <Modal title={`Install ${e.title}`} onClose={onClose} wide>
       <form class="modal-body" onSubmit={submit} noValidate>
         <p class="muted small">
-          Built on the server with <code>mmdebstrap</code> from the distribution’s mirror: about {bytes(e.approx_bytes)}, in a few minutes.
+          {image ? (
+            <>
+              Pulled by the server from its registry (<span class="mono">{e.source}</span>), its layers unpacked in order.
+            </>
+          ) : (
+            <>
+              Built on the server with <code>mmdebstrap</code> from the distribution’s mirror: about {bytes(e.approx_bytes)}, in a few minutes.
+            </>
+          )}
         </p>
         <div class="form-row">
           <TextField
@@ -265,6 +278,7 @@ function ReleaseDialog({ e, onClose }: { e: CatalogEntry; onClose: () => void })
           />
           <VersionField version={version} setVersion={setVersion} disabled={busy} />
         </div>
+{!image && (
         <TextField
           id="rel-include"
           name="include"
@@ -278,6 +292,7 @@ function ReleaseDialog({ e, onClose }: { e: CatalogEntry; onClose: () => void })
           problem={pk.problem}
           help="Comma-separated Debian package names, such as curl, git, ca-certificates: installed into it as it is built."
         />
+)}
         <p class="muted small">{versionNote(version)}</p>
         <ErrorBox error={error} />
         <div class="modal-actions">
@@ -294,7 +309,10 @@ function ReleaseDialog({ e, onClose }: { e: CatalogEntry; onClose: () => void })
   );
 }
 
-/** Install from a tarball's URL: checked in the page, then POST /distros/install; the server's refusal shows above the button. */
+/**
+ * Install from a tarball's URL or an image reference: checked in the page,
+ * then POST /distros/install; the server's refusal shows above the button.
+ */
 function UrlInstall() {
   const st = useStore(settings);
   const l = useStore(live);
@@ -321,12 +339,13 @@ function UrlInstall() {
     setSha('');
     setName('');
   }, [t?.op.id, tStatus, started]);
-  const derived = nameFromURL(url);
+  const derived = nameFromSource(url);
+  const image = !!url.trim() && !isTarballSource(url);
   const effName = name.trim() || derived;
   const problems = {
-    url: urlProblem(url, sha),
+    url: sourceProblem(url, sha),
     sha: sha256Problem(sha),
-    name: name.trim() ? nameProblem(name.trim()) : url.trim() && !urlProblem(url, sha) && !derived ? 'The address has no file name to take a name from: give one.' : '',
+    name: name.trim() ? nameProblem(name.trim()) : url.trim() && !sourceProblem(url, sha) && !derived ? 'The address has no file name to take a name from: give one.' : '',
   };
   const isTaken = !problems.name && taken(l, effName);
   const show = (k: keyof typeof problems) => (tried || (k === 'sha' && sha.trim()) || (k === 'name' && name.trim()) ? problems[k] : '');
@@ -359,23 +378,26 @@ function UrlInstall() {
 
   return (
     <section class="card install-section url-install" aria-labelledby="url-h">
-      <h2 id="url-h">From a tarball URL</h2>
+      <h2 id="url-h">From a tarball URL or an image</h2>
       <p class="muted small">
         The server downloads a root file system tarball (tar, tar.gz, tar.zst, tar.xz, …) and unpacks it as an import would. Use an{' '}
         <code>https://</code> address; a plain <code>http://</code> one only with the tarball’s SHA-256, which the server checks before the
-        distro can be used.
+        distro can be used. Anything else is an OCI image reference (<code>alpine:3.20</code>, <code>HOST/org/image:tag</code>,{' '}
+        <code>IMAGE@sha256:…</code>): the server pulls it for its own platform, with the credentials of its{' '}
+        <code>~/.docker/config.json</code>, and unpacks its layers in order. A name the catalog lists as a release (
+        <code>debian:bookworm</code>) is built instead; write <code>oci:debian:bookworm</code> for the image.
       </p>
       <form class="url-form" onSubmit={submit} noValidate>
         <TextField
           id="url-url"
           name="url"
-          label="Tarball URL"
+          label="Tarball URL or image"
           inputMode="url"
           value={url}
-          placeholder="https://example.org/rootfs.tar.xz"
+          placeholder="https://example.org/rootfs.tar.xz or alpine:3.20"
           set={set(setUrl)}
           problem={show('url')}
-          help="https://, or http:// with the SHA-256 below."
+          help="https://, or http:// with the SHA-256 below; or an image reference."
         />
         <TextField
           id="url-sha"
@@ -398,7 +420,11 @@ function UrlInstall() {
             placeholder={derived || 'from the file name'}
             set={set(setName)}
             problem={show('name') || (isTaken ? `A distro named ${effName} exists already: give this one another name.` : '')}
-            help={derived && !name.trim() ? `Empty: ${derived}, from the file name.` : 'Letters, digits, dots, dashes and underscores.'}
+            help={
+              derived && !name.trim()
+                ? `Empty: ${derived}, from the ${image ? 'image’s name' : 'file name'}.`
+                : 'Letters, digits, dots, dashes and underscores.'
+            }
           />
           <VersionField version={v} setVersion={setVersion} disabled={busy} />
         </div>
@@ -407,7 +433,7 @@ function UrlInstall() {
         <div class="form-actions">
           <button type="submit" class="btn btn-primary" disabled={busy || running}>
             {busy || running ? <Spinner /> : <Icon name="download" />}
-            Install from URL
+            Install from URL or image
           </button>
         </div>
       </form>
