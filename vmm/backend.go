@@ -19,6 +19,9 @@ type Spec struct {
 	RootFS string
 	// Disk is the host path of a version 2 distro's ext4 image.
 	Disk string
+	// Limits are the distro's resource limits: Start applies them to its
+	// cgroup before the distro's first process runs.
+	Limits Limits
 }
 
 // Backend runs distros of one version. The one implementation is vmm/ns

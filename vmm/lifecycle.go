@@ -518,6 +518,10 @@ func (m *Manager) ensureRunning(ctx context.Context, d store.Distro) (*agent.Cli
 	if held != nil && held.exclusive {
 		return nil, &BusyError{Distro: d.Name, Op: held.Info()}
 	}
+	// The limits as they are now, under the lock a change of them takes.
+	if fresh, err := m.cfg.Store.Distro(ctx, d.Name); err == nil && fresh.ID == d.ID {
+		d.MemoryMax, d.CPUMax, d.PidsMax = fresh.MemoryMax, fresh.CPUMax, fresh.PidsMax
+	}
 	c, err := b.Start(ctx, m.spec(d))
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", d.Name, err)
@@ -655,6 +659,10 @@ type Update struct {
 	Name        *string `json:"name,omitempty"`
 	Default     *bool   `json:"default,omitempty"`
 	DefaultUser *string `json:"default_user,omitempty"`
+	// MemoryMax, CPUMax and PidsMax set a limit (0 removes it); see Limits.
+	MemoryMax *int64   `json:"memory_max,omitempty"`
+	CPUMax    *float64 `json:"cpu_max,omitempty"`
+	PidsMax   *int64   `json:"pids_max,omitempty"`
 }
 
 // Update applies u to distro name and returns the result.
@@ -675,6 +683,10 @@ func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, er
 	}
 	if u.Default != nil && !*u.Default {
 		return Distro{}, fmt.Errorf("%w: to change the default, set another distro as default", ErrInvalid)
+	}
+	limits, limitsChanged, err := limitsUpdate(d, u)
+	if err != nil {
+		return Distro{}, err
 	}
 	if err := m.installed(d); err != nil {
 		return Distro{}, err
@@ -709,6 +721,13 @@ func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, er
 			return Distro{}, err
 		}
 		m.audit(ctx, "set-default", changed.Name, "")
+	}
+	if limitsChanged {
+		changed.MemoryMax, changed.CPUMax, changed.PidsMax = limits.MemoryMax, limits.CPUMax, limits.PidsMax
+		if err := m.setLimits(ctx, changed, limits); err != nil {
+			m.publishChanges(ctx)
+			return Distro{}, err
+		}
 	}
 	m.publishChanges(ctx)
 	return m.Get(ctx, changed.Name)
