@@ -21,6 +21,7 @@ import (
 
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/agent"
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 const (
@@ -369,11 +370,16 @@ func (b *Backend) launch(ctx context.Context, s vmm.Spec) (*agent.Client, error)
 	if err != nil {
 		return nil, fmt.Errorf("run agent: %w", err)
 	}
+	if b.cg == nil && s.Limits != (cgroup.Limits{}) {
+		unix.Kill(cmd.Process.Pid, unix.SIGKILL)
+		cmd.Wait()
+		return nil, fmt.Errorf("%w: distros have no cgroup on this host, so their limits cannot apply (remove the limits to start it)", cgroup.ErrNoController)
+	}
 	if b.cg != nil {
 		// Before the agent starts any process of the distro: they are all
 		// born in the cgroup. A distro outside it would escape the firewall's
 		// distro rules, so it does not start.
-		if err := b.cg.join(s.ID, cmd.Process.Pid); err != nil {
+		if err := b.cg.join(s.ID, cmd.Process.Pid, &s.Limits); err != nil {
 			unix.Kill(cmd.Process.Pid, unix.SIGKILL)
 			cmd.Wait()
 			return nil, err
