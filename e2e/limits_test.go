@@ -191,18 +191,31 @@ func checkLimits(t *testing.T, s *server, name string) {
 		}
 	})
 
-	forkLoop := "for i in $(seq 100); do sleep 30 >/dev/null 2>&1 & done; echo started; pidof sleep | wc -w; kill $(pidof sleep) 2>/dev/null; true"
+	// The sleeps a refused loop leaves are killed by a later exec (a kill
+	// in the loop's own script could not fork either).
+	forkLoop := "for i in $(seq 100); do sleep 30 >/dev/null 2>&1 & done; echo started; pidof sleep | wc -w"
+	killSleeps := func() { s.sh(name, "kill $(pidof sleep) 2>/dev/null; true") }
+	sleeps := func(res api.ExecResult) int {
+		f := strings.Fields(res.Stdout)
+		n, _ := strconv.Atoi(f[len(f)-1])
+		return n
+	}
 	t.Run("pids_max", func(t *testing.T) {
 		limitsPatch(t, s, name, map[string]any{"pids_max": 20})
 		res := s.sh(name, forkLoop)
 		if !strings.Contains(res.Stderr, "Resource temporarily unavailable") {
 			t.Errorf("100 sleeps under pids_max 20: %+v, want fork refused", res)
 		}
+		if n := sleeps(res); n >= 20 {
+			t.Errorf("%d sleeps ran under pids_max 20", n)
+		}
 		limitsPatch(t, s, name, map[string]any{"pids_max": 500})
+		killSleeps()
 		res = s.sh(name, forkLoop)
-		if strings.Contains(res.Stderr, "Resource temporarily unavailable") || !strings.Contains(res.Stdout, "\n100\n") {
+		if strings.Contains(res.Stderr, "Resource temporarily unavailable") || sleeps(res) != 100 {
 			t.Errorf("100 sleeps under pids_max 500: %+v, want all of them", res)
 		}
+		killSleeps()
 	})
 
 	t.Run("cpu_max", func(t *testing.T) {
@@ -226,17 +239,24 @@ func checkLimits(t *testing.T, s *server, name string) {
 		}
 		var d api.Distro
 		s.api("GET", "/distros/"+name, nil, &d)
-		if d.PidsMax != 20 || d.MemoryMax != 96<<20 || d.CPUMax != 1.5 || d.OOMKills != 0 {
+		if d.PidsMax != 20 || d.MemoryMax != 96<<20 || d.CPUMax != 1.5 || d.OOMKills != 0 || d.State != api.StateStopped {
 			t.Errorf("stopped distro: %+v, want its limits and no OOM kills", d)
 		}
 		res := s.sh(name, forkLoop) // starts it
 		if !strings.Contains(res.Stderr, "Resource temporarily unavailable") {
 			t.Errorf("after a restart, 100 sleeps under pids_max 20: %+v, want fork refused", res)
 		}
+		var after api.Distro
+		s.api("GET", "/distros/"+name, nil, &after)
+		if after.OOMKills != 0 || after.PidsMax != 20 {
+			t.Errorf("restarted distro: %+v, want its limits and no OOM kills of the run before", after)
+		}
 		limitsPatch(t, s, name, map[string]any{"pids_max": 0, "memory_max": 0, "cpu_max": 0})
-		s.api("GET", "/distros/"+name, nil, &d)
-		if d.PidsMax != 0 || d.MemoryMax != 0 || d.CPUMax != 0 {
-			t.Errorf("limits removed: %+v", d)
+		killSleeps()
+		var removed api.Distro
+		s.api("GET", "/distros/"+name, nil, &removed)
+		if removed.PidsMax != 0 || removed.MemoryMax != 0 || removed.CPUMax != 0 {
+			t.Errorf("limits removed: %+v", removed)
 		}
 	})
 }

@@ -526,6 +526,7 @@ func (m *Manager) ensureRunning(ctx context.Context, d store.Distro) (*agent.Cli
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", d.Name, err)
 	}
+	m.newRun(d.ID)
 	m.adopt(ctx, d, c)
 	if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateRunning)); err != nil {
 		return nil, err
@@ -564,6 +565,7 @@ func (m *Manager) terminate(ctx context.Context, d store.Distro) error {
 	if err := b.Stop(ctx, m.spec(d)); err != nil {
 		return fmt.Errorf("terminate %s: %w", d.Name, err)
 	}
+	m.newRun(d.ID)
 	if State(d.State) == StateRunning || c != nil {
 		if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateStopped)); err != nil {
 			return err

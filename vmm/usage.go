@@ -155,6 +155,19 @@ func (m *Manager) sampleOnce(ctx context.Context) {
 	m.publishChanges(ctx)
 }
 
+// newRun forgets distro id's OOM kills when it starts or stops: a run has
+// a new cgroup, which counts from 0, so every kill the sampler sees in it
+// is news (an event), even one in its first seconds.
+func (m *Manager) newRun(id string) {
+	m.sampler.mu.Lock()
+	defer m.sampler.mu.Unlock()
+	if st := m.sampler.states[id]; st != nil {
+		st.oomKills, st.lastOOMAt, st.oomKnown = 0, time.Time{}, true
+	} else {
+		m.sampler.states[id] = &usageState{oomKnown: true}
+	}
+}
+
 // measureDisk measures the space distro d's files take (and, for version
 // 2, its disk's size and free space) into st.
 func (m *Manager) measureDisk(ctx context.Context, d store.Distro, st *usageState) {
