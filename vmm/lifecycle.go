@@ -14,6 +14,7 @@ import (
 	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm/agent"
 	"github.com/subsys-dev/subsys/vmm/archive"
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 // ImportRequest describes a new distro and where its root file system comes from.
@@ -523,6 +524,9 @@ func (m *Manager) ensureRunning(ctx context.Context, d store.Distro) (*agent.Cli
 		d.MemoryMax, d.CPUMax, d.PidsMax = fresh.MemoryMax, fresh.CPUMax, fresh.PidsMax
 	}
 	c, err := b.Start(ctx, m.spec(d))
+	if errors.Is(err, cgroup.ErrNoController) {
+		return nil, fmt.Errorf("start %s: %w (remove its limits to start it without): %w", d.Name, ErrLimits, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", d.Name, err)
 	}

@@ -40,7 +40,7 @@ export function limitsBody(f: Fields): { memory_max: number; cpu_max: number; pi
 /** HH:MM of an ISO time, in the browser's zone. */
 function clock(iso: string): string {
   const t = Date.parse(iso);
-  return isFinite(t) ? new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
+  return isFinite(t) ? new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }) : '';
 }
 
 export function LimitsPanel({ d }: { d: Distro }) {
