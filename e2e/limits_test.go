@@ -172,6 +172,28 @@ func checkLimits(t *testing.T, s *server, name string) {
 		}
 	})
 
+	t.Run("cli", func(t *testing.T) {
+		out, errOut, code := s.cli(nil, "limits", name, "--memory-max", "128M", "--cpu-max", "0.5", "--pids-max", "100")
+		if code != 0 || !strings.Contains(out, "128.0 MiB") || !strings.Contains(out, "0.5 cores") || !strings.Contains(out, "pids     100") {
+			t.Errorf("subsys limits --memory-max 128M --cpu-max 0.5 --pids-max 100 = %d %q %q", code, out, errOut)
+		}
+		var d api.Distro
+		s.api("GET", "/distros/"+name, nil, &d)
+		if d.MemoryMax != 128<<20 || d.CPUMax != 0.5 || d.PidsMax != 100 {
+			t.Errorf("after the CLI set them: %+v", d)
+		}
+		if _, errOut, code := s.cli(nil, "limits", name, "--memory-max", "1M"); code == 0 || !strings.Contains(errOut, "32 MiB") {
+			t.Errorf("subsys limits --memory-max 1M = %d %q, want the server's refusal", code, errOut)
+		}
+		out, errOut, code = s.cli(nil, "limits", name, "--memory-max", "none", "--cpu-max", "0", "--pids-max", "none")
+		if code != 0 || strings.Count(out, "none") != 3 {
+			t.Errorf("subsys limits with every limit removed = %d %q %q", code, out, errOut)
+		}
+		if out, _, code := s.cli(nil, "limits", name); code != 0 || !strings.Contains(out, "memory") || !strings.Contains(out, "of a core") {
+			t.Errorf("subsys limits %s = %d %q", name, code, out)
+		}
+	})
+
 	t.Run("memory use is the cgroup's", func(t *testing.T) {
 		// A tmpfs file is charged to the cgroup that wrote it, and is in no
 		// process's resident memory: only a cgroup's figure counts it.
