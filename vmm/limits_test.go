@@ -112,14 +112,18 @@ func TestLimitsLifecycle(t *testing.T) {
 		t.Errorf("SetLimits got %+v, want %+v", b.set, want)
 	}
 
+	b.mu.Lock()
 	b.setErr = errors.New("no memory controller")
+	b.mu.Unlock()
 	if _, err := m.Update(ctx, "lim", Update{PidsMax: i64(30)}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "no memory controller") {
 		t.Errorf("Update with a backend that cannot apply = %v, want ErrUnsupported with its reason", err)
 	}
 	if row, _ := db.Distro(ctx, "lim"); row.PidsMax != 30 {
 		t.Errorf("limits not kept for the next start: %+v", row)
 	}
+	b.mu.Lock()
 	b.setErr = nil
+	b.mu.Unlock()
 
 	_, events, cancel, err := m.Subscribe(ctx)
 	if err != nil {
