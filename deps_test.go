@@ -23,6 +23,7 @@ func TestDependencyDirection(t *testing.T) {
 		"vmm/qemu":        {"server", "cli", "netmgr", "web", "vmm/ns"},
 		"vmm/disk":        {"server", "cli", "store", "vmm", "vmm/agent", "netmgr", "web"},
 		"vmm/archive":     {"server", "cli", "store", "vmm", "netmgr", "web"},
+		"vmm/cgroup":      {"server", "cli", "store", "vmm", "vmm/agent", "netmgr", "web"},
 		"vmm/catalog":     {"server", "cli", "store", "vmm", "vmm/agent", "netmgr", "web"},
 		"netmgr":          {"server", "cli", "web"},
 		"netmgr/sockdiag": {"server", "cli", "store", "vmm", "vmm/agent", "netmgr", "web"},

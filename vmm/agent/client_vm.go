@@ -62,7 +62,7 @@ func (c *Client) simple(ctx context.Context, req request) error {
 }
 
 func distroRequest(op string, req DistroRequest) request {
-	return request{Op: op, ID: req.ID, Hostname: req.Hostname, DiskTarget: req.DiskTarget, ReadOnly: req.ReadOnly, Systemd: req.Systemd}
+	return request{Op: op, ID: req.ID, Hostname: req.Hostname, DiskTarget: req.DiskTarget, ReadOnly: req.ReadOnly, Limits: req.Limits, Systemd: req.Systemd}
 }
 
 // OpenDistro returns a connection to the running distro's agent, through the

@@ -43,6 +43,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 // ProtocolVersion is bumped when a change to the wire format would confuse an
@@ -90,6 +92,10 @@ const (
 	// opDisk checks, resizes, trims or measures a distro's disk: see
 	// Client.Disk.
 	opDisk = "disk"
+	// opSetLimits writes a running distro's limits into its cgroup in the
+	// VM; opDistroCgroup reads that cgroup's figures. See SetDistroLimits.
+	opSetLimits    = "set-limits"
+	opDistroCgroup = "distro-cgroup"
 )
 
 // Flow-control and I/O sizes.
@@ -245,6 +251,8 @@ type request struct {
 	Mode string `json:"mode,omitempty"`
 	// disk: the new size in bytes (DiskGrow, DiskResize).
 	Size int64 `json:"size,omitempty"`
+	// start-distro, set-limits: the distro's limits (cgroup.Limits).
+	Limits *cgroup.Limits `json:"limits,omitempty"`
 }
 
 // reply is every agent header. Fields an op does not use are left out.
@@ -274,6 +282,8 @@ type reply struct {
 	Reclaimed int64       `json:"reclaimed,omitempty"`
 	// disk: the distro's file system
 	Disk *DiskInfo `json:"disk,omitempty"`
+	// distro-cgroup: the distro's cgroup figures
+	Cgroup *cgroup.Stats `json:"cgroup,omitempty"`
 }
 
 type wireError struct {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/agent"
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 const (
@@ -389,11 +390,19 @@ func (b *Backend) launch(ctx context.Context, s vmm.Spec) (*agent.Client, error)
 			return nil, err
 		}
 		defer cg.Close()
+		// The limits hold before the distro's first process runs.
+		if err := b.cg.apply(s.ID, s.Limits); err != nil {
+			lf.Close()
+			return nil, err
+		}
 		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWCGROUP
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cg.Fd())
 	} else if s.Systemd {
 		lf.Close()
 		return nil, errors.New("systemd needs a cgroup (v2) of the distro's own, and distros have none on this host")
+	} else if s.Limits != (cgroup.Limits{}) {
+		lf.Close()
+		return nil, fmt.Errorf("%w: distros have no cgroup on this host, so their limits cannot apply (remove the limits to start it)", cgroup.ErrNoController)
 	}
 	if s.Systemd {
 		cmd.Args = append(cmd.Args, "-systemd")

@@ -12,6 +12,7 @@ import { ErrorBox, Icon, Menu, Progress, Spinner, StateBadge, VersionBadge, useP
 import { Chart } from './Chart';
 import { DistroMenuItems } from './Dashboard';
 import { PortsPanel } from './PortsPanel';
+import { LimitsPanel } from './LimitsPanel';
 import { SnapshotsPanel } from './SnapshotsPanel';
 
 export function DistroPage({ name }: { name: string }) {
@@ -162,6 +163,7 @@ function DistroView({ d }: { d: Distro }) {
         <Disk d={d} />
         <SnapshotsPanel d={d} />
         <Usage d={d} />
+        <LimitsPanel d={d} />
         <Sessions d={d} />
 
         <PortsPanel d={d} />
