@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,9 +16,10 @@ import (
 
 // TestCgroupLimits: a start writes the distro's limits into its cgroup
 // before the agent joins it, SetLimits changes them while it runs, and
-// Usage reads the cgroup's figures. On a host whose cgroup v2 lacks the
-// controllers (a hybrid hierarchy) a start with limits and SetLimits fail
-// with cgroup.ErrNoController, and the rest is skipped (failed under
+// Usage reads the cgroup's figures — the cgroup v2's, or on a host whose
+// cgroup v2 lacks the controllers (a hybrid hierarchy) its cgroup v1
+// hierarchies'. A host with neither refuses limits with
+// cgroup.ErrNoController, and the rest is skipped (failed under
 // SUBSYS_TEST_STRICT=1).
 func TestCgroupLimits(t *testing.T) {
 	e := newEnv(t, "lim")
@@ -28,11 +30,18 @@ func TestCgroupLimits(t *testing.T) {
 	if e.b.cg == nil {
 		testenv.SkipOrFail(t, "no cgroup v2 hierarchy here")
 	}
-	t.Cleanup(func() { os.Remove(e.b.cg.dir) })
+	t.Cleanup(func() {
+		os.Remove(e.b.cg.dir)
+		if e.b.legacy != nil {
+			for _, d := range e.b.legacy.dirs {
+				os.Remove(d)
+			}
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	e.spec.Limits = cgroup.Limits{MemoryMax: 64 << 20, CPUMax: 0.5, PidsMax: 20}
-	if e.b.cg.controllers != nil {
+	if e.b.cg.controllers != nil && e.b.legacy == nil {
 		if _, err := e.b.Start(ctx, e.spec); !errors.Is(err, cgroup.ErrNoController) {
 			t.Errorf("Start with limits and no controllers = %v, want ErrNoController", err)
 		}
@@ -45,17 +54,34 @@ func TestCgroupLimits(t *testing.T) {
 		testenv.SkipOrFailf(t, "the limits themselves: %v", e.b.cg.controllers)
 		return
 	}
+	read := func() (cgroup.Stats, error) {
+		if e.b.legacy != nil {
+			return e.b.legacy.read(e.spec.ID)
+		}
+		return cgroup.Read(filepath.Join(e.b.cg.dir, e.spec.ID))
+	}
 	c := e.start(t)
-	dir := filepath.Join(e.b.cg.dir, e.spec.ID)
-	st, err := cgroup.Read(dir)
+	st, err := read()
 	if err != nil || st.Limits != e.spec.Limits {
 		t.Errorf("the cgroup after a start with limits %+v: %+v, %v", e.spec.Limits, st.Limits, err)
+	}
+	if e.b.legacy != nil {
+		// Every process of the distro is in its v1 memory cgroup: the
+		// agent, and what it starts.
+		// (The path is relative to the distro's cgroup namespace, rooted
+		// at the server's own cgroups.)
+		want := fmt.Sprintf("/%s/%s", parent, e.spec.ID)
+		got := shOut(t, c, "grep :memory: /proc/1/cgroup; sh -c 'grep :memory: /proc/self/cgroup'")
+		lines := strings.Split(strings.TrimSpace(got), "\n")
+		if len(lines) != 2 || !strings.HasSuffix(lines[0], want) || !strings.HasSuffix(lines[1], want) {
+			t.Errorf("the distro's memory cgroups (v1): %q, want both in %s", got, want)
+		}
 	}
 	e.spec.Limits = cgroup.Limits{MemoryMax: 128 << 20}
 	if err := e.b.SetLimits(ctx, e.spec); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := cgroup.Read(dir); err != nil || st.Limits != e.spec.Limits {
+	if st, err := read(); err != nil || st.Limits != e.spec.Limits {
 		t.Errorf("the cgroup after SetLimits(%+v): %+v, %v", e.spec.Limits, st.Limits, err)
 	}
 	shOut(t, c, "head -c 33554432 /dev/zero > /tmp/held")

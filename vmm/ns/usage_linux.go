@@ -16,7 +16,9 @@ import (
 // on every Linux architecture Go supports.
 const clockTicks = 100
 
-// Usage reads the distro's cgroup: memory.current, cpu.stat's usage_usec,
+// Usage reads the distro's cgroup — its cgroup v1 hierarchies on a host
+// whose cgroup v2 lacks the controllers (memory.usage_in_bytes,
+// cpuacct.usage, pids.current, memory.oom_control's oom_kill), else: memory.current, cpu.stat's usage_usec,
 // pids.current and memory.events' oom_kill, which count every process of it
 // (in child cgroups too). Without a cgroup, or without its memory
 // controller (a hybrid hierarchy), it sums over the processes whose PID
@@ -27,6 +29,12 @@ func (b *Backend) Usage(ctx context.Context, s vmm.Spec) (vmm.Usage, error) {
 	}
 	if _, err := b.PIDNamespace(ctx, s); err != nil {
 		return vmm.Usage{}, fmt.Errorf("usage of %s: %w", s.Name, err)
+	}
+	if b.legacy != nil && b.legacy.has("memory") {
+		if st, err := b.legacy.read(s.ID); err == nil {
+			return vmm.Usage{Processes: int(st.PidsCurrent), CPUSeconds: float64(st.CPUUsageUsec) / 1e6,
+				MemoryBytes: st.MemoryCurrent, OOMKills: st.OOMKills}, nil
+		}
 	}
 	if b.cg != nil {
 		dir := filepath.Join(b.cg.dir, s.ID)
@@ -46,13 +54,10 @@ func (b *Backend) SetLimits(ctx context.Context, s vmm.Spec) error {
 	if err := b.check(s); err != nil {
 		return err
 	}
-	if b.cg == nil {
-		return fmt.Errorf("%w: distros have no cgroup on this host", cgroup.ErrNoController)
-	}
 	if _, err := b.PIDNamespace(ctx, s); err != nil {
 		return err
 	}
-	return b.cg.apply(s.ID, s.Limits)
+	return b.applyLimits(s.ID, s.Limits)
 }
 
 // procUsage sums CPU time and resident memory over every process of the
