@@ -123,7 +123,7 @@ const maxListBytes = 256 << 20
 // server and the agent both check: a path that needs cleaning is refused,
 // not guessed at.
 func CleanPath(p string) (string, error) {
-	if len(p) > 1 && strings.HasSuffix(p, "/") {
+	if len(p) > 1 && strings.HasSuffix(p, "/") && !strings.HasSuffix(p, "//") {
 		p = p[:len(p)-1]
 	}
 	if p == "" || p[0] != '/' || strings.IndexByte(p, 0) >= 0 || path.Clean(p) != p || len(p) > 4096 {
