@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net/http"
 	"mime/multipart"
+	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -22,11 +23,6 @@ import (
 
 // The files API: /api/v1/distros/{name}/files/{path}. Every operation runs
 // in the distro's agent as the distro's user (see vmm.Files).
-
-// maxMultipartMemory is how much of a multipart upload is held in memory;
-// the rest is spooled to temporary files, so that every part's name is
-// checked before anything is written into the distro.
-const maxMultipartMemory = 32 << 20
 
 // fileError maps the files API's errors to the statuses and codes of its
 // contract; the rest go to classify.
@@ -274,18 +270,75 @@ func (s *Server) handleFilesPost(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// checkUploadNames refuses a multipart upload any of whose file names is not
-// one path element.
-func checkUploadNames(files map[string][]*multipart.FileHeader) error {
-	for _, list := range files {
-		for _, fh := range list {
-			if !agent.ValidFileName(fh.Filename) {
-				return &httpError{Status: http.StatusBadRequest, Code: api.CodeInvalidPath,
-					Msg: fmt.Sprintf("upload file name %q is not a single path element", fh.Filename)}
+// uploadPart is one spooled file of a multipart upload.
+type uploadPart struct {
+	name string
+	file *os.File
+}
+
+// partFileName is the file name a part's Content-Disposition gives, as
+// sent: multipart.Part.FileName would cut it to its last element, and an
+// upload must refuse "a/b" rather than write "b".
+func partFileName(p *multipart.Part) (string, bool) {
+	_, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+	if err != nil {
+		return "", false
+	}
+	name, ok := params["filename"]
+	return name, ok
+}
+
+// spoolUpload reads every file part of a multipart body into temporary
+// files, checking each name, so nothing is written into the distro before
+// every name is known good. The caller closes the files (they are already
+// unlinked).
+func spoolUpload(mr *multipart.Reader) ([]uploadPart, error) {
+	var parts []uploadPart
+	fail := func(err error) ([]uploadPart, error) {
+		for _, p := range parts {
+			p.file.Close()
+		}
+		return nil, err
+	}
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return parts, nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return fail(err)
 			}
+			return fail(badRequest("bad multipart body", err))
+		}
+		name, ok := partFileName(p)
+		if !ok {
+			p.Close()
+			continue // a plain form field
+		}
+		if !agent.ValidFileName(name) {
+			p.Close()
+			return fail(&httpError{Status: http.StatusBadRequest, Code: api.CodeInvalidPath,
+				Msg: fmt.Sprintf("upload file name %q is not a single path element", name)})
+		}
+		f, err := os.CreateTemp("", "subsys-upload-")
+		if err != nil {
+			return fail(fmt.Errorf("spool upload: %w", err))
+		}
+		os.Remove(f.Name())
+		parts = append(parts, uploadPart{name: name, file: f})
+		if _, err := io.Copy(f, p); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return fail(err)
+			}
+			return fail(badRequest("bad multipart body", err))
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fail(fmt.Errorf("spool upload: %w", err))
 		}
 	}
-	return nil
 }
 
 // uploadFiles writes every file part of a multipart body into the directory
@@ -296,42 +349,26 @@ func (s *Server) uploadFiles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("bad multipart body", err)
 	}
-	form, err := mr.ReadForm(maxMultipartMemory)
+	parts, err := spoolUpload(mr)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return badRequest("bad multipart body", err)
-	}
-	defer form.RemoveAll()
-	if err := checkUploadNames(form.File); err != nil {
 		return err
 	}
+	defer func() {
+		for _, p := range parts {
+			p.file.Close()
+		}
+	}()
 	f, dir, err := s.files(r)
 	if err != nil {
 		return err
 	}
-	// In a stable order: by field, then as sent.
-	fields := make([]string, 0, len(form.File))
-	for k := range form.File {
-		fields = append(fields, k)
-	}
-	slices.Sort(fields)
-	var written []agent.FileInfo
-	for _, k := range fields {
-		for _, fh := range form.File[k] {
-			src, err := fh.Open()
-			if err != nil {
-				return fmt.Errorf("open upload part: %w", err)
-			}
-			fi, err := f.Write(r.Context(), path.Join(dir, fh.Filename), nil, src)
-			src.Close()
-			if err != nil {
-				return err
-			}
-			written = append(written, fi)
+	written := make([]agent.FileInfo, 0, len(parts))
+	for _, p := range parts {
+		fi, err := f.Write(r.Context(), path.Join(dir, p.name), nil, p.file)
+		if err != nil {
+			return err
 		}
+		written = append(written, fi)
 	}
 	writeJSON(w, http.StatusOK, apiFileList(dir, written))
 	return nil
