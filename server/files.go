@@ -32,7 +32,7 @@ func fileError(err error) error {
 		return err
 	}
 	mk := func(status int, code string) error {
-		return &httpError{Status: status, Code: code, Msg: err.Error(), Err: err}
+		return &httpError{Status: status, Code: code, Msg: err.Error()}
 	}
 	switch {
 	case errors.Is(err, vmm.ErrNotFound):
