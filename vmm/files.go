@@ -185,3 +185,14 @@ func (r *FileReader) Close() error {
 	}
 	return nil
 }
+
+// Create starts writing the file path; see agent.Client.CreateFile. The
+// caller Commits or Aborts the writer.
+func (f *Files) Create(ctx context.Context, path string, mode *uint32) (*agent.FileWriter, error) {
+	w, err := f.c.CreateFile(ctx, f.user, path, mode)
+	return w, f.wrap(err)
+}
+
+// Wrap names the distro in err and explains an outdated agent, as the
+// other methods do; for errors of the writers Create returns.
+func (f *Files) Wrap(err error) error { return f.wrap(err) }

@@ -226,50 +226,103 @@ func (c *Client) ReadFile(ctx context.Context, user, p string, offset, length in
 // replaced file's permissions, or 0644 for a new file. The parent directory
 // must exist.
 func (c *Client) WriteFile(ctx context.Context, user, p string, mode *uint32, r io.Reader) (FileInfo, error) {
-	st, d, _, err := c.fileCall(ctx, opFileWrite, user, FileRequest{Path: p, FileMode: mode})
+	w, err := c.CreateFile(ctx, user, p, mode)
 	if err != nil {
 		return FileInfo{}, err
 	}
-	defer d.Close()
-	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { w.st.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	buf := make([]byte, dataChunk)
-	var rerr error
 	for {
-		n, err := io.ReadFull(r, buf)
+		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
-			if werr := writeFrame(st, frameUpload, buf[:n]); werr != nil {
-				// The agent failed and says why in its end frame, or the
-				// connection broke.
-				if _, derr := io.Copy(io.Discard, d); derr != nil {
-					return FileInfo{}, derr
+			if _, err := w.Write(buf[:n]); err != nil {
+				w.Abort()
+				if cerr := ctx.Err(); cerr != nil {
+					err = cerr
 				}
-				return FileInfo{}, fmt.Errorf("agent %s: %w: %v", opFileWrite, ErrDisconnected, werr)
+				return FileInfo{}, fmt.Errorf("write %s: %w", p, err)
 			}
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
 		}
-		if err != nil {
-			rerr = err
-			break
+		if rerr != nil {
+			w.Abort()
+			return FileInfo{}, fmt.Errorf("write %s: %w", p, rerr)
 		}
 	}
-	if cerr := ctx.Err(); cerr != nil && rerr == nil {
-		rerr = cerr
+	if err := ctx.Err(); err != nil {
+		w.Abort()
+		return FileInfo{}, fmt.Errorf("write %s: %w", p, err)
 	}
-	var end dataEnd
-	if rerr != nil {
-		end.Error = &wireError{Code: codeBadRequest, Message: "upload failed"}
+	return w.Commit()
+}
+
+// FileWriter is a file being written by CreateFile: its bytes go to a
+// temporary file until Commit renames it into place; Abort (or a broken
+// connection) removes it. It is for one goroutine.
+type FileWriter struct {
+	st   *yamux.Stream
+	d    *dataReader
+	done bool
+}
+
+// CreateFile starts writing the regular file p as user (see WriteFile):
+// the agent has created the temporary file when it returns, so permission
+// and path errors come from here.
+func (c *Client) CreateFile(ctx context.Context, user, p string, mode *uint32) (*FileWriter, error) {
+	st, d, _, err := c.fileCall(ctx, opFileWrite, user, FileRequest{Path: p, FileMode: mode})
+	if err != nil {
+		return nil, err
 	}
-	b, _ := json.Marshal(end)
-	if err := writeFrame(st, frameUploadEnd, b); err != nil && rerr == nil {
-		rerr = fmt.Errorf("agent %s: %w: %v", opFileWrite, ErrDisconnected, err)
+	return &FileWriter{st: st, d: d}, nil
+}
+
+// Write sends p to the file.
+func (w *FileWriter) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, fmt.Errorf("agent %s: write after the end", opFileWrite)
 	}
-	if rerr != nil {
-		return FileInfo{}, fmt.Errorf("write %s: %w", p, rerr)
+	total := 0
+	for len(p) > 0 {
+		n := min(len(p), dataChunk)
+		if err := writeFrame(w.st, frameUpload, p[:n]); err != nil {
+			return total, fmt.Errorf("agent %s: %w: %v", opFileWrite, ErrDisconnected, err)
+		}
+		total += n
+		p = p[n:]
 	}
-	return d.readEnd()
+	return total, nil
+}
+
+// Commit ends the data and has the agent rename the file into place; it
+// returns the file's FileInfo, or why it was not written (the old file is
+// then as it was).
+func (w *FileWriter) Commit() (FileInfo, error) {
+	if w.done {
+		return FileInfo{}, fmt.Errorf("agent %s: commit after the end", opFileWrite)
+	}
+	w.done = true
+	defer w.d.Close()
+	b, _ := json.Marshal(dataEnd{})
+	if err := writeFrame(w.st, frameUploadEnd, b); err != nil {
+		return FileInfo{}, fmt.Errorf("agent %s: %w: %v", opFileWrite, ErrDisconnected, err)
+	}
+	return w.d.readEnd()
+}
+
+// Abort drops the file: the agent removes the temporary file and leaves
+// the old one as it was.
+func (w *FileWriter) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	b, _ := json.Marshal(dataEnd{Error: &wireError{Code: codeBadRequest, Message: "aborted"}})
+	w.st.SetWriteDeadline(time.Now().Add(time.Second))
+	writeFrame(w.st, frameUploadEnd, b)
+	w.d.Close()
 }
 
 // readEnd reads a data stream to its end frame and returns the FileInfo
