@@ -73,6 +73,7 @@ type Server struct {
 	log  *slog.Logger
 	mux  http.Handler
 	auth *authState
+	dav  davLocks // the WebDAV share's locks (dav.go)
 }
 
 // New returns a Server for cfg.
@@ -174,6 +175,9 @@ func (s *Server) routes() http.Handler {
 			}))
 		})
 	})
+	// The WebDAV share authenticates on its own and refuses browsers (dav.go).
+	r.HandleFunc("/dav/{name}", s.handleDAV)
+	r.HandleFunc("/dav/{name}/*", s.handleDAV)
 	// The dashboard's files hold no secrets: they load without a credential, and
 	// the page signs in with the token from the login URL's fragment (#token=)
 	// or asks for it.
