@@ -295,10 +295,10 @@ func (i davInfo) Mode() fs.FileMode {
 // davReader is a regular file open for reading.
 type davReader struct{ r *vmm.FileReader }
 
-func (f *davReader) Read(p []byte) (int, error)               { return f.r.Read(p) }
+func (f *davReader) Read(p []byte) (int, error)                { return f.r.Read(p) }
 func (f *davReader) Seek(off int64, whence int) (int64, error) { return f.r.Seek(off, whence) }
-func (f *davReader) Close() error                             { return f.r.Close() }
-func (f *davReader) Stat() (fs.FileInfo, error)               { return davInfo{f.r.Info()}, nil }
+func (f *davReader) Close() error                              { return f.r.Close() }
+func (f *davReader) Stat() (fs.FileInfo, error)                { return davInfo{f.r.Info()}, nil }
 func (f *davReader) Write([]byte) (int, error) {
 	return 0, &os.PathError{Op: "write", Path: f.r.Info().Path, Err: fs.ErrPermission}
 }
