@@ -363,3 +363,60 @@ func TestFilesVersion2(t *testing.T) {
 	t.Logf("first files request in a cold VM: %v", time.Since(began).Round(time.Millisecond))
 	testFilesAPI(t, s, "tiny2")
 }
+
+// TestFilesCLI: subsys cp both ways (a file, and a directory with -r) and
+// subsys files, whose names from the distro are escaped.
+func TestFilesCLI(t *testing.T) {
+	s := startServer(t, "")
+	s.importTar("tiny", tinyRootfs(t))
+	local := t.TempDir()
+	os.WriteFile(filepath.Join(local, "a.txt"), []byte("from the host"), 0o640)
+	os.MkdirAll(filepath.Join(local, "tree", "sub"), 0o755)
+	os.WriteFile(filepath.Join(local, "tree", "sub", "b"), []byte("deep"), 0o755)
+
+	if out, errOut, code := s.cli(nil, "cp", filepath.Join(local, "a.txt"), "tiny:/home/alice/", "-u", "alice"); code != 0 {
+		t.Fatalf("cp to the distro: %d %s %s", code, out, errOut)
+	}
+	if r := s.sh("tiny", "cat /home/alice/a.txt; ls -l /home/alice/a.txt"); !strings.HasPrefix(r.Stdout, "from the host-rw-r-----") || !strings.Contains(r.Stdout, "alice") {
+		t.Errorf("after cp: %q", r.Stdout)
+	}
+	if out, errOut, code := s.cli(nil, "cp", "-r", filepath.Join(local, "tree"), "tiny:/opt"); code != 0 {
+		t.Fatalf("cp -r to the distro: %d %s %s", code, out, errOut)
+	}
+	if r := s.sh("tiny", "cat /opt/sub/b"); r.Stdout != "deep" {
+		t.Errorf("after cp -r: %+v", r)
+	}
+	if out, errOut, code := s.cli(nil, "cp", "tiny:/etc/passwd", local); code != 0 {
+		t.Fatalf("cp from the distro: %d %s %s", code, out, errOut)
+	}
+	if b, _ := os.ReadFile(filepath.Join(local, "passwd")); string(b) != s.sh("tiny", "cat /etc/passwd").Stdout {
+		t.Errorf("copied passwd = %q", b)
+	}
+	s.sh("tiny", "busybox ln -s ../../../../../etc/shadow /opt/sub/escape")
+	back := filepath.Join(local, "back")
+	if out, errOut, code := s.cli(nil, "cp", "-r", "tiny:/opt", back); code != 0 {
+		t.Fatalf("cp -r from the distro: %d %s %s", code, out, errOut)
+	}
+	if b, _ := os.ReadFile(filepath.Join(back, "sub", "b")); string(b) != "deep" {
+		t.Errorf("cp -r from the distro: b = %q", b)
+	}
+	if target, err := os.Readlink(filepath.Join(back, "sub", "escape")); err != nil || target != "../../../../../etc/shadow" {
+		t.Errorf("the symlink came back as %q, %v", target, err)
+	}
+	if _, _, code := s.cli(nil, "cp", "tiny:/opt", back); code == 0 {
+		t.Error("cp of a directory without -r succeeded")
+	}
+	if _, errOut, code := s.cli(nil, "cp", "tiny:/root/../etc/passwd", "tiny:/tmp/x"); code == 0 || !strings.Contains(errOut, "two distros") {
+		t.Errorf("cp between distros = %d %s", code, errOut)
+	}
+
+	// subsys files: ls -l, with a hostile name escaped.
+	s.sh("tiny", "touch \"$(printf '/tmp/evil\\033]0;pwned\\007name')\"")
+	out, errOut, code := s.cli(nil, "files", "tiny", "/tmp")
+	if code != 0 || strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `evil\x1b]0;pwned\x07name`) {
+		t.Errorf("files tiny /tmp = %d %q %s", code, out, errOut)
+	}
+	if out, _, _ := s.cli(nil, "files", "tiny", "/opt"); !strings.Contains(out, "drwxr-xr-x") || !strings.Contains(out, "sub") {
+		t.Errorf("files tiny /opt = %q", out)
+	}
+}
