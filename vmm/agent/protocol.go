@@ -21,6 +21,12 @@
 // stops reading stops the program; it ends with an exit frame, or a detached
 // frame when another attachment takes the session over.
 //
+// File operations (file-stat, file-list, file-read, file-write, file-mkdir,
+// file-rename, file-remove, file-archive; see files.go) run as a user of the
+// distro; file-read, file-list and file-archive answer with data frames and
+// a data-end frame, and file-write takes upload frames and an upload-end
+// frame from the client before its data-end answer.
+//
 // The utility VM's agent (version 2, RunVM) serves the same protocol on a
 // virtio-serial port and adds ops of its own: start-distro, stop-distro,
 // list-distros and power-off answer with a header only; open-distro, after
