@@ -120,6 +120,24 @@ func TestDAVClient(t *testing.T) {
 		t.Fatalf("a broken files API PUT left %q", got)
 	}
 
+	// Walks without bound are refused: an infinite PROPFIND, a copy into
+	// itself.
+	if st, _, body := s.davRequest("PROPFIND", "tiny/", s.token, http.Header{"Depth": {"infinity"}}, ""); st != http.StatusForbidden {
+		t.Errorf("PROPFIND Depth infinity = %d %.200s", st, body)
+	}
+	s.sh("tiny", "mkdir -p /loop/sub && touch /loop/sub/deep")
+	if st, _, body := s.davRequest("PROPFIND", "tiny/loop/", s.token, nil, ""); st != 207 || !strings.Contains(body, "/loop/sub/") || strings.Contains(body, "deep") {
+		t.Errorf("PROPFIND without Depth = %d %.600s, want depth 1", st, body)
+	}
+	for _, m := range []string{"COPY", "MOVE"} {
+		if st, _, body := s.davRequest(m, "tiny/loop", s.token, http.Header{"Destination": {s.url + "/dav/tiny/loop/sub/x"}}, ""); st != http.StatusForbidden {
+			t.Errorf("%s into itself = %d %.200s", m, st, body)
+		}
+	}
+	if st, _, body := s.davRequest("COPY", "tiny/loop", s.token, http.Header{"Destination": {s.url + "/dav/tiny/loop2"}}, ""); st != 201 {
+		t.Errorf("COPY beside itself = %d %.200s", st, body)
+	}
+
 	// Credentials: the token is the password; anything else is refused.
 	bad := gowebdav.NewClient(s.url+"/dav/tiny/", "anyone", "not-the-token")
 	if _, err := bad.ReadDir("/"); err == nil {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -109,6 +111,10 @@ func (s *Server) handleDAV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := chi.URLParam(r, "name")
+	if err := davLimits(r, "/dav/"+name); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	f, err := s.cfg.Manager.Files(r.Context(), name, "")
 	if err != nil {
 		s.writeError(w, r, fileError(err))
@@ -133,6 +139,35 @@ func (s *Server) handleDAV(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	h.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// davLimits refuses the requests that would walk without bound: a
+// PROPFIND of infinite depth (RFC 4918 lets a server refuse it; without a
+// Depth header it means infinity, which is taken as 1 instead, as the file
+// managers ask anyway), whose walk would go through /proc, /mnt/host and
+// every symlink to a directory; and a COPY or MOVE of a directory into
+// itself.
+func davLimits(r *http.Request, prefix string) error {
+	switch r.Method {
+	case "PROPFIND":
+		switch r.Header.Get("Depth") {
+		case "":
+			r.Header.Set("Depth", "1")
+		case "infinity":
+			return &httpError{Status: http.StatusForbidden, Code: api.CodeInvalid, Msg: "PROPFIND of infinite depth is refused: ask for Depth 0 or 1"}
+		}
+	case "COPY", "MOVE":
+		u, err := url.Parse(r.Header.Get("Destination"))
+		if err != nil {
+			return nil // the webdav handler answers a bad Destination
+		}
+		src := strings.TrimSuffix(path.Clean(r.URL.Path), "/")
+		dst := strings.TrimSuffix(path.Clean(u.Path), "/")
+		if strings.HasPrefix(dst+"/", src+"/") && strings.HasPrefix(src, prefix) {
+			return &httpError{Status: http.StatusForbidden, Code: api.CodeInvalidPath, Msg: "cannot copy or move a path into itself"}
+		}
+	}
+	return nil
 }
 
 // watchedBody remembers whether reading a request body failed.
