@@ -236,6 +236,18 @@ func testFilesAPI(t *testing.T, s *server, name string) {
 	if names := strings.Join(tarNames(t, raw), " "); resp.Header.Get("Content-Disposition") != `attachment; filename=x.txt.tar.gz` || names != "x.txt" {
 		t.Errorf("archive of a file = %v %s", resp.Header, names)
 	}
+	// The whole root: the distro's files, not what is mounted in it
+	// (/proc, and the host's root at /mnt/host).
+	resp, raw = s.fileReq("GET", base+"/?archive=tar.gz&user=root", nil, nil)
+	if resp.Header.Get("Content-Disposition") != `attachment; filename=root.tar.gz` {
+		t.Errorf("archive of / = %v", resp.Header)
+	}
+	names = strings.Join(tarNames(t, raw), " ")
+	if !strings.Contains(names, "./etc/passwd") || !strings.Contains(names, "./mnt/host/") ||
+		strings.Contains(names, "./mnt/host/"+strings.TrimPrefix(marker.Name(), "/")) || strings.Contains(names, "./proc/self") {
+		t.Errorf("archive of / holds %.2000s", names)
+	}
+
 	// An unreadable entry midway breaks the download: never a short archive
 	// that passes for whole.
 	req, _ := http.NewRequest("GET", s.url+"/api/v1"+base+"/root?archive=tar.gz&user=alice", nil)

@@ -675,7 +675,9 @@ func (s *Server) fileArchive(ctx context.Context, st *yamux.Stream, br *bufio.Re
 		fw := &frameWriter{w: st}
 		defer func() { written = fw.n }()
 		if typ == unix.S_IFDIR {
-			return archive.Write(ctx, fw, p, archive.TarGz)
+			// Not what is mounted below: /proc, /sys, and the host's
+			// root at /mnt/host.
+			return archive.WriteSkippingMounts(ctx, fw, p, archive.TarGz)
 		}
 		return writeOneFileTarGz(fw, f, path.Base(p))
 	})
