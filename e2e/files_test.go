@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/studio-b12/gowebdav"
+
 	"github.com/subsys-dev/subsys/api"
 )
 
@@ -265,6 +267,17 @@ func testFilesAPI(t *testing.T, s *server, name string) {
 	wantFileError(t, "DELETE of a full dir", resp, raw, 409, api.CodeDirectoryNotEmpty)
 	resp, raw = s.fileReq("DELETE", base+"/", nil, nil)
 	wantFileError(t, "DELETE /", resp, raw, 400, api.CodeInvalidPath)
+	// A recursive delete does not go into what is mounted below (as the
+	// host's root is at /mnt/host; a tmpfs stands in for it here, so that a
+	// failure costs nothing): it removes the rest and says so.
+	if r := s.sh(name, "mkdir -p /mnttest/m && mount -t tmpfs none /mnttest/m && touch /mnttest/m/kept /mnttest/beside"); r.ExitCode != 0 {
+		t.Fatalf("mount a tmpfs: %+v", r)
+	}
+	resp, raw = s.fileReq("DELETE", base+"/mnttest?recursive=1&user=root", nil, nil)
+	wantFileError(t, "DELETE -r of a tree with a mount", resp, raw, 409, api.CodeDirectoryNotEmpty)
+	if r := s.sh(name, "test -e /mnttest/beside || echo gone; test -e /mnttest/m/kept && echo kept; umount /mnttest/m"); r.Stdout != "gone\nkept\n" {
+		t.Errorf("after DELETE -r /mnttest: %q", r.Stdout)
+	}
 	resp, raw = s.fileReq("DELETE", base+"/root/secret?user=alice", nil, nil)
 	wantFileError(t, "DELETE /root/secret as alice", resp, raw, 403, api.CodePermissionDenied)
 	if resp, raw = s.fileReq("DELETE", base+"/data?recursive=1", nil, nil); resp.StatusCode != 204 {
@@ -379,6 +392,18 @@ func TestFilesVersion2(t *testing.T) {
 	}
 	t.Logf("first files request in a cold VM: %v", time.Since(began).Round(time.Millisecond))
 	testFilesAPI(t, s, "tiny2")
+
+	// The WebDAV share works the same through the VM's agent.
+	c := gowebdav.NewClient(s.url+"/dav/tiny2/", "anyone", s.token)
+	if err := c.Write("/tmp/dav.txt", []byte("over dav"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Read("/tmp/dav.txt"); err != nil || string(got) != "over dav" {
+		t.Fatalf("WebDAV read = %q, %v", got, err)
+	}
+	if entries, err := c.ReadDir("/tmp"); err != nil || len(entries) == 0 {
+		t.Fatalf("WebDAV list = %v, %v", entries, err)
+	}
 }
 
 // TestFilesCLI: subsys cp both ways (a file, and a directory with -r) and

@@ -323,6 +323,11 @@ func (s *Server) handleFile(ctx context.Context, st *yamux.Stream, br *bufio.Rea
 			// By descriptor, without following symlinks or entering file
 			// systems mounted below (the host's files at /mnt/host).
 			if err := archive.RemoveAll(p); err != nil {
+				if errors.Is(err, archive.ErrMountPoint) {
+					// What is mounted there stays, so the directory is
+					// not empty; the message names the mount point.
+					return fmt.Errorf("%w: remove %q: %v", ErrDirNotEmpty, p, err)
+				}
 				return fileErr("remove", p, err)
 			}
 			return nil
