@@ -295,7 +295,7 @@ func TestFileArchive(t *testing.T) {
 			}
 			var b bytes.Buffer
 			io.Copy(&b, tr)
-			got[h.Name] = string(b.Bytes()) + h.Linkname
+			got[h.Name] = b.String() + h.Linkname
 		}
 		return got
 	}
