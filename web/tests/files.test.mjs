@@ -305,14 +305,14 @@ test('the text viewer shows a small text file; a large or binary one is offered 
   const pre = dlg.getByTestId('file-view');
   await pre.waitFor();
   assert.equal(await pre.textContent(), 'two, dropped\n');
-  await dlg.getByRole('button', { name: 'Close' }).click();
+  await dlg.getByRole('button', { name: 'Close', exact: true }).click();
   await dlg.waitFor({ state: 'hidden' });
 
   await card().locator('[data-testid=file-row][data-name="big.bin"]').getByRole('button', { name: 'big.bin' }).click();
   dlg = page.getByRole('dialog', { name: 'big.bin' });
   assert.match(await dlg.getByTestId('file-not-shown').textContent(), /too large/);
   assert.equal(await dlg.getByTestId('file-view').count(), 0);
-  await dlg.getByRole('button', { name: 'Close' }).click();
+  await dlg.getByRole('button', { name: 'Close', exact: true }).click();
 
   assert.equal((await exec(['sh', '-c', 'head -c 300 /bin/busybox > /root/elf.bin'])).exit_code, 0);
   await card().getByRole('button', { name: 'Refresh' }).click();
@@ -321,7 +321,7 @@ test('the text viewer shows a small text file; a large or binary one is offered 
   assert.match(await dlg.getByTestId('file-not-shown').textContent(), /not text/);
   const [dl] = await Promise.all([page.waitForEvent('download'), dlg.getByRole('button', { name: 'Download' }).click()]);
   assert.equal(readFileSync(await dl.path()).length, 300);
-  await dlg.getByRole('button', { name: 'Close' }).click();
+  await dlg.getByRole('button', { name: 'Close', exact: true }).click();
 });
 
 test('a hostile file name and contents render as inert text', async () => {
@@ -340,7 +340,7 @@ test('a hostile file name and contents render as inert text', async () => {
   assert.equal(await pre.textContent(), HOSTILE_TEXT_SHOWN);
   assert.equal(await pre.locator('*').count(), 0, 'the contents made no element');
   assert.equal(await page.locator('script:not([src])').count(), 0);
-  await dlg.getByRole('button', { name: 'Close' }).click();
+  await dlg.getByRole('button', { name: 'Close', exact: true }).click();
   // Delete asks with the name shown as text too.
   await r.getByRole('button', { name: `Delete ${HOSTILE_SHOWN}`, exact: true }).click();
   const del = page.getByRole('dialog', { name: `Delete ${HOSTILE_SHOWN}?` });

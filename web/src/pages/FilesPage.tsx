@@ -178,7 +178,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
   const startUploads = (files: File[]) => {
     if (!files.length) return;
     const rows = files.map((f) => ({ id: ++uploadSeq, file: f.name, dir: path, sent: 0, total: f.size, status: 'queued' as const, error: '' }));
-    setUploads((old) => [...old.filter((r) => r.status === 'uploading' || r.status === 'queued'), ...rows]);
+    setUploads((old) => [...old, ...rows]);
     queue.current.push(...rows.map((row, i) => ({ row, file: files[i] })));
     pump();
   };
@@ -400,7 +400,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
               title="Download this folder as .tar.gz"
             >
               <Icon name="download" />
-              <span class="files-action-text">.tar.gz</span>
+              <span class="files-action-text">Download folder</span>
             </button>
           </div>
         </div>
@@ -581,7 +581,9 @@ function Uploads({ rows, onClear }: { rows: UploadRow[]; onClear?: () => void })
           return (
             <li key={r.id} class="files-upload" data-testid="upload" data-name={r.file} data-status={r.status}>
               <div class="files-upload-head">
-                <span class="mono break">{shown}</span>
+                <span class="mono break">
+                  {shown} <span class="muted small">into {visibleName(r.dir)}</span>
+                </span>
                 <span class="muted small">
                   {r.status === 'queued'
                     ? 'waiting'
@@ -653,9 +655,6 @@ function ViewerDialog({ viewer, onClose, onDownload }: { viewer: Viewer; onClose
           <button type="button" class="btn" onClick={onDownload}>
             <Icon name="download" />
             Download
-          </button>
-          <button type="button" class="btn btn-primary" onClick={onClose} autoFocus>
-            Close
           </button>
         </div>
       </div>
