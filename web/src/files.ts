@@ -181,13 +181,43 @@ export type Viewed = { text: string; size: number } | { text: null; size: number
 export async function view(name: string, path: string, user: string): Promise<Viewed | { dir: true }> {
   const o = await open(name, path, user);
   if (o.type === 'dir') return { dir: true };
-  if (!(o.size <= VIEW_MAX_BYTES)) {
+  if (o.size > VIEW_MAX_BYTES) {
     o.abort();
     return { text: null, size: o.size, why: 'large' };
   }
-  const b = new Uint8Array(await o.res.arrayBuffer());
+  // Read with a cap all the same: the length header may be absent, or wrong.
+  const b = await readAtMost(o.res, VIEW_MAX_BYTES);
+  if (b === null) {
+    o.abort();
+    return { text: null, size: o.size, why: 'large' };
+  }
   const text = asText(b);
   return text === null ? { text: null, size: b.length, why: 'binary' } : { text, size: b.length };
+}
+
+/** The body of res if it is at most max bytes, else null (the rest is not read). */
+async function readAtMost(res: Response, max: number): Promise<Uint8Array | null> {
+  if (!res.body) return new Uint8Array(await res.arrayBuffer());
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.length;
+    if (n > max) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    parts.push(value);
+  }
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }
 
 /** A file name safe to save as: no path separators or invisible characters. */

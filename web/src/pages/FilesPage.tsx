@@ -82,7 +82,10 @@ function Crumbs({ name }: { name: string }) {
 interface UploadRow {
   id: number;
   file: string;
+  /** Where it goes: the distro, the folder, and the user it is written as. */
+  distro: string;
   dir: string;
+  user: string;
   sent: number;
   total: number;
   status: 'queued' | 'uploading' | 'done' | 'failed';
@@ -162,7 +165,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
     while (queue.current.length && !gone.current) {
       const { row, file } = queue.current.shift()!;
       patch(row.id, { status: 'uploading' });
-      const up = upload(name, row.dir, user, file, (sent, total) => patch(row.id, { sent, total }));
+      const up = upload(row.distro, row.dir, row.user, file, (sent, total) => patch(row.id, { sent, total }));
       current.current = up;
       try {
         await up.done;
@@ -177,13 +180,25 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
   };
   const startUploads = (files: File[]) => {
     if (!files.length) return;
-    const rows = files.map((f) => ({ id: ++uploadSeq, file: f.name, dir: path, sent: 0, total: f.size, status: 'queued' as const, error: '' }));
+    const rows = files.map((f) => ({ id: ++uploadSeq, file: f.name, distro: name, dir: path, user, sent: 0, total: f.size, status: 'queued' as const, error: '' }));
     setUploads((old) => [...old, ...rows]);
     queue.current.push(...rows.map((row, i) => ({ row, file: files[i] })));
     pump();
   };
 
   const hasFiles = (e: DragEvent) => [...(e.dataTransfer?.types ?? [])].includes('Files');
+  // A drop that misses the list must not make the browser open the file in place of the page.
+  useEffect(() => {
+    const stop = (e: DragEvent) => {
+      if (hasFiles(e)) e.preventDefault();
+    };
+    window.addEventListener('dragover', stop);
+    window.addEventListener('drop', stop);
+    return () => {
+      window.removeEventListener('dragover', stop);
+      window.removeEventListener('drop', stop);
+    };
+  }, []);
   const drag = {
     onDragEnter: (e: DragEvent) => {
       if (!hasFiles(e)) return;
