@@ -101,6 +101,7 @@ func newRoot(b Build) *cobra.Command {
 		newCloneCmd(g), newRenameCmd(g), newSetUserCmd(g), newStatusCmd(g), newVersionCmd(b, g),
 		newPortsCmd(g), newExposeCmd(g), newPortProxyCmd(g), newDashboardCmd(g), newTokenCmd(g),
 		newSetVersionCmd(g), newVMCmd(g), newResizeCmd(g), newCompactCmd(g), newMoveCmd(g), newInstallCmd(g), newSnapshotCmd(g),
+		newCpCmd(g), newFilesCmd(g),
 	)
 	return root
 }

@@ -59,6 +59,8 @@ type VMConfig struct {
 // dataEnd is the payload of a data-end frame: how a data stream ended.
 type dataEnd struct {
 	Error *wireError `json:"error,omitempty"`
+	// File is what a file-write wrote, in its closing frame.
+	File *FileInfo `json:"file,omitempty"`
 }
 
 // validDistroID accepts 1 to maxDistroID characters of [A-Za-z0-9-]: safe as
