@@ -180,6 +180,7 @@ test('upload two files by the file input and one by a drop: bars reach 100%, the
   assert.equal(got.status, 200);
   assert.equal(got.text, 'two, dropped\n');
   assert.equal((await stat('/root/big.bin')).json.size, BIG.length);
+  await page.waitForTimeout(300); // the bars' width transition, for the screenshot
   await page.screenshot({ path: join(outDir, 'files.png') });
 });
 
@@ -300,7 +301,7 @@ test('delete asks first: cancel keeps the file, confirm removes it; a folder goe
 });
 
 test('the text viewer shows a small text file; a large or binary one is offered for download', async () => {
-  await card().locator('[data-testid=file-row][data-name="two.txt"]').getByRole('button', { name: 'two.txt' }).click();
+  await card().locator('[data-testid=file-row][data-name="two.txt"]').getByRole('button', { name: 'two.txt', exact: true }).click();
   let dlg = page.getByRole('dialog', { name: 'two.txt' });
   const pre = dlg.getByTestId('file-view');
   await pre.waitFor();
@@ -308,7 +309,7 @@ test('the text viewer shows a small text file; a large or binary one is offered 
   await dlg.getByRole('button', { name: 'Close', exact: true }).click();
   await dlg.waitFor({ state: 'hidden' });
 
-  await card().locator('[data-testid=file-row][data-name="big.bin"]').getByRole('button', { name: 'big.bin' }).click();
+  await card().locator('[data-testid=file-row][data-name="big.bin"]').getByRole('button', { name: 'big.bin', exact: true }).click();
   dlg = page.getByRole('dialog', { name: 'big.bin' });
   assert.match(await dlg.getByTestId('file-not-shown').textContent(), /too large/);
   assert.equal(await dlg.getByTestId('file-view').count(), 0);
@@ -316,10 +317,10 @@ test('the text viewer shows a small text file; a large or binary one is offered 
 
   assert.equal((await exec(['sh', '-c', 'head -c 300 /bin/busybox > /root/elf.bin'])).exit_code, 0);
   await card().getByRole('button', { name: 'Refresh' }).click();
-  await card().locator('[data-testid=file-row][data-name="elf.bin"]').getByRole('button', { name: 'elf.bin' }).click();
+  await card().locator('[data-testid=file-row][data-name="elf.bin"]').getByRole('button', { name: 'elf.bin', exact: true }).click();
   dlg = page.getByRole('dialog', { name: 'elf.bin' });
   assert.match(await dlg.getByTestId('file-not-shown').textContent(), /not text/);
-  const [dl] = await Promise.all([page.waitForEvent('download'), dlg.getByRole('button', { name: 'Download' }).click()]);
+  const [dl] = await Promise.all([page.waitForEvent('download'), dlg.getByRole('button', { name: 'Download', exact: true }).click()]);
   assert.equal(readFileSync(await dl.path()).length, 300);
   await dlg.getByRole('button', { name: 'Close', exact: true }).click();
 });
@@ -384,8 +385,13 @@ test('the user the requests run as: an unknown one is the server’s 404, anothe
 test('narrow window: the files table fits without Mode, Owner and Modified', async () => {
   await page.setViewportSize({ width: 420, height: 800 });
   try {
+    await card().getByRole('button', { name: 'Clear' }).click();
     await card().locator('[data-testid=file-row][data-name="two.txt"]').waitFor();
-    assert.equal(await card().locator('th.files-col-mode').isVisible(), false);
+    const r = card().locator('[data-testid=file-row][data-name="two.txt"]');
+    for (const col of ['mode', 'owner', 'mtime']) assert.equal(await r.locator(`td.files-col-${col}`).isVisible(), false, col);
+    const box = await r.boundingBox();
+    assert.ok(box.height < 60, `one line per entry (${box.height}px)`);
+    assert.ok(await r.getByRole('button', { name: 'Delete two.txt' }).isVisible());
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
     await page.screenshot({ path: join(outDir, 'files-narrow.png') });
