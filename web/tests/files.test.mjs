@@ -24,8 +24,9 @@ const FILES = `/api/v1/distros/${NAME}/files`;
 // Larger than the viewer's 1 MiB, so it is offered for download, and large
 // enough for the upload's bar to move.
 const BIG = randomBytes(3 << 20);
-const HOSTILE = '<img src=x onerror=alert(1)>\x1b[31mred';
-const HOSTILE_SHOWN = '<img src=x onerror=alert(1)>\\x1b[31mred';
+// Markup, an escape sequence, and what a URL must carry encoded (%2e, ?, #).
+const HOSTILE = '<img src=x onerror=alert(1)>\x1b[31mred %2e?#x';
+const HOSTILE_SHOWN = '<img src=x onerror=alert(1)>\\x1b[31mred %2e?#x';
 const HOSTILE_TEXT = '<script>alert(2)</script>\n<b>bold</b>\x1b]0;title\x07 and \u202eevil\n';
 const HOSTILE_TEXT_SHOWN = '<script>alert(2)</script>\n<b>bold</b>\\x1b]0;title\\x07 and \\u202eevil\n';
 

@@ -96,6 +96,18 @@ type Viewer = { path: string; state: 'loading' } | { path: string; state: 'shown
 
 let uploadSeq = 0;
 
+/** The server's message about a distro's file, which may quote its name: shown with escapes, as names are. */
+const shownError = (e: unknown) => visibleName(errorMessage(e));
+
+/** Runs f, rethrowing its error with the message as shownError has it, for the dialogs that show it. */
+async function escaped<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw new Error(shownError(e));
+  }
+}
+
 function Files({ name, path, user, defaultUser, running }: { name: string; path: string; user: string; defaultUser: string; running: boolean }) {
   const [list, setList] = useState<FileList | null>(null);
   const [error, setError] = useState('');
@@ -129,7 +141,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
     } catch (e) {
       if (my !== seq.current) return;
       setList(null);
-      setError(errorMessage(e));
+      setError(shownError(e));
     } finally {
       if (my === seq.current) {
         setLoading(false);
@@ -171,7 +183,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
         await up.done;
         patch(row.id, { status: 'done', sent: 1, total: 1 });
       } catch (e) {
-        patch(row.id, { status: 'failed', error: errorMessage(e) });
+        patch(row.id, { status: 'failed', error: shownError(e) });
       } finally {
         current.current = null;
       }
@@ -231,7 +243,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
     try {
       await download(name, p, user, archive);
     } catch (e) {
-      setActionError(`Could not download ${visibleName(p)}: ${errorMessage(e)}`);
+      setActionError(`Could not download ${visibleName(p)}: ${shownError(e)}`);
     } finally {
       setDownloading('');
     }
@@ -249,7 +261,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
       }
       setViewer((cur) => (cur?.path === p ? { path: p, state: 'shown', v } : cur));
     } catch (err) {
-      setViewer((cur) => (cur?.path === p ? { path: p, state: 'error', error: errorMessage(err) } : cur));
+      setViewer((cur) => (cur?.path === p ? { path: p, state: 'error', error: shownError(err) } : cur));
     }
   };
 
@@ -266,7 +278,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
       confirmLabel: 'Create',
       validate: fileNameProblem,
       action: async (v) => {
-        await mkdir(name, joinPath(path, v), user);
+        await escaped(() => mkdir(name, joinPath(path, v), user));
         await load();
       },
     });
@@ -281,7 +293,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
       validate: (v) => renameProblem(p, v),
       hint: (v) => `Becomes ${visibleName(renameTarget(p, v))}`,
       action: async (v) => {
-        await rename(name, p, renameTarget(p, v), user);
+        await escaped(() => rename(name, p, renameTarget(p, v), user));
         await load();
       },
     });
@@ -302,7 +314,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
       confirmLabel: 'Delete',
       danger: true,
       action: async () => {
-        await remove(name, p, user, dir);
+        await escaped(() => remove(name, p, user, dir));
         toast('info', `Deleted ${visibleName(p)}.`);
         await load();
       },
