@@ -151,6 +151,21 @@ test('browse into /etc and back by breadcrumb and by the back button', async () 
   await card().locator('[data-testid=file-row][data-name=etc]').waitFor();
 });
 
+test('keyboard: Enter on a folder enters it, Enter on a file opens the viewer, Escape closes it', async () => {
+  await card().locator('[data-testid=file-row][data-name=etc]').getByRole('link', { name: 'etc' }).focus();
+  await page.keyboard.press('Enter');
+  await until('the /etc URL', () => here() === `/distros/${NAME}/files?path=/etc`);
+  const passwd = card().locator('[data-testid=file-row][data-name=passwd]').getByRole('button', { name: 'passwd', exact: true });
+  await passwd.focus();
+  await page.keyboard.press('Enter');
+  const dlg = page.getByRole('dialog', { name: 'passwd' });
+  assert.match(await dlg.getByTestId('file-view').textContent(), /^root:x:0:0:root:\/root:\/bin\/sh\n/);
+  await page.keyboard.press('Escape');
+  await dlg.waitFor({ state: 'hidden' });
+  await page.goBack();
+  await until('back in /', () => here() === `/distros/${NAME}/files?path=/`);
+});
+
 test('upload two files by the file input and one by a drop: bars reach 100%, the list and the distro have them', async () => {
   await page.goto(`${srv.base}/distros/${NAME}/files?path=/root`);
   await card().getByTestId('files-table').waitFor();
@@ -342,6 +357,7 @@ test('a hostile file name and contents render as inert text', async () => {
   assert.equal(await pre.textContent(), HOSTILE_TEXT_SHOWN);
   assert.equal(await pre.locator('*').count(), 0, 'the contents made no element');
   assert.equal(await page.locator('script:not([src])').count(), 0);
+  await page.screenshot({ path: join(outDir, 'files-hostile.png') });
   await dlg.getByRole('button', { name: 'Close', exact: true }).click();
   // Delete asks with the name shown as text too.
   await r.getByRole('button', { name: `Delete ${HOSTILE_SHOWN}`, exact: true }).click();

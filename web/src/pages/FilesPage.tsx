@@ -228,11 +228,24 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
       if (dragDepth.current === 0) setDragging(false);
     },
     onDrop: (e: DragEvent) => {
-      if (!hasFiles(e)) return;
+      if (!hasFiles(e) || !e.dataTransfer) return;
       e.preventDefault();
       dragDepth.current = 0;
       setDragging(false);
-      startUploads([...(e.dataTransfer?.files ?? [])]);
+      // A dropped folder arrives as a File that cannot be read: say so instead of a failed upload.
+      const files: File[] = [];
+      const folders: string[] = [];
+      for (const item of [...e.dataTransfer.items]) {
+        if (item.kind !== 'file') continue;
+        const f = item.getAsFile();
+        if (!f) continue;
+        if (item.webkitGetAsEntry?.()?.isDirectory) folders.push(f.name);
+        else files.push(f);
+      }
+      setActionError(
+        folders.length ? `Folders are not uploaded (${folders.map(visibleName).join(', ')}): drop the files in them, or make the folder here first.` : '',
+      );
+      startUploads(files);
     },
   };
 
@@ -354,7 +367,7 @@ function Files({ name, path, user, defaultUser, running }: { name: string; path:
               Reads and writes as this user of the distro (default: {defaultUser}).
             </span>
           </label>
-          <button type="submit" class="btn btn-sm">
+          <button type="submit" class="btn">
             Use
           </button>
         </form>
