@@ -111,6 +111,11 @@ func testFilesAPI(t *testing.T, s *server, name string) {
 		t.Errorf("GET with an open Range = %d %q", resp.StatusCode, raw)
 	}
 
+	// A /proc file's size is 0; its contents come whole.
+	if resp, raw = s.fileReq("GET", base+"/proc/version", nil, nil); resp.StatusCode != 200 || len(raw) == 0 || string(raw) != s.sh(name, "cat /proc/version").Stdout {
+		t.Errorf("GET /proc/version = %d %q", resp.StatusCode, raw)
+	}
+
 	// PUT: as root with a mode, then as alice in her home.
 	resp, raw = s.fileReq("PUT", base+"/root/secret?mode=0600&user=root", nil, strings.NewReader("root only\n"))
 	if resp.StatusCode != 200 || !strings.Contains(string(raw), `"mode":"0600"`) || !strings.Contains(string(raw), `"user":"root"`) {

@@ -151,6 +151,15 @@ func (s *Server) handleFilesGet(w http.ResponseWriter, r *http.Request) error {
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set(api.HeaderFileType, api.FileTypeFile)
+	if fr.Info().Size == 0 {
+		// Empty, or a /proc or /sys file whose size says nothing: send
+		// what reading it gives, without a length or ranges.
+		h.Set("Last-Modified", fr.Info().MTime.UTC().Format(http.TimeFormat))
+		if _, err := io.Copy(w, fr); err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		return nil
+	}
 	// ServeContent answers Range and If-Modified-Since; a read that fails
 	// midway ends the connection, so a client never takes a short file for
 	// a whole one.

@@ -30,10 +30,9 @@ import (
 // and supplementary groups are a's, and waits for it. The agent's other
 // threads keep root's credentials: setfsuid, setfsgid and the raw
 // setgroups system call change only the calling thread (glibc and Go's
-// syscall.Setgroups would change every thread). A non-zero fsuid also
-// drops the capabilities that bypass file permissions (CAP_DAC_OVERRIDE,
-// CAP_FOWNER…) from the thread, so the kernel checks every access of fn as
-// it would for the user's own programs. The thread is never unlocked: it
+// syscall.Setgroups would change every thread), and for a user other than
+// root the thread drops every capability (capset on itself), so the kernel
+// checks every access of fn as it would for the user's own programs. The thread is never unlocked: it
 // ends with its goroutine, so nothing else ever runs on it.
 //
 // fn must do its path work on the calling goroutine (no goroutines of its
@@ -75,6 +74,16 @@ func setThreadCreds(a account) error {
 	unix.RawSyscall(unix.SYS_SETFSUID, uintptr(a.UID), 0, 0)
 	if u, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, uintptr(^uint32(0)), 0, 0); int(uint32(u)) != a.UID {
 		return fmt.Errorf("setfsuid %d did not take", a.UID)
+	}
+	if a.UID != 0 {
+		// A new fsuid drops only the file capabilities; CAP_SYS_PTRACE
+		// would still open another user's /proc/PID/maps or root, and
+		// CAP_SYS_ADMIN more. A user's operation holds none: capset on
+		// this thread (header pid 0) empties all three sets.
+		var data [2]unix.CapUserData
+		if err := unix.Capset(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &data[0]); err != nil {
+			return fmt.Errorf("drop capabilities: %w", err)
+		}
 	}
 	return nil
 }

@@ -6,8 +6,10 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -371,4 +373,28 @@ func FuzzValidFileName(f *testing.F) {
 			t.Fatalf("ValidFileName(%q) accepted it", s)
 		}
 	})
+}
+
+// TestFileUserHasNoCapabilities: a user's operation keeps none of the
+// agent's capabilities. CAP_SYS_PTRACE would let it read another user's
+// /proc/PID/maps (mode 0444, then a ptrace check) or follow /proc/PID/root;
+// the probe is a root process of the test's own, whose maps root can read.
+func TestFileUserHasNoCapabilities(t *testing.T) {
+	c, _ := startServer(t)
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	maps := fmt.Sprintf("/proc/%d/maps", sleeper.Process.Pid)
+	if _, err := readAll(t, c, "root", maps, 0, 0); err != nil {
+		t.Fatalf("root cannot read %s: %v", maps, err)
+	}
+	if _, err := readAll(t, c, "nobody", maps, 0, 0); !errors.Is(err, ErrPermission) {
+		t.Fatalf("nobody read %s: %v, want ErrPermission", maps, err)
+	}
+	root := fmt.Sprintf("/proc/%d/root", sleeper.Process.Pid)
+	if _, _, err := c.ListFiles(context.Background(), "nobody", root); !errors.Is(err, ErrPermission) {
+		t.Fatalf("nobody listed %s: %v, want ErrPermission", root, err)
+	}
 }
