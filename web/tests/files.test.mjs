@@ -372,11 +372,14 @@ test('the user the requests run as: an unknown one is the server’s 404, anothe
   const field = page.getByRole('textbox', { name: 'User' });
   assert.equal(await field.inputValue(), 'root', 'the default user');
   await field.fill('ghost');
+  const ghostP = page.waitForResponse((r) => new URL(r.url()).searchParams.get('user') === 'ghost');
   await page.getByRole('button', { name: 'Use', exact: true }).click();
   await until('the user in the URL', () => here() === `/distros/${NAME}/files?path=/root&user=ghost`);
-  const alert = card().getByRole('alert');
-  await alert.waitFor();
-  assert.match(await alert.textContent(), /ghost/);
+  const ghost = await ghostP;
+  assert.equal(ghost.status(), 404);
+  const ghostErr = (await ghost.json()).error;
+  assert.equal(ghostErr.code, 'user_not_found');
+  await card().getByRole('alert').getByText(ghostErr.message, { exact: true }).waitFor();
 
   // bob (uid 1000) may read /etc but not write /root.
   assert.equal((await exec(['sh', '-c', 'echo bob:x:1000:1000::/tmp:/bin/sh >> /etc/passwd; chmod 755 /root'])).exit_code, 0);
@@ -384,13 +387,18 @@ test('the user the requests run as: an unknown one is the server’s 404, anothe
   await page.getByRole('button', { name: 'Use', exact: true }).click();
   await until('bob in the URL', () => here() === `/distros/${NAME}/files?path=/root&user=bob`);
   await card().locator('[data-testid=file-row][data-name="two.txt"]').waitFor();
+  const refusedP = page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === `${FILES}/root`);
   const posts = await recording('POST', `${FILES}/root`, async (seen) => {
     await card().getByTestId('files-input').setInputFiles([{ name: 'bob.txt', mimeType: 'text/plain', buffer: Buffer.from('bob\n') }]);
     await card().locator('[data-testid=upload][data-name="bob.txt"][data-status=failed]').waitFor();
     await until('the POST', () => seen.length === 1);
   });
   assert.equal(new URL(posts[0].url()).searchParams.get('user'), 'bob');
-  assert.match(await card().locator('[data-testid=upload][data-name="bob.txt"]').textContent(), /bob\.txt: /);
+  const refused = await refusedP;
+  assert.equal(refused.status(), 403);
+  const refusedErr = (await refused.json()).error;
+  assert.equal(refusedErr.code, 'permission_denied');
+  assert.equal(await card().locator('[data-testid=upload][data-name="bob.txt"]').getByRole('alert').textContent(), `bob.txt: ${refusedErr.message}`);
   assert.equal((await stat('/root/bob.txt')).status, 404, 'nothing was written');
   // Back to the default user: the page drops ?user=.
   await field.fill('root');
