@@ -325,7 +325,8 @@ function setSession(secret: string) {
 
 let memorySession = '';
 
-function authHeaders(): Record<string, string> {
+/** The session header for a request the page makes itself (fetch, XHR). */
+export function authHeaders(): Record<string, string> {
   const s = sessionSecret() || memorySession;
   return s ? { Authorization: `Bearer ${s}` } : {};
 }

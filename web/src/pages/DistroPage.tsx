@@ -1,11 +1,11 @@
-// One distro: details, its disk (size, allocation, free space; resize, compact,
+// One distro: a link to its files, details, its disk (size, allocation, free space; resize, compact,
 // move), its snapshots, CPU and memory over the last ten minutes, its terminal sessions, and
 // its ports.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorMessage, type Distro, type Metrics, type Operation, type TerminalInfo } from '../api';
 import { busy, compactDisk, compactedText, convertDistro, moveDistro, renameDistro, resizeDisk, setDefaultUser, setSystemd, startDistro, terminateDistro } from '../actions';
 import { ago, bytes, dateTime, percent } from '../format';
-import { distroHref, navigate, onLinkClick, terminalHref } from '../router';
+import { distroHref, filesHref, navigate, onLinkClick, terminalHref } from '../router';
 import { distroByName, live, useStore, type Live } from '../store';
 import { closeTerminal, findTerminal, terminals } from '../terminal';
 import { ErrorBox, Icon, Menu, Progress, Spinner, StateBadge, VersionBadge, usePending, withToast } from '../ui';
@@ -106,6 +106,10 @@ function DistroView({ d }: { d: Distro }) {
           <a class={`btn btn-primary${isBusy ? ' disabled' : ''}`} href={terminalHref(d.name)} onClick={onLinkClick} aria-disabled={isBusy ? true : undefined}>
             <Icon name="terminal" />
             New terminal
+          </a>
+          <a class={`btn${isBusy ? ' disabled' : ''}`} href={filesHref(d.name)} onClick={onLinkClick} aria-disabled={isBusy ? true : undefined}>
+            <Icon name="folder" />
+            Files
           </a>
           <button type="button" class="btn" disabled={isBusy} onClick={() => convertDistro(d)}>
             <Icon name="vm" />
