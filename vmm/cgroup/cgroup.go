@@ -113,7 +113,7 @@ func Enable(dir string) error {
 		if contains(on, c) {
 			continue
 		}
-		if err := writeFile(filepath.Join(dir, "cgroup.subtree_control"), "+"+c); err != nil {
+		if err := WriteFile(filepath.Join(dir, "cgroup.subtree_control"), "+"+c); err != nil {
 			missing = append(missing, c)
 		}
 	}
@@ -143,7 +143,7 @@ func Apply(dir string, l Limits) error {
 	}
 	var errs []error
 	write := func(file, value string, set bool) {
-		err := writeFile(filepath.Join(dir, file), value)
+		err := WriteFile(filepath.Join(dir, file), value)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrNotExist):
@@ -160,9 +160,9 @@ func Apply(dir string, l Limits) error {
 	return errors.Join(errs...)
 }
 
-// writeFile writes an existing file: a cgroup's files are the kernel's, and
+// WriteFile writes value to the existing file name: a cgroup's files are the kernel's, and
 // a missing one means its controller is off, not a file to create.
-func writeFile(name, value string) error {
+func WriteFile(name, value string) error {
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return err

@@ -116,7 +116,7 @@ func (l *legacyCgroups) apply(id string, lim cgroup.Limits) error {
 			}
 			return
 		}
-		if err := writeExisting(filepath.Join(d, file), value); err != nil {
+		if err := cgroup.WriteFile(filepath.Join(d, file), value); err != nil {
 			errs = append(errs, fmt.Errorf("write %s %q: %w", filepath.Join(d, file), value, err))
 		}
 	}
@@ -149,7 +149,7 @@ func (l *legacyCgroups) join(id string, pids ...int) error {
 			continue
 		}
 		for _, pid := range pids {
-			err := writeExisting(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid))
+			err := cgroup.WriteFile(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid))
 			if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ESRCH) {
 				errs = append(errs, fmt.Errorf("move %d into cgroup %s: %w", pid, d, err))
 			}
@@ -225,17 +225,4 @@ func (l *legacyCgroups) remove(id string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// writeExisting writes value to a kernel file that must exist.
-func writeExisting(name, value string) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
