@@ -218,18 +218,32 @@ func checkLimits(t *testing.T, s *server, name string) {
 		}
 		killSleeps()
 		res = s.sh(name, forkLoop)
-		if strings.Contains(res.Stderr, "Resource temporarily unavailable") || sleeps(res) != 100 {
+		if strings.Contains(res.Stderr, "Resource temporarily unavailable") {
 			t.Errorf("100 sleeps under pids_max 500: %+v, want all of them", res)
 		}
+		// The loop's children may not all have become sleep yet.
+		waitFor(t, 20*time.Second, "100 sleeps under pids_max 500", func() bool {
+			return sleeps(s.sh(name, "pidof sleep | wc -w")) == 100
+		})
 		killSleeps()
 	})
 
 	t.Run("cpu_max", func(t *testing.T) {
 		busy := "busybox time timeout 3 sh -c 'while :; do :; done' 2>&1; true"
-		free := timeCPUSeconds(t, s.sh(name, busy).Stdout)
-		limitsPatch(t, s, name, map[string]any{"cpu_max": 0.5})
-		limited := timeCPUSeconds(t, s.sh(name, busy).Stdout)
-		t.Logf("a 3 s busy loop: %.2f s of CPU without a limit, %.2f s under cpu_max 0.5", free, limited)
+		// A busy host gives an unlimited loop little CPU too, and then the
+		// probe cannot tell: the pair is measured again, up to 3 times,
+		// until the unlimited loop gets clearly more than the limit allows.
+		var free, limited float64
+		for attempt := 1; attempt <= 3; attempt++ {
+			limitsPatch(t, s, name, map[string]any{"cpu_max": 0})
+			free = timeCPUSeconds(t, s.sh(name, busy).Stdout)
+			limitsPatch(t, s, name, map[string]any{"cpu_max": 0.5})
+			limited = timeCPUSeconds(t, s.sh(name, busy).Stdout)
+			t.Logf("a 3 s busy loop: %.2f s of CPU without a limit, %.2f s under cpu_max 0.5", free, limited)
+			if free > 0.6*3+0.2 {
+				break
+			}
+		}
 		if limited > 0.6*3+0.2 {
 			t.Errorf("under cpu_max 0.5 a 3 s busy loop used %.2f s of CPU, want at most ~1.8 s", limited)
 		}
