@@ -1,0 +1,10 @@
+//go:build !windows
+
+package hcs
+
+import "errors"
+
+// platformDriver is the Host Compute Service, which only Windows has.
+func platformDriver() (Driver, error) {
+	return nil, errors.ErrUnsupported
+}
