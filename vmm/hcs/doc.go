@@ -20,5 +20,5 @@
 // (CONFIG_SERIAL_8250_CONSOLE: COM1 is the console the backend keeps),
 // ext4, and for a network Hyper-V netvsc (CONFIG_HYPERV_NET). The WSL 2
 // kernel (microsoft/WSL2-Linux-Kernel) has all of them. The initrd is the
-// same as QEMU's: the static agent as /init.
+// agent as /init, nothing else (WriteInitrd).
 package hcs
