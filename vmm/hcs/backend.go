@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -32,7 +33,8 @@ type Config struct {
 	Kernel, Initrd string
 	// KernelCmdline is appended to the kernel's command line; may be empty.
 	KernelCmdline string
-	// MemoryMiB and CPUs size the VM; 0 means 2048 MiB and 2 processors.
+	// MemoryMiB and CPUs size the VM; 0 means, as WSL 2, half the host's
+	// memory (2048 MiB where it cannot be told) and all its processors.
 	MemoryMiB, CPUs int
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
@@ -132,10 +134,10 @@ func New(cfg Config) (*Backend, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.MemoryMiB <= 0 {
-		cfg.MemoryMiB = 2048
+		cfg.MemoryMiB = defaultMemoryMiB(hostMemory())
 	}
 	if cfg.CPUs <= 0 {
-		cfg.CPUs = 2
+		cfg.CPUs = runtime.NumCPU()
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("hcs backend: %w", err)
@@ -154,6 +156,15 @@ func New(cfg Config) (*Backend, error) {
 		ctx: ctx, cancel: cancel, state: vmm.VMStopped, disks: map[string]slot{},
 		console: newRing(consoleLimit), fill: fillDisk}
 	return b, nil
+}
+
+// defaultMemoryMiB is half of host bytes in MiB, rounded down to 64 MiB,
+// at least 512; 2048 when host is unknown (0).
+func defaultMemoryMiB(host int64) int {
+	if host <= 0 {
+		return 2048
+	}
+	return max(int(host/2>>20)&^63, 512)
 }
 
 // SystemID is the compute system's id (hcsdiag list shows it).

@@ -551,3 +551,19 @@ func TestRing(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestDefaultMemory(t *testing.T) {
+	for _, tc := range []struct {
+		host int64
+		want int
+	}{
+		{0, 2048},
+		{16 << 30, 8192},
+		{(16 << 30) + 100<<20, 8192}, // half is 8242 MiB: down to 64 MiB steps
+		{512 << 20, 512},
+	} {
+		if got := defaultMemoryMiB(tc.host); got != tc.want {
+			t.Errorf("host %d: %d MiB, want %d", tc.host, got, tc.want)
+		}
+	}
+}

@@ -8,3 +8,6 @@ import "errors"
 func platformDriver() (Driver, error) {
 	return nil, errors.ErrUnsupported
 }
+
+// hostMemory is unknown here: no VM runs on this system.
+func hostMemory() int64 { return 0 }

@@ -312,3 +312,13 @@ func (s *hcsSys) Close() error {
 	hcsCloseComputeSystem(s.h)
 	return nil
 }
+
+// hostMemory is the host's physical memory in bytes (0 if unknown).
+func hostMemory() int64 {
+	var m windows.MemoryStatusEx
+	m.Length = uint32(unsafe.Sizeof(m))
+	if err := windows.GlobalMemoryStatusEx(&m); err != nil {
+		return 0
+	}
+	return int64(m.TotalPhys)
+}
