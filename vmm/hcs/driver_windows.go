@@ -315,9 +315,9 @@ func (s *hcsSys) Close() error {
 
 // hostMemory is the host's physical memory in bytes (0 if unknown).
 func hostMemory() int64 {
-	var m windows.MemoryStatusEx
+	var m memoryStatusEx
 	m.Length = uint32(unsafe.Sizeof(m))
-	if err := windows.GlobalMemoryStatusEx(&m); err != nil {
+	if err := globalMemoryStatusEx(&m); err != nil {
 		return 0
 	}
 	return int64(m.TotalPhys)

@@ -31,6 +31,7 @@ type (
 //sys	hcsEnumerateComputeSystems(query *uint16, op hcsOperation) (hr error) = computecore.HcsEnumerateComputeSystems
 //sys	hcsGrantVmAccess(vmID *uint16, path *uint16) (hr error) = computecore.HcsGrantVmAccess
 //sys	resizeVirtualDisk(handle windows.Handle, flags uint32, params *resizeVirtualDiskParameters, overlapped *windows.Overlapped) (win32err error) = virtdisk.ResizeVirtualDisk
+//sys	globalMemoryStatusEx(buf *memoryStatusEx) (err error) = kernel32.GlobalMemoryStatusEx
 //sys	getVirtualDiskInformation(handle windows.Handle, size *uint32, info *getVirtualDiskInfoSize, used *uint32) (win32err error) = virtdisk.GetVirtualDiskInformation
 
 // resizeVirtualDiskParameters is RESIZE_VIRTUAL_DISK_PARAMETERS, version 1.
@@ -49,4 +50,17 @@ type getVirtualDiskInfoSize struct {
 	PhysicalSize uint64
 	BlockSize    uint32
 	SectorSize   uint32
+}
+
+// memoryStatusEx is MEMORYSTATUSEX.
+type memoryStatusEx struct {
+	Length               uint32
+	MemoryLoad           uint32
+	TotalPhys            uint64
+	AvailPhys            uint64
+	TotalPageFile        uint64
+	AvailPageFile        uint64
+	TotalVirtual         uint64
+	AvailVirtual         uint64
+	AvailExtendedVirtual uint64
 }

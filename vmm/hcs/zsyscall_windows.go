@@ -39,6 +39,7 @@ func errnoErr(e syscall.Errno) error {
 
 var (
 	modcomputecore = windows.NewLazySystemDLL("computecore.dll")
+	modkernel32    = windows.NewLazySystemDLL("kernel32.dll")
 	modvirtdisk    = windows.NewLazySystemDLL("virtdisk.dll")
 
 	procHcsCloseComputeSystem         = modcomputecore.NewProc("HcsCloseComputeSystem")
@@ -54,6 +55,7 @@ var (
 	procHcsStartComputeSystem         = modcomputecore.NewProc("HcsStartComputeSystem")
 	procHcsTerminateComputeSystem     = modcomputecore.NewProc("HcsTerminateComputeSystem")
 	procHcsWaitForOperationResult     = modcomputecore.NewProc("HcsWaitForOperationResult")
+	procGlobalMemoryStatusEx          = modkernel32.NewProc("GlobalMemoryStatusEx")
 	procGetVirtualDiskInformation     = modvirtdisk.NewProc("GetVirtualDiskInformation")
 	procResizeVirtualDisk             = modvirtdisk.NewProc("ResizeVirtualDisk")
 )
@@ -150,6 +152,14 @@ func hcsWaitForOperationResult(op hcsOperation, timeoutMs uint32, result **uint1
 	r0, _, _ := syscall.SyscallN(procHcsWaitForOperationResult.Addr(), uintptr(op), uintptr(timeoutMs), uintptr(unsafe.Pointer(result)))
 	if uint32(r0) != 0 {
 		hr = syscall.Errno(uint32(r0))
+	}
+	return
+}
+
+func globalMemoryStatusEx(buf *memoryStatusEx) (err error) {
+	r1, _, e1 := syscall.SyscallN(procGlobalMemoryStatusEx.Addr(), uintptr(unsafe.Pointer(buf)))
+	if uint32(r1) == 0 {
+		err = errnoErr(e1)
 	}
 	return
 }
