@@ -1,14 +1,17 @@
 package hcs
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -565,5 +568,66 @@ func TestDefaultMemory(t *testing.T) {
 		if got := defaultMemoryMiB(tc.host); got != tc.want {
 			t.Errorf("host %d: %d MiB, want %d", tc.host, got, tc.want)
 		}
+	}
+}
+
+// TestListenersAndDial: the network manager's view of a version 2 distro
+// on Windows — its listening sockets, from the VM's agent, filtered to the
+// distro, and a connection to one through the agent's dial (how a host
+// listener forwards to it).
+func TestListenersAndDial(t *testing.T) {
+	drv := newFakeDriver(t)
+	b := newTestBackend(t, drv, "")
+	ctx := ctxT(t)
+	if _, err := b.Listeners(ctx, "x"); !errors.Is(err, vmm.ErrNotRunning) {
+		t.Errorf("listeners before boot: %v", err)
+	}
+	if _, err := b.Dial(ctx, "tcp", "127.0.0.1:1"); !errors.Is(err, vmm.ErrNotRunning) {
+		t.Errorf("dial before boot: %v", err)
+	}
+	s := testDistro(t, "web", 32<<20)
+	c, err := b.Start(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		io.WriteString(conn, "echo: "+line)
+	}()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	sys := drv.system(b.SystemID())
+	sys.mu.Lock()
+	sys.listeners = []agent.Listener{{Distro: s.ID, Proto: "tcp", Address: "127.0.0.1", Port: port},
+		{Distro: "someone-else", Proto: "tcp", Address: "0.0.0.0", Port: 22}}
+	sys.mu.Unlock()
+
+	ls, err := b.Listeners(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 1 || ls[0].Port != port {
+		t.Fatalf("listeners of %s: %+v", s.ID, ls)
+	}
+	conn, err := b.Dial(ctx, "tcp", net.JoinHostPort(ls[0].Address, strconv.Itoa(int(ls[0].Port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "hello\n")
+	got, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || got != "echo: hello\n" {
+		t.Errorf("through the agent: %q, %v", got, err)
 	}
 }

@@ -222,6 +222,9 @@ type fakeSystem struct {
 	distros  map[string]int // running distro → LUN
 	conns    []net.Conn     // the guest's ends of agent connections
 	diskOps  []string
+	// listeners are what the guest's listeners op reports; its dial op
+	// connects on the host (the fake guest's loopback is the host's).
+	listeners []agent.Listener
 }
 
 func (s *fakeSystem) state() string {
@@ -383,6 +386,8 @@ type fakeRequest struct {
 	DiskTarget int    `json:"disk_target"`
 	Action     string `json:"action"`
 	Size       int64  `json:"size"`
+	Net        string `json:"net"`
+	Address    string `json:"address"`
 }
 
 // serve is the guest's VM agent on one connection.
@@ -486,6 +491,32 @@ func (s *fakeSystem) handle(st *yamux.Stream) {
 	case "network-info":
 		s.mu.Unlock()
 		reply(map[string]any{"addresses": []string{"172.20.0.2/20"}})
+	case "listeners":
+		ls := slices.Clone(s.listeners)
+		s.mu.Unlock()
+		reply(map[string]any{"listeners": ls})
+	case "dial":
+		s.mu.Unlock()
+		if req.Net != "tcp" {
+			fail("unsupported", "fake dials tcp only")
+			return
+		}
+		c, err := net.Dial("tcp", req.Address)
+		if err != nil {
+			fail("not_found", err.Error())
+			return
+		}
+		defer c.Close()
+		reply(nil)
+		done := make(chan struct{})
+		go func() {
+			io.Copy(c, br)
+			c.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		io.Copy(st, c)
+		st.Close()
+		<-done
 	case "power-off":
 		s.distros = map[string]int{}
 		s.mu.Unlock()
