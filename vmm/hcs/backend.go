@@ -426,13 +426,15 @@ func (b *Backend) boot(ctx context.Context) (System, *agent.Client, error) {
 			}
 		}
 	}
+	// HCS refuses more virtual processors than the host has.
+	cpus := min(b.cfg.CPUs, runtime.NumCPU())
 	doc, err := CreateDocument(VMSpec{Kernel: b.cfg.Kernel, Initrd: b.cfg.Initrd, Cmdline: b.cfg.KernelCmdline,
-		MemoryMiB: b.cfg.MemoryMiB, CPUs: b.cfg.CPUs, ConsolePipe: b.pipe, AgentService: vsockServiceID(AgentVsockPort)})
+		MemoryMiB: b.cfg.MemoryMiB, CPUs: cpus, ConsolePipe: b.pipe, AgentService: vsockServiceID(AgentVsockPort)})
 	if err != nil {
 		return nil, nil, err
 	}
 	b.mu.Lock()
-	b.state, b.lastErr, b.memMiB, b.cpus = vmm.VMStarting, "", b.cfg.MemoryMiB, b.cfg.CPUs
+	b.state, b.lastErr, b.memMiB, b.cpus = vmm.VMStarting, "", int(evenMiB(b.cfg.MemoryMiB)), cpus
 	b.console = newRing(consoleLimit)
 	con := b.console
 	b.mu.Unlock()
@@ -464,7 +466,7 @@ func (b *Backend) boot(ctx context.Context) (System, *agent.Client, error) {
 		return fail(fmt.Errorf("the VM did not reach its agent within %v: %w; its console: GET /api/v1/vm/console or `subsys vm console`%s",
 			b.bootTimeout, err, consoleTail(con.Bytes())))
 	}
-	b.log.Info("utility VM running", "id", b.id, "kernel", info.Kernel, "memory_mib", b.cfg.MemoryMiB, "cpus", b.cfg.CPUs,
+	b.log.Info("utility VM running", "id", b.id, "kernel", info.Kernel, "memory_mib", b.cfg.MemoryMiB, "cpus", cpus,
 		"took", time.Since(began).Round(time.Millisecond))
 	b.running(sys, ac, runtimeID, info, time.Now(), nil)
 	return sys, ac, nil

@@ -173,7 +173,7 @@ func TestLifecycle(t *testing.T) {
 	if len(ops) != 2 || !strings.HasPrefix(ops[1], "resize "+s.ID+" ") || !strings.HasSuffix(ops[1], " 134217728") || attachedNow != 0 {
 		t.Errorf("agent disk ops %q, %d disks attached after the grow", ops, attachedNow)
 	}
-	if !slices.Equal(steps, []int64{0, 1, 3}) {
+	if !slices.Equal(steps, []int64{0, 1, 2, 3}) {
 		t.Errorf("progress %v", steps)
 	}
 	if _, err := b.ResizeDisk(ctx, s, 64<<20, func(int64, int64) {}); !errors.Is(err, vmm.ErrInvalid) {

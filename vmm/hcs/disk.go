@@ -39,6 +39,9 @@ func (b *Backend) ResizeDisk(ctx context.Context, s vmm.Spec, size int64, progre
 	err = b.withStoppedDisk(ctx, s, "resize", func(ac *agent.Client, target int) error {
 		var err error
 		info, err = ac.Disk(ctx, agent.DiskRequest{ID: s.ID, DiskTarget: target, Action: agent.DiskResize, Size: size})
+		if err == nil {
+			progress(2, 3)
+		}
 		return err
 	})
 	if err != nil {

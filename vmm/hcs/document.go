@@ -84,7 +84,7 @@ func CreateDocument(s VMSpec) ([]byte, error) {
 			Chipset: chipset{LinuxKernelDirect: &linuxKernelDirect{
 				KernelFilePath: s.Kernel, InitRdPath: s.Initrd, KernelCmdLine: cmdline}},
 			ComputeTopology: computeTopology{
-				Memory: memory{SizeInMB: uint64(s.MemoryMiB), AllowOvercommit: true,
+				Memory: memory{SizeInMB: evenMiB(s.MemoryMiB), AllowOvercommit: true,
 					EnableDeferredCommit: true, EnableColdDiscardHint: true},
 				Processor: processor{Count: s.CPUs},
 			},
@@ -146,7 +146,13 @@ func MemoryRequest(mib int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d MiB of memory is too little (256 at least)", ErrSpec, mib)
 	}
 	return json.Marshal(modifySettingRequest{ResourcePath: "VirtualMachine/ComputeTopology/Memory/SizeInMB",
-		RequestType: "Update", Settings: uint64(mib)})
+		RequestType: "Update", Settings: evenMiB(mib)})
+}
+
+// evenMiB rounds mib up to an even number: the Host Compute Service
+// refuses a VM memory size that is not a multiple of 2 MiB.
+func evenMiB(mib int) uint64 {
+	return uint64(mib+1) &^ 1
 }
 
 // listQuery is the enumeration query for subsys's compute systems.

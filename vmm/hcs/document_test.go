@@ -95,6 +95,30 @@ func TestCreateDocumentCmdline(t *testing.T) {
 	}
 }
 
+// TestMemoryIsEven: HCS takes memory sizes in multiples of 2 MiB.
+func TestMemoryIsEven(t *testing.T) {
+	s := testSpec
+	s.MemoryMiB = 1025
+	b, err := CreateDocument(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc computeSystem
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if got := doc.VirtualMachine.ComputeTopology.Memory.SizeInMB; got != 1026 {
+		t.Errorf("1025 MiB became %d", got)
+	}
+	b, err = MemoryRequest(2047)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"Settings":2048`)) {
+		t.Errorf("memory request for 2047 MiB: %s", b)
+	}
+}
+
 func TestDocumentsRefuseBadInput(t *testing.T) {
 	bad := func(f func(*VMSpec)) VMSpec { s := testSpec; f(&s); return s }
 	for name, s := range map[string]VMSpec{
