@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -35,6 +36,21 @@ const waitSlice = 250 * time.Millisecond
 // stopPoll is how often Wait asks whether the system has stopped.
 const stopPoll = 500 * time.Millisecond
 
+// hcsAvailable says whether computecore.dll and its functions load: a
+// generated call on a missing function panics, so every entry point asks
+// first. Without the Virtual Machine Platform feature they do not.
+var hcsAvailable = sync.OnceValue(func() error {
+	for _, p := range []*windows.LazyProc{procHcsCreateOperation, procHcsCloseOperation, procHcsWaitForOperationResult,
+		procHcsCreateComputeSystem, procHcsOpenComputeSystem, procHcsCloseComputeSystem, procHcsStartComputeSystem,
+		procHcsShutDownComputeSystem, procHcsTerminateComputeSystem, procHcsModifyComputeSystem,
+		procHcsGetComputeSystemProperties, procHcsEnumerateComputeSystems, procHcsGrantVmAccess} {
+		if err := p.Find(); err != nil {
+			return fmt.Errorf("%w: the Host Compute Service is missing (%v): turn on the Windows feature \"Virtual Machine Platform\" (dism /online /enable-feature /featurename:VirtualMachinePlatform) and restart", errors.ErrUnsupported, err)
+		}
+	}
+	return nil
+})
+
 // platformDriver is the Host Compute Service.
 func platformDriver() (Driver, error) {
 	return hcsDriver{}, nil
@@ -53,8 +69,8 @@ func (hcsDriver) Preflight() error {
 		return fmt.Errorf("version 2 distros need Windows 10 version 1903 (build %d) or later; this is Windows %d.%d build %d",
 			minBuild, v.MajorVersion, v.MinorVersion, v.BuildNumber)
 	}
-	if err := procHcsCreateComputeSystem.Find(); err != nil {
-		return fmt.Errorf("the Host Compute Service is missing (%v): turn on the Windows feature \"Virtual Machine Platform\" (dism /online /enable-feature /featurename:VirtualMachinePlatform) and restart", err)
+	if err := hcsAvailable(); err != nil {
+		return err
 	}
 	if err := procResizeVirtualDisk.Find(); err != nil {
 		return fmt.Errorf("virtdisk.dll: %w", err)
@@ -103,6 +119,9 @@ func run(ctx context.Context, what string, call func(op hcsOperation) error) (st
 }
 
 func (hcsDriver) Create(ctx context.Context, id string, doc []byte) (System, error) {
+	if err := hcsAvailable(); err != nil {
+		return nil, err
+	}
 	pid, err := utf16(id)
 	if err != nil {
 		return nil, err
@@ -124,6 +143,9 @@ func (hcsDriver) Create(ctx context.Context, id string, doc []byte) (System, err
 }
 
 func (hcsDriver) Open(ctx context.Context, id string) (System, error) {
+	if err := hcsAvailable(); err != nil {
+		return nil, err
+	}
 	pid, err := utf16(id)
 	if err != nil {
 		return nil, err
@@ -139,6 +161,9 @@ func (hcsDriver) Open(ctx context.Context, id string) (System, error) {
 }
 
 func (hcsDriver) List(ctx context.Context, query []byte) ([]SystemInfo, error) {
+	if err := hcsAvailable(); err != nil {
+		return nil, err
+	}
 	pq, err := utf16(string(query))
 	if err != nil {
 		return nil, err
@@ -176,6 +201,9 @@ func openVHDX(path string) (windows.Handle, error) {
 }
 
 func (hcsDriver) ResizeVHDX(ctx context.Context, path string, size int64) error {
+	if err := procResizeVirtualDisk.Find(); err != nil {
+		return err
+	}
 	h, err := openVHDX(path)
 	if err != nil {
 		return err
@@ -190,6 +218,9 @@ func (hcsDriver) ResizeVHDX(ctx context.Context, path string, size int64) error 
 // VirtualSize is the VHDX's size as the guest sees it (its file is
 // smaller: the disk is dynamic).
 func (hcsDriver) VirtualSize(path string) (int64, error) {
+	if err := procGetVirtualDiskInformation.Find(); err != nil {
+		return 0, err
+	}
 	h, err := openVHDX(path)
 	if err != nil {
 		return 0, err
@@ -204,6 +235,9 @@ func (hcsDriver) VirtualSize(path string) (int64, error) {
 }
 
 func (hcsDriver) GrantVMAccess(ctx context.Context, id, path string) error {
+	if err := hcsAvailable(); err != nil {
+		return err
+	}
 	pid, err := utf16(id)
 	if err != nil {
 		return err
@@ -315,6 +349,9 @@ func (s *hcsSys) Close() error {
 
 // hostMemory is the host's physical memory in bytes (0 if unknown).
 func hostMemory() int64 {
+	if procGlobalMemoryStatusEx.Find() != nil {
+		return 0
+	}
 	var m memoryStatusEx
 	m.Length = uint32(unsafe.Sizeof(m))
 	if err := globalMemoryStatusEx(&m); err != nil {
