@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -502,6 +503,24 @@ func TestPreflightRefuses(t *testing.T) {
 	}
 	if got := drv.callsWith("create "); len(got) != 0 {
 		t.Errorf("creates: %q", got)
+	}
+}
+
+// TestNoHostComputeService: on a Windows without the service, looking for
+// a running distro finds none (a server's start adopts every distro) and
+// starting one says why it cannot.
+func TestNoHostComputeService(t *testing.T) {
+	drv := newFakeDriver(t)
+	missing := fmt.Errorf("%w: the Host Compute Service is missing", errors.ErrUnsupported)
+	drv.listErr, drv.preflight = missing, missing
+	b := newTestBackend(t, drv, "")
+	ctx := ctxT(t)
+	s := testDistro(t, "d", 32<<20)
+	if _, err := b.Connect(ctx, s); !errors.Is(err, vmm.ErrNotRunning) {
+		t.Errorf("connect: %v, want ErrNotRunning", err)
+	}
+	if _, err := b.Start(ctx, s); !errors.Is(err, vmm.ErrUnsupported) || !strings.Contains(err.Error(), "Host Compute Service is missing") {
+		t.Errorf("start: %v", err)
 	}
 }
 

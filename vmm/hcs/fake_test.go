@@ -41,6 +41,7 @@ type fakeDriver struct {
 	ignorePowerOff bool // the agent says yes to power-off and does nothing
 	hangShutdown   bool // HCS shutdown never returns
 	preflight      error
+	listErr        error // List fails (no Host Compute Service)
 }
 
 func newFakeDriver(t *testing.T) *fakeDriver {
@@ -126,6 +127,9 @@ func (d *fakeDriver) List(ctx context.Context, query []byte) ([]SystemInfo, erro
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.listErr != nil {
+		return nil, d.listErr
+	}
 	var out []SystemInfo
 	for _, s := range d.systems {
 		if slices.Contains(q.Owners, Owner) {
