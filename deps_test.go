@@ -21,6 +21,7 @@ func TestDependencyDirection(t *testing.T) {
 		"vmm/agent":       {"server", "cli", "store", "vmm", "vmm/qemu", "vmm/ns", "netmgr", "web"},
 		"vmm/ns":          {"server", "cli", "netmgr", "web"},
 		"vmm/qemu":        {"server", "cli", "netmgr", "web", "vmm/ns"},
+		"vmm/hcs":         {"server", "cli", "netmgr", "web", "vmm/ns", "vmm/qemu"},
 		"vmm/disk":        {"server", "cli", "store", "vmm", "vmm/agent", "netmgr", "web"},
 		"vmm/archive":     {"server", "cli", "store", "vmm", "netmgr", "web"},
 		"vmm/cgroup":      {"server", "cli", "store", "vmm", "vmm/agent", "netmgr", "web"},
