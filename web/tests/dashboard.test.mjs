@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBadTar, buildRootfsTar } from './lib/rootfs.mjs';
-import { cursorLine, lines, openPage, outDir, sleep, startServer, termInfo, termText, until as untilPolled, waitTermOpen, waitTermText, watchPage } from './lib/harness.mjs';
+import { cursorLine, lines, openPage, outDir, shutdown, skipOrFail, sleep, startServer, termInfo, termText, until as untilPolled, waitTermOpen, waitTermText, watchPage } from './lib/harness.mjs';
 
 const DISTRO = 'bb';
 let srv;
@@ -17,17 +17,6 @@ let page;
 let problems;
 let tmp;
 let tarball;
-
-/**
- * Skips t because this machine lacks what it needs — or, with
- * SUBSYS_TEST_STRICT=1 in the environment (CI sets it), fails it, as
- * internal/testenv does for the Go tests.
- */
-function skipOrFail(t, why) {
-  const v = process.env.SUBSYS_TEST_STRICT ?? '';
-  if (v !== '' && !/^(0|f|false)$/i.test(v)) assert.fail(`SUBSYS_TEST_STRICT=1 makes this skip a failure: ${why}`);
-  t.skip(`${why} (with SUBSYS_TEST_STRICT=1 this fails)`);
-}
 
 /** Resolves once the page has run n animation frames: what it does after a paint has run. */
 const frames = (p, n = 2) =>
@@ -54,8 +43,7 @@ before(async () => {
 after(async () => {
   await ctx?.close();
   // Distros outlive the server by design: stop them, or their agents linger.
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 

@@ -11,11 +11,12 @@
 // server, one browser and two distros.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { openPage, outDir, startServer, until } from './lib/harness.mjs';
+import { importDistro } from './lib/distro.mjs';
+import { bytes, openPage, outDir, shutdown, startServer, until } from './lib/harness.mjs';
 
 const V1 = 'mv1';
 const V2 = 'disk2';
@@ -26,43 +27,20 @@ let problems;
 let tmp;
 let moveRoot;
 
-/** The dashboard's bytes() (src/format.ts), to know the text the page shows for a number. */
-function bytes(n) {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
-}
-
-async function importDistro(name, version, tarball) {
-  const up = await srv.api('POST', `/api/v1/distros?name=${name}&version=${version}`, readFileSync(tarball), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import ${name}: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import ${name}: ${JSON.stringify(op)}`);
-}
-
 const distro = async (name) => (await srv.api('GET', `/api/v1/distros/${name}`)).json;
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-disk-'));
   const tarball = buildRootfsTar(tmp);
   srv = await startServer({ logName: 'server-disk.log' });
-  await importDistro(V1, 1, tarball);
-  await importDistro(V2, 2, tarball);
+  await importDistro(srv, V1, 1, tarball);
+  await importDistro(srv, V2, 2, tarball);
   ({ ctx, page, problems } = await openPage(srv));
 });
 
 after(async () => {
   await ctx?.close();
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
   if (moveRoot) rmSync(moveRoot, { recursive: true, force: true });
 });

@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { openPage, outDir, startServer, until } from './lib/harness.mjs';
+import { execIn, importDistro } from './lib/distro.mjs';
+import { openPage, outDir, recording as recordingOf, shutdown, startServer, until } from './lib/harness.mjs';
 
 const NAME = 'files1';
 const FILES = `/api/v1/distros/${NAME}/files`;
@@ -37,23 +38,7 @@ let problems;
 let tmp;
 const alerts = [];
 
-async function importDistro(name, version, tarball) {
-  const up = await srv.api('POST', `/api/v1/distros?name=${name}&version=${version}`, readFileSync(tarball), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import ${name}: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import ${name}: ${JSON.stringify(op)}`);
-}
-
-async function exec(argv) {
-  const r = await srv.api('POST', `/api/v1/distros/${NAME}/exec`, JSON.stringify({ argv, timeout_s: 10 }), {
-    'Content-Type': 'application/json',
-  });
-  assert.equal(r.status, 200, `exec ${argv.join(' ')}: ${r.text}`);
-  return r.json;
-}
+const exec = (argv) => execIn(srv, NAME, argv);
 
 /** A path of the distro as the API's URL has it: each segment percent-encoded. */
 const apiPath = (p) => `${FILES}/${p.split('/').filter(Boolean).map(encodeURIComponent).join('/')}`;
@@ -63,7 +48,7 @@ before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-files-'));
   const tarball = buildRootfsTar(tmp);
   srv = await startServer({ logName: 'server-files.log' });
-  await importDistro(NAME, 1, tarball);
+  await importDistro(srv, NAME, 1, tarball);
   ({ ctx, page, problems } = await openPage(srv));
   page.on('dialog', (d) => {
     alerts.push(d.message());
@@ -73,8 +58,7 @@ before(async () => {
 
 after(async () => {
   await ctx?.close();
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -86,18 +70,8 @@ const here = () => {
   return u.pathname + u.search;
 };
 
-/** Records the requests of method whose path ends in suffix while f runs. */
-async function recording(method, suffix, f) {
-  const seen = [];
-  const on = (r) => r.method() === method && new URL(r.url()).pathname.endsWith(suffix) && seen.push(r);
-  page.on('request', on);
-  try {
-    await f(seen);
-  } finally {
-    page.off('request', on);
-  }
-  return seen;
-}
+/** Records the page's requests of method whose path ends in suffix while f runs. */
+const recording = (method, suffix, f) => recordingOf(page, method, suffix, f);
 
 test('the distro page opens Files; a stopped distro shows starting while the first request starts it', async () => {
   assert.equal((await srv.api('GET', `/api/v1/distros/${NAME}`)).json.state, 'Stopped');

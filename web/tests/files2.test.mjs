@@ -7,17 +7,16 @@
 // tests run in order and share one server, one browser and one distro.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { openPage, outDir, startServer, until } from './lib/harness.mjs';
+import { importDistro } from './lib/distro.mjs';
+import { openPage, outDir, shutdown, skipOrFail, startV2Server, until, whatIsMissing } from './lib/harness.mjs';
 
 const NAME = 'files2';
 const FILES = `/api/v1/distros/${NAME}/files`;
-const KERNEL_DIR = process.env.SUBSYS_KERNEL_DIR || '/var/cache/subsys-test/kernel';
 const DATA = randomBytes(200_000);
 let srv;
 let ctx;
@@ -27,62 +26,19 @@ let tmp;
 /** Why this machine cannot run these tests; empty when it can. */
 let missing = '';
 
-/**
- * Skips t because this machine lacks what it needs — or, with
- * SUBSYS_TEST_STRICT=1 in the environment (CI sets it), fails it, as
- * internal/testenv does for the Go tests.
- */
-function skipOrFail(t, why) {
-  const v = process.env.SUBSYS_TEST_STRICT ?? '';
-  if (v !== '' && !/^(0|f|false)$/i.test(v)) assert.fail(`SUBSYS_TEST_STRICT=1 makes this skip a failure: ${why}`);
-  t.skip(`${why} (with SUBSYS_TEST_STRICT=1 this fails)`);
-}
-
-function whatIsMissing() {
-  if (process.getuid?.() !== 0) return 'needs root';
-  let kernels = [];
-  try {
-    kernels = readdirSync(join(KERNEL_DIR, 'boot')).filter((f) => f.startsWith('vmlinuz-'));
-  } catch {
-    // none
-  }
-  if (kernels.length === 0) return `needs the test kernel in ${KERNEL_DIR} (make kernel)`;
-  try {
-    execFileSync('sh', ['-c', 'command -v qemu-system-x86_64'], { stdio: 'ignore' });
-  } catch {
-    return 'needs qemu-system-x86_64';
-  }
-  return '';
-}
-
 before(async () => {
   missing = whatIsMissing();
   if (missing) return;
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-files2-'));
   const tarball = buildRootfsTar(tmp);
-  // The server boots version 2's VM with the kernel in its data directory's
-  // vm/kernel, as `make deps` installs it (e2e's startV2Server does the same).
-  srv = await startServer({
-    logName: 'server-files2.log',
-    prepare: (data) => {
-      mkdirSync(join(data, 'vm'), { recursive: true, mode: 0o700 });
-      symlinkSync(KERNEL_DIR, join(data, 'vm', 'kernel'));
-    },
-  });
-  const up = await srv.api('POST', `/api/v1/distros?name=${NAME}&version=2`, readFileSync(tarball), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import: ${JSON.stringify(op)}`);
+  srv = await startV2Server({ logName: 'server-files2.log' });
+  await importDistro(srv, NAME, 2, tarball);
   ({ ctx, page, problems } = await openPage(srv));
 });
 
 after(async () => {
   await ctx?.close();
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 

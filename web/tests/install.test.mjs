@@ -19,7 +19,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { freePort, lines, openPage, outDir, startServer, until, waitTermOpen, waitTermText, webDir } from './lib/harness.mjs';
+import { bytes, freePort, lines, openPage, outDir, shutdown, startServer, until, waitTermOpen, waitTermText, webDir } from './lib/harness.mjs';
 
 const NAME = 'busybox-rootfs';
 const MiB = 2 ** 20;
@@ -34,18 +34,6 @@ let web;
 let tarURL;
 /** Requests the tarball server answered. */
 const served = [];
-
-/** The dashboard's bytes() (src/format.ts), to know the text the page shows for a number. */
-function bytes(n) {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
-}
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-install-'));
@@ -78,8 +66,7 @@ before(async () => {
 
 after(async () => {
   await ctx?.close();
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   await new Promise((r) => (web ? web.close(r) : r()));
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });

@@ -11,15 +11,14 @@
 // and one browser.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { openPage, outDir, startServer, until } from './lib/harness.mjs';
+import { execIn, importDistro, sh } from './lib/distro.mjs';
+import { openPage, outDir, shutdown, skipOrFail, startV2Server, until, whatIsMissing } from './lib/harness.mjs';
 
 const DISTRO = 'lim';
-const KERNEL_DIR = process.env.SUBSYS_KERNEL_DIR || '/var/cache/subsys-test/kernel';
 let srv;
 let ctx;
 let page;
@@ -28,38 +27,6 @@ let tmp;
 /** Why this machine cannot run these tests; empty when it can. */
 let missing = '';
 
-/** Skips t, or fails it under SUBSYS_TEST_STRICT=1, as internal/testenv does. */
-function skipOrFail(t, why) {
-  const v = process.env.SUBSYS_TEST_STRICT ?? '';
-  if (v !== '' && !/^(0|f|false)$/i.test(v)) assert.fail(`SUBSYS_TEST_STRICT=1 makes this skip a failure: ${why}`);
-  t.skip(`${why} (with SUBSYS_TEST_STRICT=1 this fails)`);
-}
-
-function whatIsMissing() {
-  if (process.getuid?.() !== 0) return 'needs root';
-  let kernels = [];
-  try {
-    kernels = readdirSync(join(KERNEL_DIR, 'boot')).filter((f) => f.startsWith('vmlinuz-'));
-  } catch {
-    // none
-  }
-  if (kernels.length === 0) return `needs the test kernel in ${KERNEL_DIR} (make kernel)`;
-  try {
-    execFileSync('sh', ['-c', 'command -v qemu-system-x86_64'], { stdio: 'ignore' });
-  } catch {
-    return 'needs qemu-system-x86_64';
-  }
-  return '';
-}
-
-async function execIn(script, timeout = 60) {
-  const r = await srv.api('POST', `/api/v1/distros/${DISTRO}/exec`, JSON.stringify({ argv: ['/bin/sh', '-c', script], timeout_s: timeout }), {
-    'Content-Type': 'application/json',
-  });
-  assert.equal(r.status, 200, `exec ${script}: ${r.text}`);
-  return r.json;
-}
-
 const getDistro = async () => (await srv.api('GET', `/api/v1/distros/${DISTRO}`)).json;
 
 before(async () => {
@@ -67,44 +34,16 @@ before(async () => {
   if (missing) return;
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-limits-'));
   const tarball = buildRootfsTar(tmp);
-  srv = await startServer({
-    logName: 'server-limits.log',
-    prepare: (data) => {
-      mkdirSync(join(data, 'vm'), { recursive: true, mode: 0o700 });
-      symlinkSync(KERNEL_DIR, join(data, 'vm', 'kernel'));
-    },
-  });
-  const up = await srv.api('POST', `/api/v1/distros?name=${DISTRO}&version=2`, readFileSync(tarball), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import: ${JSON.stringify(op)}`);
+  srv = await startV2Server({ logName: 'server-limits.log' });
+  await importDistro(srv, DISTRO, 2, tarball);
   // The first command boots the VM (20-30 s under TCG).
-  await execIn('true', 180);
+  await execIn(srv, DISTRO, sh('true'), { timeout: 180 });
   ({ ctx, page, problems } = await openPage(srv));
 });
 
 after(async () => {
   await ctx?.close();
-  if (srv) {
-    let qemu = 0;
-    try {
-      qemu = Number(readFileSync(join(srv.data, 'run', 'vm', 'qemu.pid'), 'utf8').trim());
-    } catch {
-      // no VM
-    }
-    await srv.api('POST', '/api/v1/shutdown').catch(() => {});
-    await srv.stop();
-    if (qemu > 0) {
-      try {
-        process.kill(qemu, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-  }
+  await shutdown(srv, { killVM: true });
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -171,7 +110,7 @@ test('an OOM kill in the distro shows as a line on the card', async (t) => {
   assert.equal(d.pids_max, undefined, '0 removes the limit');
   assert.equal(await card().getByTestId('limits-oom').count(), 0, 'no OOM line before an OOM kill');
   // tail keeps the endless line it reads: 200 MB past the 64 MiB limit.
-  const res = await execIn('head -c 200000000 /dev/zero | tail > /dev/null; echo status $?', 120);
+  const res = await execIn(srv, DISTRO, sh('head -c 200000000 /dev/zero | tail > /dev/null; echo status $?'), { timeout: 120 });
   assert.match(res.stdout, /status 137/, `tail was not OOM-killed: ${JSON.stringify(res)}`);
   const line = card().getByTestId('limits-oom');
   await line.waitFor({ timeout: 30_000 });

@@ -5,11 +5,12 @@
 // The tests run in order and share one server, one browser and one distro.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { freePort, openPage, outDir, sleep, startServer, until } from './lib/harness.mjs';
+import { execIn as execInDistro, importDistro } from './lib/distro.mjs';
+import { freePort, openPage, outDir, shutdown, skipOrFail, sleep, startServer, until } from './lib/harness.mjs';
 
 const DISTRO = 'net';
 let srv;
@@ -17,17 +18,6 @@ let ctx;
 let page;
 let problems;
 let tmp;
-/**
- * Skips t because this machine lacks what it needs — or, with
- * SUBSYS_TEST_STRICT=1 in the environment (CI sets it), fails it, as
- * internal/testenv does for the Go tests.
- */
-function skipOrFail(t, why) {
-  const v = process.env.SUBSYS_TEST_STRICT ?? '';
-  if (v !== '' && !/^(0|f|false)$/i.test(v)) assert.fail(`SUBSYS_TEST_STRICT=1 makes this skip a failure: ${why}`);
-  t.skip(`${why} (with SUBSYS_TEST_STRICT=1 this fails)`);
-}
-
 /** The port httpd listens on (127.0.0.1 only), and the portproxy rule's port. */
 let PORT;
 let PROXY_PORT;
@@ -36,13 +26,7 @@ before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-ports-'));
   const tarball = buildRootfsTar(tmp);
   srv = await startServer({ logName: 'server-ports.log' });
-  const up = await srv.api('POST', `/api/v1/distros?name=${DISTRO}&version=1`, readFileSync(tarball), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import: ${JSON.stringify(op)}`);
+  await importDistro(srv, DISTRO, 1, tarball);
   const st = await srv.api('POST', `/api/v1/distros/${DISTRO}/start`);
   assert.equal(st.status, 200, `start: ${st.text}`);
 
@@ -55,19 +39,12 @@ before(async () => {
 
 after(async () => {
   await ctx?.close();
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-async function execIn(argv) {
-  const r = await srv.api('POST', `/api/v1/distros/${DISTRO}/exec`, JSON.stringify({ argv, timeout_s: 10 }), {
-    'Content-Type': 'application/json',
-  });
-  assert.equal(r.status, 200, `exec ${argv.join(' ')}: ${r.text}`);
-  assert.equal(r.json.exit_code, 0, `exec ${argv.join(' ')}: ${JSON.stringify(r.json)}`);
-  return r.json;
-}
+/** Runs argv in the distro; it must exit 0. */
+const execIn = (argv) => execInDistro(srv, DISTRO, argv, { exitZero: true });
 
 const apiPort = async () => {
   const r = await srv.api('GET', `/api/v1/distros/${DISTRO}/ports`);

@@ -8,11 +8,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createServer } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { freePort, launchBrowser, startServer } from './lib/harness.mjs';
+import { execIn, importDistro } from './lib/distro.mjs';
+import { freePort, launchBrowser, shutdown, startServer } from './lib/harness.mjs';
 
 const DISTRO = 'victim';
 let srv;
@@ -22,14 +23,8 @@ let tmp;
 let hostile;
 let hostilePort;
 
-async function execIn(argv) {
-  const r = await srv.api('POST', `/api/v1/distros/${DISTRO}/exec`, JSON.stringify({ argv, timeout_s: 10 }), {
-    'Content-Type': 'application/json',
-  });
-  assert.equal(r.status, 200, `exec ${argv}: ${r.text}`);
-  return r.json;
-}
-const exists = async (path) => (await execIn(['test', '-e', path])).exit_code === 0;
+const exec = (argv) => execIn(srv, DISTRO, argv);
+const exists = async (path) => (await exec(['test', '-e', path])).exit_code === 0;
 
 // The attack page. TARGETS are the server's two loopback names; every attack
 // records what it saw in window.results, and window.done is set at the end.
@@ -83,13 +78,7 @@ const settle = (p, ms = 3000) => Promise.race([p, new Promise((r) => setTimeout(
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-sec-'));
   srv = await startServer({ logName: 'server-security.log' });
-  const up = await srv.api('POST', `/api/v1/distros?name=${DISTRO}&version=1`, readFileSync(buildRootfsTar(tmp)), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import: ${JSON.stringify(op)}`);
+  await importDistro(srv, DISTRO, 1, buildRootfsTar(tmp));
   const st = await srv.api('POST', `/api/v1/distros/${DISTRO}/start`);
   assert.equal(st.status, 200, `start: ${st.text}`);
 
@@ -116,8 +105,7 @@ before(async () => {
 after(async () => {
   await ctx?.close();
   hostile?.close();
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -158,7 +146,7 @@ for (const host of ['localhost', '127.0.0.1']) {
       await p.close();
     }
     // Through the API: no marker, no terminal session, the distro as it was.
-    const ls = await execIn(['ls', '/tmp']);
+    const ls = await exec(['ls', '/tmp']);
     assert.ok(!/pwned/.test(ls.stdout), `attack markers in /tmp: ${ls.stdout}`);
     const terms = await srv.api('GET', `/api/v1/distros/${DISTRO}/terminals`);
     assert.deepEqual(terms.json ?? [], [], 'no terminal session was opened');

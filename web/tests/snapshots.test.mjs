@@ -8,11 +8,12 @@
 // one distro.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { openPage, outDir, startServer, until } from './lib/harness.mjs';
+import { execIn, importDistro } from './lib/distro.mjs';
+import { openPage, outDir, recording as recordingOf, shutdown, startServer, until } from './lib/harness.mjs';
 
 const NAME = 'snap1';
 let srv;
@@ -21,23 +22,7 @@ let page;
 let problems;
 let tmp;
 
-async function importDistro(name, version, tarball) {
-  const up = await srv.api('POST', `/api/v1/distros?name=${name}&version=${version}`, readFileSync(tarball), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import ${name}: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import ${name}: ${JSON.stringify(op)}`);
-}
-
-async function exec(argv) {
-  const r = await srv.api('POST', `/api/v1/distros/${NAME}/exec`, JSON.stringify({ argv, timeout_s: 10 }), {
-    'Content-Type': 'application/json',
-  });
-  assert.equal(r.status, 200, `exec ${argv.join(' ')}: ${r.text}`);
-  return r.json;
-}
+const exec = (argv) => execIn(srv, NAME, argv);
 
 const snapshots = async () => (await srv.api('GET', `/api/v1/distros/${NAME}/snapshots`)).json ?? [];
 
@@ -45,32 +30,21 @@ before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-snap-'));
   const tarball = buildRootfsTar(tmp);
   srv = await startServer({ logName: 'server-snapshots.log' });
-  await importDistro(NAME, 1, tarball);
+  await importDistro(srv, NAME, 1, tarball);
   ({ ctx, page, problems } = await openPage(srv));
 });
 
 after(async () => {
   await ctx?.close();
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
 const card = () => page.getByTestId('snapshots');
 const item = (name) => card().locator(`[data-testid=snapshot][data-name="${name}"]`);
 
-/** Records the requests of method to a path ending in suffix while f runs. */
-async function recording(method, suffix, f) {
-  const seen = [];
-  const on = (r) => r.method() === method && new URL(r.url()).pathname.endsWith(suffix) && seen.push(r);
-  page.on('request', on);
-  try {
-    await f(seen);
-  } finally {
-    page.off('request', on);
-  }
-  return seen;
-}
+/** Records the page's requests of method to a path ending in suffix while f runs. */
+const recording = (method, suffix, f) => recordingOf(page, method, suffix, f);
 
 test('take a snapshot from the card: the POST, then it is in the list', async () => {
   await page.goto(`${srv.base}/distros/${NAME}`);

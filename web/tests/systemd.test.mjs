@@ -6,11 +6,12 @@
 // with the other browser tests: npm test (as root).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { openPage, startServer, until } from './lib/harness.mjs';
+import { importDistro } from './lib/distro.mjs';
+import { openPage, shutdown, startServer, until } from './lib/harness.mjs';
 
 const NAME = 'sd1';
 let srv;
@@ -22,20 +23,13 @@ before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-systemd-'));
   const tarball = buildRootfsTar(tmp);
   srv = await startServer({ logName: 'server-systemd.log' });
-  const up = await srv.api('POST', `/api/v1/distros?name=${NAME}&version=1`, readFileSync(tarball), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import: ${JSON.stringify(op)}`);
+  await importDistro(srv, NAME, 1, tarball);
   ({ ctx, page } = await openPage(srv));
 });
 
 after(async () => {
   await ctx?.close();
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 

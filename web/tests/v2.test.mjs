@@ -8,11 +8,12 @@
 // order and share one server, one browser and one distro.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { openPage, outDir, startServer } from './lib/harness.mjs';
+import { importDistro } from './lib/distro.mjs';
+import { openPage, outDir, shutdown, startServer } from './lib/harness.mjs';
 
 const DISTRO = 'conv';
 let srv;
@@ -26,21 +27,14 @@ before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-v2-'));
   tarball = buildRootfsTar(tmp);
   srv = await startServer({ logName: 'server-v2.log' });
-  const up = await srv.api('POST', `/api/v1/distros?name=${DISTRO}&version=1`, readFileSync(tarball), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import: ${JSON.stringify(op)}`);
+  await importDistro(srv, DISTRO, 1, tarball);
 
   ({ ctx, page, problems } = await openPage(srv));
 });
 
 after(async () => {
   await ctx?.close();
-  await srv?.api('POST', '/api/v1/shutdown').catch(() => {});
-  await srv?.stop();
+  await shutdown(srv);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 

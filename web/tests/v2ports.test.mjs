@@ -7,16 +7,15 @@
 // The tests run in order and share one server, one browser and one distro.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildRootfsTar } from './lib/rootfs.mjs';
-import { freePort, openPage, outDir, sleep, startServer, until } from './lib/harness.mjs';
+import { execIn, importDistro, sh } from './lib/distro.mjs';
+import { freePort, openPage, outDir, shutdown, skipOrFail, sleep, startV2Server, until, whatIsMissing } from './lib/harness.mjs';
 
 const DISTRO = 'web2';
-const KERNEL_DIR = process.env.SUBSYS_KERNEL_DIR || '/var/cache/subsys-test/kernel';
 let srv;
 let ctx;
 let page;
@@ -26,95 +25,29 @@ let PORT;
 /** Why this machine cannot run these tests; empty when it can. */
 let missing = '';
 
-/**
- * Skips t because this machine lacks what it needs — or, with
- * SUBSYS_TEST_STRICT=1 in the environment (CI sets it), fails it, as
- * internal/testenv does for the Go tests.
- */
-function skipOrFail(t, why) {
-  const v = process.env.SUBSYS_TEST_STRICT ?? '';
-  if (v !== '' && !/^(0|f|false)$/i.test(v)) assert.fail(`SUBSYS_TEST_STRICT=1 makes this skip a failure: ${why}`);
-  t.skip(`${why} (with SUBSYS_TEST_STRICT=1 this fails)`);
-}
-
-function whatIsMissing() {
-  if (process.getuid?.() !== 0) return 'needs root';
-  let kernels = [];
-  try {
-    kernels = readdirSync(join(KERNEL_DIR, 'boot')).filter((f) => f.startsWith('vmlinuz-'));
-  } catch {
-    // none
-  }
-  if (kernels.length === 0) return `needs the test kernel in ${KERNEL_DIR} (make kernel)`;
-  try {
-    execFileSync('sh', ['-c', 'command -v qemu-system-x86_64'], { stdio: 'ignore' });
-  } catch {
-    return 'needs qemu-system-x86_64';
-  }
-  return '';
-}
-
 before(async () => {
   missing = whatIsMissing();
   if (missing) return;
   tmp = mkdtempSync(join(tmpdir(), 'subsys-webtest-v2ports-'));
   const tarball = buildRootfsTar(tmp);
-  // The server boots version 2's VM with the kernel in its data directory's
-  // vm/kernel, as `make deps` installs it (e2e's startV2Server does the same).
-  srv = await startServer({
-    logName: 'server-v2ports.log',
-    prepare: (data) => {
-      mkdirSync(join(data, 'vm'), { recursive: true, mode: 0o700 });
-      symlinkSync(KERNEL_DIR, join(data, 'vm', 'kernel'));
-    },
-  });
-  const up = await srv.api('POST', `/api/v1/distros?name=${DISTRO}&version=2`, readFileSync(tarball), {
-    'Content-Type': 'application/octet-stream',
-  });
-  assert.equal(up.status, 202, `import: ${up.text}`);
-  let op = up.json;
-  for (let i = 0; i < 10 && op.status === 'running'; i++) op = (await srv.api('GET', `/api/v1/operations/${op.id}?wait=20`)).json;
-  assert.equal(op.status, 'success', `import: ${JSON.stringify(op)}`);
+  srv = await startV2Server({ logName: 'server-v2ports.log' });
+  await importDistro(srv, DISTRO, 2, tarball);
 
   PORT = await freePort();
   // The first command boots the VM (20-30 s under TCG). busybox httpd
   // daemonizes: exec returns and it keeps listening.
-  await execIn(`mkdir -p /root/www && echo hi > /root/www/index.html && httpd -p 0.0.0.0:${PORT} -h /root/www`, 180);
+  const httpd = `mkdir -p /root/www && echo hi > /root/www/index.html && httpd -p 0.0.0.0:${PORT} -h /root/www`;
+  await execIn(srv, DISTRO, sh(httpd), { timeout: 180, exitZero: true });
 
   ({ ctx, page, problems } = await openPage(srv));
 });
 
 after(async () => {
   await ctx?.close();
-  if (srv) {
-    // Whatever happened, no QEMU outlives the test.
-    let qemu = 0;
-    try {
-      qemu = Number(readFileSync(join(srv.data, 'run', 'vm', 'qemu.pid'), 'utf8').trim());
-    } catch {
-      // no VM
-    }
-    await srv.api('POST', '/api/v1/shutdown').catch(() => {});
-    await srv.stop();
-    if (qemu > 0) {
-      try {
-        process.kill(qemu, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-  }
+  // Whatever happened, no QEMU outlives the test.
+  await shutdown(srv, { killVM: true });
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
-
-async function execIn(script, timeout = 10) {
-  const r = await srv.api('POST', `/api/v1/distros/${DISTRO}/exec`, JSON.stringify({ argv: ['/bin/sh', '-c', script], timeout_s: timeout }), {
-    'Content-Type': 'application/json',
-  });
-  assert.equal(r.status, 200, `exec ${script}: ${r.text}`);
-  assert.equal(r.json.exit_code, 0, `exec ${script}: ${JSON.stringify(r.json)}`);
-  return r.json;
-}
 
 const apiPort = async () => {
   const r = await srv.api('GET', `/api/v1/distros/${DISTRO}/ports`);

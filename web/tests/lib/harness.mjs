@@ -1,7 +1,9 @@
 // Test harness: a real `subsys serve` on a free port with a fresh data
-// directory, and Debian's Chromium driven by playwright-core.
-import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// directory, and Debian's Chromium driven by playwright-core; the
+// SUBSYS_TEST_STRICT rule for tests this machine cannot run.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -15,6 +17,8 @@ mkdirSync(outDir, { recursive: true });
 
 export const SUBSYS_BIN = process.env.SUBSYS_BIN || resolve(webDir, '../bin/subsys');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+/** Where the utility VM's test kernel is (`make kernel`), as e2e has it. */
+export const KERNEL_DIR = process.env.SUBSYS_KERNEL_DIR || '/var/cache/subsys-test/kernel';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -116,6 +120,82 @@ export async function startServer({ logName = 'server.log', prepare } = {}) {
   };
 }
 
+/**
+ * Starts bin/subsys serve as startServer does, with the data directory's
+ * vm/kernel linked to the test kernel (KERNEL_DIR), so the server can boot
+ * version 2's utility VM: the kernel is there as `make deps` installs it
+ * (e2e's startV2Server does the same). Check whatIsMissing() first.
+ */
+export function startV2Server({ logName } = {}) {
+  return startServer({
+    logName,
+    prepare: (data) => {
+      mkdirSync(join(data, 'vm'), { recursive: true, mode: 0o700 });
+      symlinkSync(KERNEL_DIR, join(data, 'vm', 'kernel'));
+    },
+  });
+}
+
+/**
+ * Stops srv for good: first its distros through POST /shutdown (they outlive
+ * the server by design, and their agents would linger), then the server. With
+ * killVM, a QEMU whose pid the server recorded is killed after, so that no VM
+ * outlives a test whatever happened to the server. Nothing to do without srv.
+ */
+export async function shutdown(srv, { killVM = false } = {}) {
+  if (!srv) return;
+  let qemu = 0;
+  if (killVM) {
+    try {
+      qemu = Number(readFileSync(join(srv.data, 'run', 'vm', 'qemu.pid'), 'utf8').trim());
+    } catch {
+      // no VM
+    }
+  }
+  await srv.api('POST', '/api/v1/shutdown').catch(() => {});
+  await srv.stop();
+  if (qemu > 0) {
+    try {
+      process.kill(qemu, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+
+/**
+ * Skips t because this machine lacks what it needs — or, with
+ * SUBSYS_TEST_STRICT=1 in the environment (CI sets it), fails it, as
+ * internal/testenv does for the Go tests.
+ */
+export function skipOrFail(t, why) {
+  const v = process.env.SUBSYS_TEST_STRICT ?? '';
+  if (v !== '' && !/^(0|f|false)$/i.test(v)) assert.fail(`SUBSYS_TEST_STRICT=1 makes this skip a failure: ${why}`);
+  t.skip(`${why} (with SUBSYS_TEST_STRICT=1 this fails)`);
+}
+
+/**
+ * Why this machine cannot boot version 2's utility VM for a test — root, the
+ * test kernel in KERNEL_DIR, qemu-system-x86_64 — or '' when it can. The tests
+ * that boot it pass a non-empty answer to skipOrFail.
+ */
+export function whatIsMissing() {
+  if (process.getuid?.() !== 0) return 'needs root';
+  let kernels = [];
+  try {
+    kernels = readdirSync(join(KERNEL_DIR, 'boot')).filter((f) => f.startsWith('vmlinuz-'));
+  } catch {
+    // none
+  }
+  if (kernels.length === 0) return `needs the test kernel in ${KERNEL_DIR} (make kernel)`;
+  try {
+    execFileSync('sh', ['-c', 'command -v qemu-system-x86_64'], { stdio: 'ignore' });
+  } catch {
+    return 'needs qemu-system-x86_64';
+  }
+  return '';
+}
+
 /** Chromium with a fresh profile, headless, and nothing that talks to the network. */
 export async function launchBrowser({ width = 1280, height = 800 } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'subsys-chromium-'));
@@ -209,6 +289,34 @@ export async function waitTermOpen(page, timeout = 15_000) {
   }
   const status = await page.locator('[data-testid=term-status]').textContent().catch(() => '');
   throw new Error(`terminal did not open: ${JSON.stringify(info)}; status line: ${status}`);
+}
+
+/**
+ * Records the requests of page with this method whose path ends in suffix
+ * while f(seen) runs, and returns them: what the page sent for an action.
+ */
+export async function recording(page, method, suffix, f) {
+  const seen = [];
+  const on = (r) => r.method() === method && new URL(r.url()).pathname.endsWith(suffix) && seen.push(r);
+  page.on('request', on);
+  try {
+    await f(seen);
+  } finally {
+    page.off('request', on);
+  }
+  return seen;
+}
+
+/** The dashboard's bytes() (src/format.ts), to know the text the page shows for a number. */
+export function bytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
 }
 
 export const lines = (text) => text.split('\n').map((l) => l.trimEnd());
