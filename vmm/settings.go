@@ -96,8 +96,12 @@ func (s Settings) limits(lim archive.Limits) archive.Limits {
 const settingsPrefix = "setting."
 
 // Settings returns the current settings.
+// On a host without a version 1 backend, DefaultVersion is 2 whatever is
+// stored.
 func (m *Manager) Settings(ctx context.Context) (Settings, error) {
-	return ReadSettings(ctx, m.cfg.Store)
+	s, err := ReadSettings(ctx, m.cfg.Store)
+	s.DefaultVersion = m.effectiveDefaultVersion(s.DefaultVersion)
+	return s, err
 }
 
 // ReadSettings reads the settings from st: for the parts of the server made
@@ -144,6 +148,11 @@ func ReadSettings(ctx context.Context, st Store) (Settings, error) {
 func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Settings, error) {
 	if u.DefaultVersion != nil && *u.DefaultVersion != 1 && *u.DefaultVersion != 2 {
 		return Settings{}, fmt.Errorf("%w: default_version must be 1 or 2", ErrInvalid)
+	}
+	if u.DefaultVersion != nil {
+		if err := m.needBackend(*u.DefaultVersion); err != nil {
+			return Settings{}, fmt.Errorf("default_version %d: %w", *u.DefaultVersion, err)
+		}
 	}
 	if u.DefaultUser != nil {
 		if err := ValidateUser(*u.DefaultUser); err != nil {
