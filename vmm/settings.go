@@ -48,7 +48,10 @@ type Settings struct {
 	// Kernel overrides the VM's kernel, as .wslconfig's kernel=: a kernel
 	// image file (its drivers built in), or a directory holding an unpacked
 	// Debian linux-image package (boot/vmlinuz-*, lib/modules/). Empty: the
-	// one `make deps` unpacked under the data directory's vm/kernel.
+	// one `make deps` unpacked under the data directory's vm/kernel. On
+	// Windows only an image file works (the WSL 2 kernel, or any with
+	// Hyper-V storage, hv_sock and virtio built in; default vm\kernel), read
+	// when the server starts.
 	Kernel string `json:"kernel"`
 	// MemoryReclaim is how the utility VM gives its page cache back to the
 	// host when idle, as .wslconfig's autoMemoryReclaim: "gradual" (the
