@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/subsys-dev/subsys/server"
@@ -43,6 +44,34 @@ func newPlatform(ctx context.Context, pc platformConfig) (*platform, error) {
 		distroCgroup: v1.DistroCgroup,
 		close:        func() { v2.Close() },
 	}, nil
+}
+
+// programFromEnv is the program the environment variable names: its value, ""
+// for "off", or lookup's answer when it is unset.
+func programFromEnv(name string, lookup func() string) string {
+	switch v := os.Getenv(name); v {
+	case "":
+		return lookup()
+	case "off":
+		return ""
+	default:
+		return v
+	}
+}
+
+// intFromEnv is the environment variable's value as a number, 0 when unset
+// or not a number (which it logs).
+func intFromEnv(name string, log *slog.Logger) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		log.Warn("ignoring an environment variable that is not a count", "name", name, "value", v)
+		return 0
+	}
+	return n
 }
 
 // prepareDataDir creates the data directory (0700), open to the subsys
