@@ -36,6 +36,10 @@ func peerCred(c *net.UnixConn) (Peer, error) {
 	if cerr != nil {
 		return Peer{}, fmt.Errorf("peer credentials: SIO_AF_UNIX_GETPEERPID: %w", cerr)
 	}
+	if pid == 0 {
+		// Some socket providers answer with no bytes: no peer is known.
+		return Peer{}, fmt.Errorf("peer credentials: SIO_AF_UNIX_GETPEERPID named no process")
+	}
 	p := Peer{PID: int(pid), UID: -1, GID: -1}
 	peerUser, groups, err := processIdentity(pid)
 	if err != nil {
