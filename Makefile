@@ -9,7 +9,8 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DATA ?=
 LISTEN ?= 127.0.0.1:7070
 # Debian packages the build, the tests and the benchmarks use.
-APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 ca-certificates chromium bsdutils curl xz-utils bzip2 qemu-system-x86 cpio kmod passt
+# gcc-mingw-w64-x86-64 is the C compiler of the Windows cross-build (go-sqlite3 needs cgo).
+APT_PACKAGES := e2fsprogs busybox-static mmdebstrap runc iproute2 socat iperf3 ca-certificates chromium bsdutils curl xz-utils bzip2 qemu-system-x86 cpio kmod passt gcc-mingw-w64-x86-64
 # Where the Debian test root file system is cached between runs.
 ROOTFS_CACHE ?= /var/cache/subsys-test
 ROOTFS_TAR := $(ROOTFS_CACHE)/debian-bookworm-minbase.tar
@@ -20,7 +21,7 @@ ROOTFS_SYSTEMD_TAR := $(ROOTFS_CACHE)/debian-bookworm-systemd.tar
 KERNEL_CACHE ?= $(ROOTFS_CACHE)/kernel
 
 .DEFAULT_GOAL := help
-.PHONY: help deps apt-packages web agent build run test test-unit test-integration test-browser bench check rootfs kernel clean fuzz
+.PHONY: help deps apt-packages web agent build run test test-unit test-integration test-browser bench check check-windows cross-windows rootfs kernel clean fuzz
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -86,12 +87,22 @@ kernel: ## download (once) Debian's current kernel package and unpack it into KE
 	done
 	@ls $(KERNEL_CACHE)/boot/vmlinuz-*
 
-test: deps build test-unit test-integration test-browser ## install what is missing, then vet, unit tests (-race), integration and browser tests (root)
+test: deps build test-unit check-windows cross-windows test-integration test-browser ## install what is missing, then vet, unit tests (-race), the Windows checks and cross-build, integration and browser tests (root)
 
 test-unit: kernel ## go vet and the unit tests with the race detector (vmm/qemu boots the cached kernel)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	SUBSYS_KERNEL_DIR=$(KERNEL_CACHE) $(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /e2e)
+
+check-windows: ## compile checks for Windows: go vet, and every package's tests built (no cgo; nothing runs)
+	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) vet ./...
+	@for p in $$($(GO) list ./...); do \
+		GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) test -c -o /dev/null $$p >/dev/null || { echo "check-windows: $$p does not build for Windows"; exit 1; }; \
+	done
+
+cross-windows: agent ## cross-build dist/subsys.exe for windows/amd64 with cgo (mingw-w64), the Linux agent (and web/dist) embedded
+	CGO_ENABLED=1 CC=x86_64-w64-mingw32-gcc GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o dist/subsys.exe .
+	@ls -l dist/subsys.exe
 
 test-integration: build rootfs kernel ## end-to-end tests of bin/subsys as root: real namespaces, SQLite, HTTP, QEMU under TCG
 	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) SUBSYS_KERNEL_DIR=$(KERNEL_CACHE) $(GO) test -count=1 -timeout 30m -v ./e2e/ 2>&1 | tee test-output.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
@@ -114,5 +125,5 @@ check: ## gofmt, go vet, staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 clean: ## remove build output
-	rm -rf bin embedded/subsys-agent web/node_modules
+	rm -rf bin dist embedded/subsys-agent web/node_modules
 	find web/dist -mindepth 1 ! -name .gitkeep -delete

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -30,16 +31,30 @@ func TestDependencyDirection(t *testing.T) {
 		"netmgr/sockdiag": {"server", "cli", "store", "vmm", "vmm/agent", "netmgr", "web"},
 		"server":          {"cli"},
 	}
+	// Windows too: its files (serve_windows.go, vmm/hcs) import other
+	// packages than Linux's.
+	for _, goos := range []string{"", "windows"} {
+		checkDeps(t, forbidden, goos)
+	}
+}
+
+// checkDeps is TestDependencyDirection for one GOOS ("": this system's).
+func checkDeps(t *testing.T, forbidden map[string][]string, goos string) {
+	t.Helper()
 	for pkg, bad := range forbidden {
-		out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
+		cmd := exec.Command("go", "list", "-deps", "./"+pkg)
+		if goos != "" {
+			cmd.Env = append(os.Environ(), "GOOS="+goos, "CGO_ENABLED=0")
+		}
+		out, err := cmd.Output()
 		if err != nil {
-			t.Fatalf("go list -deps ./%s: %v", pkg, err)
+			t.Fatalf("GOOS=%s go list -deps ./%s: %v", goos, pkg, err)
 		}
 		deps := strings.Fields(string(out))
 		for _, b := range bad {
 			for _, d := range deps {
 				if d == module+"/"+b {
-					t.Errorf("%s depends on %s, against the dependency direction in ARCHITECTURE.md", pkg, b)
+					t.Errorf("%s depends on %s (GOOS=%s), against the dependency direction in ARCHITECTURE.md", pkg, b, goos)
 				}
 			}
 		}

@@ -39,6 +39,10 @@ const (
 	// CodeUnsupported: this server cannot do that here (no backend for the
 	// version, no network manager).
 	CodeUnsupported = "unsupported"
+	// CodeVersion1NeedsLinux: the request needs a version 1 distro (import,
+	// install, convert, start, default_version) and this server's host is
+	// not Linux.
+	CodeVersion1NeedsLinux = "version1_needs_linux"
 	// CodePortInUse: another socket holds the address a portproxy rule or LAN
 	// listener needs; the message names the process.
 	CodePortInUse = "port_in_use"

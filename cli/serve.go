@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,9 +25,48 @@ import (
 	"github.com/subsys-dev/subsys/server"
 	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm"
-	"github.com/subsys-dev/subsys/vmm/ns"
-	"github.com/subsys-dev/subsys/vmm/qemu"
+	"github.com/subsys-dev/subsys/vmm/agent"
 )
+
+// platformConfig is what serve hands the host system's wiring (newPlatform
+// in serve_linux.go, serve_windows.go).
+type platformConfig struct {
+	dataDir, runDir string
+	// agentPath is the agent program installed in the data directory.
+	agentPath string
+	db        *store.DB
+	log       *slog.Logger
+}
+
+// platform is what the host system contributes to serve: its distro
+// backends by version and what the network manager needs of them.
+type platform struct {
+	backends map[int]vmm.Backend
+	// guest reaches the version 2 distros' sockets through the utility
+	// VM's agent; nil without a version 2 backend.
+	guest guestDialer
+	// distroCgroup is the version 1 distros' cgroup for the LAN firewall;
+	// nil without a version 1 backend.
+	distroCgroup func() (id uint64, level uint32, ok bool)
+	// close stops the backends that need it, after the Manager.
+	close func()
+}
+
+// v1Cgroup is distroCgroup's answer, or none without version 1.
+func (p *platform) v1Cgroup() (uint64, uint32, bool) {
+	if p.distroCgroup == nil {
+		return 0, 0, false
+	}
+	return p.distroCgroup()
+}
+
+// guestDialer is a version 2 backend's network as the port manager uses it
+// (*qemu.Backend, *hcs.Backend): a distro's listening sockets, and
+// connections to an address inside the VM.
+type guestDialer interface {
+	Listeners(ctx context.Context, id string) ([]agent.Listener, error)
+	Dial(ctx context.Context, network, address string) (net.Conn, error)
+}
 
 type serveOpts struct {
 	listen       string
@@ -80,34 +118,6 @@ func loadToken(dataDir string) (string, error) {
 		return "", err
 	}
 	return tok, nil
-}
-
-// programFromEnv is the program the environment variable names: its value, ""
-// for "off", or lookup's answer when it is unset.
-func programFromEnv(name string, lookup func() string) string {
-	switch v := os.Getenv(name); v {
-	case "":
-		return lookup()
-	case "off":
-		return ""
-	default:
-		return v
-	}
-}
-
-// intFromEnv is the environment variable's value as a number, 0 when unset
-// or not a number (which it logs).
-func intFromEnv(name string, log *slog.Logger) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return 0
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		log.Warn("ignoring an environment variable that is not a count", "name", name, "value", v)
-		return 0
-	}
-	return n
 }
 
 // installAgent writes the embedded agent into the data directory (named by its
@@ -175,10 +185,9 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	if !isLoopback(o.listen) && !tls {
 		return fmt.Errorf("--listen %s is not a loopback address: that needs --tls-cert and --tls-key", o.listen)
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	if err := prepareDataDir(dataDir, log); err != nil {
+		return err
 	}
-	openDataDirToGroup(dataDir, log)
 	token, err := loadToken(dataDir)
 	if err != nil {
 		return err
@@ -196,30 +205,15 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return err
 	}
-	v1 := ns.New(ns.Config{AgentPath: agentPath, RunDir: runDir, Cgroup: "subsys", Logger: log})
-	// Version 2: one QEMU utility VM whose /init is the same static agent.
-	v2, err := qemu.NewBackend(qemu.BackendConfig{
-		Dir:      filepath.Join(dataDir, "vm"),
-		RunDir:   filepath.Join(runDir, "vm"),
-		Agent:    func() ([]byte, error) { return os.ReadFile(agentPath) },
-		Settings: func(ctx context.Context) (vmm.Settings, error) { return vmm.ReadSettings(ctx, db) },
-		Logger:   log,
-		// passt and virtiofsd where installed; the environment can name
-		// others or turn them off ("off": slirp, 9p).
-		Passt:             programFromEnv("SUBSYS_PASST", qemu.LookupPasst),
-		Virtiofsd:         programFromEnv("SUBSYS_VIRTIOFSD", qemu.LookupVirtiofsd),
-		VirtiofsdMaxFiles: intFromEnv("SUBSYS_VIRTIOFSD_MAX_FILES", log),
-		NoMemoryHotplug:   os.Getenv("SUBSYS_VIRTIO_MEM") == "off",
-		ExtraQEMUArgs:     strings.Fields(os.Getenv("SUBSYS_QEMU_ARGS")),
-	})
+	plat, err := newPlatform(ctx, platformConfig{dataDir: dataDir, runDir: runDir, agentPath: agentPath, db: db, log: log})
 	if err != nil {
 		return err
 	}
-	defer v2.Close()
+	defer plat.close()
 	mgr, err := vmm.New(ctx, vmm.Config{
 		Store:    db,
 		DataDir:  dataDir,
-		Backends: map[int]vmm.Backend{1: v1, 2: v2},
+		Backends: plat.backends,
 		Logger:   log,
 	})
 	if err != nil {
@@ -227,7 +221,7 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	}
 	defer mgr.Close()
 	netCtx, stopNet := context.WithCancel(ctx)
-	ports, portProxy, netDone := startNetwork(netCtx, db, mgr, v1, v2, log)
+	ports, portProxy, netDone := startNetwork(netCtx, db, mgr, plat, log)
 	defer func() { stopNet(); netDone() }()
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -266,71 +260,25 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	return srv.Serve(ctx, ln, sock)
 }
 
-// openDataDirToGroup lets members of the subsys group reach the socket: the
-// data directory becomes 0710 with that group (search, no listing), so they
-// can open subsys.sock by name and nothing else — the token stays 0600 and
-// every other entry 0700. Without the group it stays 0700.
-func openDataDirToGroup(dataDir string, log *slog.Logger) {
-	gid, ok := server.PeerGroupID()
-	if !ok {
-		return
-	}
-	if err := os.Chown(dataDir, -1, gid); err != nil {
-		log.Warn("data directory stays root-only", "group", server.PeerGroup, "err", err)
-		return
-	}
-	if err := os.Chmod(dataDir, 0o710); err != nil {
-		log.Warn("data directory stays root-only", "group", server.PeerGroup, "err", err)
-	}
-}
-
 // SocketName is the CLI's unix socket in the data directory: the name the
 // client package looks for.
 const SocketName = client.SocketName
 
-// listenSocket opens the CLI's unix socket: mode 0660 and group subsys where
-// that group exists (its members may use subsys, as with incus-admin), else
-// 0600. The server authorizes each peer by SO_PEERCRED too, so the mode is a
-// second lock, not the only one.
-func listenSocket(path string, log *slog.Logger) (net.Listener, error) {
-	// A socket left by a server that died; a live server would still hold it,
-	// and then our TCP listen above would usually have failed first.
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("socket %s: exists and is not a socket", path)
-		}
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("socket %s: another subsys server is serving this data directory", path)
-		}
-		os.Remove(path)
-	}
-	old := unixUmask(0o177)
-	ln, err := net.Listen("unix", path)
-	unixUmask(old)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	if gid, ok := server.PeerGroupID(); ok {
-		if err := os.Chown(path, -1, gid); err == nil {
-			os.Chmod(path, 0o660)
-		} else {
-			log.Warn("socket stays root-only", "group", server.PeerGroup, "err", err)
-		}
-	}
-	return ln, nil
-}
-
 // startNetwork starts the network manager: the port manager that exposes distro
 // ports (with the nftables firewall when this process may use it) and the
 // portproxy rules. Both run until ctx ends; wait returns when they have stopped.
-func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Backend, v2 *qemu.Backend, log *slog.Logger) (*netmgr.PortManager, *netmgr.PortProxy, func()) {
+func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, plat *platform, log *slog.Logger) (*netmgr.PortManager, *netmgr.PortProxy, func()) {
 	fw, err := netmgr.OpenFirewall(ctx, log)
 	if err != nil {
-		log.Warn("no firewall: version 1 ports bound to every address reach the LAN whatever their setting", "err", err)
+		if plat.distroCgroup != nil {
+			log.Warn("no firewall: version 1 ports bound to every address reach the LAN whatever their setting", "err", err)
+		} else {
+			// No version 1 (Windows): version 2 ports reach the LAN only
+			// through the port manager's own listeners, which need none.
+			log.Info("no firewall: version 2 ports reach the LAN only when their setting says so", "err", err)
+		}
 		fw = nil
-	} else if id, level, ok := v1.DistroCgroup(); ok {
+	} else if id, level, ok := plat.v1Cgroup(); ok {
 		// LAN connections to a distro's port no scan has seen yet are dropped
 		// too — from now, not from the first scan: opening the firewall
 		// emptied its table.
@@ -352,8 +300,8 @@ func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Ba
 			out := make([]netmgr.Distro, len(running))
 			for i, d := range running {
 				out[i] = netmgr.Distro{ID: d.ID, Name: d.Name, PIDNamespace: d.PIDNamespace, Cgroup: d.Cgroup}
-				if d.Version == 2 {
-					out[i].Guest = guestNet{vm: v2, id: d.ID}
+				if d.Version == 2 && plat.guest != nil {
+					out[i].Guest = guestNet{vm: plat.guest, id: d.ID}
 				}
 			}
 			return out, nil
@@ -387,7 +335,7 @@ func startNetwork(ctx context.Context, db *store.DB, mgr *vmm.Manager, v1 *ns.Ba
 // guestNet is a version 2 distro's network for the port manager: its
 // listeners and connections go through the utility VM's agent.
 type guestNet struct {
-	vm *qemu.Backend
+	vm guestDialer
 	id string
 }
 

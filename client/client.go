@@ -136,8 +136,11 @@ func ReadToken(dataDir string) (string, error) {
 
 // DefaultDataDir is where a server of this user keeps its data:
 // /var/lib/subsys for root, else $XDG_DATA_HOME/subsys
-// (~/.local/share/subsys), made absolute.
+// (~/.local/share/subsys), made absolute; on Windows %LOCALAPPDATA%\subsys.
 func DefaultDataDir() string {
+	if dir, ok := platformDataDir(); ok {
+		return dir
+	}
 	if os.Geteuid() == 0 {
 		return SystemDataDir
 	}
@@ -162,7 +165,7 @@ func SocketPath(dataDir string) string {
 		return filepath.Join(dataDir, SocketName)
 	}
 	own := filepath.Join(DefaultDataDir(), SocketName)
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 || !systemServer {
 		return own
 	}
 	if _, err := os.Lstat(own); err == nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e tests the built subsys program end to end, as a user and a script
 // would use it: a real `subsys serve` process on a real port, real namespaces,
 // a real SQLite file, the real CLI. It needs root; `make test-integration` runs it.

@@ -471,7 +471,9 @@ func (m *PortManager) scan(ctx context.Context) {
 	if plan.hasTCP() {
 		// One dump serves both the cut and the connection counts.
 		var err error
-		if conns, err = Connections(ctx); err != nil {
+		if conns, err = Connections(ctx); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			// Unsupported (no sock_diag: Windows) is so on every pass:
+			// the connection counts are then absent, not an error.
 			m.log.Warn("list connections", "err", err)
 		}
 	}

@@ -24,7 +24,9 @@ import (
 //   - The API token (the file in the data directory) authorizes everything, sent
 //     as "Authorization: Bearer <token>". Scripts and remote clients use it.
 //   - A peer on the unix socket is authorized by its credentials (SO_PEERCRED):
-//     root, or a member of the "subsys" group. The CLI uses it.
+//     root, or a member of the "subsys" group. The CLI uses it. On Windows
+//     (peer_windows.go) it is the user who runs the server, or an elevated
+//     member of Administrators, as the peer's process token says.
 //   - A browser never holds the token. The dashboard trades it once (POST
 //     /api/v1/login) for a session secret of its own, keeps that in localStorage
 //     (scoped to scheme+host+port, so a page on another localhost port cannot read
@@ -384,7 +386,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if p, ok := peerOf(r.Context()); ok {
 			if !s.peerAllowed(p) {
 				s.writeError(w, r, &httpError{Status: http.StatusForbidden, Code: api.CodeForbiddenPeer,
-					Msg: fmt.Sprintf("uid %d may not use subsys: only root and members of the %q group may", p.UID, PeerGroup)})
+					Msg: peerRefusal(p)})
 				return
 			}
 			kind = credPeer

@@ -62,6 +62,10 @@ func classify(err error) (int, string, string) {
 	case errors.Is(err, vmm.ErrInsufficientStorage):
 		// The message names the file system and its free space.
 		return http.StatusInsufficientStorage, api.CodeInsufficientStorage, err.Error()
+	case errors.Is(err, vmm.ErrNoVersion1):
+		// A 4xx: the request is the client's to change (version 2), not a
+		// fault or missing feature of this server.
+		return http.StatusBadRequest, api.CodeVersion1NeedsLinux, err.Error()
 	case errors.Is(err, vmm.ErrUnsupported):
 		return http.StatusNotImplemented, api.CodeUnsupported, err.Error()
 	case errors.Is(err, agent.ErrUserNotFound):

@@ -32,6 +32,7 @@ func TestClassifyErrors(t *testing.T) {
 		{"xz bomb", fmt.Errorf("%w: %w: xz data needs a 4.0 GiB dictionary", vmm.ErrInvalid, archive.ErrFormat), http.StatusBadRequest, "invalid_archive", "4.0 GiB"},
 		{"damaged", fmt.Errorf("%w: %w: gzip data fails its checksum", vmm.ErrInvalid, archive.ErrCorrupt), http.StatusBadRequest, "invalid_archive", "checksum"},
 		{"escape", fmt.Errorf("%w: %w: ../x", vmm.ErrInvalid, archive.ErrUnsafe), http.StatusBadRequest, "invalid_archive", "../x"},
+		{"no version 1", fmt.Errorf("import d: %w", vmm.ErrNoVersion1), http.StatusBadRequest, "version1_needs_linux", "need a Linux host"},
 		{"other", errors.New("boom"), http.StatusInternalServerError, "internal", "boom"},
 	}
 	for _, tc := range tests {

@@ -69,6 +69,13 @@ func newEnv(t *testing.T, mod func(*server.Config)) *env {
 // backend (version 1 is always the env's vmmtest.Backend).
 func newEnvWith(t *testing.T, mod func(*server.Config), v2 vmm.Backend) *env {
 	t.Helper()
+	return newEnvBackends(t, mod, v2, true)
+}
+
+// newEnvBackends is newEnvWith, and without a version 1 backend (as on
+// Windows) when withV1 is false; the env's b is then unused.
+func newEnvBackends(t *testing.T, mod func(*server.Config), v2 vmm.Backend, withV1 bool) *env {
+	t.Helper()
 	ctx := context.Background()
 	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -78,7 +85,10 @@ func newEnvWith(t *testing.T, mod func(*server.Config), v2 vmm.Backend) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backends := map[int]vmm.Backend{1: b}
+	backends := map[int]vmm.Backend{}
+	if withV1 {
+		backends[1] = b
+	}
 	if v2 != nil {
 		backends[2] = v2
 	}

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os/user"
+	"runtime"
 	"slices"
 	"strconv"
 )
@@ -16,6 +18,10 @@ const PeerGroup = "subsys"
 // kernel reports it (SO_PEERCRED): it cannot be forged by the client.
 type Peer struct {
 	PID, UID, GID int
+	// Admitted is set where there are no uids (Windows): the platform's
+	// peerCred has already found the peer allowed (its process token's
+	// user is the server's, or it is an elevated administrator).
+	Admitted bool
 }
 
 type peerKey struct{}
@@ -41,6 +47,14 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, peerKey{}, p)
 }
 
+// peerRefusal is the message of a peer peerAllowed refused.
+func peerRefusal(p Peer) string {
+	if runtime.GOOS == "windows" {
+		return fmt.Sprintf("process %d may not use subsys: only the user who runs the server and elevated Administrators may", p.PID)
+	}
+	return fmt.Sprintf("uid %d may not use subsys: only root and members of the %q group may", p.UID, PeerGroup)
+}
+
 // PeerGroupID returns the id of PeerGroup, if this system has that group.
 func PeerGroupID() (int, bool) {
 	g, err := user.LookupGroup(PeerGroup)
@@ -53,7 +67,7 @@ func PeerGroupID() (int, bool) {
 
 // peerAllowed: root, or a member (primary or supplementary) of PeerGroup.
 func (s *Server) peerAllowed(p Peer) bool {
-	if p.UID == 0 {
+	if p.Admitted || p.UID == 0 {
 		return true
 	}
 	if p.UID < 0 {
@@ -72,4 +86,18 @@ func (s *Server) peerAllowed(p Peer) bool {
 	}
 	ids, err := u.GroupIds()
 	return err == nil && slices.Contains(ids, strconv.Itoa(gid))
+}
+
+// AdministratorsSID is BUILTIN\Administrators, the group that may use a
+// Windows server's socket besides the server's own user.
+const AdministratorsSID = "S-1-5-32-544"
+
+// peerAdmitted is Windows's rule for a socket peer, by SID strings: the
+// peer's token user is the server's, or the group list (its enabled groups
+// only) holds BUILTIN\Administrators.
+func peerAdmitted(peerUser, serverUser string, enabledGroups []string) bool {
+	if peerUser != "" && peerUser == serverUser {
+		return true
+	}
+	return slices.Contains(enabledGroups, AdministratorsSID)
 }

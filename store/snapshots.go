@@ -2,11 +2,8 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // Snapshot is one row of snapshots: a saved copy of a distro's files.
@@ -46,8 +43,7 @@ func (db *DB) Snapshots(ctx context.Context, distroID string) ([]Snapshot, error
 func (db *DB) AddSnapshot(ctx context.Context, s Snapshot) error {
 	_, err := db.sql.ExecContext(ctx, "INSERT INTO snapshots (distro_id, name, version, bytes, created_at) VALUES (?, ?, ?, ?, ?)",
 		s.DistroID, s.Name, s.Version, s.Bytes, s.CreatedAt.UTC().Format(timeFormat))
-	var se sqlite3.Error
-	if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey {
+	if isPrimaryKeyViolation(err) {
 		return fmt.Errorf("snapshot %q: %w", s.Name, ErrNameTaken)
 	}
 	if err != nil {

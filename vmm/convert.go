@@ -31,9 +31,9 @@ import (
 //
 // The distro must be stopped (ErrBusy, naming `subsys terminate`, when it
 // runs), and it cannot be started until the operation ends. Converting to
-// the version the distro has is ErrInvalid; a version without a backend on
-// this host, or a version 2 backend that cannot export a tree, is
-// ErrUnsupported.
+// the version the distro has is ErrInvalid; version 1 on a host without its
+// backend is ErrNoVersion1; another version without a backend on this host,
+// or a version 2 backend that cannot export a tree, is ErrUnsupported.
 func (m *Manager) SetVersion(ctx context.Context, name string, version int) (*Operation, error) {
 	d, err := m.row(ctx, name)
 	if err != nil {
@@ -45,8 +45,8 @@ func (m *Manager) SetVersion(ctx context.Context, name string, version int) (*Op
 	if d.Version == version {
 		return nil, fmt.Errorf("%w: distro %q is already version %d", ErrInvalid, d.Name, version)
 	}
-	if _, ok := m.cfg.Backends[version]; !ok {
-		return nil, fmt.Errorf("%w: version %d distros are not available on this host", ErrUnsupported, version)
+	if err := m.needBackend(version); err != nil {
+		return nil, err
 	}
 	if d.Version == 2 {
 		if _, ok := m.cfg.Backends[2].(TreeExporter); !ok {

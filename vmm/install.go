@@ -58,6 +58,14 @@ func (m *Manager) Install(ctx context.Context, req InstallRequest) (*Operation, 
 			opts.Mirror = catalog.HostDebianMirror()
 		}
 	}
+	// Version 1 where it cannot run is refused before a build or download
+	// starts (Import checks the rest; a version left out is the default,
+	// which such a host never has as 1).
+	if req.Version == 1 {
+		if err := m.needBackend(1); err != nil {
+			return nil, err
+		}
+	}
 	name := req.Name
 	if name == "" {
 		name = src.DefaultName()

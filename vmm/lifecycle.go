@@ -118,8 +118,8 @@ func (m *Manager) Import(ctx context.Context, req ImportRequest) (op *Operation,
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := m.cfg.Backends[req.Version]; !ok {
-		return nil, fmt.Errorf("%w: version %d distros are not available on this host", ErrUnsupported, req.Version)
+	if err := m.needBackend(req.Version); err != nil {
+		return nil, err
 	}
 	if (req.Body == nil) == (req.Path == "") {
 		return nil, fmt.Errorf("%w: give the tarball or image as the request body or as a server path, not both or neither", ErrInvalid)
@@ -519,13 +519,13 @@ func (m *Manager) ensureRunning(ctx context.Context, d store.Distro) (*agent.Cli
 	if c := m.client(d.ID); c != nil {
 		return c, nil
 	}
+	if err := m.needBackend(d.Version); err != nil {
+		return nil, err
+	}
 	if err := m.installed(d); err != nil {
 		return nil, err
 	}
-	b, ok := m.cfg.Backends[d.Version]
-	if !ok {
-		return nil, fmt.Errorf("%w: version %d distros are not available on this host", ErrUnsupported, d.Version)
-	}
+	b := m.cfg.Backends[d.Version]
 	l := m.startLock(d.ID)
 	l.Lock()
 	defer l.Unlock()

@@ -48,7 +48,10 @@ type Settings struct {
 	// Kernel overrides the VM's kernel, as .wslconfig's kernel=: a kernel
 	// image file (its drivers built in), or a directory holding an unpacked
 	// Debian linux-image package (boot/vmlinuz-*, lib/modules/). Empty: the
-	// one `make deps` unpacked under the data directory's vm/kernel.
+	// one `make deps` unpacked under the data directory's vm/kernel. On
+	// Windows only an image file works (the WSL 2 kernel, or any with
+	// Hyper-V storage, hv_sock and virtio built in; default vm\kernel), read
+	// when the server starts.
 	Kernel string `json:"kernel"`
 	// MemoryReclaim is how the utility VM gives its page cache back to the
 	// host when idle, as .wslconfig's autoMemoryReclaim: "gradual" (the
@@ -96,8 +99,12 @@ func (s Settings) limits(lim archive.Limits) archive.Limits {
 const settingsPrefix = "setting."
 
 // Settings returns the current settings.
+// On a host without a version 1 backend, DefaultVersion is 2 whatever is
+// stored.
 func (m *Manager) Settings(ctx context.Context) (Settings, error) {
-	return ReadSettings(ctx, m.cfg.Store)
+	s, err := ReadSettings(ctx, m.cfg.Store)
+	s.DefaultVersion = m.effectiveDefaultVersion(s.DefaultVersion)
+	return s, err
 }
 
 // ReadSettings reads the settings from st: for the parts of the server made
@@ -144,6 +151,11 @@ func ReadSettings(ctx context.Context, st Store) (Settings, error) {
 func (m *Manager) UpdateSettings(ctx context.Context, u SettingsUpdate) (Settings, error) {
 	if u.DefaultVersion != nil && *u.DefaultVersion != 1 && *u.DefaultVersion != 2 {
 		return Settings{}, fmt.Errorf("%w: default_version must be 1 or 2", ErrInvalid)
+	}
+	if u.DefaultVersion != nil {
+		if err := m.needBackend(*u.DefaultVersion); err != nil {
+			return Settings{}, fmt.Errorf("default_version %d: %w", *u.DefaultVersion, err)
+		}
 	}
 	if u.DefaultUser != nil {
 		if err := ValidateUser(*u.DefaultUser); err != nil {

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -205,7 +204,7 @@ func build(ctx context.Context, src Source, opts Options) (*Stream, error) {
 	args := buildArgs(r, opts)
 	cmd := exec.Command(path, args...)
 	// Its own process group, so that a stop ends apt and dpkg under it too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownProcessGroup(cmd)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "TMPDIR=" + os.TempDir()}
 	stderr := &tailBuffer{max: 4096}
 	cmd.Stderr = stderr
@@ -286,7 +285,7 @@ func (p *process) wait() error {
 }
 
 func (p *process) kill() {
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	killProcessGroup(p.cmd)
 }
 
 // Close stops the build if it still runs and waits for it.

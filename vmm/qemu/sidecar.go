@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // A sidecar is a program a VM runs beside QEMU: passt, the network, and
@@ -37,7 +35,7 @@ const sidecarLinger = 3 * time.Second
 // gone would kill it (SIGPIPE).
 func startSidecar(runDir, name, bin string, args []string, files ...*os.File) (*sidecar, error) {
 	s := &sidecar{name: name, log: filepath.Join(runDir, name+".log"), done: make(chan struct{})}
-	out, err := os.OpenFile(s.log, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	out, err := os.OpenFile(s.log, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -113,11 +111,10 @@ func (s *sidecar) output(n int64) []byte {
 // resolvers, and drops to the user nobody once set up. It exits when QEMU
 // closes its end.
 func startPasst(cfg Config) (*sidecar, *os.File, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	ours, theirs, err := socketPair("passt", "qemu-net")
 	if err != nil {
 		return nil, nil, fmt.Errorf("passt: socketpair: %w", err)
 	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "passt"), os.NewFile(uintptr(fds[1]), "qemu-net")
 	defer ours.Close()
 	args := []string{"--foreground", "--stderr", "--quiet", "--fd", "3",
 		"--address", UserNet.Address4[:strings.IndexByte(UserNet.Address4, '/')], "--netmask", UserNet.Address4[strings.IndexByte(UserNet.Address4, '/')+1:], "--gateway", UserNet.Gateway4,
@@ -182,28 +179,4 @@ func startVirtiofsd(ctx context.Context, cfg Config) (*sidecar, error) {
 			// virtiofsd offers no sign of readiness but its socket.
 		}
 	}
-}
-
-// setFileLimit sets pid's limit on open files (soft and hard) to want, or,
-// where the server may not raise a hard limit (no CAP_SYS_RESOURCE, as in
-// some containers), to the server's own hard limit, the most it can give.
-func setFileLimit(pid int, want uint64) error {
-	err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: want, Max: want}, nil)
-	if !errors.Is(err, unix.EPERM) {
-		if err != nil {
-			return fmt.Errorf("setting its limit on open files to %d: %w", want, err)
-		}
-		return nil
-	}
-	var own unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &own); err != nil {
-		return fmt.Errorf("reading the limit on open files: %w", err)
-	}
-	if own.Max < want {
-		want = own.Max
-	}
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: want, Max: want}, nil); err != nil {
-		return fmt.Errorf("setting its limit on open files to %d: %w", want, err)
-	}
-	return nil
 }
