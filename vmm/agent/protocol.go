@@ -27,7 +27,10 @@
 // its ok, splices the stream byte for byte to the distro's own agent, which
 // the client then speaks the whole protocol to; export-tree answers with data
 // frames and ends with a data-end frame that carries the error, if any, so a
-// failed export never looks like a short archive.
+// failed export never looks like a short archive. format-disk and
+// unpack-tree make a new distro's disk in the VM (guestdisk.go); after
+// unpack-tree's ok the host sends data frames and a data-end frame, and the
+// agent answers with a data-end frame.
 //
 // The client side (Dial, NewClient, Client, Process) is plain Go and builds on every
 // platform; vmm and vmm/ns use it, and server too, for terminal sessions and the
@@ -90,6 +93,11 @@ const (
 	// opDisk checks, resizes, trims or measures a distro's disk: see
 	// Client.Disk.
 	opDisk = "disk"
+	// opFormatDisk makes an empty ext4 on a new disk; opUnpackTree
+	// extracts a tarball into it: see Client.FormatDisk and
+	// Client.UnpackTree.
+	opFormatDisk = "format-disk"
+	opUnpackTree = "unpack-tree"
 )
 
 // Flow-control and I/O sizes.

@@ -61,6 +61,8 @@ type VMConfig struct {
 // dataEnd is the payload of a data-end frame: how a data stream ended.
 type dataEnd struct {
 	Error *wireError `json:"error,omitempty"`
+	// Unpacked is unpack-tree's result, in the agent's end frame.
+	Unpacked *UnpackResult `json:"unpacked,omitempty"`
 }
 
 // validDistroID accepts 1 to maxDistroID characters of [A-Za-z0-9-]: safe as
