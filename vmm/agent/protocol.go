@@ -46,6 +46,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/subsys-dev/subsys/vmm/archive"
 )
 
 // ProtocolVersion is bumped when a change to the wire format would confuse an
@@ -311,6 +313,9 @@ const (
 	codeNoSession    = "session_not_found"
 	codeNoDistro     = "distro_not_running"
 	codeInternal     = "internal"
+	// unpack-tree: the archive is bad, or the disk is full.
+	codeBadArchive = "bad_archive"
+	codeNoSpace    = "no_space"
 )
 
 // Sentinel errors. A RemoteError unwraps to the one matching its code, so
@@ -340,6 +345,13 @@ var (
 	// ErrDistroNotRunning: the utility VM's agent has no running distro by
 	// this id (open-distro).
 	ErrDistroNotRunning = errors.New("distro not running")
+	// ErrBadArchive: unpack-tree's tarball is not one, is corrupt, or has
+	// an entry that would reach outside the disk (vmm/archive's ErrFormat,
+	// ErrCorrupt, ErrUnsafe).
+	ErrBadArchive = errors.New("bad archive")
+	// ErrNoSpace: unpack-tree's tree does not fit on the disk, or passes
+	// vmm/archive's limits.
+	ErrNoSpace = errors.New("no space left on the disk")
 )
 
 // RemoteError is an error the agent reported for a request.
@@ -374,6 +386,10 @@ func (e *RemoteError) Unwrap() []error {
 		return []error{ErrDistroNotRunning}
 	case codeDiskTooSmall:
 		return []error{ErrDiskTooSmall}
+	case codeBadArchive:
+		return []error{ErrBadArchive}
+	case codeNoSpace:
+		return []error{ErrNoSpace}
 	}
 	return nil
 }
@@ -397,6 +413,10 @@ func errorCode(err error) string {
 		return codeNoDistro
 	case errors.Is(err, ErrDiskTooSmall):
 		return codeDiskTooSmall
+	case errors.Is(err, ErrBadArchive), errors.Is(err, archive.ErrFormat), errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnsafe):
+		return codeBadArchive
+	case errors.Is(err, ErrNoSpace), errors.Is(err, archive.ErrInsufficientStorage), errors.Is(err, archive.ErrLimit):
+		return codeNoSpace
 	}
 	return codeInternal
 }
