@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -204,8 +205,19 @@ func (h *vmHost) unpack(ctx context.Context, st *yamux.Stream, br *bufio.Reader,
 // ErrInsufficientStorage), so no reserve is kept on it; the host keeps its
 // own on the file system the image is on.
 func unpackInto(ctx context.Context, r io.Reader, dir string) (UnpackResult, error) {
+	// Extract wants an empty destination: mke2fs's lost+found (empty) goes
+	// for the extraction and comes back after it, as e2fsck wants one.
+	lostFound := filepath.Join(dir, "lost+found")
+	if err := os.Remove(lostFound); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return UnpackResult{}, fmt.Errorf("make room for the tree: %w", err)
+	}
 	fr := &frameReader{r: r, buf: make([]byte, maxFrameSize)}
 	stats, err := archive.Extract(ctx, fr, dir, archive.Limits{ReserveBytes: -1, ReservePercent: -1})
+	if err == nil {
+		if merr := os.Mkdir(lostFound, 0o700); merr != nil && !errors.Is(merr, fs.ErrExist) {
+			err = fmt.Errorf("make lost+found: %w", merr)
+		}
+	}
 	if err == nil {
 		// Data after the archive's end: read (Extract warned of it) to
 		// the host's end of stream, which says nothing went wrong there.

@@ -164,7 +164,9 @@ func TestUnpackInto(t *testing.T) {
 		&tar.Header{Name: "bin", Typeflag: tar.TypeSymlink, Linkname: "usr/bin"},
 	)
 	t.Run("extracts with owners and modes", func(t *testing.T) {
+		// As mke2fs leaves a new file system: lost+found only.
 		dir := t.TempDir()
+		os.Mkdir(filepath.Join(dir, "lost+found"), 0o700)
 		res, err, s := unpackVia(t, bytes.NewReader(good), dir)
 		if err != nil || s.readErr != nil || s.writeErr != nil {
 			t.Fatalf("unpack: %v, %+v", err, s)
@@ -181,6 +183,9 @@ func TestUnpackInto(t *testing.T) {
 		}
 		if l, err := os.Readlink(filepath.Join(dir, "bin")); err != nil || l != "usr/bin" {
 			t.Errorf("bin -> %q, %v", l, err)
+		}
+		if st, err := os.Lstat(filepath.Join(dir, "lost+found")); err != nil || !st.IsDir() {
+			t.Errorf("lost+found after the extraction: %v", err)
 		}
 	})
 	t.Run("an entry outside the disk", func(t *testing.T) {
