@@ -38,8 +38,8 @@ func TestVersion2GuestUnpack(t *testing.T) {
 	if r := op.Result; r == nil || r.Entries < 1000 || r.Bytes < 50<<20 {
 		t.Errorf("result %+v, want Debian's thousands of entries", op.Result)
 	}
-	if !strings.Contains(s.log.String(), "unpacked a tree") {
-		t.Errorf("the server log does not show the VM's agent unpacking the tree")
+	if !strings.Contains(s.log.String(), "version 2 disk made in the VM") {
+		t.Errorf("the server log does not show the disk made in the VM")
 	}
 	d := s.getDistro("deb")
 	if d.Version != 2 || d.State != "Stopped" {

@@ -114,6 +114,7 @@ func (m *Manager) buildInGuest(ctx context.Context, d store.Distro, staging stri
 		os.Remove(tmp) // BuildImage's contract; a second guard costs nothing
 		return mapGuestErr(err, p.maxSize)
 	}
+	m.log.Info("version 2 disk made in the VM", "distro", d.Name, "entries", res.Entries, "bytes", res.Bytes)
 	return nil
 }
 
