@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // A new version 2 distro's disk can be made inside the utility VM, where
@@ -150,10 +152,38 @@ func readUnpackEnd(r io.Reader) (UnpackResult, error) {
 		if end.Unpacked == nil {
 			return UnpackResult{}, fmt.Errorf("agent %s: %w: no result in the end frame", opUnpackTree, ErrProtocol)
 		}
-		res := *end.Unpacked
-		if len(res.Warnings) > maxUnpackWarnings {
-			res.Warnings = res.Warnings[:maxUnpackWarnings]
-		}
-		return res, nil
+		return cleanUnpackResult(*end.Unpacked), nil
 	}
+}
+
+// maxWarningBytes bounds one warning line a client keeps from an agent.
+const maxWarningBytes = 512
+
+// cleanUnpackResult makes an agent's answer fit for the operation's result,
+// which reaches terminals and the dashboard: the VM's agent is as untrusted
+// as the guest, so counts are clamped, warnings bounded in number and
+// length, made valid UTF-8, and stripped of control and bidi characters.
+func cleanUnpackResult(r UnpackResult) UnpackResult {
+	r.Files, r.Bytes, r.SkippedDevices = max(r.Files, 0), max(r.Bytes, 0), max(r.SkippedDevices, 0)
+	if len(r.Warnings) > maxUnpackWarnings {
+		r.Warnings = r.Warnings[:maxUnpackWarnings]
+	}
+	out := make([]string, 0, len(r.Warnings))
+	for _, w := range r.Warnings {
+		if len(w) > maxWarningBytes {
+			w = w[:maxWarningBytes]
+		}
+		w = strings.Map(func(c rune) rune {
+			if unicode.IsControl(c) || unicode.Is(unicode.Bidi_Control, c) || c == '\u2028' || c == '\u2029' {
+				return '?'
+			}
+			return c
+		}, strings.ToValidUTF8(w, "?"))
+		out = append(out, w)
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	r.Warnings = out
+	return r
 }
