@@ -29,7 +29,7 @@ func TestVersion2GuestUnpack(t *testing.T) {
 	}
 	// 1 GiB: a small disk, so that the conversion below is quick.
 	var op api.Operation
-	if st, raw := s.api("POST", "/distros?name=deb&version=2&size_bytes=1073741824", body, &op); st != http.StatusAccepted {
+	if st, raw := s.api("POST", "/distros?name=deb&version=2&size=1073741824", body, &op); st != http.StatusAccepted {
 		t.Fatalf("import: %d %s", st, raw)
 	}
 	op = s.waitOp(op.ID)
@@ -114,7 +114,7 @@ func TestVersion2GuestUnpack(t *testing.T) {
 		want        string
 	}{
 		{"hostile", "", hostile, "unsafe"},
-		{"too-small", "&size_bytes=67108864", body, "larger size"},
+		{"too-small", "&size=67108864", body, "larger size"},
 	} {
 		// The upload's answer is the failure when it came while the body
 		// was read; else the operation fails.
