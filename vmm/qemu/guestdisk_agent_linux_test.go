@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/subsys-dev/subsys/internal/testenv"
+	"github.com/subsys-dev/subsys/internal/testutil"
 	"github.com/subsys-dev/subsys/vmm/agent"
 	"github.com/subsys-dev/subsys/vmm/qemu/initramfs"
 )
@@ -20,7 +22,8 @@ import (
 // of Debian's minbase tarball on a hot-plugged blank image, then starts a
 // distro from that disk and looks at its files, owners and modes from
 // inside. FormatDisk refuses the disk once formatted, and a running
-// distro's disk.
+// distro's disk; a cancelled UnpackTree returns at once and the agent
+// unmounts its disk.
 func TestGuestDiskInVM(t *testing.T) {
 	testenv.SkipIfShort(t, "boots a kernel under TCG: tens of seconds")
 	testenv.RequireRoot(t, "the VM's disks and the distro's owners")
@@ -167,10 +170,55 @@ func TestGuestDiskInVM(t *testing.T) {
 	if err := v.DetachDisk(ctx, target); err != nil {
 		t.Fatalf("detach: %v", err)
 	}
+
+	// A cancelled unpack: UnpackTree returns at once, and the agent
+	// unmounts the disk (FormatDisk then finds it not blank, no longer
+	// mounted).
+	img2 := filepath.Join(t.TempDir(), "cancelled.img")
+	os.WriteFile(img2, nil, 0o600)
+	os.Truncate(img2, 1<<30)
+	if err := v.AttachDisk(ctx, Disk{Target: target + 1, Path: img2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.FormatDisk(ctx, target+1); err != nil {
+		t.Fatalf("format: %v", err)
+	}
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	uctx, ucancel := context.WithCancel(ctx)
+	_, err = c.UnpackTree(uctx, target+1, &cancelAfter{r: src, left: 8 << 20, cancel: ucancel})
+	ucancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled unpack: %v, want context.Canceled", err)
+	}
+	var ferr error
+	testutil.WaitFor(t, time.Minute, "the cancelled unpack's disk unmounted", func() bool {
+		ferr = c.FormatDisk(ctx, target+1)
+		return ferr != nil && strings.Contains(ferr.Error(), "not blank")
+	})
+	if err := v.DetachDisk(ctx, target+1); err != nil {
+		t.Fatalf("detach: %v", err)
+	}
 	if err := c.PowerOff(ctx); err != nil {
 		t.Fatalf("power off: %v", err)
 	}
 	v.Wait(ctx)
+}
+
+// cancelAfter reads r and cancels once left bytes have been read.
+type cancelAfter struct {
+	r      io.Reader
+	left   int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.left -= int64(n); c.left <= 0 {
+		c.cancel()
+	}
+	return n, err
 }
 
 // unpackSummary is res without its warnings, for logs.
