@@ -94,7 +94,7 @@ test-unit: kernel ## go vet and the unit tests with the race detector (vmm/qemu 
 	SUBSYS_KERNEL_DIR=$(KERNEL_CACHE) $(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /e2e)
 
 test-integration: build rootfs kernel ## end-to-end tests of bin/subsys as root: real namespaces, SQLite, HTTP, QEMU under TCG
-	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) SUBSYS_KERNEL_DIR=$(KERNEL_CACHE) $(GO) test -count=1 -timeout 20m -v ./e2e/ 2>&1 | tee test-output.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+	SUBSYS_BIN=$(CURDIR)/bin/subsys SUBSYS_ROOTFS_TAR=$(ROOTFS_TAR) SUBSYS_KERNEL_DIR=$(KERNEL_CACHE) $(GO) test -count=1 -timeout 30m -v ./e2e/ 2>&1 | tee test-output.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 
 test-browser: build ## the dashboard in headless Chromium (playwright-core) against a real server
 	cd web && SUBSYS_BIN=$(CURDIR)/bin/subsys npm test

@@ -52,6 +52,19 @@ type Distro struct {
 	// use (100 % is one core).
 	MemoryBytes int64   `json:"memory_bytes"`
 	CPUPercent  float64 `json:"cpu_percent"`
+	// MemoryMax (bytes), CPUMax (cores) and PidsMax are the distro's
+	// resource limits, applied through its cgroup; omitted when unset.
+	MemoryMax int64   `json:"memory_max,omitempty"`
+	CPUMax    float64 `json:"cpu_max,omitempty"`
+	PidsMax   int64   `json:"pids_max,omitempty"`
+	// Pids is a running distro's processes and threads (pids.current),
+	// latest sample.
+	Pids int64 `json:"pids,omitempty"`
+	// OOMKills counts the processes the kernel's OOM killer ended in the
+	// running distro since it started; LastOOMAt is when the latest was
+	// seen (omitted when none was, or it was before the server started).
+	OOMKills  int64     `json:"oom_kills,omitempty"`
+	LastOOMAt time.Time `json:"last_oom_at,omitzero"`
 	// AgentOutdated says the running distro's agent speaks another protocol
 	// version than the server; it gets the server's at its next start.
 	AgentOutdated bool `json:"agent_outdated,omitempty"`
@@ -70,6 +83,12 @@ type DistroUpdate struct {
 	// Systemd turns systemd as the distro's PID 1 on or off; it applies from
 	// the distro's next start.
 	Systemd *bool `json:"systemd,omitempty"`
+	// MemoryMax (bytes: 0, or at least 32 MiB), CPUMax (cores: 0, or 0.01
+	// to 1024) and PidsMax (0, or at least 16) set a limit; 0 removes it.
+	// A running distro gets them at once.
+	MemoryMax *int64   `json:"memory_max,omitempty"`
+	CPUMax    *float64 `json:"cpu_max,omitempty"`
+	PidsMax   *int64   `json:"pids_max,omitempty"`
 }
 
 // ContentTypeRawDiskImage is the Content-Type of an import whose body is a
@@ -146,4 +165,6 @@ type Sample struct {
 	// CPUPercent is the CPU use over the interval (100 is one core).
 	CPUPercent  float64 `json:"cpu_percent"`
 	MemoryBytes int64   `json:"memory_bytes"`
+	// Pids is the distro's processes and threads.
+	Pids int64 `json:"pids,omitempty"`
 }

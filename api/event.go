@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // EventType is the `event:` name of a server-sent event of GET /events.
@@ -22,6 +23,9 @@ const (
 	// EventPorts: a running distro's ports or their counters changed (Ports);
 	// a distro that stops is sent once with none.
 	EventPorts EventType = "ports"
+	// EventDistroOOM: the kernel's OOM killer ended a process of a running
+	// distro, which was at its memory_max (OOM).
+	EventDistroOOM EventType = "distro-oom"
 )
 
 // Event is one server-sent event; Type says which of the other fields is set.
@@ -29,12 +33,25 @@ type Event struct {
 	// Type is the event's name.
 	Type EventType
 	// Snapshot is set for EventSnapshot, Distro for EventDistro, Removed for
-	// EventDistroRemoved, Operation for EventOperation, Ports for EventPorts.
+	// EventDistroRemoved, Operation for EventOperation, Ports for EventPorts, OOM for
+	// EventDistroOOM.
 	Snapshot  *Snapshot
 	Distro    *Distro
 	Removed   *RemovedDistro
 	Operation *Operation
 	Ports     *PortsEvent
+	OOM       *OOMEvent
+}
+
+// OOMEvent is the data of EventDistroOOM.
+type OOMEvent struct {
+	// Distro and ID name the distro.
+	Distro string `json:"distro"`
+	ID     string `json:"id"`
+	// OOMKills counts the processes killed since the distro started.
+	OOMKills int64 `json:"oom_kills"`
+	// At is when the server saw the count rise.
+	At time.Time `json:"at"`
 }
 
 // Snapshot is the data of EventSnapshot: every distro, and the operations
@@ -94,6 +111,11 @@ func (e *Event) payload(alloc bool) any {
 			e.Ports = new(PortsEvent)
 		}
 		return e.Ports
+	case EventDistroOOM:
+		if alloc {
+			e.OOM = new(OOMEvent)
+		}
+		return e.OOM
 	}
 	return nil
 }

@@ -100,7 +100,8 @@ func newRoot(b Build) *cobra.Command {
 		newTerminateCmd(g), newShutdownCmd(g), newUnregisterCmd(g), newSetDefaultCmd(g),
 		newCloneCmd(g), newRenameCmd(g), newSetUserCmd(g), newSetSystemdCmd(g), newStatusCmd(g), newVersionCmd(b, g),
 		newPortsCmd(g), newExposeCmd(g), newPortProxyCmd(g), newDashboardCmd(g), newTokenCmd(g),
-		newSetVersionCmd(g), newVMCmd(g), newResizeCmd(g), newCompactCmd(g), newMoveCmd(g), newInstallCmd(g), newSnapshotCmd(g),
+		newSetVersionCmd(g), newVMCmd(g), newResizeCmd(g), newCompactCmd(g), newMoveCmd(g), newInstallCmd(g), newSnapshotCmd(g), newLimitsCmd(g),
+		newCpCmd(g), newFilesCmd(g),
 	)
 	return root
 }

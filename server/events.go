@@ -82,6 +82,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 				err = send(string(api.EventDistroRemoved), apiRemoved(*e.Removed))
 			case "operation":
 				err = send(string(api.EventOperation), apiOperation(*e.Operation))
+			case "distro-oom":
+				err = send(string(api.EventDistroOOM), apiOOM(*e.OOM))
 			}
 			if err != nil {
 				return nil

@@ -73,6 +73,7 @@ type Server struct {
 	log  *slog.Logger
 	mux  http.Handler
 	auth *authState
+	dav  davLocks // the WebDAV share's locks (dav.go)
 }
 
 // New returns a Server for cfg.
@@ -155,6 +156,10 @@ func (s *Server) routes() http.Handler {
 				r.Delete("/terminals/{id}", s.handle(s.handleKillTerminal))
 				r.Get("/ports", s.handle(s.handleListPorts))
 				r.Put("/ports/{proto}/{port}", s.handle(s.handlePutPort))
+				r.Get("/files/*", s.handleFiles(s.handleFilesGet))
+				r.Put("/files/*", s.handleFiles(s.handleFilesPut))
+				r.Post("/files/*", s.handleFiles(s.handleFilesPost))
+				r.Delete("/files/*", s.handleFiles(s.handleFilesDelete))
 			})
 			r.Get("/portproxy", s.handle(s.handleListRules))
 			r.Post("/portproxy", s.handle(s.handleAddRule))
@@ -170,6 +175,9 @@ func (s *Server) routes() http.Handler {
 			}))
 		})
 	})
+	// The WebDAV share authenticates on its own and refuses browsers (dav.go).
+	r.HandleFunc("/dav/{name}", s.handleDAV)
+	r.HandleFunc("/dav/{name}/*", s.handleDAV)
 	// The dashboard's files hold no secrets: they load without a credential, and
 	// the page signs in with the token from the login URL's fragment (#token=)
 	// or asks for it.

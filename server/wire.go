@@ -18,7 +18,8 @@ import (
 func apiDistro(d vmm.Distro) api.Distro {
 	return api.Distro{Name: d.Name, ID: d.ID, Version: d.Version, State: api.DistroState(d.State), Default: d.Default,
 		Location: d.Location, DefaultUser: d.DefaultUser, Systemd: d.Systemd, CreatedAt: d.CreatedAt, DiskBytes: d.DiskBytes, DiskMaxBytes: d.DiskMaxBytes, DiskFreeBytes: d.DiskFreeBytes,
-		MemoryBytes: d.MemoryBytes, CPUPercent: d.CPUPercent, AgentOutdated: d.AgentOutdated, Message: d.Message}
+		MemoryBytes: d.MemoryBytes, CPUPercent: d.CPUPercent, MemoryMax: d.MemoryMax, CPUMax: d.CPUMax, PidsMax: d.PidsMax, Pids: d.Pids,
+		OOMKills: d.OOMKills, LastOOMAt: d.LastOOMAt, AgentOutdated: d.AgentOutdated, Message: d.Message}
 }
 
 func apiDistros(ds []vmm.Distro) []api.Distro {
@@ -54,6 +55,8 @@ func apiVMStatus(v vmm.VMStatus) api.VMStatus {
 }
 
 func apiVMMemory(m vmm.VMMemory) api.VMMemory { return api.VMMemory(m) }
+
+func apiOOM(e vmm.OOMEvent) api.OOMEvent { return api.OOMEvent(e) }
 
 func apiRemoved(r vmm.RemovedDistro) api.RemovedDistro { return api.RemovedDistro(r) }
 

@@ -101,6 +101,8 @@ func TestWireConversions(t *testing.T) {
 			sameJSON(t, "snapshot", snap, apiSnapshot(snap))
 			rm := pick(&vmm.RemovedDistro{}).(vmm.RemovedDistro)
 			sameJSON(t, "removed", rm, apiRemoved(rm))
+			oom := pick(&vmm.OOMEvent{}).(vmm.OOMEvent)
+			sameJSON(t, "oom", oom, apiOOM(oom))
 			st := pick(&vmm.Settings{}).(vmm.Settings)
 			sameJSON(t, "settings", st, apiSettings(st))
 			vm := pick(&vmm.VMStatus{}).(vmm.VMStatus)

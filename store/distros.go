@@ -27,14 +27,20 @@ type Distro struct {
 	Systemd   bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// MemoryMax (bytes), CPUMax (cores) and PidsMax are the distro's
+	// resource limits, 0 for none. UpdateDistro leaves them alone:
+	// SetDistroLimits writes them.
+	MemoryMax int64
+	CPUMax    float64
+	PidsMax   int64
 }
 
-const distroColumns = "id, name, version, state, location, default_user, systemd, created_at, updated_at"
+const distroColumns = "id, name, version, state, location, default_user, systemd, created_at, updated_at, memory_max, cpu_max, pids_max"
 
 func scanDistro(row interface{ Scan(...any) error }) (Distro, error) {
 	var d Distro
 	var created, updated string
-	err := row.Scan(&d.ID, &d.Name, &d.Version, &d.State, &d.Location, &d.DefaultUser, &d.Systemd, &created, &updated)
+	err := row.Scan(&d.ID, &d.Name, &d.Version, &d.State, &d.Location, &d.DefaultUser, &d.Systemd, &created, &updated, &d.MemoryMax, &d.CPUMax, &d.PidsMax)
 	d.CreatedAt, d.UpdatedAt = parseTime(created), parseTime(updated)
 	return d, err
 }
@@ -42,8 +48,8 @@ func scanDistro(row interface{ Scan(...any) error }) (Distro, error) {
 // CreateDistro inserts d. A duplicate name gives ErrNameTaken.
 func (db *DB) CreateDistro(ctx context.Context, d Distro) error {
 	ts := now()
-	_, err := db.sql.ExecContext(ctx, "INSERT INTO distros ("+distroColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		d.ID, d.Name, d.Version, d.State, d.Location, d.DefaultUser, d.Systemd, ts, ts)
+	_, err := db.sql.ExecContext(ctx, "INSERT INTO distros ("+distroColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		d.ID, d.Name, d.Version, d.State, d.Location, d.DefaultUser, d.Systemd, ts, ts, d.MemoryMax, d.CPUMax, d.PidsMax)
 	if err != nil {
 		return fmt.Errorf("create distro %q: %w", d.Name, uniqueErr(err))
 	}
@@ -89,6 +95,19 @@ func (db *DB) UpdateDistro(ctx context.Context, d Distro) error {
 		return fmt.Errorf("update distro %q: %w", d.Name, uniqueErr(err))
 	}
 	return affected(res, fmt.Sprintf("distro %q", d.Name))
+}
+
+// SetDistroLimits sets the resource limits of the distro with the given id
+// (0: none). They have a setter of their own so that an operation that
+// rewrites the row it read at its start (UpdateDistro) never undoes a
+// limit set meanwhile.
+func (db *DB) SetDistroLimits(ctx context.Context, id string, memoryMax int64, cpuMax float64, pidsMax int64) error {
+	res, err := db.sql.ExecContext(ctx, "UPDATE distros SET memory_max = ?, cpu_max = ?, pids_max = ?, updated_at = ? WHERE id = ?",
+		memoryMax, cpuMax, pidsMax, now(), id)
+	if err != nil {
+		return fmt.Errorf("set limits of distro %s: %w", id, err)
+	}
+	return affected(res, "distro "+id)
 }
 
 // SetDistroState sets the state of the distro with the given id.

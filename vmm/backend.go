@@ -22,6 +22,9 @@ type Spec struct {
 	// Systemd makes the distro's systemd its PID 1 (with the agent beside
 	// it) from its next start.
 	Systemd bool
+	// Limits are the distro's resource limits: Start applies them to its
+	// cgroup before the distro's first process runs.
+	Limits Limits
 }
 
 // Backend runs distros of one version. The one implementation is vmm/ns

@@ -9,12 +9,13 @@ import (
 
 // Event is one change pushed to subscribers (the dashboard's SSE stream).
 type Event struct {
-	// Type is "distro" (Distro set), "distro-removed" (Removed set) or "operation"
-	// (Operation set).
+	// Type is "distro" (Distro set), "distro-removed" (Removed set),
+	// "operation" (Operation set) or "distro-oom" (OOM set).
 	Type      string         `json:"type"`
 	Distro    *Distro        `json:"distro,omitempty"`
 	Removed   *RemovedDistro `json:"removed,omitempty"`
 	Operation *OperationInfo `json:"operation,omitempty"`
+	OOM       *OOMEvent      `json:"oom,omitempty"`
 }
 
 // RemovedDistro names a distro that is gone.

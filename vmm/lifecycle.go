@@ -14,6 +14,7 @@ import (
 	"github.com/subsys-dev/subsys/store"
 	"github.com/subsys-dev/subsys/vmm/agent"
 	"github.com/subsys-dev/subsys/vmm/archive"
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 // ImportRequest describes a new distro and where its root file system comes from.
@@ -564,10 +565,18 @@ func (m *Manager) ensureRunning(ctx context.Context, d store.Distro) (*agent.Cli
 	if held != nil && held.exclusive {
 		return nil, &BusyError{Distro: d.Name, Op: held.Info()}
 	}
+	// The limits as they are now, under the lock a change of them takes.
+	if fresh, err := m.cfg.Store.Distro(ctx, d.Name); err == nil && fresh.ID == d.ID {
+		d.MemoryMax, d.CPUMax, d.PidsMax = fresh.MemoryMax, fresh.CPUMax, fresh.PidsMax
+	}
 	c, err := b.Start(ctx, m.spec(d))
+	if errors.Is(err, cgroup.ErrNoController) {
+		return nil, fmt.Errorf("start %s: %w (remove its limits to start it without): %w", d.Name, ErrLimits, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", d.Name, err)
 	}
+	m.newRun(d.ID)
 	m.adopt(ctx, d, c)
 	if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateRunning)); err != nil {
 		return nil, err
@@ -606,6 +615,7 @@ func (m *Manager) terminate(ctx context.Context, d store.Distro) error {
 	if err := b.Stop(ctx, m.spec(d)); err != nil {
 		return fmt.Errorf("terminate %s: %w", d.Name, err)
 	}
+	m.newRun(d.ID)
 	if State(d.State) == StateRunning || c != nil {
 		if err := m.cfg.Store.SetDistroState(context.WithoutCancel(ctx), d.ID, string(StateStopped)); err != nil {
 			return err
@@ -704,6 +714,10 @@ type Update struct {
 	// Systemd turns the distro's systemd as PID 1 on or off from its next
 	// start.
 	Systemd *bool `json:"systemd,omitempty"`
+	// MemoryMax, CPUMax and PidsMax set a limit (0 removes it); see Limits.
+	MemoryMax *int64   `json:"memory_max,omitempty"`
+	CPUMax    *float64 `json:"cpu_max,omitempty"`
+	PidsMax   *int64   `json:"pids_max,omitempty"`
 }
 
 // Update applies u to distro name and returns the result.
@@ -724,6 +738,10 @@ func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, er
 	}
 	if u.Default != nil && !*u.Default {
 		return Distro{}, fmt.Errorf("%w: to change the default, set another distro as default", ErrInvalid)
+	}
+	limits, limitsChanged, err := limitsUpdate(d, u)
+	if err != nil {
+		return Distro{}, err
 	}
 	if err := m.installed(d); err != nil {
 		return Distro{}, err
@@ -761,6 +779,13 @@ func (m *Manager) Update(ctx context.Context, name string, u Update) (Distro, er
 			return Distro{}, err
 		}
 		m.audit(ctx, "set-default", changed.Name, "")
+	}
+	if limitsChanged {
+		changed.MemoryMax, changed.CPUMax, changed.PidsMax = limits.MemoryMax, limits.CPUMax, limits.PidsMax
+		if err := m.setLimits(ctx, changed, limits); err != nil {
+			m.publishChanges(ctx)
+			return Distro{}, err
+		}
 	}
 	m.publishChanges(ctx)
 	return m.Get(ctx, changed.Name)

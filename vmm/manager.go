@@ -26,6 +26,7 @@ type Store interface {
 	Distros(ctx context.Context) ([]store.Distro, error)
 	UpdateDistro(ctx context.Context, d store.Distro) error
 	SetDistroState(ctx context.Context, id, state string) error
+	SetDistroLimits(ctx context.Context, id string, memoryMax int64, cpuMax float64, pidsMax int64) error
 	DeleteDistro(ctx context.Context, id string) error
 	Setting(ctx context.Context, key string) (string, error)
 	SetSetting(ctx context.Context, key, value string) error
@@ -259,7 +260,7 @@ const stagingName = ".subsys-staging"
 const DiskImageName = "disk.img"
 
 func (m *Manager) spec(d store.Distro) Spec {
-	return Spec{ID: d.ID, Name: d.Name, Version: d.Version, RootFS: filepath.Join(d.Location, "rootfs"), Disk: filepath.Join(d.Location, DiskImageName), Systemd: d.Systemd}
+	return Spec{ID: d.ID, Name: d.Name, Version: d.Version, RootFS: filepath.Join(d.Location, "rootfs"), Disk: filepath.Join(d.Location, DiskImageName), Limits: limitsOf(d), Systemd: d.Systemd}
 }
 
 // adopt records a live agent for distro d and watches it: when it goes away on
@@ -373,6 +374,7 @@ func (m *Manager) view(d store.Distro, defaultID string) Distro {
 	m.mu.Unlock()
 	v := Distro{Name: d.Name, ID: d.ID, Version: d.Version, State: state, Default: d.ID == defaultID,
 		Location: d.Location, DefaultUser: d.DefaultUser, Systemd: d.Systemd, CreatedAt: d.CreatedAt,
+		MemoryMax: d.MemoryMax, CPUMax: d.CPUMax, PidsMax: d.PidsMax,
 		AgentOutdated: problem != "", Message: problem}
 	m.usageOf(&v)
 	return v

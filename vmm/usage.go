@@ -9,11 +9,16 @@ import (
 	"github.com/subsys-dev/subsys/vmm/archive"
 )
 
-// Usage is what a running distro's processes use right now.
+// Usage is what a running distro's processes use right now, from its
+// cgroup (memory.current, cpu.stat's usage_usec, pids.current,
+// memory.events' oom_kill).
 type Usage struct {
 	Processes   int
-	CPUSeconds  float64 // total CPU time so far of the live processes
-	MemoryBytes int64   // resident memory, summed
+	CPUSeconds  float64 // CPU time so far (the cgroup's, since it was made)
+	MemoryBytes int64   // memory charged to the distro
+	// OOMKills counts the processes the OOM killer ended in the distro's
+	// cgroup since it was made.
+	OOMKills int64
 }
 
 // UsageReporter is implemented by backends that can measure a running distro.
@@ -26,6 +31,8 @@ type Sample struct {
 	T           time.Time `json:"t"`
 	CPUPercent  float64   `json:"cpu_percent"`
 	MemoryBytes int64     `json:"memory_bytes"`
+	// Pids is the distro's processes and threads.
+	Pids int64 `json:"pids,omitempty"`
 }
 
 // Metrics is a distro's resource history, oldest first.
@@ -50,6 +57,14 @@ type usageState struct {
 	// diskMax and diskFree are a version 2 distro's disk size and the free
 	// space in its file system (0: unknown).
 	diskMax, diskFree int64
+	// oomKills is the distro's OOM kill count as last sampled, lastOOMAt
+	// when it last rose. oomKnown says oomKills is a baseline to compare
+	// with: the distro was seen stopped (so its cgroup, and its count, are
+	// new) or sampled before; a distro this server found running counts
+	// the kills before it without events.
+	oomKills  int64
+	lastOOMAt time.Time
+	oomKnown  bool
 }
 
 type sampler struct {
@@ -87,6 +102,7 @@ func (m *Manager) sampleOnce(ctx context.Context) {
 			st = &usageState{}
 			m.sampler.states[d.ID] = st
 		}
+		var oom *OOMEvent
 		needDisk := now.Sub(st.diskAt) >= diskInterval && State(d.State) != StateInstalling
 		m.sampler.mu.Unlock()
 		if needDisk {
@@ -101,13 +117,26 @@ func (m *Manager) sampleOnce(ctx context.Context) {
 					sample.CPUPercent = 100 * (u.CPUSeconds - st.lastCPU) / now.Sub(st.lastAt).Seconds()
 				}
 				st.lastCPU, st.lastAt = u.CPUSeconds, now
-				sample.MemoryBytes = u.MemoryBytes
+				sample.MemoryBytes, sample.Pids = u.MemoryBytes, int64(u.Processes)
+				if u.OOMKills > st.oomKills && st.oomKnown {
+					st.lastOOMAt = now.UTC()
+					oom = &OOMEvent{Distro: d.Name, ID: d.ID, OOMKills: u.OOMKills, At: st.lastOOMAt}
+				}
+				st.oomKills, st.oomKnown = u.OOMKills, true
 				m.sampler.mu.Unlock()
 			}
 		} else {
 			m.sampler.mu.Lock()
 			st.lastAt = time.Time{}
+			// Its next run has a new cgroup, counting from 0.
+			st.oomKills, st.lastOOMAt, st.oomKnown = 0, time.Time{}, true
 			m.sampler.mu.Unlock()
+		}
+		if oom != nil {
+			m.log.Warn("out of memory: the kernel killed a process of the distro", "distro", d.Name, "oom_kills", oom.OOMKills)
+			m.events.mu.Lock()
+			m.send(Event{Type: "distro-oom", OOM: oom})
+			m.events.mu.Unlock()
 		}
 		m.sampler.mu.Lock()
 		st.history = append(st.history, sample)
@@ -124,6 +153,19 @@ func (m *Manager) sampleOnce(ctx context.Context) {
 	}
 	m.sampler.mu.Unlock()
 	m.publishChanges(ctx)
+}
+
+// newRun forgets distro id's OOM kills when it starts or stops: a run has
+// a new cgroup, which counts from 0, so every kill the sampler sees in it
+// is news (an event), even one in its first seconds.
+func (m *Manager) newRun(id string) {
+	m.sampler.mu.Lock()
+	defer m.sampler.mu.Unlock()
+	if st := m.sampler.states[id]; st != nil {
+		st.oomKills, st.lastOOMAt, st.oomKnown = 0, time.Time{}, true
+	} else {
+		m.sampler.states[id] = &usageState{oomKnown: true}
+	}
 }
 
 // measureDisk measures the space distro d's files take (and, for version
@@ -166,7 +208,10 @@ func (m *Manager) usageOf(v *Distro) {
 	v.DiskBytes, v.DiskMaxBytes, v.DiskFreeBytes = st.diskUsed, st.diskMax, st.diskFree
 	if v.State == StateRunning && len(st.history) > 0 {
 		last := st.history[len(st.history)-1]
-		v.MemoryBytes, v.CPUPercent = last.MemoryBytes, last.CPUPercent
+		v.MemoryBytes, v.CPUPercent, v.Pids = last.MemoryBytes, last.CPUPercent, last.Pids
+	}
+	if v.State == StateRunning {
+		v.OOMKills, v.LastOOMAt = st.oomKills, st.lastOOMAt
 	}
 }
 

@@ -107,6 +107,19 @@ type Distro struct {
 	// MemoryBytes and CPUPercent are the latest sample of a running distro's use.
 	MemoryBytes int64   `json:"memory_bytes"`
 	CPUPercent  float64 `json:"cpu_percent"`
+	// MemoryMax (bytes), CPUMax (cores) and PidsMax are the distro's
+	// limits, 0 for none.
+	MemoryMax int64   `json:"memory_max,omitempty"`
+	CPUMax    float64 `json:"cpu_max,omitempty"`
+	PidsMax   int64   `json:"pids_max,omitempty"`
+	// Pids is the running distro's processes and threads (its cgroup's
+	// pids.current), latest sample.
+	Pids int64 `json:"pids,omitempty"`
+	// OOMKills counts the processes the OOM killer ended in the running
+	// distro since it started; LastOOMAt is when the latest was seen
+	// (zero when it was before this server started).
+	OOMKills  int64     `json:"oom_kills,omitempty"`
+	LastOOMAt time.Time `json:"last_oom_at,omitzero"`
 	// AgentOutdated says the running distro's agent speaks another protocol
 	// version than this server (it was started by an older or newer subsys);
 	// the distro keeps running, and gets this server's agent at its next start.

@@ -62,7 +62,7 @@ func (c *Client) simple(ctx context.Context, req request) error {
 }
 
 func distroRequest(op string, req DistroRequest) request {
-	return request{Op: op, ID: req.ID, Hostname: req.Hostname, DiskTarget: req.DiskTarget, ReadOnly: req.ReadOnly, Systemd: req.Systemd}
+	return request{Op: op, ID: req.ID, Hostname: req.Hostname, DiskTarget: req.DiskTarget, ReadOnly: req.ReadOnly, Limits: req.Limits, Systemd: req.Systemd}
 }
 
 // OpenDistro returns a connection to the running distro's agent, through the
@@ -100,11 +100,12 @@ func (c *Client) ExportTree(ctx context.Context, req DistroRequest, format strin
 	if err != nil {
 		return nil, err
 	}
-	return &dataReader{st: st, br: br, buf: make([]byte, dataChunk)}, nil
+	return &dataReader{op: opExportTree, st: st, br: br, buf: make([]byte, dataChunk)}, nil
 }
 
 // dataReader reads a data stream: data frames, then a data-end frame.
 type dataReader struct {
+	op   string // the request's op, for errors
 	st   *yamux.Stream
 	br   *bufio.Reader
 	mu   sync.Mutex
@@ -136,7 +137,7 @@ func (d *dataReader) next() error {
 		if !errors.Is(err, ErrProtocol) {
 			err = fmt.Errorf("%w: %v", ErrDisconnected, err)
 		}
-		return fmt.Errorf("agent %s: %w", opExportTree, err)
+		return fmt.Errorf("agent %s: %w", d.op, err)
 	}
 	switch t {
 	case frameData:
@@ -145,10 +146,10 @@ func (d *dataReader) next() error {
 	case frameDataEnd:
 		var end dataEnd
 		if err := json.Unmarshal(payload, &end); err != nil {
-			return fmt.Errorf("agent %s: %w: bad end frame: %v", opExportTree, ErrProtocol, err)
+			return fmt.Errorf("agent %s: %w: bad end frame: %v", d.op, ErrProtocol, err)
 		}
 		if end.Error != nil {
-			return &RemoteError{Op: opExportTree, Code: end.Error.Code, Message: end.Error.Message}
+			return &RemoteError{Op: d.op, Code: end.Error.Code, Message: end.Error.Message}
 		}
 		return io.EOF
 	}

@@ -33,6 +33,8 @@ const (
 	frameSignal       frameType = 0x04 // JSON signalMsg
 	frameWindowStdout frameType = 0x05 // uint32: the client took this many stdout bytes
 	frameWindowStderr frameType = 0x06 // uint32: the client took this many stderr bytes
+	frameUpload       frameType = 0x07 // raw bytes of a file-write
+	frameUploadEnd    frameType = 0x08 // JSON dataEnd: the file-write's data ended (an error aborts it)
 
 	// Agent → client.
 	frameStdout      frameType = 0x11 // raw stdout bytes (the terminal's output with a pty)
@@ -59,6 +61,10 @@ func (t frameType) String() string {
 		return "window-stdout"
 	case frameWindowStderr:
 		return "window-stderr"
+	case frameUpload:
+		return "upload"
+	case frameUploadEnd:
+		return "upload-end"
 	case frameStdout:
 		return "stdout"
 	case frameStderr:

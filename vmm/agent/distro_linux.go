@@ -22,6 +22,8 @@ import (
 	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
 
+	"github.com/subsys-dev/subsys/vmm/cgroup"
+
 	"github.com/subsys-dev/subsys/netmgr/sockdiag"
 	"github.com/subsys-dev/subsys/vmm/archive"
 )
@@ -151,7 +153,7 @@ func (h *vmHost) running(id string) *vmDistro {
 }
 
 func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader, req request) bool {
-	dreq := DistroRequest{ID: req.ID, Hostname: req.Hostname, DiskTarget: req.DiskTarget, ReadOnly: req.ReadOnly, Systemd: req.Systemd}
+	dreq := DistroRequest{ID: req.ID, Hostname: req.Hostname, DiskTarget: req.DiskTarget, ReadOnly: req.ReadOnly, Limits: req.Limits, Systemd: req.Systemd}
 	var err error
 	switch req.Op {
 	case opStartDistro:
@@ -190,6 +192,15 @@ func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader,
 			return true
 		}
 		err = merr
+	case opSetLimits:
+		err = h.setLimits(req.ID, req.Limits)
+	case opDistroCgroup:
+		stats, cerr := h.distroCgroup(req.ID)
+		if cerr == nil {
+			writeHeader(st, reply{OK: true, Cgroup: &stats})
+			return true
+		}
+		err = cerr
 	case opDisk:
 		info, derr := h.handleDisk(ctx, req)
 		if derr == nil {
@@ -296,7 +307,7 @@ func (h *vmHost) start(ctx context.Context, req DistroRequest) (err error) {
 	mounted := time.Now()
 	d = &vmDistro{id: id, root: root, sock: filepath.Join(dir, "agent.sock"), dev: dev,
 		target: req.DiskTarget, done: make(chan struct{})}
-	exited, err := h.startAgent(d, req.Hostname, req.Systemd)
+	exited, err := h.startAgent(d, req.Hostname, req.Limits, req.Systemd)
 	if err != nil {
 		h.unmount(d)
 		return err
@@ -434,7 +445,7 @@ func mountDisk(dev, target string, ro bool) error {
 // startAgent starts the distro's agent (RunInit, through this binary's flags)
 // on its mounted root, as vmm/ns does on the host, and in a cgroup namespace
 // rooted at its own cgroup. The reaper waits for it.
-func (h *vmHost) startAgent(d *vmDistro, hostname string, systemd bool) (<-chan ExitStatus, error) {
+func (h *vmHost) startAgent(d *vmDistro, hostname string, limits *cgroup.Limits, systemd bool) (<-chan ExitStatus, error) {
 	// -flag=value, so that no value can pass for a flag. No host tree yet:
 	// -host-root= skips RunInit's /mnt/host.
 	cmd := exec.Command(h.agentPath,
@@ -463,8 +474,11 @@ func (h *vmHost) startAgent(d *vmDistro, hostname string, systemd bool) (<-chan 
 	cmd.SysProcAttr = attr
 	// Born in its cgroup (clone3's CLONE_INTO_CGROUP), so that its cgroup
 	// namespace is rooted there and every process of the distro is in it
-	// from the start.
-	if cg, err := h.cgroup(d.id); err != nil {
+	// from the start — under its limits, written before.
+	if cg, err := h.cgroup(d.id, limits); err != nil {
+		if limits != nil && *limits != (cgroup.Limits{}) {
+			return nil, fmt.Errorf("its cgroup and limits: %w", err)
+		}
 		h.log.Warn("distro cgroup; starting without", "distro", d.id, "err", err)
 	} else {
 		defer cg.Close()
@@ -478,16 +492,63 @@ func (h *vmHost) startAgent(d *vmDistro, hostname string, systemd bool) (<-chan 
 	return exited, nil
 }
 
-// cgroup creates the distro's cgroup and opens it.
-func (h *vmHost) cgroup(id string) (*os.File, error) {
+// cgroup creates the distro's cgroup, writes its limits (nil: none) and
+// opens it. The memory, cpu and pids controllers are turned on from the
+// VM's root down to the distros' parent first, so that the limit files
+// exist.
+func (h *vmHost) cgroup(id string, limits *cgroup.Limits) (*os.File, error) {
 	if err := os.Mkdir(h.cgroupDir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, err
+	}
+	cerr := cgroup.Enable(filepath.Dir(h.cgroupDir))
+	if cerr == nil {
+		cerr = cgroup.Enable(h.cgroupDir)
+	}
+	if cerr != nil {
+		h.log.Warn("cgroup controllers", "err", cerr)
 	}
 	dir := filepath.Join(h.cgroupDir, id)
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, err
 	}
+	var l cgroup.Limits
+	if limits != nil {
+		l = *limits
+	}
+	// Written even when none is set: a cgroup left behind by a run that
+	// had limits must not keep them.
+	if err := cgroup.Apply(dir, l); err != nil {
+		return nil, err
+	}
 	return os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+}
+
+// setLimits writes limits into the running distro id's cgroup.
+func (h *vmHost) setLimits(id string, limits *cgroup.Limits) error {
+	if !validDistroID(id) {
+		return fmt.Errorf("set limits: %w: distro id %q", ErrBadRequest, id)
+	}
+	if limits == nil {
+		return fmt.Errorf("set limits: %w: no limits", ErrBadRequest)
+	}
+	if err := limits.Validate(); err != nil {
+		return fmt.Errorf("set limits: %w: %v", ErrBadRequest, err)
+	}
+	if h.running(id) == nil {
+		return fmt.Errorf("set limits %s: %w", id, ErrDistroNotRunning)
+	}
+	return cgroup.Apply(filepath.Join(h.cgroupDir, id), *limits)
+}
+
+// distroCgroup reads the running distro id's cgroup.
+func (h *vmHost) distroCgroup(id string) (cgroup.Stats, error) {
+	if !validDistroID(id) {
+		return cgroup.Stats{}, fmt.Errorf("distro cgroup: %w: distro id %q", ErrBadRequest, id)
+	}
+	if h.running(id) == nil {
+		return cgroup.Stats{}, fmt.Errorf("distro cgroup %s: %w", id, ErrDistroNotRunning)
+	}
+	return cgroup.Read(filepath.Join(h.cgroupDir, id))
 }
 
 // watch waits for the distro's agent to exit, then unmounts its disk and

@@ -21,6 +21,12 @@
 // stops reading stops the program; it ends with an exit frame, or a detached
 // frame when another attachment takes the session over.
 //
+// File operations (file-stat, file-list, file-read, file-write, file-mkdir,
+// file-rename, file-remove, file-archive; see files.go) run as a user of the
+// distro; file-read, file-list and file-archive answer with data frames and
+// a data-end frame, and file-write takes upload frames and an upload-end
+// frame from the client before its data-end answer.
+//
 // The utility VM's agent (version 2, RunVM) serves the same protocol on a
 // virtio-serial port and adds ops of its own: start-distro, stop-distro,
 // list-distros and power-off answer with a header only; open-distro, after
@@ -48,6 +54,7 @@ import (
 	"time"
 
 	"github.com/subsys-dev/subsys/vmm/archive"
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 // ProtocolVersion is bumped when a change to the wire format would confuse an
@@ -100,6 +107,20 @@ const (
 	// Client.UnpackTree.
 	opFormatDisk = "format-disk"
 	opUnpackTree = "unpack-tree"
+	// opSetLimits writes a running distro's limits into its cgroup in the
+	// VM; opDistroCgroup reads that cgroup's figures. See SetDistroLimits.
+	opSetLimits    = "set-limits"
+	opDistroCgroup = "distro-cgroup"
+	// File operations (files.go): each runs as the request's user, in the
+	// distro's own mount namespace and root.
+	opFileStat    = "file-stat"
+	opFileList    = "file-list"
+	opFileRead    = "file-read"
+	opFileWrite   = "file-write"
+	opFileMkdir   = "file-mkdir"
+	opFileRename  = "file-rename"
+	opFileRemove  = "file-remove"
+	opFileArchive = "file-archive"
 )
 
 // Flow-control and I/O sizes.
@@ -255,6 +276,10 @@ type request struct {
 	Mode string `json:"mode,omitempty"`
 	// disk: the new size in bytes (DiskGrow, DiskResize).
 	Size int64 `json:"size,omitempty"`
+	// start-distro, set-limits: the distro's limits (cgroup.Limits).
+	Limits *cgroup.Limits `json:"limits,omitempty"`
+	// file-*: see FileRequest. The user travels in ExecRequest.User.
+	FileRequest
 }
 
 // reply is every agent header. Fields an op does not use are left out.
@@ -284,6 +309,10 @@ type reply struct {
 	Reclaimed int64       `json:"reclaimed,omitempty"`
 	// disk: the distro's file system
 	Disk *DiskInfo `json:"disk,omitempty"`
+	// distro-cgroup: the distro's cgroup figures
+	Cgroup *cgroup.Stats `json:"cgroup,omitempty"`
+	// file-stat, file-read, file-mkdir, file-rename: the path's FileInfo
+	File *FileInfo `json:"file,omitempty"`
 }
 
 type wireError struct {
@@ -390,6 +419,16 @@ func (e *RemoteError) Unwrap() []error {
 		return []error{ErrBadArchive}
 	case codeNoSpace:
 		return []error{ErrNoSpace}
+	case codeFileExists:
+		return []error{ErrFileExists, fs.ErrExist}
+	case codeDirNotEmpty:
+		return []error{ErrDirNotEmpty}
+	case codeNotDir:
+		return []error{ErrNotDir}
+	case codeIsDir:
+		return []error{ErrIsDir}
+	case codeInvalidPath:
+		return []error{ErrInvalidPath}
 	}
 	return nil
 }
@@ -397,6 +436,17 @@ func (e *RemoteError) Unwrap() []error {
 // errorCode picks the wire code for an error the agent hit.
 func errorCode(err error) string {
 	switch {
+	// The file errors first: they are more precise than what they wrap.
+	case errors.Is(err, ErrFileExists):
+		return codeFileExists
+	case errors.Is(err, ErrDirNotEmpty):
+		return codeDirNotEmpty
+	case errors.Is(err, ErrNotDir):
+		return codeNotDir
+	case errors.Is(err, ErrIsDir):
+		return codeIsDir
+	case errors.Is(err, ErrInvalidPath):
+		return codeInvalidPath
 	case errors.Is(err, ErrUserNotFound):
 		return codeUserNotFound
 	case errors.Is(err, ErrNoSuchFile), errors.Is(err, fs.ErrNotExist):

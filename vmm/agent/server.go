@@ -186,6 +186,8 @@ func (s *Server) serveStream(ctx context.Context, st *yamux.Stream) {
 		s.handleListSessions(st)
 	case opKillSession:
 		s.handleKillSession(ctx, st, req.ID)
+	case opFileStat, opFileList, opFileRead, opFileWrite, opFileMkdir, opFileRename, opFileRemove, opFileArchive:
+		s.handleFile(ctx, st, br, req)
 	default:
 		// The utility VM's agent has ops of its own (vm_linux.go).
 		if s.vm != nil && s.vm.handle(ctx, st, br, req) {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 // Version 2 runs every distro in one utility VM. The same agent binary is the
@@ -43,6 +45,9 @@ type DistroRequest struct {
 	ReadOnly bool `json:"read_only"`
 	// Systemd makes the distro's systemd its PID 1 (InitConfig.Systemd).
 	Systemd bool `json:"systemd,omitempty"`
+	// Limits are the distro's resource limits (StartDistro): written into
+	// its cgroup before its agent is born there. Nil: none.
+	Limits *cgroup.Limits `json:"limits,omitempty"`
 }
 
 // VMConfig configures RunVM. The zero value is what the utility VM runs with.
@@ -63,6 +68,8 @@ type dataEnd struct {
 	Error *wireError `json:"error,omitempty"`
 	// Unpacked is unpack-tree's result, in the agent's end frame.
 	Unpacked *UnpackResult `json:"unpacked,omitempty"`
+	// File is what a file-write wrote, in its closing frame.
+	File *FileInfo `json:"file,omitempty"`
 }
 
 // validDistroID accepts 1 to maxDistroID characters of [A-Za-z0-9-]: safe as

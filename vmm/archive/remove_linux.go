@@ -18,6 +18,9 @@ var maxRemoveRounds = 8
 var (
 	// errMountPoint reports a mount point below the tree being removed.
 	errMountPoint = errors.New("mount point inside the tree: left it and what is mounted there")
+	// ErrMountPoint is errMountPoint for callers that branch on it: the
+	// rest of the tree was removed, the mount point and its parents left.
+	ErrMountPoint = errMountPoint
 	// errRefilled reports a directory that kept refilling during the removal.
 	errRefilled = errors.New("directory kept refilling during the removal")
 )

@@ -109,6 +109,10 @@ type WalkOptions struct {
 	// OneFileSystem leaves out directories on another file system than
 	// the root's (mount points), with all below them, as du -x does.
 	OneFileSystem bool
+	// SkipMounts visits a directory that is the root of a mount (a bind
+	// mount of the same file system too, which OneFileSystem cannot tell)
+	// but not what is below it.
+	SkipMounts bool
 	// Changed, if set, hears of each entry that disappeared or changed its
 	// type between being listed and being opened (a running distro changes
 	// its tree at will); Walk skips those.
@@ -252,6 +256,14 @@ func (w *walker) visit(dirfd int, name string) error {
 		return nil
 	}
 	e.Fd = cfd
+	if w.opt.SkipMounts && isMountFd(cfd, e.Stat.Dev, w.stack[len(w.stack)-1].dev) {
+		err := w.fn(e)
+		unix.Close(cfd)
+		if err != nil && err != fs.SkipDir {
+			return err
+		}
+		return nil
+	}
 	dev, ino := e.Stat.Dev, e.Stat.Ino // fn may change e
 	err = w.fn(e)
 	if err == nil {
@@ -605,4 +617,15 @@ func DiskUsage(ctx context.Context, root string) (Usage, error) {
 	u.Apparent += int64(math.Round(shares.apparent))
 	u.Entries += int64(math.Round(shares.entries))
 	return u, err
+}
+
+// isMountFd reports whether the open directory fd (on device dev, in a
+// parent on parentDev) is the root of a mount; see isMountRoot.
+func isMountFd(fd int, dev, parentDev uint64) bool {
+	var sx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_TYPE, &sx); err == nil &&
+		sx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 {
+		return sx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
+	}
+	return dev != parentDev
 }

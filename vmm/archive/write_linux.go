@@ -32,6 +32,18 @@ import (
 // needs more fails the export with an error that says so. A file that shrinks while it is read is padded with
 // zeros, as GNU tar does. Write does not close w.
 func Write(ctx context.Context, w io.Writer, src string, f Format) error {
+	return write(ctx, w, src, f, false)
+}
+
+// WriteSkippingMounts is Write that leaves out what is mounted below src
+// (the mount points themselves are kept, empty), as tar --one-file-system
+// does but telling bind mounts too: for a tree seen from inside a running
+// distro, whose /proc, /sys and /mnt/host (the host's root) are mounts.
+func WriteSkippingMounts(ctx context.Context, w io.Writer, src string, f Format) error {
+	return write(ctx, w, src, f, true)
+}
+
+func write(ctx context.Context, w io.Writer, src string, f Format, skipMounts bool) error {
 	cw, closeFn, err := compressor(w, f)
 	if err != nil {
 		return err
@@ -45,7 +57,7 @@ func Write(ctx context.Context, w io.Writer, src string, f Format) error {
 		buf:   *bp,
 		log:   slog.Default(),
 	}
-	opt := WalkOptions{Sorted: true, Changed: func(path string, err error) {
+	opt := WalkOptions{Sorted: true, SkipMounts: skipMounts, Changed: func(path string, err error) {
 		// Swapped for a symlink or removed between stat and open: the
 		// distro is changing under us. Skip it rather than follow anything.
 		e.log.Warn("archive: skipped entry that changed during export", "entry", "./"+path, "err", err)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subsys-dev/subsys/vmm/agent"
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 // cgroupParent is the cgroup v2 directory that holds one cgroup per running
@@ -26,6 +27,9 @@ type cgroupParent struct {
 	// compares with a socket's cgroup ancestors.
 	id    uint64
 	level uint32
+	// controllers is why the memory, cpu and pids controllers are not all
+	// on for the distros' cgroups; nil when they are.
+	controllers error
 }
 
 // openCgroupParent creates (or finds) the cgroup named name directly under the
@@ -53,7 +57,16 @@ func openCgroupParent(name string) (*cgroupParent, error) {
 	if err := syscall.Stat(dir, &st); err != nil {
 		return nil, err
 	}
-	return &cgroupParent{dir: dir, id: st.Ino, level: 1}, nil
+	// The limits' controllers, from the root down to each distro's cgroup.
+	// A host whose cgroup v2 lacks them (a hybrid hierarchy, a container
+	// without delegation) runs distros without limits; setting one there
+	// fails with cgroup.ErrNoController.
+	c := &cgroupParent{dir: dir, id: st.Ino, level: 1}
+	c.controllers = cgroup.Enable(mount)
+	if c.controllers == nil {
+		c.controllers = cgroup.Enable(dir)
+	}
+	return c, nil
 }
 
 // cgroup2Mount finds the first cgroup2 mount in a mountinfo table: its mount
@@ -73,12 +86,18 @@ func cgroup2Mount(r io.Reader) (mount, root string, err error) {
 // relative to the hierarchy's root.
 func (c *cgroupParent) path(id string) string { return "/" + filepath.Base(c.dir) + "/" + id }
 
-// join moves pid into the distro's cgroup, creating it. The agent's children
-// (every process of the distro) are born in it.
-func (c *cgroupParent) join(id string, pid int) error {
+// join moves pid into the distro's cgroup, creating it, after it applies
+// the distro's limits l to it (nil: leaves the cgroup's as they are). The
+// agent's children (every process of the distro) are born in it.
+func (c *cgroupParent) join(id string, pid int, l *cgroup.Limits) error {
 	dir := filepath.Join(c.dir, id)
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	if l != nil {
+		if err := c.apply(id, *l); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		return fmt.Errorf("move agent %d into cgroup %s: %w", pid, dir, err)
@@ -104,7 +123,7 @@ func (c *cgroupParent) adopt(id string, agentPID int) error {
 	if err != nil {
 		return err
 	}
-	if err := c.join(id, agentPID); err != nil {
+	if err := c.join(id, agentPID, nil); err != nil {
 		return err
 	}
 	procs, err := os.ReadDir("/proc")
@@ -122,6 +141,16 @@ func (c *cgroupParent) adopt(id string, agentPID int) error {
 		}
 	}
 	return nil
+}
+
+// apply writes limits l into the distro's cgroup. With no limit set it
+// writes "max" where it can and never fails for a missing controller.
+func (c *cgroupParent) apply(id string, l cgroup.Limits) error {
+	err := cgroup.Apply(filepath.Join(c.dir, id), l)
+	if err != nil && errors.Is(err, cgroup.ErrNoController) && c.controllers != nil {
+		return fmt.Errorf("%w (%v)", err, c.controllers)
+	}
+	return err
 }
 
 // remove deletes the distro's cgroup, and the cgroups a distro's systemd

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/subsys-dev/subsys/vmm"
 	"github.com/subsys-dev/subsys/vmm/agent"
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 const (
@@ -52,6 +54,10 @@ type Backend struct {
 
 	// cg holds the distros' cgroups; nil without Config.Cgroup or cgroup v2.
 	cg *cgroupParent
+	// legacy holds the distros' cgroups in the cgroup v1 hierarchies of the
+	// limits' controllers, on a host whose cgroup v2 lacks them; nil
+	// otherwise.
+	legacy *legacyCgroups
 
 	mu     sync.Mutex
 	locks  map[string]*sync.Mutex // per distro id
@@ -96,6 +102,12 @@ func New(cfg Config) *Backend {
 			b.log.Warn("distros get no cgroup of their own; the firewall matches their ports one by one", "err", err)
 		} else {
 			b.cg = cg
+		}
+		if b.cg == nil || b.cg.controllers != nil {
+			if l, err := openLegacyCgroups(cfg.Cgroup); err == nil {
+				b.log.Info("distros' limits and figures use the host's cgroup v1 hierarchies", "controllers", len(l.dirs))
+				b.legacy = l
+			}
 		}
 	}
 	return b
@@ -164,6 +176,7 @@ func (b *Backend) Connect(ctx context.Context, s vmm.Spec) (*agent.Client, error
 // server without cgroups) into it, every process of it, so that the firewall
 // treats its sockets as a distro's.
 func (b *Backend) adoptCgroup(s vmm.Spec, agentPID int) {
+	b.sweepLegacy(s, agentPID)
 	if b.cg == nil || agentPID <= 0 {
 		return
 	}
@@ -249,6 +262,11 @@ func (b *Backend) Stop(ctx context.Context, s vmm.Spec) error {
 			b.log.Warn("distro cgroup left behind", "distro", s.Name, "err", err)
 		}
 	}
+	if b.legacy != nil {
+		if err := b.legacy.remove(s.ID); err != nil {
+			b.log.Warn("distro cgroup v1 left behind", "distro", s.Name, "err", err)
+		}
+	}
 	return nil
 }
 
@@ -269,6 +287,11 @@ func (b *Backend) Forget(ctx context.Context, s vmm.Spec) error {
 	}
 	if b.cg != nil {
 		if err := b.cg.remove(s.ID); err != nil {
+			errs = append(errs, fmt.Errorf("forget distro %q: %w", s.Name, err))
+		}
+	}
+	if b.legacy != nil {
+		if err := b.legacy.remove(s.ID); err != nil {
 			errs = append(errs, fmt.Errorf("forget distro %q: %w", s.Name, err))
 		}
 	}
@@ -389,11 +412,19 @@ func (b *Backend) launch(ctx context.Context, s vmm.Spec) (*agent.Client, error)
 			return nil, err
 		}
 		defer cg.Close()
+		// The limits hold before the distro's first process runs.
+		if err := b.applyLimits(s.ID, s.Limits); err != nil {
+			lf.Close()
+			return nil, err
+		}
 		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWCGROUP
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cg.Fd())
 	} else if s.Systemd {
 		lf.Close()
 		return nil, errors.New("systemd needs a cgroup (v2) of the distro's own, and distros have none on this host")
+	} else if err := b.applyLimits(s.ID, s.Limits); err != nil {
+		lf.Close()
+		return nil, err
 	}
 	if s.Systemd {
 		cmd.Args = append(cmd.Args, "-systemd")
@@ -402,6 +433,17 @@ func (b *Backend) launch(ctx context.Context, s vmm.Spec) (*agent.Client, error)
 	lf.Close()
 	if err != nil {
 		return nil, fmt.Errorf("run agent: %w", err)
+	}
+	if b.legacy != nil {
+		// v1 hierarchies have no clone-into: the agent joins them at once,
+		// before it answers (and so before any process of the distro is
+		// asked for); what it started meanwhile (systemd's copy of it) is
+		// swept in once it answers.
+		if err := b.legacy.join(s.ID, cmd.Process.Pid); err != nil {
+			unix.Kill(cmd.Process.Pid, unix.SIGKILL)
+			cmd.Wait()
+			return nil, err
+		}
 	}
 	ch := &child{pid: cmd.Process.Pid, done: make(chan struct{})}
 	b.mu.Lock()
@@ -426,6 +468,7 @@ func (b *Backend) launch(ctx context.Context, s vmm.Spec) (*agent.Client, error)
 	for {
 		c, _, err := b.connect(ctx, s.ID)
 		if err == nil {
+			b.sweepLegacy(s, ch.pid)
 			return c, nil
 		}
 		select {
@@ -508,4 +551,45 @@ func logTail(name string) string {
 		return "empty log"
 	}
 	return s
+}
+
+// applyLimits writes a distro's limits where this host keeps them: the
+// cgroup v1 hierarchies on a hybrid host, else its cgroup v2. Without either,
+// a limit fails with cgroup.ErrNoController and no limit is nothing to do.
+func (b *Backend) applyLimits(id string, l cgroup.Limits) error {
+	switch {
+	case b.legacy != nil:
+		return b.legacy.apply(id, l)
+	case b.cg != nil:
+		return b.cg.apply(id, l)
+	case l != (cgroup.Limits{}):
+		return fmt.Errorf("%w: distros have no cgroup on this host, so their limits cannot apply (remove the limits to start it)", cgroup.ErrNoController)
+	}
+	return nil
+}
+
+// sweepLegacy moves every process of a running distro (those in its agent's
+// PID namespace) into its cgroup v1 hierarchies, on a host that uses them.
+func (b *Backend) sweepLegacy(s vmm.Spec, agentPID int) {
+	if b.legacy == nil || agentPID <= 0 {
+		return
+	}
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", agentPID))
+	if err != nil {
+		return
+	}
+	pids := []int{agentPID}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == agentPID {
+			continue
+		}
+		if n, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && n == ns {
+			pids = append(pids, pid)
+		}
+	}
+	if err := b.legacy.join(s.ID, pids...); err != nil {
+		b.log.Warn("distro processes outside its cgroup v1 hierarchies", "distro", s.Name, "err", err)
+	}
 }

@@ -4,22 +4,65 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/subsys-dev/subsys/vmm"
+	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat; it is 100
 // on every Linux architecture Go supports.
 const clockTicks = 100
 
-// Usage sums CPU time and resident memory over every process of the distro: the
-// processes whose PID namespace is the agent's. It reads only the host's /proc.
+// Usage reads the distro's cgroup — its cgroup v1 hierarchies on a host
+// whose cgroup v2 lacks the controllers (memory.usage_in_bytes,
+// cpuacct.usage, pids.current, memory.oom_control's oom_kill), else: memory.current, cpu.stat's usage_usec,
+// pids.current and memory.events' oom_kill, which count every process of it
+// (in child cgroups too). Without a cgroup, or without its memory
+// controller (a hybrid hierarchy), it sums over the processes whose PID
+// namespace is the agent's from the host's /proc, as before cgroups.
 func (b *Backend) Usage(ctx context.Context, s vmm.Spec) (vmm.Usage, error) {
 	if err := b.check(s); err != nil {
 		return vmm.Usage{}, err
 	}
+	if _, err := b.PIDNamespace(ctx, s); err != nil {
+		return vmm.Usage{}, fmt.Errorf("usage of %s: %w", s.Name, err)
+	}
+	if b.legacy != nil && b.legacy.has("memory") {
+		if st, err := b.legacy.read(s.ID); err == nil {
+			return vmm.Usage{Processes: int(st.PidsCurrent), CPUSeconds: float64(st.CPUUsageUsec) / 1e6,
+				MemoryBytes: st.MemoryCurrent, OOMKills: st.OOMKills}, nil
+		}
+	}
+	if b.cg != nil {
+		dir := filepath.Join(b.cg.dir, s.ID)
+		st, err := cgroup.Read(dir)
+		if err == nil && st.PidsCurrent > 0 {
+			if _, merr := os.Stat(filepath.Join(dir, "memory.current")); merr == nil {
+				return vmm.Usage{Processes: int(st.PidsCurrent), CPUSeconds: float64(st.CPUUsageUsec) / 1e6,
+					MemoryBytes: st.MemoryCurrent, OOMKills: st.OOMKills}, nil
+			}
+		}
+	}
+	return b.procUsage(ctx, s)
+}
+
+// SetLimits writes s.Limits into the running distro's cgroup.
+func (b *Backend) SetLimits(ctx context.Context, s vmm.Spec) error {
+	if err := b.check(s); err != nil {
+		return err
+	}
+	if _, err := b.PIDNamespace(ctx, s); err != nil {
+		return err
+	}
+	return b.applyLimits(s.ID, s.Limits)
+}
+
+// procUsage sums CPU time and resident memory over every process of the
+// distro: those whose PID namespace is the agent's.
+func (b *Backend) procUsage(ctx context.Context, s vmm.Spec) (vmm.Usage, error) {
 	want, err := b.PIDNamespace(ctx, s)
 	if err != nil {
 		return vmm.Usage{}, fmt.Errorf("usage of %s: %w", s.Name, err)

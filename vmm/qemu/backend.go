@@ -244,7 +244,11 @@ func (b *Backend) Start(ctx context.Context, s vmm.Spec) (*agent.Client, error) 
 		return fail(fmt.Errorf("attach the disk of %s: %w", s.Name, err))
 	}
 	attached := time.Now()
-	if err := ac.StartDistro(ctx, agent.DistroRequest{ID: s.ID, Hostname: s.Name, DiskTarget: target, Systemd: s.Systemd}); err != nil {
+	var limits *vmm.Limits
+	if s.Limits != (vmm.Limits{}) {
+		limits = &s.Limits
+	}
+	if err := ac.StartDistro(ctx, agent.DistroRequest{ID: s.ID, Hostname: s.Name, DiskTarget: target, Limits: limits, Systemd: s.Systemd}); err != nil {
 		v.DetachDisk(context.WithoutCancel(ctx), target)
 		return fail(fmt.Errorf("start %s in the VM: %w", s.Name, err))
 	}

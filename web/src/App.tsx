@@ -8,6 +8,7 @@ import { terminals } from './terminal';
 import { AskHost, Icon, ToastHost } from './ui';
 import { Dashboard } from './pages/Dashboard';
 import { DistroPage } from './pages/DistroPage';
+import { FilesPage } from './pages/FilesPage';
 import { InstallPage } from './pages/InstallPage';
 import { PortProxyPage } from './pages/PortProxyPage';
 import { SettingsPage } from './pages/SettingsPage';
@@ -37,7 +38,7 @@ export function App() {
           <span>subsys</span>
         </a>
         <nav class="nav" aria-label="Main">
-          <a href="/" onClick={onLinkClick} aria-current={route.page === 'list' || route.page === 'distro' ? 'page' : undefined}>
+          <a href="/" onClick={onLinkClick} aria-current={route.page === 'list' || route.page === 'distro' || route.page === 'files' ? 'page' : undefined}>
             <Icon name="list" />
             <span>Distros</span>
           </a>
@@ -94,6 +95,8 @@ function Page({ route }: { route: Route }) {
       return <DistroPage name={route.name} />;
     case 'terminal':
       return <TerminalPage name={route.name} session={route.session} />;
+    case 'files':
+      return <FilesPage name={route.name} path={route.path} user={route.user} />;
     case 'settings':
       return <SettingsPage />;
     case 'install':
@@ -123,6 +126,8 @@ function titleOf(r: Route): string {
       return `${r.name} · subsys`;
     case 'terminal':
       return `Terminal · ${r.name} · subsys`;
+    case 'files':
+      return `Files · ${r.name} · subsys`;
     case 'settings':
       return 'Settings · subsys';
     case 'install':

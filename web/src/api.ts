@@ -29,10 +29,27 @@ export interface Distro {
   disk_free_bytes?: number;
   memory_bytes?: number;
   cpu_percent?: number;
+  /** Limits (absent: none): memory in bytes, CPU in cores, processes and threads. */
+  memory_max?: number;
+  cpu_max?: number;
+  pids_max?: number;
+  /** A running distro's processes and threads (its cgroup's pids.current). */
+  pids?: number;
+  /** Processes the OOM killer ended since it started, and when the latest was seen. */
+  oom_kills?: number;
+  last_oom_at?: string;
   /** The running agent speaks another protocol version (from before an upgrade). */
   agent_outdated?: boolean;
   /** What the server has to say about this distro (e.g. how to get the new agent). */
   message?: string;
+}
+
+/** The data of a `distro-oom` event: the OOM killer ended a process of a running distro. */
+export interface OOMEvent {
+  distro: string;
+  id: string;
+  oom_kills: number;
+  at: string;
 }
 
 export interface Operation {
@@ -308,7 +325,8 @@ function setSession(secret: string) {
 
 let memorySession = '';
 
-function authHeaders(): Record<string, string> {
+/** The session header for a request the page makes itself (fetch, XHR). */
+export function authHeaders(): Record<string, string> {
   const s = sessionSecret() || memorySession;
   return s ? { Authorization: `Bearer ${s}` } : {};
 }
@@ -395,7 +413,10 @@ export const api = {
   start: (name: string) => request<Distro>('POST', `${distroPath(name)}/start`),
   terminate: (name: string) => request<Distro>('POST', `${distroPath(name)}/terminate`),
   clone: (name: string, to: string) => request<Operation>('POST', `${distroPath(name)}/clone`, { name: to }),
-  update: (name: string, u: { name?: string; default?: true; default_user?: string; systemd?: boolean }) =>
+  update: (
+    name: string,
+    u: { name?: string; default?: true; default_user?: string; memory_max?: number; cpu_max?: number; pids_max?: number; systemd?: boolean },
+  ) =>
     request<Distro>('PATCH', distroPath(name), u),
   unregister: (name: string) => request<void>('DELETE', distroPath(name)),
   metrics: (name: string) => request<Metrics>('GET', `${distroPath(name)}/metrics`),

@@ -135,9 +135,32 @@ export function locationProblem(text: string, current: string): string {
  * stays text.
  */
 export function consoleText(b: Uint8Array): string {
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(b).replace(/\r\n/g, '\n');
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => {
-    const n = c.charCodeAt(0);
-    return n < 0xa0 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
-  });
+  return visibleText(new TextDecoder('utf-8', { fatal: false }).decode(b));
+}
+
+/** What escapeChar turns into a visible escape: controls, DEL, C1, bidi and line separators. */
+const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** One invisible character as the CLI prints it: \x1b, \u202e. */
+function escapeChar(c: string): string {
+  const n = c.charCodeAt(0);
+  return n < 0xa0 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * Text from a distro (a file's contents, the console) with every invisible
+ * character but newline and tab shown as an escape, CR LF as LF; for
+ * textContent, never markup.
+ */
+export function visibleText(text: string): string {
+  return text.replace(/\r\n/g, '\n').replace(INVISIBLE, (c) => (c === '\n' || c === '\t' ? c : escapeChar(c)));
+}
+
+/**
+ * A name from a distro (a file name, a user) on one line: every invisible
+ * character, newline and tab included, shown as an escape, so a name cannot
+ * fake another line, reorder what follows it or drive a terminal.
+ */
+export function visibleName(name: string): string {
+  return name.replace(INVISIBLE, escapeChar);
 }

@@ -3,6 +3,7 @@
 //   /                              the distro list
 //   /distros/NAME                  one distro
 //   /distros/NAME/terminal?session=ID   a terminal (the session id lets a reload reattach)
+//   /distros/NAME/files?path=/etc&user=U  a distro's files (user: absent is its default user)
 //   /install                       the catalog: install a release or a tarball by URL
 //   /portproxy                     portproxy rules
 //   /vm                            the utility VM of version 2 distros
@@ -13,6 +14,7 @@ export type Route =
   | { page: 'list' }
   | { page: 'distro'; name: string }
   | { page: 'terminal'; name: string; session: string }
+  | { page: 'files'; name: string; path: string; user: string }
   | { page: 'settings' }
   | { page: 'install' }
   | { page: 'portproxy' }
@@ -30,12 +32,20 @@ export function parseRoute(loc: { pathname: string; search: string }): Route {
   if (parts[0] === 'distros' && parts.length === 2) return { page: 'distro', name: parts[1] };
   if (parts[0] === 'distros' && parts.length === 3 && parts[2] === 'terminal')
     return { page: 'terminal', name: parts[1], session: q.get('session') ?? '' };
+  if (parts[0] === 'distros' && parts.length === 3 && parts[2] === 'files')
+    return { page: 'files', name: parts[1], path: q.get('path') || '/', user: q.get('user') ?? '' };
   return { page: 'notfound', path: loc.pathname };
 }
 
 export const distroHref = (name: string) => `/distros/${encodeURIComponent(name)}`;
 export const terminalHref = (name: string, session = '') =>
   `/distros/${encodeURIComponent(name)}/terminal${session ? `?session=${encodeURIComponent(session)}` : ''}`;
+
+/** The files page of distro name at path, as user ('' for its default user); "/" stays readable. */
+export function filesHref(name: string, path = '/', user = ''): string {
+  const q = `path=${encodeURIComponent(path).replace(/%2F/g, '/')}${user ? `&user=${encodeURIComponent(user)}` : ''}`;
+  return `/distros/${encodeURIComponent(name)}/files?${q}`;
+}
 
 const listeners = new Set<() => void>();
 window.addEventListener('popstate', () => listeners.forEach((l) => l()));

@@ -1,10 +1,11 @@
 // Live state: distros and operations, kept current by the server's event stream
 // (GET /api/v1/events). Every connect starts with a snapshot that replaces what
 // we have, so a reconnect can never leave a stale row; after that `distro`,
-// `distro-removed` and `operation` events patch it, and `ports` replaces one
-// distro's listening ports. Nothing polls.
+// `distro-removed` and `operation` events patch it, `ports` replaces one
+// distro's listening ports, and `distro-oom` records an out-of-memory kill.
+// Nothing polls.
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, dropSession, logout, ticket, type Distro, type Operation, type Port, type PortsEvent, type Settings } from './api';
+import { api, ApiError, dropSession, logout, ticket, type Distro, type OOMEvent, type Operation, type Port, type PortsEvent, type Settings } from './api';
 
 /** A tiny observable value; components read it with useStore. */
 export class Store<T> {
@@ -77,6 +78,9 @@ export function setPorts(id: string, list: Port[] | null) {
   portsSeq.set(id, (portsSeq.get(id) ?? 0) + 1);
   ports.update((m) => new Map(m).set(id, list ?? []));
 }
+
+/** The latest `distro-oom` event of each distro, by id, since this page loaded. */
+export const ooms = new Store<Map<string, OOMEvent>>(new Map());
 
 /** Loads a distro's ports by API, unless an event replaced them while the request ran. */
 export async function loadPorts(d: Distro): Promise<void> {
@@ -235,6 +239,10 @@ export async function connectEvents() {
   es.addEventListener('operation', (e) => {
     const op = parse<Operation>(e);
     if (op) applyOperation(op);
+  });
+  es.addEventListener('distro-oom', (e) => {
+    const o = parse<OOMEvent>(e);
+    if (o?.id) ooms.update((m) => new Map(m).set(o.id, o));
   });
   es.addEventListener('ports', (e) => {
     const p = parse<PortsEvent>(e);

@@ -34,6 +34,9 @@ const PATHS: Record<string, string> = {
   compact: 'M4 4l6 6M10 10V5M10 10H5M20 20l-6-6M14 14v5M14 14h5',
   move: 'M4 7h6l2 2h8v10H4zM10 14h6m0 0l-2-2m2 2l-2 2',
   package: 'M4 7.5l8-4 8 4v9l-8 4-8-4zM4 7.5l8 4 8-4M12 11.5v9',
+  folder: 'M3 6h6l2 2h10v11H3z',
+  file: 'M6 3h8l4 4v14H6zM14 3v4h4',
+  up: 'M12 19V6m0 0l-5 5m5-5l5 5',
 };
 
 export function Icon({ name, size = 16 }: { name: keyof typeof PATHS | string; size?: number }) {

@@ -1,17 +1,18 @@
-// One distro: details, its disk (size, allocation, free space; resize, compact,
+// One distro: a link to its files, details, its disk (size, allocation, free space; resize, compact,
 // move), its snapshots, CPU and memory over the last ten minutes, its terminal sessions, and
 // its ports.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorMessage, type Distro, type Metrics, type Operation, type TerminalInfo } from '../api';
 import { busy, compactDisk, compactedText, convertDistro, moveDistro, renameDistro, resizeDisk, setDefaultUser, setSystemd, startDistro, terminateDistro } from '../actions';
 import { ago, bytes, dateTime, percent } from '../format';
-import { distroHref, navigate, onLinkClick, terminalHref } from '../router';
+import { distroHref, filesHref, navigate, onLinkClick, terminalHref } from '../router';
 import { distroByName, live, useStore, type Live } from '../store';
 import { closeTerminal, findTerminal, terminals } from '../terminal';
 import { ErrorBox, Icon, Menu, Progress, Spinner, StateBadge, VersionBadge, usePending, withToast } from '../ui';
 import { Chart } from './Chart';
 import { DistroMenuItems } from './Dashboard';
 import { PortsPanel } from './PortsPanel';
+import { LimitsPanel } from './LimitsPanel';
 import { SnapshotsPanel } from './SnapshotsPanel';
 
 export function DistroPage({ name }: { name: string }) {
@@ -106,6 +107,10 @@ function DistroView({ d }: { d: Distro }) {
             <Icon name="terminal" />
             New terminal
           </a>
+          <a class={`btn${isBusy ? ' disabled' : ''}`} href={filesHref(d.name)} onClick={onLinkClick} aria-disabled={isBusy ? true : undefined}>
+            <Icon name="folder" />
+            Files
+          </a>
           <button type="button" class="btn" disabled={isBusy} onClick={() => convertDistro(d)}>
             <Icon name="vm" />
             Convert to version {d.version === 2 ? 1 : 2}
@@ -162,6 +167,7 @@ function DistroView({ d }: { d: Distro }) {
         <Disk d={d} />
         <SnapshotsPanel d={d} />
         <Usage d={d} />
+        <LimitsPanel d={d} />
         <Sessions d={d} />
 
         <PortsPanel d={d} />
