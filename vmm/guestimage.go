@@ -60,7 +60,8 @@ type guestSource struct {
 	r        io.Reader
 	dir      string // where the image is made
 	settings Settings
-	pending  int64
+	read     int64 // bytes read
+	pending  int64 // bytes read since the last free-space check
 
 	mu       sync.Mutex
 	unpacked *agent.UnpackResult
@@ -68,6 +69,7 @@ type guestSource struct {
 
 func (g *guestSource) Read(p []byte) (int, error) {
 	n, err := g.r.Read(p)
+	g.read += int64(n)
 	if g.pending += int64(n); g.pending >= guestSpaceCheckEvery {
 		g.pending = 0
 		if ferr := checkFree(g.dir, 0, g.settings); ferr != nil {
@@ -99,12 +101,11 @@ func (m *Manager) buildInGuest(ctx context.Context, d store.Distro, staging stri
 	}
 	tmp := filepath.Join(staging, DiskImageName)
 	gs := &guestSource{r: src, dir: staging, settings: settings}
-	counted := &countingBytes{r: gs}
 	spec := m.spec(d)
 	spec.Disk = tmp
-	err := gb.BuildImage(ctx, spec, tmp, p.maxSize, counted)
-	res := OperationResult{Bytes: counted.n}
+	err := gb.BuildImage(ctx, spec, tmp, p.maxSize, gs)
 	gs.mu.Lock()
+	res := OperationResult{Bytes: gs.read}
 	if u := gs.unpacked; u != nil {
 		res = OperationResult{Entries: int(u.Files), Bytes: u.Bytes, SkippedDevices: u.SkippedDevices, Warnings: u.Warnings}
 	}
@@ -118,22 +119,6 @@ func (m *Manager) buildInGuest(ctx context.Context, d store.Distro, staging stri
 	return nil
 }
 
-// countingBytes counts the bytes read through it, and passes
-// ReportUnpacked on to the reader it wraps.
-type countingBytes struct {
-	r *guestSource
-	n int64
-}
-
-func (c *countingBytes) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// ReportUnpacked implements UnpackReporter.
-func (c *countingBytes) ReportUnpacked(r agent.UnpackResult) { c.r.ReportUnpacked(r) }
-
 // mapGuestErr maps the VM agent's unpack errors to vmm's sentinels, as
 // mapArchiveErr does for the host's own extraction: a full disk is a size
 // too small for the tree.
@@ -142,7 +127,7 @@ func mapGuestErr(err error, maxSize int64) error {
 	case errors.Is(err, ErrInsufficientStorage), errors.Is(err, ErrTooLarge), errors.Is(err, ErrInvalid), errors.Is(err, ErrUnsupported):
 		return err
 	case errors.Is(err, agent.ErrNoSpace):
-		return fmt.Errorf("%w: the tree does not fit in a disk of %s; choose a larger size: %w", ErrTooLarge, humanBytes(maxSize), err)
+		return fmt.Errorf("%w: the tree does not fit in a disk of %s (choose a larger size), or passes the import's limits: %w", ErrTooLarge, humanBytes(maxSize), err)
 	case errors.Is(err, agent.ErrBadArchive):
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
