@@ -50,6 +50,13 @@ func kernelDir(t testing.TB) string {
 // test kernel, as `make deps` installs it for a real one.
 func startV2Server(t *testing.T) *server {
 	t.Helper()
+	return startV2ServerWith(t)
+}
+
+// startV2ServerWith is startV2Server with env (NAME=value) added to the
+// server's environment.
+func startV2ServerWith(t *testing.T, env ...string) *server {
+	t.Helper()
 	requireRoot(t)
 	kdir := kernelDir(t)
 	data := t.TempDir()
@@ -59,7 +66,7 @@ func startV2Server(t *testing.T) *server {
 	if err := os.Symlink(kdir, filepath.Join(data, "vm", "kernel")); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, data)
+	s := startServerEnv(t, data, "debug", env...)
 	t.Cleanup(func() {
 		// Whatever happened, no QEMU outlives the test.
 		if pid := qemuPID(data); pid > 0 {

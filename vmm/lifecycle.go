@@ -235,7 +235,9 @@ func (m *Manager) unreserve(d store.Distro) {
 // populate extracts src into staging, makes the distro's files from it
 // (storage.install: the tree moved into place, or an image made of it) and
 // marks the distro Stopped, recording what it read in op's result; or, for
-// a raw image, writes the image into place. On any failure nothing of the
+// a raw image, writes the image into place; or, for a version 2 distro on
+// a host that does not extract trees (guestUnpack), has the VM make the
+// image from src (buildInGuest). On any failure nothing of the
 // distro remains. The import keeps the settings' reserve free on the file
 // system it writes to, and fails with ErrInsufficientStorage when it would
 // go below it or the file system is full.
@@ -257,6 +259,19 @@ func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, 
 		if err := m.importImage(ctx, d, staging, src, p.maxSize, settings); err != nil {
 			return err
 		}
+	} else if d.Version == 2 && guestUnpack() {
+		// The VM makes the disk: the host extracts nothing.
+		if err := m.buildInGuest(ctx, d, staging, src, op, p, settings); err != nil {
+			return err
+		}
+		if err := m.finishSource(ctx, &d, p); err != nil {
+			return err
+		}
+		close(bodyDone)
+		bodyDone = nil
+		if err := m.placeImage(d, staging, filepath.Join(staging, DiskImageName)); err != nil {
+			return err
+		}
 	} else {
 		limits := settings.limits(m.cfg.Limits)
 		if d.Version == 2 && (limits.MaxExpandedBytes <= 0 || limits.MaxExpandedBytes > p.maxSize) {
@@ -269,19 +284,8 @@ func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, 
 		if err != nil {
 			return mapArchiveErr(err)
 		}
-		if p.finish != nil {
-			if err := p.finish(); err != nil {
-				return err
-			}
-		}
-		if p.defaultUser != nil {
-			// A name from the source: used only when it is a valid one.
-			if u := p.defaultUser(); u != "" && u != d.DefaultUser && ValidateUser(u) == nil {
-				d.DefaultUser = u
-				if err := m.cfg.Store.UpdateDistro(ctx, d); err != nil {
-					return err
-				}
-			}
+		if err := m.finishSource(ctx, &d, p); err != nil {
+			return err
 		}
 		// The body is fully read: the uploader can have its answer while we finish.
 		close(bodyDone)
@@ -291,6 +295,27 @@ func (m *Manager) populate(ctx context.Context, d store.Distro, staging string, 
 		}
 	}
 	return m.completeImport(ctx, d)
+}
+
+// finishSource ends the import's reading of its source (p.finish: a
+// build's exit status, a download's checksum) and takes the source's
+// default user (p.defaultUser) for d.
+func (m *Manager) finishSource(ctx context.Context, d *store.Distro, p importParams) error {
+	if p.finish != nil {
+		if err := p.finish(); err != nil {
+			return err
+		}
+	}
+	if p.defaultUser != nil {
+		// A name from the source: used only when it is a valid one.
+		if u := p.defaultUser(); u != "" && u != d.DefaultUser && ValidateUser(u) == nil {
+			d.DefaultUser = u
+			if err := m.cfg.Store.UpdateDistro(ctx, *d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // completeImport marks a new distro whose files are in place Stopped, the

@@ -294,6 +294,12 @@ func readSuperblock(dev string) (disk.Superblock, error) {
 // output (bounded). A VM without the program (a host without e2fsprogs
 // when the initramfs was built) fails with errors.ErrUnsupported.
 func runTool(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return runToolEnv(ctx, nil, name, args...)
+}
+
+// runToolEnv is runTool with env added to (and overriding) its plain
+// environment.
+func runToolEnv(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
 	path := ""
 	for _, dir := range filepath.SplitList(diskTools) {
 		if st, err := os.Stat(filepath.Join(dir, name)); err == nil && st.Mode().IsRegular() {
@@ -305,7 +311,7 @@ func runTool(ctx context.Context, name string, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the VM has no %s (install e2fsprogs on the host; the VM's initramfs takes it from there)", errors.ErrUnsupported, name)
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = []string{"PATH=" + diskTools, "LANG=C", "E2FSCK_CONFIG=/dev/null", "MKE2FS_CONFIG=/dev/null"}
+	cmd.Env = append([]string{"PATH=" + diskTools, "LANG=C", "E2FSCK_CONFIG=/dev/null", "MKE2FS_CONFIG=/dev/null"}, env...)
 	var out bytes.Buffer
 	cmd.Stdout = &limitedWriter{w: &out, n: 64 << 10}
 	cmd.Stderr = cmd.Stdout

@@ -208,6 +208,11 @@ func (h *vmHost) handle(ctx context.Context, st *yamux.Stream, br *bufio.Reader,
 			return true
 		}
 		err = derr
+	case opFormatDisk:
+		err = h.formatDisk(ctx, req.DiskTarget)
+	case opUnpackTree:
+		h.unpack(ctx, st, br, req.DiskTarget)
+		return true
 	case opHostFiles:
 		transport, herr := h.handleHostFiles(req.Action)
 		if herr == nil {

@@ -33,7 +33,10 @@
 // its ok, splices the stream byte for byte to the distro's own agent, which
 // the client then speaks the whole protocol to; export-tree answers with data
 // frames and ends with a data-end frame that carries the error, if any, so a
-// failed export never looks like a short archive.
+// failed export never looks like a short archive. format-disk and
+// unpack-tree make a new distro's disk in the VM (guestdisk.go); after
+// unpack-tree's ok the host sends data frames and a data-end frame, and the
+// agent answers with a data-end frame.
 //
 // The client side (Dial, NewClient, Client, Process) is plain Go and builds on every
 // platform; vmm and vmm/ns use it, and server too, for terminal sessions and the
@@ -50,6 +53,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/subsys-dev/subsys/vmm/archive"
 	"github.com/subsys-dev/subsys/vmm/cgroup"
 )
 
@@ -98,6 +102,11 @@ const (
 	// opDisk checks, resizes, trims or measures a distro's disk: see
 	// Client.Disk.
 	opDisk = "disk"
+	// opFormatDisk makes an empty ext4 on a new disk; opUnpackTree
+	// extracts a tarball into it: see Client.FormatDisk and
+	// Client.UnpackTree.
+	opFormatDisk = "format-disk"
+	opUnpackTree = "unpack-tree"
 	// opSetLimits writes a running distro's limits into its cgroup in the
 	// VM; opDistroCgroup reads that cgroup's figures. See SetDistroLimits.
 	opSetLimits    = "set-limits"
@@ -333,6 +342,9 @@ const (
 	codeNoSession    = "session_not_found"
 	codeNoDistro     = "distro_not_running"
 	codeInternal     = "internal"
+	// unpack-tree: the archive is bad, or the disk is full.
+	codeBadArchive = "bad_archive"
+	codeNoSpace    = "no_space"
 )
 
 // Sentinel errors. A RemoteError unwraps to the one matching its code, so
@@ -362,6 +374,13 @@ var (
 	// ErrDistroNotRunning: the utility VM's agent has no running distro by
 	// this id (open-distro).
 	ErrDistroNotRunning = errors.New("distro not running")
+	// ErrBadArchive: unpack-tree's tarball is not one, is corrupt, or has
+	// an entry that would reach outside the disk (vmm/archive's ErrFormat,
+	// ErrCorrupt, ErrUnsafe).
+	ErrBadArchive = errors.New("bad archive")
+	// ErrNoSpace: unpack-tree's tree does not fit on the disk, or passes
+	// vmm/archive's limits.
+	ErrNoSpace = errors.New("no space left on the disk")
 )
 
 // RemoteError is an error the agent reported for a request.
@@ -396,6 +415,10 @@ func (e *RemoteError) Unwrap() []error {
 		return []error{ErrDistroNotRunning}
 	case codeDiskTooSmall:
 		return []error{ErrDiskTooSmall}
+	case codeBadArchive:
+		return []error{ErrBadArchive}
+	case codeNoSpace:
+		return []error{ErrNoSpace}
 	case codeFileExists:
 		return []error{ErrFileExists, fs.ErrExist}
 	case codeDirNotEmpty:
@@ -440,6 +463,10 @@ func errorCode(err error) string {
 		return codeNoDistro
 	case errors.Is(err, ErrDiskTooSmall):
 		return codeDiskTooSmall
+	case errors.Is(err, ErrBadArchive), errors.Is(err, archive.ErrFormat), errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnsafe):
+		return codeBadArchive
+	case errors.Is(err, ErrNoSpace), errors.Is(err, archive.ErrInsufficientStorage), errors.Is(err, archive.ErrLimit):
+		return codeNoSpace
 	}
 	return codeInternal
 }

@@ -66,6 +66,8 @@ type VMConfig struct {
 // dataEnd is the payload of a data-end frame: how a data stream ended.
 type dataEnd struct {
 	Error *wireError `json:"error,omitempty"`
+	// Unpacked is unpack-tree's result, in the agent's end frame.
+	Unpacked *UnpackResult `json:"unpacked,omitempty"`
 	// File is what a file-write wrote, in its closing frame.
 	File *FileInfo `json:"file,omitempty"`
 }

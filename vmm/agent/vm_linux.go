@@ -91,6 +91,13 @@ func RunVM(ctx context.Context, cfg VMConfig) error {
 	defer cancel()
 	served := make(chan error, 1)
 	go func() { served <- servePort(sctx, srv, cfg.PortName, log) }()
+	// The same protocol on AF_VSOCK when the VM has a vsock device.
+	vsockDone := make(chan struct{})
+	go func() {
+		defer close(vsockDone)
+		serveVsock(sctx, srv, log)
+	}()
+	defer func() { cancel(); <-vsockDone }()
 	reclaimDone := make(chan struct{})
 	go func() {
 		defer close(reclaimDone)

@@ -1011,9 +1011,10 @@ func (b *Backend) initramfs(modules string) (string, error) {
 }
 
 // diskToolNames are the e2fsprogs programs the VM's agent runs on distros'
-// disks (an offline check and resize); diskToolDirs where the host has them.
+// disks (an offline check and resize; mke2fs for a disk made in the VM,
+// BuildImage); diskToolDirs where the host has them.
 var (
-	diskToolNames = []string{"e2fsck", "resize2fs"}
+	diskToolNames = []string{"e2fsck", "resize2fs", "mke2fs"}
 	diskToolDirs  = []string{"/usr/sbin", "/sbin"}
 )
 

@@ -18,9 +18,9 @@
 // CONFIG_DEVTMPFS_MOUNT does not apply to an initramfs root.
 //
 // Beside the agent and the modules it can carry host programs with the
-// shared libraries they need (Spec.Programs): the VM runs e2fsck and
-// resize2fs on distros' disks, so that the host never parses a file system
-// a guest has written. vmm/qemu builds and caches the image.
+// shared libraries they need (Spec.Programs): the VM runs e2fsck,
+// resize2fs and mke2fs on distros' disks, so that the host never parses a
+// file system a guest has written, nor needs to make one. vmm/qemu builds and caches the image.
 package initramfs
 
 import (
@@ -85,8 +85,8 @@ type Spec struct {
 	Optional []string
 	// Programs are host programs (absolute paths) to carry at the same
 	// paths, with their ELF interpreter and shared libraries (see
-	// LibDirs): e2fsck and resize2fs, which the VM runs on distros' disks
-	// so that the host never parses a guest's file system.
+	// LibDirs): e2fsck, resize2fs and mke2fs, which the VM runs on
+	// distros' disks so that the host never parses a guest's file system.
 	Programs []string
 	// Extra are more regular files, mode 0644, by path inside the archive
 	// (relative or absolute; they must not collide with the files Build
