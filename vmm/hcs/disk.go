@@ -179,12 +179,25 @@ func (b *Backend) BuildImage(ctx context.Context, s vmm.Spec, path string, maxSi
 	return nil
 }
 
-// errNoGuestFill: this agent client cannot make a disk in the VM yet.
+// errNoGuestFill: the VM's agent is older than the ops that make a disk.
 var errNoGuestFill = errors.New("the VM's agent cannot format and fill a disk (format-disk, unpack-tree)")
 
 // fillDisk formats the disk at target and unpacks r into it through the
 // VM's agent: agent.Client's FormatDisk, then UnpackTree, which come with
 // the agent's format-disk and unpack-tree ops.
 func fillDisk(ctx context.Context, ac *agent.Client, target int, r io.Reader) error {
-	return fmt.Errorf("%w: %w", vmm.ErrUnsupported, errNoGuestFill)
+	if err := ac.FormatDisk(ctx, target); err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			return fmt.Errorf("%w: %w", vmm.ErrUnsupported, errNoGuestFill)
+		}
+		return fmt.Errorf("format the new disk in the VM: %w", err)
+	}
+	res, err := ac.UnpackTree(ctx, target, r)
+	if err != nil {
+		return fmt.Errorf("unpack into the new disk in the VM: %w", err)
+	}
+	if rep, ok := r.(vmm.UnpackReporter); ok {
+		rep.ReportUnpacked(res)
+	}
+	return nil
 }
