@@ -100,8 +100,10 @@ check-windows: ## compile checks for Windows: go vet, and every package's tests 
 		GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) test -c -o /dev/null $$p >/dev/null || { echo "check-windows: $$p does not build for Windows"; exit 1; }; \
 	done
 
-cross-windows: agent ## cross-build dist/subsys.exe for windows/amd64 with cgo (mingw-w64), the Linux agent (and web/dist) embedded
-	CGO_ENABLED=1 CC=x86_64-w64-mingw32-gcc GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o dist/subsys.exe .
+cross-windows: build ## cross-build dist/subsys.exe for windows/amd64 with cgo (mingw-w64), the Linux agent, the VM's initrd (with this host's e2fsprogs) and web/dist embedded
+	./bin/subsys vm-initrd embedded/windows-initrd.img
+	CGO_ENABLED=1 CC=x86_64-w64-mingw32-gcc GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o dist/subsys.exe .; \
+		st=$$?; rm -f embedded/windows-initrd.img; exit $$st
 	@ls -l dist/subsys.exe
 
 test-integration: build rootfs kernel ## end-to-end tests of bin/subsys as root: real namespaces, SQLite, HTTP, QEMU under TCG

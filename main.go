@@ -21,7 +21,7 @@ var version = "dev"
 var embedded embed.FS
 
 func main() {
-	os.Exit(cli.Main(cli.Build{Version: version, Agent: agent}))
+	os.Exit(cli.Main(cli.Build{Version: version, Agent: agent, VMInitrd: vmInitrd}))
 }
 
 // agent returns the embedded agent program, nil when the build has none. It
@@ -30,6 +30,17 @@ func main() {
 // times slower (page faults and a garbage collection for bytes it never uses).
 func agent() []byte {
 	b, err := embedded.ReadFile("embedded/subsys-agent")
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// vmInitrd returns the Windows utility VM's initrd that `make cross-windows`
+// puts in embedded/ (the agent and the build host's e2fsprogs), nil when the
+// build has none; serve on Windows reads it once.
+func vmInitrd() []byte {
+	b, err := embedded.ReadFile("embedded/windows-initrd.img")
 	if err != nil {
 		return nil
 	}

@@ -28,6 +28,11 @@ type Build struct {
 	// must name the file). A func, called by serve alone, because reading the
 	// program copies megabytes that no client verb needs at its start.
 	Agent func() []byte
+	// VMInitrd returns the Windows utility VM's initrd that `make
+	// cross-windows` embeds (`subsys vm-initrd`: the agent and the build
+	// host's e2fsprogs), nil when the build has none; only serve on Windows
+	// calls it.
+	VMInitrd func() []byte
 }
 
 // exitError carries a process exit code through cobra (from `run`).
@@ -98,7 +103,7 @@ func newRoot(b Build) *cobra.Command {
 		newServeCmd(b, g),
 		newListCmd(g), newImportCmd(g), newExportCmd(g), newRunCmd(g), newShellCmd(g),
 		newTerminateCmd(g), newShutdownCmd(g), newUnregisterCmd(g), newSetDefaultCmd(g),
-		newCloneCmd(g), newRenameCmd(g), newSetUserCmd(g), newSetSystemdCmd(g), newStatusCmd(g), newVersionCmd(b, g),
+		newCloneCmd(g), newRenameCmd(g), newSetUserCmd(g), newSetSystemdCmd(g), newStatusCmd(g), newVersionCmd(b, g), newVMInitrdCmd(b),
 		newPortsCmd(g), newExposeCmd(g), newPortProxyCmd(g), newDashboardCmd(g), newTokenCmd(g),
 		newSetVersionCmd(g), newVMCmd(g), newResizeCmd(g), newCompactCmd(g), newMoveCmd(g), newInstallCmd(g), newSnapshotCmd(g), newLimitsCmd(g),
 		newCpCmd(g), newFilesCmd(g),

@@ -34,8 +34,10 @@ type platformConfig struct {
 	dataDir, runDir string
 	// agentPath is the agent program installed in the data directory.
 	agentPath string
-	db        *store.DB
-	log       *slog.Logger
+	// vmInitrd is the embedded Windows VM initrd, or nil (see Build.VMInitrd).
+	vmInitrd func() []byte
+	db       *store.DB
+	log      *slog.Logger
 }
 
 // platform is what the host system contributes to serve: its distro
@@ -205,7 +207,7 @@ func serve(ctx context.Context, b Build, dataDir string, o *serveOpts) error {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return err
 	}
-	plat, err := newPlatform(ctx, platformConfig{dataDir: dataDir, runDir: runDir, agentPath: agentPath, db: db, log: log})
+	plat, err := newPlatform(ctx, platformConfig{dataDir: dataDir, runDir: runDir, agentPath: agentPath, vmInitrd: b.VMInitrd, db: db, log: log})
 	if err != nil {
 		return err
 	}

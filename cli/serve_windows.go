@@ -43,7 +43,7 @@ func newPlatform(ctx context.Context, pc platformConfig) (*platform, error) {
 		pc.log.Error("no kernel for version 2 distros: put a WSL 2 kernel image (bzImage) there, or set the kernel setting to one, and restart the server",
 			"kernel", kernel, "err", err)
 	}
-	initrd, err := buildInitrd(pc.agentPath, vmDir)
+	initrd, err := buildInitrd(pc.agentPath, vmDir, pc.vmInitrd)
 	if err != nil {
 		return nil, err
 	}

@@ -9,14 +9,16 @@ import (
 )
 
 // WriteInitrd writes the utility VM's initrd to path: the static agent
-// binary as /init, and nothing else. The kernel must have every driver
-// built in (see the package comment): there are no modules to load. The
-// e2fsprogs the QEMU backend's initramfs carries from the host (e2fsck,
-// resize2fs, mke2fs) are not in it, since a Windows host has none to give:
-// until the agent program carries them, the VM's disk checks, resizes and
-// formats fail, saying that the program is missing. The file is replaced
-// atomically.
-func WriteInitrd(path string, agentBinary []byte) error {
+// binary as /init, and programs (host paths, carried with their ELF
+// interpreter and libraries: initramfs.Spec.Programs). The kernel must have
+// every driver built in (see the package comment): there are no modules to
+// load. The programs are the e2fsprogs (e2fsck, resize2fs, mke2fs) the VM's
+// agent runs on distros' disks; a Windows host has none to give, so `make
+// cross-windows` writes this initrd on Linux (`subsys vm-initrd`) and embeds
+// it, and serve on Windows falls back to the agent alone (whose disk checks,
+// resizes and formats then fail, saying that the program is missing) only
+// in a build without it. The file is replaced atomically.
+func WriteInitrd(path string, agentBinary []byte, programs []string) error {
 	if len(agentBinary) == 0 {
 		return fmt.Errorf("initrd: no agent binary")
 	}
@@ -25,7 +27,7 @@ func WriteInitrd(path string, agentBinary []byte) error {
 		return fmt.Errorf("initrd: %w", err)
 	}
 	defer os.Remove(f.Name())
-	_, err = initramfs.Build(f, initramfs.Spec{Init: agentBinary})
+	_, err = initramfs.Build(f, initramfs.Spec{Init: agentBinary, Programs: programs})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

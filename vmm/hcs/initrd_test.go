@@ -16,7 +16,7 @@ import (
 func TestWriteInitrd(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "initrd.img")
 	agentBin := []byte("\x7fELF not really an agent")
-	if err := WriteInitrd(path, agentBin); err != nil {
+	if err := WriteInitrd(path, agentBin, nil); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(path)
@@ -45,7 +45,7 @@ func TestWriteInitrd(t *testing.T) {
 	if !found {
 		t.Error("no /init in the initrd")
 	}
-	if err := WriteInitrd(path, nil); err == nil {
+	if err := WriteInitrd(path, nil, nil); err == nil {
 		t.Error("an initrd without an agent was written")
 	}
 }

@@ -962,7 +962,7 @@ func (b *Backend) initramfs(modules string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("the agent for the VM: %w", err)
 	}
-	spec := initramfs.Spec{Init: init, ModulesDir: modules, Modules: vmModules, Optional: vmOptionalModules, Programs: diskTools()}
+	spec := initramfs.Spec{Init: init, ModulesDir: modules, Modules: vmModules, Optional: vmOptionalModules, Programs: DiskTools()}
 	if modules == "" {
 		spec.Modules, spec.Optional = nil, nil
 	}
@@ -1018,10 +1018,10 @@ var (
 	diskToolDirs  = []string{"/usr/sbin", "/sbin"}
 )
 
-// diskTools returns the host's e2fsprogs programs for the initramfs. The VM
+// DiskTools returns the host's e2fsprogs programs for the initramfs. The VM
 // runs them on a guest's file system, so the host never does; without them
 // (no e2fsprogs on the host) an offline resize says what to install.
-func diskTools() []string {
+func DiskTools() []string {
 	var out []string
 	for _, name := range diskToolNames {
 		for _, dir := range diskToolDirs {

@@ -28,7 +28,7 @@ func TestGuestDiskInVM(t *testing.T) {
 	testenv.SkipIfShort(t, "boots a kernel under TCG: tens of seconds")
 	testenv.RequireRoot(t, "the VM's disks and the distro's owners")
 	testenv.RequireCommand(t, DefaultBinary, "make deps (qemu-system-x86)")
-	if len(diskTools()) != len(diskToolNames) {
+	if len(DiskTools()) != len(diskToolNames) {
 		testenv.SkipOrFailf(t, "the host lacks some of %v (apt-get install e2fsprogs)", diskToolNames)
 	}
 	const tarball = "/var/cache/subsys-test/debian-bookworm-minbase.tar"
@@ -52,7 +52,7 @@ func TestGuestDiskInVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := initramfs.Build(f, initramfs.Spec{Init: buildAgent(t), ModulesDir: mods,
-		Modules: vmAgentModules, Optional: vmAgentOptional, Programs: diskTools()}); err != nil {
+		Modules: vmAgentModules, Optional: vmAgentOptional, Programs: DiskTools()}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
