@@ -15,13 +15,14 @@ import (
 	"github.com/Microsoft/go-winio"
 	"github.com/Microsoft/go-winio/pkg/guid"
 	"github.com/Microsoft/go-winio/vhd"
+	"github.com/Microsoft/hcsshim/osversion"
 	"golang.org/x/sys/windows"
 )
 
 // minBuild is the oldest Windows this backend runs on: Windows 10 1903,
 // whose Host Compute Service has schema 2.1 with LinuxKernelDirect and
 // whose hvsocket reaches a Linux guest's AF_VSOCK ports.
-const minBuild = 18362
+const minBuild = osversion.V19H1
 
 // HRESULTs of the Host Compute Service this driver tells apart.
 const (
@@ -64,10 +65,9 @@ type hcsDriver struct{}
 // Preflight refuses Windows older than 10 1903 and hosts without the
 // Host Compute Service (the Virtual Machine Platform feature).
 func (hcsDriver) Preflight() error {
-	v := windows.RtlGetVersion()
-	if v.MajorVersion < 10 || (v.MajorVersion == 10 && v.BuildNumber < minBuild) {
-		return fmt.Errorf("version 2 distros need Windows 10 version 1903 (build %d) or later; this is Windows %d.%d build %d",
-			minBuild, v.MajorVersion, v.MinorVersion, v.BuildNumber)
+	// hcsshim's osversion reads the build as its own callers do.
+	if b := osversion.Build(); b < minBuild {
+		return fmt.Errorf("version 2 distros need Windows 10 version 1903 (build %d) or later; this is build %d", minBuild, b)
 	}
 	if err := hcsAvailable(); err != nil {
 		return err
